@@ -1,0 +1,2 @@
+//! Library half of the `molecule-mcp` binary (MCP protocol, tools), so fuzz targets and
+//! tests can reach it.

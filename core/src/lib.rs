@@ -1,0 +1,54 @@
+//! # molecule-mcp-core
+//!
+//! The sans-io heart of `molecule-mcp`: configuration validation and the per-workspace
+//! session lifecycle (register → heartbeat ticks → auth-failure escalation), written as a
+//! pure state machine. It performs no I/O, reads no clock, spawns nothing and logs nothing
+//! itself: time is an argument, log lines are [`Action::Log`]s, requests are
+//! [`Action::SendHttp`]s carrying a [`RequestId`] that the driver echoes back.
+//!
+//! ## Driver contract
+//!
+//! ```text
+//! let mut s = Session::new(cfg, now, seed);
+//! loop {
+//!     while let Some(action) = s.poll_action() { perform(action) }   // drain fully
+//!     match s.poll_timeout() {
+//!         None => break,                                             // terminal
+//!         Some(deadline) => wait until deadline OR an outcome arrives,
+//!     }
+//!     on outcome:   s.handle(now, Input::HttpResponse { id, .. })   // or HttpFailed, PersistDone
+//!     on deadline:  s.handle_timeout(now)
+//! }
+//! ```
+//!
+//! * Drain `poll_action` until `None` after **every** `handle*` call.
+//! * `now` should be monotonic; an earlier `now` is treated as the latest one seen.
+//! * When no action is queued, `poll_timeout()` is strictly later than the last `now`, so a
+//!   correct driver never busy-loops. `handle_timeout` may be called spuriously.
+//! * Outcomes for unknown or already-settled ids are counted and ignored. The core enforces
+//!   each request's deadline itself, so a late answer after a timeout is harmless.
+//! * Environment failures (HTTP errors, timeouts, 401s) are states and actions, never `Err`.
+//! * The machine never panics, whatever the input sequence (fuzzed and property-tested).
+//!
+//! One [`Session`] per workspace; there is no global state, so a multi-workspace runtime
+//! simply owns many.
+
+pub mod action;
+pub mod config;
+pub mod escalation;
+mod heartbeat_schedule;
+pub mod http;
+pub mod input;
+pub mod platform_url;
+mod rng;
+pub mod secret;
+pub mod session;
+pub mod timer;
+
+pub use action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
+pub use http::{HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+pub use input::Input;
+pub use platform_url::{PlatformUrl, PlatformUrlError};
+pub use secret::Secret;
+pub use session::{Phase, Session, SessionConfig, SessionStatus};
+pub use timer::Timer;

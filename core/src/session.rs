@@ -1,0 +1,586 @@
+//! One workspace's lifecycle with the platform: register once (retrying transient
+//! failures), then heartbeat on a fixed cadence, escalating consecutive auth failures and
+//! persisting the inbound secret the platform hands out.
+//!
+//! ```text
+//!   new() ──► Running { registered: false } ──register 2xx──► Running { registered: true }
+//!                 │   │  register 5xx/429/transport: warn, retry with backoff,
+//!                 │   │  heartbeats start anyway
+//!                 │   └─ register 401/403 ──► Failed(RegisterRejected)  (Action::Fatal)
+//!                 └─ Input::Shutdown (any time) ──► Stopped
+//! ```
+//!
+//! `Failed` and `Stopped` are terminal: they absorb every later input and emit nothing.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
+use crate::escalation::{self, AuthFailureLog};
+use crate::heartbeat_schedule::{HeartbeatSchedule, MAX_RETRY_AFTER, register_backoff};
+use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+use crate::input::Input;
+use crate::platform_url::PlatformUrl;
+use crate::rng::Rng;
+use crate::secret::Secret;
+use crate::timer::{Timer, TimerTable};
+
+/// Default per-request deadline (register; heartbeats use `min(this, interval)`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default heartbeat cadence.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
+/// Longest response-body excerpt quoted in a log line, in characters.
+const EXCERPT_CHARS: usize = 200;
+
+/// Everything one session needs; built from a validated config (or directly in tests).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Normalised platform URL.
+    pub platform: PlatformUrl,
+    /// Workspace id.
+    pub workspace_id: String,
+    /// Bearer token.
+    pub token: Secret,
+    /// Where the token came from, named in operator messages (reference defect 7), e.g.
+    /// `MOLECULE_WORKSPACE_TOKEN_FILE ('/run/tok')`.
+    pub token_source: String,
+    /// Agent card sent at register.
+    pub agent_card: Value,
+    /// Heartbeat cadence.
+    pub heartbeat_interval: Duration,
+    /// Per-request deadline.
+    pub request_timeout: Duration,
+    /// The inbound secret already on disk, so a restart does not rewrite an unchanged file.
+    pub known_inbound_secret: Option<Secret>,
+}
+
+impl SessionConfig {
+    /// A config with default cadence and timeouts.
+    pub fn new(platform: PlatformUrl, workspace_id: impl Into<String>, token: Secret, token_source: impl Into<String>, agent_card: Value) -> Self {
+        SessionConfig {
+            platform,
+            workspace_id: workspace_id.into(),
+            token,
+            token_source: token_source.into(),
+            agent_card,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            known_inbound_secret: None,
+        }
+    }
+}
+
+/// Coarse lifecycle phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Registering and/or heartbeating.
+    Running,
+    /// Shut down on request.
+    Stopped,
+    /// Cannot continue.
+    Failed(FatalReason),
+}
+
+/// A snapshot for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// Phase.
+    pub phase: Phase,
+    /// Register has succeeded at least once.
+    pub registered: bool,
+    /// Current run of consecutive heartbeat 401/403 answers.
+    pub consecutive_auth_failures: u32,
+    /// Heartbeats sent so far.
+    pub heartbeats_sent: u64,
+    /// Heartbeats answered 2xx.
+    pub heartbeats_ok: u64,
+    /// Responses that matched no in-flight request (late, duplicate or bogus) and were ignored.
+    pub ignored_inputs: u64,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    kind: RequestKind,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SecretTracker {
+    /// Last value known to be on disk.
+    on_disk: Option<Secret>,
+    /// A write in progress.
+    pending: Option<(PersistId, Secret)>,
+}
+
+/// The per-workspace session machine. See the crate docs for the driver contract.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    token: Secret,
+    phase: Phase,
+    started_at: Instant,
+    last_now: Instant,
+    rng: Rng,
+    next_request: u64,
+    next_persist: u64,
+    inflight: BTreeMap<RequestId, InFlight>,
+    timers: TimerTable,
+    actions: VecDeque<Action>,
+    registered: bool,
+    register_attempts: u32,
+    heartbeat: Option<HeartbeatSchedule>,
+    auth_failures: u32,
+    secret: SecretTracker,
+    token_persist: Option<PersistId>,
+    heartbeats_sent: u64,
+    heartbeats_ok: u64,
+    ignored_inputs: u64,
+}
+
+impl Session {
+    /// Creates the session and queues the register request.
+    pub fn new(cfg: SessionConfig, now: Instant, seed: u64) -> Self {
+        let token = cfg.token.clone();
+        let secret = SecretTracker { on_disk: cfg.known_inbound_secret.clone(), pending: None };
+        let mut s = Session {
+            cfg,
+            token,
+            phase: Phase::Running,
+            started_at: now,
+            last_now: now,
+            rng: Rng::new(seed),
+            next_request: 0,
+            next_persist: 0,
+            inflight: BTreeMap::new(),
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+            registered: false,
+            register_attempts: 0,
+            heartbeat: None,
+            auth_failures: 0,
+            secret,
+            token_persist: None,
+            heartbeats_sent: 0,
+            heartbeats_ok: 0,
+            ignored_inputs: 0,
+        };
+        s.send_register(now);
+        s
+    }
+
+    /// The workspace this session serves.
+    pub fn workspace_id(&self) -> &str {
+        &self.cfg.workspace_id
+    }
+
+    /// The token currently in use (changes if the platform mints one at register).
+    pub fn token(&self) -> &Secret {
+        &self.token
+    }
+
+    /// Status snapshot.
+    pub fn status(&self) -> SessionStatus {
+        SessionStatus {
+            phase: self.phase,
+            registered: self.registered,
+            consecutive_auth_failures: self.auth_failures,
+            heartbeats_sent: self.heartbeats_sent,
+            heartbeats_ok: self.heartbeats_ok,
+            ignored_inputs: self.ignored_inputs,
+        }
+    }
+
+    /// Ids of requests currently awaiting an outcome, ascending.
+    pub fn in_flight(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.inflight.keys().copied()
+    }
+
+    /// Feeds one input. Never fails: unknown ids are counted and ignored, terminal states
+    /// absorb everything.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        let now = self.clamp(now);
+        if self.is_terminal() {
+            self.ignored_inputs += 1;
+            return;
+        }
+        match input {
+            Input::HttpResponse { id, status, retry_after, body } => {
+                match self.take_inflight(id) {
+                    Some(RequestKind::Register) => self.on_register_response(now, status, retry_after, &body),
+                    Some(RequestKind::Heartbeat) => self.on_heartbeat_response(now, status, retry_after, &body),
+                    Some(RequestKind::InboxPoll) | None => self.ignored_inputs += 1,
+                }
+            }
+            Input::HttpFailed { id, error } => match self.take_inflight(id) {
+                Some(RequestKind::Register) => self.on_register_failed(now, &error),
+                Some(RequestKind::Heartbeat) => self.on_heartbeat_failed(&error),
+                Some(RequestKind::InboxPoll) | None => self.ignored_inputs += 1,
+            },
+            Input::PersistDone { id, result } => self.on_persist_done(id, result),
+            Input::Shutdown => {
+                self.log(LogLevel::Info, "shutting down: heartbeats stopped".to_owned());
+                self.phase = Phase::Stopped;
+                self.timers.clear();
+                self.inflight.clear();
+            }
+        }
+        self.refresh_deadline_timer();
+    }
+
+    /// Lets time pass: fires every expired timer. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clamp(now);
+        if self.is_terminal() {
+            return;
+        }
+        // Deadlines first, so a request that timed out is settled before a new one of the
+        // same kind is considered.
+        if self.timers.take_expired(Timer::RequestDeadline, now) {
+            let expired: Vec<RequestId> =
+                self.inflight.iter().filter(|(_, f)| f.deadline <= now).map(|(id, _)| *id).collect();
+            for id in expired {
+                let error = TransportError { kind: TransportErrorKind::Timeout, message: "request deadline exceeded".to_owned() };
+                match self.take_inflight(id) {
+                    Some(RequestKind::Register) => self.on_register_failed(now, &error),
+                    Some(RequestKind::Heartbeat) => self.on_heartbeat_failed(&error),
+                    Some(RequestKind::InboxPoll) | None => {}
+                }
+                if self.is_terminal() {
+                    return;
+                }
+            }
+        }
+        if self.timers.take_expired(Timer::RegisterRetry, now) {
+            self.send_register(now);
+        }
+        if self.timers.take_expired(Timer::Heartbeat, now) {
+            self.beat(now, None);
+        }
+        self.refresh_deadline_timer();
+    }
+
+    /// Next queued action, if any. Drain until `None` after every `handle*` call.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Session::handle_timeout`] next. While actions are queued this is the
+    /// last `now` seen (handle them first); otherwise it is strictly later than that `now`.
+    /// `None` once terminal.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_terminal() {
+            return None;
+        }
+        if !self.actions.is_empty() {
+            return Some(self.last_now);
+        }
+        self.timers.next().map(|(_, at)| at)
+    }
+
+    /// Which timer [`Session::poll_timeout`] refers to (for logs and tests).
+    pub fn next_timer(&self) -> Option<Timer> {
+        self.timers.next().map(|(t, _)| t)
+    }
+
+    fn is_terminal(&self) -> bool {
+        match self.phase {
+            Phase::Running => false,
+            Phase::Stopped | Phase::Failed(_) => true,
+        }
+    }
+
+    fn clamp(&mut self, now: Instant) -> Instant {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+        self.last_now
+    }
+
+    fn take_inflight(&mut self, id: RequestId) -> Option<RequestKind> {
+        self.inflight.remove(&id).map(|f| f.kind)
+    }
+
+    fn refresh_deadline_timer(&mut self) {
+        match self.inflight.values().map(|f| f.deadline).min() {
+            Some(at) if !self.is_terminal() => self.timers.set(Timer::RequestDeadline, at),
+            Some(_) | None => self.timers.stop(Timer::RequestDeadline),
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.actions.push_back(Action::Log(LogLine { level, workspace_id: self.cfg.workspace_id.clone(), message }));
+    }
+
+    fn send(&mut self, now: Instant, kind: RequestKind, path: &str, body: &Value, timeout: Duration) {
+        self.next_request += 1;
+        let id = RequestId(self.next_request);
+        let deadline = now + timeout.max(Duration::from_millis(1));
+        self.inflight.insert(id, InFlight { kind, deadline });
+        // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        self.actions.push_back(Action::SendHttp(HttpRequest {
+            id,
+            kind,
+            method: Method::Post,
+            url: self.cfg.platform.join(path),
+            bearer: Some(self.token.clone()),
+            headers: vec![
+                ("Origin", self.cfg.platform.origin().to_owned()),
+                ("Content-Type", "application/json".to_owned()),
+            ],
+            body,
+            deadline,
+        }));
+    }
+
+    fn send_register(&mut self, now: Instant) {
+        let body = json!({
+            "id": self.cfg.workspace_id,
+            "url": "",
+            "agent_card": self.cfg.agent_card,
+            "delivery_mode": "poll",
+        });
+        self.send(now, RequestKind::Register, "/registry/register", &body, self.cfg.request_timeout);
+    }
+
+    /// Sends a heartbeat now (unless one is still outstanding) and schedules the next.
+    fn beat(&mut self, now: Instant, not_before: Option<Instant>) {
+        let outstanding = self.inflight.values().any(|f| f.kind == RequestKind::Heartbeat);
+        if !outstanding {
+            let uptime = now.saturating_duration_since(self.started_at).as_secs();
+            let body = json!({
+                "workspace_id": self.cfg.workspace_id,
+                "error_rate": 0.0,
+                "sample_error": "",
+                "active_tasks": 0,
+                "uptime_seconds": uptime,
+            });
+            let timeout = self.cfg.request_timeout.min(self.cfg.heartbeat_interval);
+            self.send(now, RequestKind::Heartbeat, "/registry/heartbeat", &body, timeout);
+            self.heartbeats_sent += 1;
+        }
+        self.schedule_next_beat(now, not_before);
+    }
+
+    fn schedule_next_beat(&mut self, now: Instant, not_before: Option<Instant>) {
+        let interval = self.cfg.heartbeat_interval;
+        let schedule = self.heartbeat.get_or_insert_with(|| HeartbeatSchedule::new(now, interval));
+        let at = schedule.advance(now, not_before, &mut self.rng);
+        self.timers.set(Timer::Heartbeat, at);
+    }
+
+    /// Heartbeats start after the first register outcome that is not fatal; the first
+    /// beat goes out immediately.
+    fn start_heartbeats(&mut self, now: Instant) {
+        if self.heartbeat.is_none() {
+            self.beat(now, None);
+        }
+    }
+
+    fn on_register_response(&mut self, now: Instant, status: u16, retry_after: Option<Duration>, body: &[u8]) {
+        let ws = self.cfg.workspace_id.clone();
+        if (200..300).contains(&status) {
+            self.registered = true;
+            self.log(LogLevel::Info, format!("registered workspace {ws} with platform"));
+            if let Some(obj) = json_object(body) {
+                if let Some(token) = non_empty_str(&obj, "auth_token") {
+                    self.adopt_minted_token(Secret::new(token));
+                }
+                if let Some(secret) = non_empty_str(&obj, "platform_inbound_secret") {
+                    self.maybe_persist_secret(Secret::new(secret));
+                }
+            }
+            self.start_heartbeats(now);
+            return;
+        }
+        let excerpt = excerpt(body, &self.token);
+        if escalation::is_auth_failure(status) {
+            let message = escalation::register_rejected_text(status, &ws, &self.cfg.token_source, &excerpt);
+            let reason = FatalReason::RegisterRejected { status };
+            self.phase = Phase::Failed(reason);
+            self.timers.clear();
+            self.inflight.clear();
+            self.actions.push_back(Action::Fatal { reason, workspace_id: ws, message });
+            return;
+        }
+        let retryable = status >= 500 || matches!(status, 404 | 408 | 425 | 429) || status < 200;
+        if retryable {
+            let delay = register_backoff(self.register_attempts, retry_after, &mut self.rng);
+            self.register_attempts = self.register_attempts.saturating_add(1);
+            self.log(
+                LogLevel::Warn,
+                format!("register POST returned HTTP {status}: {excerpt}; retrying in {}s (heartbeats continue meanwhile)", delay.as_secs().max(1)),
+            );
+            self.timers.set(Timer::RegisterRetry, now + delay);
+        } else {
+            self.log(
+                LogLevel::Warn,
+                format!("register POST returned HTTP {status}: {excerpt}; not retrying (the platform rejected the request itself)"),
+            );
+        }
+        self.start_heartbeats(now);
+    }
+
+    fn on_register_failed(&mut self, now: Instant, error: &TransportError) {
+        let delay = register_backoff(self.register_attempts, None, &mut self.rng);
+        self.register_attempts = self.register_attempts.saturating_add(1);
+        let detail = self.token.redact_in(&error.message);
+        self.log(
+            LogLevel::Warn,
+            format!("register POST failed ({:?}: {detail}); retrying in {}s (heartbeats continue meanwhile)", error.kind, delay.as_secs().max(1)),
+        );
+        self.timers.set(Timer::RegisterRetry, now + delay);
+        self.start_heartbeats(now);
+    }
+
+    fn on_heartbeat_response(&mut self, now: Instant, status: u16, retry_after: Option<Duration>, body: &[u8]) {
+        let ws = self.cfg.workspace_id.clone();
+        if (200..300).contains(&status) {
+            self.heartbeats_ok += 1;
+            if self.auth_failures > 0 {
+                self.log(LogLevel::Info, format!("heartbeat accepted again after {} auth failure(s)", self.auth_failures));
+            }
+            self.auth_failures = 0;
+            if let Some(obj) = json_object(body)
+                && let Some(secret) = non_empty_str(&obj, "platform_inbound_secret")
+            {
+                self.maybe_persist_secret(Secret::new(secret));
+            }
+            return;
+        }
+        if escalation::is_auth_failure(status) {
+            self.auth_failures = self.auth_failures.saturating_add(1);
+            let n = self.auth_failures;
+            match escalation::classify(n) {
+                AuthFailureLog::Warning => self.log(LogLevel::Warn, escalation::warning_text(n, status, &ws)),
+                AuthFailureLog::Error => {
+                    let text = escalation::error_text(n, status, &ws, &self.cfg.token_source);
+                    self.log(LogLevel::Error, text);
+                }
+                AuthFailureLog::Silent => {}
+            }
+            return;
+        }
+        let excerpt = excerpt(body, &self.token);
+        if status == 429 {
+            let wait = retry_after.unwrap_or(self.cfg.heartbeat_interval).min(MAX_RETRY_AFTER);
+            self.log(LogLevel::Warn, format!("heartbeat HTTP 429 (rate limited); next beat in ≥{}s: {excerpt}", wait.as_secs()));
+            self.schedule_next_beat_after(now, now + wait);
+            return;
+        }
+        self.log(LogLevel::Warn, format!("heartbeat HTTP {status}: {excerpt}"));
+    }
+
+    /// Re-plans the pending heartbeat so it fires no earlier than `not_before`.
+    fn schedule_next_beat_after(&mut self, now: Instant, not_before: Instant) {
+        if let Some(at) = self.timers.get(Timer::Heartbeat)
+            && at >= not_before
+        {
+            return;
+        }
+        self.schedule_next_beat(now, Some(not_before));
+    }
+
+    fn on_heartbeat_failed(&mut self, error: &TransportError) {
+        let detail = self.token.redact_in(&error.message);
+        self.log(LogLevel::Warn, format!("heartbeat failed ({:?}): {detail}", error.kind));
+    }
+
+    fn maybe_persist_secret(&mut self, secret: Secret) {
+        let already = self.secret.on_disk.as_ref() == Some(&secret)
+            || self.secret.pending.as_ref().map(|(_, s)| s) == Some(&secret);
+        if already {
+            return;
+        }
+        self.next_persist += 1;
+        let id = PersistId(self.next_persist);
+        self.secret.pending = Some((id, secret.clone()));
+        self.actions.push_back(Action::Persist(PersistRequest {
+            id,
+            workspace_id: self.cfg.workspace_id.clone(),
+            file: PersistFile::InboundSecret,
+            value: secret,
+        }));
+    }
+
+    fn adopt_minted_token(&mut self, token: Secret) {
+        if token == self.token {
+            return;
+        }
+        self.token = token.clone();
+        self.next_persist += 1;
+        let id = PersistId(self.next_persist);
+        self.token_persist = Some(id);
+        let ws = self.cfg.workspace_id.clone();
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "the platform minted a new token for workspace {ws} (it had no live token); using it from now on \
+                 and saving it to the state directory. The token from {} is no longer the one to use.",
+                self.cfg.token_source
+            ),
+        );
+        self.actions.push_back(Action::TokenChanged { workspace_id: ws.clone(), token: token.clone() });
+        self.actions.push_back(Action::Persist(PersistRequest { id, workspace_id: ws, file: PersistFile::AuthToken, value: token }));
+    }
+
+    fn on_persist_done(&mut self, id: PersistId, result: Result<(), String>) {
+        if let Some((pending_id, value)) = self.secret.pending.take() {
+            if pending_id == id {
+                match result {
+                    Ok(()) => self.secret.on_disk = Some(value),
+                    // Leave `on_disk` as it was, so the next delivery retries the write.
+                    Err(e) => self.log(LogLevel::Warn, format!("persist inbound secret failed: {e}")),
+                }
+                return;
+            }
+            self.secret.pending = Some((pending_id, value));
+        }
+        if self.token_persist == Some(id) {
+            self.token_persist = None;
+            if let Err(e) = result {
+                self.log(
+                    LogLevel::Error,
+                    format!("could not save the platform-minted token: {e}. It is in use for this run only; the next start will need a fresh token from the canvas → Tokens tab."),
+                );
+            }
+            return;
+        }
+        self.ignored_inputs += 1;
+    }
+}
+
+/// The body as a JSON object, if it is one.
+fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Some(map),
+        Ok(_) | Err(_) => None,
+    }
+}
+
+fn non_empty_str(obj: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(_) | None => None,
+    }
+}
+
+/// A short, printable, token-free excerpt of a response body for a log line.
+pub(crate) fn excerpt(body: &[u8], token: &Secret) -> String {
+    // Redact before truncating: the window is wide enough that any token starting inside
+    // the first EXCERPT_CHARS characters is entirely inside it.
+    let window = &body[..body.len().min(EXCERPT_CHARS * 4 + token.expose().len())];
+    let text = String::from_utf8_lossy(window);
+    let redacted = token.redact_in(&text);
+    let cleaned: String = redacted
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(EXCERPT_CHARS)
+        .collect();
+    let cleaned = cleaned.trim().to_owned();
+    if cleaned.is_empty() { "(empty body)".to_owned() } else { cleaned }
+}

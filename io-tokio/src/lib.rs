@@ -1,0 +1,1 @@
+//! Tokio/hyper driver for `molecule-mcp-core` (in progress).

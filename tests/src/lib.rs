@@ -1,0 +1,1 @@
+//! Loopback platform stub and shared test helpers (in progress).
