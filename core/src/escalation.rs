@@ -30,7 +30,7 @@ pub enum AuthFailureLog {
 pub fn classify(n: u32) -> AuthFailureLog {
     if n < LOUD_THRESHOLD {
         AuthFailureLog::Warning
-    } else if (n - LOUD_THRESHOLD) % RELOG_INTERVAL == 0 {
+    } else if (n - LOUD_THRESHOLD).is_multiple_of(RELOG_INTERVAL) {
         AuthFailureLog::Error
     } else {
         AuthFailureLog::Silent

@@ -1,10 +1,23 @@
 //! # molecule-mcp-io-tokio
 //!
 //! Runs `molecule-mcp-core` session machines on tokio: a pooled hyper client (rustls for
-//! https), file persistence in the state directory, and log actions mapped to `tracing`
-//! on **stderr** (stdout belongs to MCP). Everything tokio-specific lives here, so the
-//! core can be driven by any other runtime with the same contract.
+//! https), private atomic file persistence in the state directory, and log actions mapped
+//! to `tracing` on **stderr** (stdout belongs to MCP). Everything tokio-specific lives here,
+//! so the core can be driven by any other runtime with the same contract.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `http_client.rs` | the shared pooled HTTP client |
+//! | `session_driver.rs` | many sessions on one task: timers, HTTP, persistence, events |
+//! | `state_dir.rs` | where state lives (CONFIGS_DIR → /configs → ~/.molecule-workspace) |
+//! | `persist.rs` | 0600 temp + fsync + rename writes |
+//! | `logging.rs` | tracing on stderr, core log actions |
 
 pub mod http_client;
+pub mod logging;
+pub mod persist;
+pub mod session_driver;
+pub mod state_dir;
 
 pub use http_client::{HttpClient, HttpResponse};
+pub use session_driver::{DriverEvent, DriverHandle, PersistPaths, SessionSpec};

@@ -1,0 +1,89 @@
+//! Durable, private file writes: temp file (unique name, mode 0600 from creation) → write
+//! → fsync → rename over the target → fsync the directory. A reader never sees a partial
+//! file, concurrent writers never share a temp name (reference defects 10 and 36), and the
+//! value is never world-readable, not even transiently.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Atomically replaces `path` with `contents` (mode 0600), creating parent dirs (0700).
+pub fn write_private_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    crate::state_dir::create_private_dir(dir)?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
+    let result = write_then_rename(&tmp, path, contents);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc_o_nofollow());
+    }
+    let mut file = options.open(tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        // Best effort: some filesystems refuse fsync on directories.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn libc_o_nofollow() -> i32 {
+    // O_NOFOLLOW on Linux (all architectures we build for); avoids a libc dependency.
+    #[cfg(target_os = "linux")]
+    {
+        0o400000
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Reads a small text file, trimmed; `None` when missing, unreadable or blank.
+pub fn read_trimmed(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let t = text.trim();
+    if t.is_empty() { None } else { Some(t.to_owned()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_atomically_with_private_mode_and_replaces() {
+        let dir = std::env::temp_dir().join(format!("mmcp-persist-{}", std::process::id())).join("sub");
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join(".platform_inbound_secret");
+        write_private_atomic(&path, b"first").unwrap();
+        write_private_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+        assert!(leftovers.is_empty());
+    }
+}
