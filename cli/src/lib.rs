@@ -1,2 +1,4 @@
 //! Library half of the `molecule-mcp` binary (MCP protocol, tools), so fuzz targets and
 //! tests can reach it.
+
+pub mod tools;

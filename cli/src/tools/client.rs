@@ -1,0 +1,377 @@
+//! The one way tools talk to the platform.
+//!
+//! [`PlatformCall`] describes a request by *path* (built only from validated UUIDs) and by the
+//! registered workspace whose token authenticates it; [`ToolContext::call`] turns it into an
+//! HTTP request with:
+//!
+//! * `Authorization: Bearer <token of auth_as>` — an unregistered workspace is an error, never
+//!   a fallback token (reference defect 27);
+//! * `Origin: <platform origin>` — `scheme://host[:port]` of the normalised `PLATFORM_URL`
+//!   (defect 32; SaaS tenants reject any other value with 403);
+//! * `X-Workspace-ID: <auth_as>` on the calls where reference §5.6 sends it (discover, peers,
+//!   A2A);
+//! * `Content-Type` for JSON or multipart bodies, and a per-call timeout.
+//!
+//! The transport is a trait so tests can record request shapes without a server; production
+//! uses the pooled [`HttpClient`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use molecule_mcp_core::{TransportError, TransportErrorKind};
+use molecule_mcp_io_tokio::{HttpClient, HttpResponse};
+use serde_json::Value;
+
+use super::context::ToolContext;
+
+/// A boxed, sendable future (keeps the traits dyn-compatible).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Sends one HTTP request and returns the complete response.
+pub trait PlatformTransport: Send + Sync {
+    /// Sends `request`, giving up after `timeout`.
+    fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
+}
+
+impl PlatformTransport for HttpClient {
+    fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        Box::pin(HttpClient::send(self, request, timeout))
+    }
+}
+
+/// Default timeout for ordinary platform calls (reference §5.6 table).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Request body.
+#[derive(Debug, Clone)]
+pub enum CallBody {
+    /// No body.
+    Empty,
+    /// `application/json`.
+    Json(Value),
+    /// `multipart/form-data` with this boundary.
+    Multipart {
+        /// The boundary used in `bytes`.
+        boundary: String,
+        /// The encoded body.
+        bytes: Vec<u8>,
+    },
+}
+
+/// One platform request, described independently of HTTP details.
+#[derive(Debug, Clone)]
+pub struct PlatformCall {
+    /// `GET` or `POST`.
+    pub method: http::Method,
+    /// Path starting with `/`, appended to the platform base URL. Built only from constants
+    /// and validated UUIDs, so it needs no escaping.
+    pub path: String,
+    /// Query parameters (percent-encoded when sent).
+    pub query: Vec<(&'static str, String)>,
+    /// Registered workspace whose token authenticates the call.
+    pub auth_as: String,
+    /// Send `X-Workspace-ID: <auth_as>`.
+    pub workspace_header: bool,
+    /// Body.
+    pub body: CallBody,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+impl PlatformCall {
+    /// A `GET` authenticated as `auth_as`, default timeout.
+    pub fn get(path: impl Into<String>, auth_as: &str) -> Self {
+        PlatformCall {
+            method: http::Method::GET,
+            path: path.into(),
+            query: Vec::new(),
+            auth_as: auth_as.to_owned(),
+            workspace_header: false,
+            body: CallBody::Empty,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A `POST` with a JSON body, authenticated as `auth_as`, default timeout.
+    pub fn post_json(path: impl Into<String>, auth_as: &str, body: Value) -> Self {
+        PlatformCall {
+            method: http::Method::POST,
+            body: CallBody::Json(body),
+            ..PlatformCall::get(path, auth_as)
+        }
+    }
+
+    /// Adds `X-Workspace-ID`.
+    pub fn with_workspace_header(mut self) -> Self {
+        self.workspace_header = true;
+        self
+    }
+
+    /// Adds a query parameter.
+    pub fn with_query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Why a call produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// `auth_as` is not one of this runtime's workspaces.
+    NotRegistered(String),
+    /// The request could not be built (bad header value).
+    Build(String),
+    /// Network failure or timeout.
+    Transport(TransportError),
+}
+
+impl CallError {
+    /// True when the request provably never reached the server (connection not established).
+    pub fn is_undelivered(&self) -> bool {
+        match self {
+            CallError::NotRegistered(_) | CallError::Build(_) => true,
+            CallError::Transport(e) => match e.kind {
+                TransportErrorKind::Connect => true,
+                TransportErrorKind::Timeout
+                | TransportErrorKind::Io
+                | TransportErrorKind::Protocol
+                | TransportErrorKind::BodyTooLarge => false,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NotRegistered(id) => {
+                write!(f, "workspace {id} is not configured in this runtime")
+            }
+            CallError::Build(why) => write!(f, "could not build the request: {why}"),
+            CallError::Transport(e) => {
+                let kind = match e.kind {
+                    TransportErrorKind::Connect => "cannot connect",
+                    TransportErrorKind::Timeout => "timed out",
+                    TransportErrorKind::Io => "connection error",
+                    TransportErrorKind::Protocol => "protocol error",
+                    TransportErrorKind::BodyTooLarge => "response too large",
+                };
+                write!(f, "{kind}: {}", e.message)
+            }
+        }
+    }
+}
+
+/// A platform response.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Raw body.
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The first `max` characters of the body as (lossy) text, for error messages.
+    pub fn snippet(&self, max: usize) -> String {
+        snippet(&String::from_utf8_lossy(&self.body), max)
+    }
+
+    /// The server's `error` string (plus `hint` when present), else a body snippet.
+    pub fn error_message(&self) -> String {
+        if let Some(Value::Object(map)) = self.json()
+            && let Some(err) = map.get("error").and_then(Value::as_str)
+        {
+            return match map.get("hint").and_then(Value::as_str) {
+                Some(hint) if !hint.is_empty() => format!("{err} ({hint})"),
+                Some(_) | None => err.to_owned(),
+            };
+        }
+        let s = self.snippet(200);
+        if s.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            s
+        }
+    }
+
+    /// `Retry-After` in seconds, if given as a number.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(molecule_mcp_core::http::parse_retry_after_seconds)
+    }
+}
+
+/// First `max` characters of `s`, control characters (except newline/tab) replaced.
+pub fn snippet(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
+pub fn encode_query_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl ToolContext {
+    /// The absolute URL for `call` (base + path + encoded query).
+    pub(crate) fn url_for(&self, call: &PlatformCall) -> String {
+        let mut url = self.platform.join(&call.path);
+        for (i, (k, v)) in call.query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(k);
+            url.push('=');
+            url.push_str(&encode_query_component(v));
+        }
+        url
+    }
+
+    /// Sends `call` and returns the full response (any status).
+    pub(crate) async fn call(&self, call: PlatformCall) -> Result<ApiResponse, CallError> {
+        let token = self
+            .workspaces
+            .token(&call.auth_as)
+            .ok_or_else(|| CallError::NotRegistered(call.auth_as.clone()))?;
+        let url = self.url_for(&call);
+        let mut builder = http::Request::builder()
+            .method(call.method.clone())
+            .uri(url.as_str())
+            .header(http::header::ORIGIN, self.platform.origin())
+            .header(
+                http::header::USER_AGENT,
+                concat!("molecule-mcp/", env!("CARGO_PKG_VERSION")),
+            );
+        if !token.is_empty() {
+            builder = builder.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            );
+        }
+        if call.workspace_header {
+            builder = builder.header("X-Workspace-ID", call.auth_as.as_str());
+        }
+        let body = match call.body {
+            CallBody::Empty => Bytes::new(),
+            CallBody::Json(v) => {
+                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            }
+            CallBody::Multipart { boundary, bytes } => {
+                builder = builder.header(
+                    http::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                );
+                Bytes::from(bytes)
+            }
+        };
+        // The error names the failing part without echoing header values (the token).
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| CallError::Build(format!("{url}: {e}")))?;
+        match self.transport.send(request, call.timeout).await {
+            Ok(r) => Ok(ApiResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(mut e) => {
+                e.message = token.redact_in(&e.message);
+                Err(CallError::Transport(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_encoding() {
+        assert_eq!(
+            encode_query_component("a b&c=d/é"),
+            "a%20b%26c%3Dd%2F%C3%A9"
+        );
+        assert_eq!(
+            encode_query_component("2026-05-01T00:00:00+02:00"),
+            "2026-05-01T00%3A00%3A00%2B02%3A00"
+        );
+        assert_eq!(encode_query_component("safe-._~"), "safe-._~");
+    }
+
+    #[test]
+    fn error_message_prefers_server_error_and_hint() {
+        let r = |body: &str| ApiResponse {
+            status: 400,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        };
+        assert_eq!(
+            r(r#"{"error":"bad","hint":"do x"}"#).error_message(),
+            "bad (do x)"
+        );
+        assert_eq!(r(r#"{"error":"bad"}"#).error_message(), "bad");
+        assert_eq!(r("plain\u{1}text").error_message(), "plain text");
+        assert_eq!(r("").error_message(), "(empty body)");
+    }
+
+    #[test]
+    fn undelivered_only_for_connect_failures() {
+        let t = |kind| {
+            CallError::Transport(TransportError {
+                kind,
+                message: String::new(),
+            })
+        };
+        assert!(t(TransportErrorKind::Connect).is_undelivered());
+        assert!(!t(TransportErrorKind::Timeout).is_undelivered());
+        assert!(!t(TransportErrorKind::Io).is_undelivered());
+    }
+}

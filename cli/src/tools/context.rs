@@ -1,0 +1,514 @@
+//! [`ToolContext`]: everything a tool needs besides its arguments.
+//!
+//! * [`WorkspaceRegistry`]: the workspaces this runtime serves, in configuration order (the
+//!   first is the primary), each with its current token. Tokens can be replaced at run time
+//!   (the platform mints one at register). Looking up an unregistered id is an error — there
+//!   is no fallback token (reference defect 27).
+//! * [`PeerCache`]: what `list_peers` and discovery learned — which of our workspaces can
+//!   reach a peer (multi-workspace routing), its name and role — plus which workspace
+//!   started each async delegation, so `check_task_status` asks the right one.
+//! * [`ToolSettings`]: tier, RBAC roles and delegation timeouts, from the environment.
+//! * [`InboxAccess`]: the inbox queue, implemented by the runtime's glue.
+//!
+//! Every piece uses interior mutability behind short `std::sync::Mutex` sections (never held
+//! across an `.await`), so one context serves concurrent tool calls.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use molecule_mcp_core::{PlatformUrl, Secret};
+use serde_json::Value;
+
+use super::client::{BoxFuture, PlatformTransport};
+use super::ids::normalize_uuid;
+
+/// The inbox queue, as the three inbox tools see it. Implemented by the runtime glue.
+pub trait InboxAccess: Send + Sync {
+    /// False when inbox polling is not running (the tools then explain how to enable it).
+    fn enabled(&self) -> bool;
+    /// Waits up to `timeout` for the head message (not removed); `None` on timeout.
+    fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>>;
+    /// Up to `limit` queued messages, oldest first, not removed.
+    fn peek(&self, limit: usize) -> Vec<Value>;
+    /// Removes the message with this `activity_id`; returns it when it was queued.
+    fn pop(&self, activity_id: &str) -> Option<Value>;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves consistent data behind.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Why a workspace list was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+    /// No workspaces at all.
+    Empty,
+    /// An id is not a UUID.
+    InvalidId(String),
+    /// The same id twice.
+    Duplicate(String),
+}
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryError::Empty => f.write_str("at least one workspace is required"),
+            RegistryError::InvalidId(id) => write!(f, "workspace id {id:?} is not a UUID"),
+            RegistryError::Duplicate(id) => write!(f, "workspace id {id} is listed twice"),
+        }
+    }
+}
+
+/// The workspaces this runtime serves, in order; the first is the primary.
+#[derive(Debug)]
+pub struct WorkspaceRegistry {
+    entries: Mutex<Vec<(String, Secret)>>,
+}
+
+impl WorkspaceRegistry {
+    /// Validates ids (UUIDs, lower-cased, unique) and keeps the order.
+    pub fn new(entries: Vec<(String, Secret)>) -> Result<Self, RegistryError> {
+        if entries.is_empty() {
+            return Err(RegistryError::Empty);
+        }
+        let mut out: Vec<(String, Secret)> = Vec::with_capacity(entries.len());
+        for (raw, token) in entries {
+            let id = normalize_uuid(&raw).ok_or(RegistryError::InvalidId(raw))?;
+            if out.iter().any(|(existing, _)| *existing == id) {
+                return Err(RegistryError::Duplicate(id));
+            }
+            out.push((id, token));
+        }
+        Ok(WorkspaceRegistry {
+            entries: Mutex::new(out),
+        })
+    }
+
+    /// The primary workspace id.
+    pub fn primary(&self) -> String {
+        lock(&self.entries)
+            .first()
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default()
+    }
+
+    /// All ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.entries)
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Number of workspaces.
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    /// Never true (construction requires one workspace); here for API completeness.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.entries).is_empty()
+    }
+
+    /// True when `id` (already normalised) is registered.
+    pub fn contains(&self, id: &str) -> bool {
+        lock(&self.entries).iter().any(|(known, _)| known == id)
+    }
+
+    /// The current token for `id`; `None` when `id` is not registered.
+    pub fn token(&self, id: &str) -> Option<Secret> {
+        lock(&self.entries)
+            .iter()
+            .find(|(known, _)| known == id)
+            .map(|(_, t)| t.clone())
+    }
+
+    /// Replaces the token of a registered workspace; false when `id` is unknown.
+    pub fn set_token(&self, id: &str, token: Secret) -> bool {
+        let Some(id) = normalize_uuid(id) else {
+            return false;
+        };
+        let mut entries = lock(&self.entries);
+        match entries.iter_mut().find(|(known, _)| *known == id) {
+            Some(entry) => {
+                entry.1 = token;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What we know about one peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Which of our workspaces listed it (the one to send from).
+    pub source: Option<String>,
+    /// Sanitised display name.
+    pub name: Option<String>,
+    /// Sanitised role.
+    pub role: Option<String>,
+}
+
+/// Upper bound on cached entries; the platform lists at most a few hundred peers.
+const MAX_CACHE_ENTRIES: usize = 4096;
+
+/// Peer → (source workspace, name, role), and delegation id → source workspace.
+#[derive(Debug, Default)]
+pub struct PeerCache {
+    peers: Mutex<BTreeMap<String, PeerInfo>>,
+    delegations: Mutex<BTreeMap<String, String>>,
+}
+
+impl PeerCache {
+    /// What is known about `peer_id` (normalised).
+    pub fn get(&self, peer_id: &str) -> Option<PeerInfo> {
+        lock(&self.peers).get(peer_id).cloned()
+    }
+
+    /// Records that `source` can reach `peer_id` (last writer wins, like the reference).
+    pub fn set_source(&self, peer_id: &str, source: &str) {
+        self.update(peer_id, |info| info.source = Some(source.to_owned()));
+    }
+
+    /// Records sanitised display metadata; `None` fields leave the old value.
+    pub fn set_display(&self, peer_id: &str, name: Option<String>, role: Option<String>) {
+        self.update(peer_id, |info| {
+            if name.is_some() {
+                info.name = name;
+            }
+            if role.is_some() {
+                info.role = role;
+            }
+        });
+    }
+
+    /// Remembers which workspace started a delegation.
+    pub fn set_delegation_source(&self, delegation_id: &str, source: &str) {
+        let mut map = lock(&self.delegations);
+        if map.len() >= MAX_CACHE_ENTRIES && !map.contains_key(delegation_id) {
+            map.pop_first();
+        }
+        map.insert(delegation_id.to_owned(), source.to_owned());
+    }
+
+    /// The workspace that started `delegation_id`, if this process started it.
+    pub fn delegation_source(&self, delegation_id: &str) -> Option<String> {
+        lock(&self.delegations).get(delegation_id).cloned()
+    }
+
+    fn update(&self, peer_id: &str, f: impl FnOnce(&mut PeerInfo)) {
+        let mut map = lock(&self.peers);
+        if map.len() >= MAX_CACHE_ENTRIES && !map.contains_key(peer_id) {
+            map.pop_first();
+        }
+        f(map.entry(peer_id.to_owned()).or_default());
+    }
+}
+
+/// Client-side RBAC (reference §5.7). Roles default to `["operator"]`; `config.yaml` role
+/// overrides are not supported by this runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rbac {
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Role → allowed actions; an entry replaces that role's built-in set.
+    pub overrides: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for Rbac {
+    fn default() -> Self {
+        Rbac {
+            roles: vec!["operator".to_owned()],
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+impl Rbac {
+    /// True when any role grants `action` (`memory.read`, `memory.write`, `delegate`, `approve`).
+    pub fn permits(&self, action: &str) -> bool {
+        self.roles.iter().any(|role| {
+            if role == "admin" {
+                return true;
+            }
+            match self.overrides.get(role) {
+                Some(actions) => actions.iter().any(|a| a == action),
+                None => builtin_actions(role).contains(&action),
+            }
+        })
+    }
+}
+
+fn builtin_actions(role: &str) -> &'static [&'static str] {
+    match role {
+        "admin" | "operator" => &["delegate", "approve", "memory.read", "memory.write"],
+        "read-only" | "memory-readonly" => &["memory.read"],
+        "no-delegation" => &["approve", "memory.read", "memory.write"],
+        "no-approval" => &["delegate", "memory.read", "memory.write"],
+        _ => &[],
+    }
+}
+
+/// Tunables read from the environment once at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSettings {
+    /// `WORKSPACE_TIER` (default 1); tier 0 = root, the only tier allowed GLOBAL memory writes.
+    pub tier: u32,
+    /// Client-side RBAC.
+    pub rbac: Rbac,
+    /// `DELEGATION_SYNC_VIA_INBOX`: `delegate_task` goes through `/delegate` + polling
+    /// instead of a direct A2A call.
+    pub sync_via_inbox: bool,
+    /// `DELEGATION_TIMEOUT` (default 300 s): how long sync-via-polling waits.
+    pub delegation_timeout: Duration,
+    /// Pause between `/delegations` polls (3 s).
+    pub delegation_poll_interval: Duration,
+    /// Hard overall deadline of one `delegate_task` A2A exchange, retries included (600 s).
+    pub a2a_deadline: Duration,
+    /// First retry delay for undelivered A2A attempts (1 s, doubled per attempt, max 16×).
+    pub retry_base_delay: Duration,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        ToolSettings {
+            tier: 1,
+            rbac: Rbac::default(),
+            sync_via_inbox: false,
+            delegation_timeout: Duration::from_secs(300),
+            delegation_poll_interval: Duration::from_secs(3),
+            a2a_deadline: Duration::from_secs(600),
+            retry_base_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ToolSettings {
+    /// Reads `WORKSPACE_TIER`, `DELEGATION_SYNC_VIA_INBOX` and `DELEGATION_TIMEOUT` from an
+    /// environment snapshot. Unparsable values fall back to the defaults.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
+        let mut s = ToolSettings::default();
+        if let Some(tier) = env
+            .get("WORKSPACE_TIER")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            s.tier = tier;
+        }
+        s.sync_via_inbox = env
+            .get("DELEGATION_SYNC_VIA_INBOX")
+            .is_some_and(|v| is_true(v));
+        if let Some(secs) = env
+            .get("DELEGATION_TIMEOUT")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            && secs.is_finite()
+            && secs > 0.0
+        {
+            s.delegation_timeout = Duration::from_secs_f64(secs.min(24.0 * 3600.0));
+        }
+        s
+    }
+}
+
+/// `1`, `true`, `yes`, `on` (any case) — unlike the reference, `0`/`false` mean false.
+fn is_true(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// Everything the tools share.
+pub struct ToolContext {
+    pub(crate) transport: Arc<dyn PlatformTransport>,
+    pub(crate) platform: PlatformUrl,
+    pub(crate) workspaces: WorkspaceRegistry,
+    pub(crate) peers: PeerCache,
+    pub(crate) state_dir: Option<PathBuf>,
+    pub(crate) settings: ToolSettings,
+    pub(crate) inbox: Option<Arc<dyn InboxAccess>>,
+}
+
+impl std::fmt::Debug for ToolContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolContext")
+            .field("platform", &self.platform)
+            .field("workspaces", &self.workspaces)
+            .field("state_dir", &self.state_dir)
+            .field("settings", &self.settings)
+            .field("inbox", &self.inbox.is_some())
+            .finish()
+    }
+}
+
+impl ToolContext {
+    /// A context without inbox and without a state directory.
+    pub fn new(
+        transport: Arc<dyn PlatformTransport>,
+        platform: PlatformUrl,
+        workspaces: WorkspaceRegistry,
+        settings: ToolSettings,
+    ) -> Self {
+        ToolContext {
+            transport,
+            platform,
+            workspaces,
+            peers: PeerCache::default(),
+            state_dir: None,
+            settings,
+            inbox: None,
+        }
+    }
+
+    /// Attaches the inbox queue (enables the three inbox tools).
+    pub fn with_inbox(mut self, inbox: Arc<dyn InboxAccess>) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Sets the state directory. `send_message_to_user` refuses to upload files from it,
+    /// because it holds the workspace token.
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
+    }
+
+    /// The workspaces (use [`WorkspaceRegistry::set_token`] when a token changes).
+    pub fn workspaces(&self) -> &WorkspaceRegistry {
+        &self.workspaces
+    }
+
+    /// The peer cache (the push-path enricher may fill names into it).
+    pub fn peers(&self) -> &PeerCache {
+        &self.peers
+    }
+
+    /// The normalised platform URL.
+    pub fn platform(&self) -> &PlatformUrl {
+        &self.platform
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ToolSettings {
+        &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+    #[test]
+    fn registry_validates_and_orders() {
+        let r = WorkspaceRegistry::new(vec![
+            (B.to_uppercase(), Secret::new("tb")),
+            (A.into(), Secret::new("ta")),
+        ])
+        .unwrap();
+        assert_eq!(r.primary(), B);
+        assert_eq!(r.ids(), vec![B.to_owned(), A.to_owned()]);
+        assert_eq!(r.token(A).unwrap().expose(), "ta");
+        assert!(r.token("cccccccc-0000-4000-8000-000000000003").is_none());
+        assert!(r.set_token(A, Secret::new("new")));
+        assert_eq!(r.token(A).unwrap().expose(), "new");
+        assert!(!r.set_token("cccccccc-0000-4000-8000-000000000003", Secret::new("x")));
+    }
+
+    #[test]
+    fn registry_rejects_bad_lists() {
+        assert_eq!(
+            WorkspaceRegistry::new(vec![]).unwrap_err(),
+            RegistryError::Empty
+        );
+        assert!(matches!(
+            WorkspaceRegistry::new(vec![("nope".into(), Secret::new("t"))]),
+            Err(RegistryError::InvalidId(_))
+        ));
+        assert!(matches!(
+            WorkspaceRegistry::new(vec![
+                (A.into(), Secret::new("t")),
+                (A.to_uppercase(), Secret::new("u"))
+            ]),
+            Err(RegistryError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn rbac_table() {
+        let role = |r: &str| Rbac {
+            roles: vec![r.to_owned()],
+            overrides: BTreeMap::new(),
+        };
+        assert!(Rbac::default().permits("memory.write"));
+        assert!(role("read-only").permits("memory.read"));
+        assert!(!role("read-only").permits("memory.write"));
+        assert!(!role("memory-readonly").permits("memory.write"));
+        assert!(role("no-delegation").permits("memory.write"));
+        assert!(!role("no-delegation").permits("delegate"));
+        assert!(!role("unknown").permits("memory.read"));
+        let overridden = Rbac {
+            roles: vec!["operator".into()],
+            overrides: BTreeMap::from([("operator".to_owned(), vec!["memory.read".to_owned()])]),
+        };
+        assert!(overridden.permits("memory.read"));
+        assert!(!overridden.permits("memory.write"));
+        let admin = Rbac {
+            roles: vec!["admin".into()],
+            overrides: BTreeMap::from([("admin".to_owned(), vec![])]),
+        };
+        assert!(admin.permits("memory.write"));
+    }
+
+    #[test]
+    fn settings_from_env() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let d = ToolSettings::from_env(&env(&[]));
+        assert_eq!(d, ToolSettings::default());
+        let s = ToolSettings::from_env(&env(&[
+            ("WORKSPACE_TIER", "0"),
+            ("DELEGATION_SYNC_VIA_INBOX", "1"),
+            ("DELEGATION_TIMEOUT", "12.5"),
+        ]));
+        assert_eq!(s.tier, 0);
+        assert!(s.sync_via_inbox);
+        assert_eq!(s.delegation_timeout, Duration::from_millis(12_500));
+        let s = ToolSettings::from_env(&env(&[
+            ("WORKSPACE_TIER", "x"),
+            ("DELEGATION_SYNC_VIA_INBOX", "0"),
+            ("DELEGATION_TIMEOUT", "-3"),
+        ]));
+        assert_eq!(s.tier, 1);
+        assert!(!s.sync_via_inbox);
+        assert_eq!(s.delegation_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn peer_cache_merges_fields() {
+        let c = PeerCache::default();
+        c.set_source(A, B);
+        c.set_display(A, Some("Alice".into()), None);
+        c.set_display(A, None, Some("writer".into()));
+        assert_eq!(
+            c.get(A),
+            Some(PeerInfo {
+                source: Some(B.into()),
+                name: Some("Alice".into()),
+                role: Some("writer".into())
+            })
+        );
+        c.set_delegation_source("d1", A);
+        assert_eq!(c.delegation_source("d1").as_deref(), Some(A));
+        assert_eq!(c.delegation_source("d2"), None);
+    }
+}

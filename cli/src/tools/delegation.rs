@@ -1,0 +1,625 @@
+//! `delegate_task`, `delegate_task_async`, `check_task_status`.
+//!
+//! * `delegate_task` discovers the target (access check + display name), records an
+//!   `a2a_send` activity row in the source workspace (never `a2a_receive`: self-reported
+//!   receive rows echo back into our own inbox, reference defects 15/26; and no extra fake
+//!   heartbeat), then either sends A2A `message/send` ([`super::a2a`]) or, with
+//!   `DELEGATION_SYNC_VIA_INBOX`, posts to `/delegate` and polls `/delegations`.
+//!   A queued delivery (poll-mode or busy peer) is a success: the reply comes to the inbox
+//!   (defect 21).
+//! * `delegate_task_async` posts `/delegate` with an idempotency key that is a fresh random
+//!   nonce per tool call, so the same task can be delegated again later, while the key still
+//!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 are success
+//!   (defect 23).
+//! * `check_task_status` routes like the others: explicit source → the workspace that started
+//!   this delegation → the peer's cached source → primary (defect 25); it reads `error` and
+//!   `error_detail` (defect 24).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::ToolResult;
+use super::a2a::{self, A2aOutcome};
+use super::args::{Args, parse_registered, parse_workspace_id, resolve_source};
+use super::client::{ApiResponse, CallError, PlatformCall};
+use super::context::ToolContext;
+use super::ids::{random_hex, random_u64, short_id};
+use super::peers::{Discovery, discover};
+
+/// Summary length cap for activity rows.
+const MAX_SUMMARY_CHARS: usize = 256;
+/// Timeout of the best-effort activity report.
+const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Overall budget for posting one `/delegate` request, retries included.
+const DELEGATE_POST_BUDGET: Duration = Duration::from_secs(30);
+/// Attempts for one `/delegate` post.
+const DELEGATE_POST_ATTEMPTS: u32 = 3;
+
+fn required_pair<'a>(args: Args<'a>) -> Result<(String, &'a str), ToolResult> {
+    let target = args.opt_nonblank("workspace_id")?;
+    let task = args.opt_str("task")?.filter(|t| !t.trim().is_empty());
+    let (Some(target), Some(task)) = (target, task) else {
+        return Err(ToolResult::error(
+            "Error: workspace_id and task are required",
+        ));
+    };
+    Ok((parse_workspace_id("workspace_id", target)?, task))
+}
+
+fn refuse_self(src: &str, target: &str) -> Result<(), ToolResult> {
+    if src == target {
+        return Err(ToolResult::error(format!(
+            "Error: workspace {target} is the workspace sending the task; delegate to a peer (see list_peers), or pass source_workspace_id to send from another of your workspaces"
+        )));
+    }
+    Ok(())
+}
+
+fn failure_text(peer_name: &str, detail: &str) -> String {
+    format!(
+        "DELEGATION FAILED to {peer_name}: {detail}\nYou should either: (1) try a different peer, (2) handle this task yourself, or (3) inform the user that {peer_name} is unavailable and provide your best answer."
+    )
+}
+
+fn queued_text(peer_name: &str, target: &str, how: &str) -> String {
+    format!(
+        "Delivered to {peer_name} ({how}). There is no synchronous reply: the peer's answer, if any, will arrive in your inbox as a peer_agent message with peer_id={target} — use wait_for_message or inbox_peek to receive it. Do not send the task again."
+    )
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Best-effort `a2a_send` activity row in `src`'s feed (shown on the canvas).
+async fn report_delegation_start(
+    ctx: &ToolContext,
+    src: &str,
+    target: &str,
+    peer_name: &str,
+    task: &str,
+) {
+    let body = json!({
+        "activity_type": "a2a_send",
+        "source_id": src,
+        "target_id": target,
+        "method": "message/send",
+        "summary": truncate_chars(&format!("Delegating to {peer_name}"), MAX_SUMMARY_CHARS),
+        "status": "ok",
+        "request_body": {"task": task},
+    });
+    let call = PlatformCall::post_json(format!("/workspaces/{src}/activity"), src, body)
+        .with_timeout(ACTIVITY_TIMEOUT);
+    match ctx.call(call).await {
+        Ok(r) if r.is_success() => {}
+        Ok(r) => tracing::debug!(status = r.status, "activity report rejected"),
+        Err(e) => tracing::debug!(error = %e, "activity report failed"),
+    }
+}
+
+/// `delegate_task`.
+pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let (target, task) = match required_pair(args) {
+        Ok(pair) => pair,
+        Err(e) => return e,
+    };
+    let src = match resolve_source(ctx, args, Some(&target)) {
+        Ok(src) => src,
+        Err(e) => return e,
+    };
+    if let Err(e) = refuse_self(&src, &target) {
+        return e;
+    }
+    let discovered = match discover(ctx, &src, &target).await {
+        Discovery::Found(name) => name,
+        Discovery::NotAccessible(code) => {
+            return ToolResult::error(format!(
+                "Error: workspace {target} not found or not accessible from {src} (HTTP {code}; check access control — list_peers shows who you can reach)"
+            ));
+        }
+        Discovery::AuthFailed => {
+            return ToolResult::error(format!(
+                "Error: the platform rejected the token of workspace {src} (HTTP 401) while looking up {target}"
+            ));
+        }
+        Discovery::Inconclusive(why) => {
+            tracing::warn!(target_workspace = %target, "discovery inconclusive ({why}); sending anyway");
+            None
+        }
+    };
+    let peer_name = discovered
+        .or_else(|| ctx.peers.get(&target).and_then(|p| p.name))
+        .unwrap_or_else(|| short_id(&target).to_owned());
+
+    let outcome = if ctx.settings.sync_via_inbox {
+        let (_, outcome) = tokio::join!(
+            report_delegation_start(ctx, &src, &target, &peer_name, task),
+            delegate_via_polling(ctx, &src, &target, task)
+        );
+        outcome
+    } else {
+        let (_, outcome) = tokio::join!(
+            report_delegation_start(ctx, &src, &target, &peer_name, task),
+            a2a::send_message(ctx, &src, &target, task)
+        );
+        SyncOutcome::Done(outcome)
+    };
+    match outcome {
+        SyncOutcome::Done(A2aOutcome::Reply(text)) => ToolResult::Text(text),
+        SyncOutcome::Done(A2aOutcome::Queued { how }) => {
+            ToolResult::Text(queued_text(&peer_name, &target, &how))
+        }
+        SyncOutcome::Done(A2aOutcome::Failed { detail, .. }) => {
+            let url = ctx.platform.join(&format!("/workspaces/{target}/a2a"));
+            ToolResult::error(failure_text(
+                &peer_name,
+                &format!("{detail} [target={url}]"),
+            ))
+        }
+        SyncOutcome::StillRunning {
+            delegation_id,
+            last_status,
+        } => ToolResult::Text(format!(
+            "{peer_name} is still working after {}s (delegation_id={delegation_id}, last_status={last_status}). The platform keeps running it — call check_task_status with task_id \"{delegation_id}\" later to get the result.",
+            ctx.settings.delegation_timeout.as_secs()
+        )),
+    }
+}
+
+/// Result of sync-via-polling.
+#[derive(Debug, Clone, PartialEq)]
+enum SyncOutcome {
+    /// Finished (or failed) within the budget.
+    Done(A2aOutcome),
+    /// Budget exhausted; the delegation continues on the platform.
+    StillRunning {
+        delegation_id: String,
+        last_status: String,
+    },
+}
+
+/// A `/delegate` acceptance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegateAccepted {
+    /// Platform delegation id.
+    pub delegation_id: String,
+    /// Status reported by the platform (`delegated`, or the current one on an idempotent hit).
+    pub status: String,
+    /// True when the platform answered 200 `idempotent_hit`.
+    pub idempotent_hit: bool,
+}
+
+/// Interprets a `/delegate` response: 202, or 200 with `idempotent_hit`, is acceptance.
+pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, String> {
+    let body = r.json();
+    let hit = body
+        .as_ref()
+        .and_then(|b| b.get("idempotent_hit"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if !(r.status == 202 || (r.status == 200 && hit)) {
+        return Err(format!(
+            "delegation failed with status {}: {}",
+            r.status,
+            r.snippet(200)
+        ));
+    }
+    let Some(body) = body else {
+        return Err(format!("delegate returned non-JSON: {}", r.snippet(200)));
+    };
+    let Some(id) = body
+        .get("delegation_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(format!(
+            "delegate response is missing delegation_id: {}",
+            r.snippet(200)
+        ));
+    };
+    let status = body
+        .get("status")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("delegated");
+    Ok(DelegateAccepted {
+        delegation_id: id.to_owned(),
+        status: status.to_owned(),
+        idempotent_hit: hit,
+    })
+}
+
+/// Posts `/workspaces/{src}/delegate`. The idempotency key is fixed for this call, so
+/// retrying after an unreachable platform, 429 or 502–504 cannot create a duplicate.
+pub async fn post_delegate(
+    ctx: &ToolContext,
+    src: &str,
+    target: &str,
+    task: &str,
+) -> Result<DelegateAccepted, String> {
+    let key = random_hex(2);
+    let body = json!({"target_id": target, "task": task, "idempotency_key": key});
+    let deadline = tokio::time::Instant::now() + DELEGATE_POST_BUDGET;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let call =
+            PlatformCall::post_json(format!("/workspaces/{src}/delegate"), src, body.clone())
+                .with_timeout(remaining.min(super::client::DEFAULT_TIMEOUT));
+        let (error, wait) = match ctx.call(call).await {
+            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => (
+                format!(
+                    "delegation failed with status {}: {}",
+                    r.status,
+                    r.snippet(200)
+                ),
+                r.retry_after().unwrap_or_else(|| {
+                    a2a::backoff(ctx.settings.retry_base_delay, attempt, random_u64())
+                }),
+            ),
+            Ok(r) => {
+                let accepted = parse_delegate_response(&r)?;
+                ctx.peers
+                    .set_delegation_source(&accepted.delegation_id, src);
+                return Ok(accepted);
+            }
+            Err(e @ CallError::Transport(_)) => (
+                format!("delegation failed — {e}"),
+                a2a::backoff(ctx.settings.retry_base_delay, attempt, random_u64()),
+            ),
+            Err(e) => return Err(format!("delegation failed — {e}")),
+        };
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if attempt >= DELEGATE_POST_ATTEMPTS || wait >= remaining {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// What the `/delegations` list says about one delegation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DelegationState {
+    /// Finished; the best available result text.
+    Completed(String),
+    /// Failed; the platform's reason.
+    Failed(String),
+    /// Not finished; the latest status seen.
+    Pending(String),
+    /// Not in the list (the platform lists the 50 most recent).
+    Missing,
+}
+
+/// Best result text of a completed row: full bodies when the platform provides them, else
+/// the (300-char) `response_preview`.
+fn row_result(row: &Value) -> String {
+    let body = row.get("response_body");
+    let full = body
+        .and_then(|b| b.get("text").or_else(|| b.get("result")))
+        .and_then(Value::as_str)
+        .or_else(|| row.get("result").and_then(Value::as_str))
+        .or_else(|| row.get("response").and_then(Value::as_str));
+    match full {
+        Some(text) => text.to_owned(),
+        None => row
+            .get("response_preview")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    }
+}
+
+/// Reads the state of `delegation_id` from a `/delegations` list (newest first). Any
+/// terminal row wins over pending ones (M1 writes the result as a separate row).
+pub fn delegation_state(rows: &[Value], delegation_id: &str) -> DelegationState {
+    let matching: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r.get("delegation_id").and_then(Value::as_str) == Some(delegation_id))
+        .collect();
+    let status_of = |r: &Value| {
+        r.get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if let Some(done) = matching.iter().find(|r| status_of(r) == "completed") {
+        return DelegationState::Completed(row_result(done));
+    }
+    if let Some(failed) = matching.iter().find(|r| status_of(r) == "failed") {
+        let reason = ["error", "error_detail", "summary"]
+            .iter()
+            .find_map(|k| {
+                failed
+                    .get(*k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or("delegation failed");
+        return DelegationState::Failed(reason.to_owned());
+    }
+    match matching.first() {
+        Some(row) => DelegationState::Pending(status_of(row)),
+        None => DelegationState::Missing,
+    }
+}
+
+/// A completed delegation's text may be the A2A proxy's queued acknowledgement (poll-mode
+/// peer): that is a delivery, not the answer.
+fn completed_outcome(text: String) -> A2aOutcome {
+    if let Ok(v) = serde_json::from_str::<Value>(&text)
+        && (v.get("status").and_then(Value::as_str) == Some("queued")
+            || v.get("queued").and_then(Value::as_bool) == Some(true))
+    {
+        return A2aOutcome::Queued {
+            how: "the platform queued the message for the peer".to_owned(),
+        };
+    }
+    A2aOutcome::Reply(if text.is_empty() {
+        "(no response)".to_owned()
+    } else {
+        text
+    })
+}
+
+async fn delegate_via_polling(
+    ctx: &ToolContext,
+    src: &str,
+    target: &str,
+    task: &str,
+) -> SyncOutcome {
+    let accepted = match post_delegate(ctx, src, target, task).await {
+        Ok(a) => a,
+        Err(e) => {
+            return SyncOutcome::Done(A2aOutcome::Failed {
+                detail: e,
+                retry_after: None,
+            });
+        }
+    };
+    let id = accepted.delegation_id;
+    let deadline = tokio::time::Instant::now() + ctx.settings.delegation_timeout;
+    let mut last_status = accepted.status;
+    loop {
+        let call = PlatformCall::get(format!("/workspaces/{src}/delegations"), src);
+        // Errors and odd bodies are tolerated: keep polling until the budget is spent.
+        if let Ok(r) = ctx.call(call).await
+            && let Some(Value::Array(rows)) = r.json().filter(|_| r.status == 200)
+        {
+            match delegation_state(&rows, &id) {
+                DelegationState::Completed(text) => {
+                    return SyncOutcome::Done(completed_outcome(text));
+                }
+                DelegationState::Failed(reason) => {
+                    return SyncOutcome::Done(A2aOutcome::Failed {
+                        detail: reason,
+                        retry_after: None,
+                    });
+                }
+                DelegationState::Pending(status) => last_status = status,
+                DelegationState::Missing => {}
+            }
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return SyncOutcome::StillRunning {
+                delegation_id: id,
+                last_status,
+            };
+        }
+        tokio::time::sleep(ctx.settings.delegation_poll_interval.min(remaining)).await;
+    }
+}
+
+/// `delegate_task_async`.
+pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let (target, task) = match required_pair(args) {
+        Ok(pair) => pair,
+        Err(e) => return e,
+    };
+    let src = match resolve_source(ctx, args, Some(&target)) {
+        Ok(src) => src,
+        Err(e) => return e,
+    };
+    if let Err(e) = refuse_self(&src, &target) {
+        return e;
+    }
+    match post_delegate(ctx, &src, &target, task).await {
+        Ok(accepted) => {
+            let mut out = json!({
+                "delegation_id": accepted.delegation_id,
+                "workspace_id": target,
+                "status": if accepted.idempotent_hit { accepted.status.as_str() } else { "delegated" },
+                "note": "Task delegated. The platform runs it in the background. Use check_task_status to poll for results.",
+            });
+            if accepted.idempotent_hit {
+                out["idempotent_hit"] = Value::Bool(true);
+            }
+            ToolResult::Json(out)
+        }
+        Err(e) => ToolResult::error(format!("Error: {e}")),
+    }
+}
+
+/// Projection used when listing delegations.
+fn summary_row(row: &Value) -> Value {
+    let s = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let error = ["error", "error_detail"]
+        .iter()
+        .find_map(|k| row.get(*k).and_then(Value::as_str))
+        .unwrap_or("");
+    let mut out = json!({
+        "delegation_id": s("delegation_id"),
+        "target_id": s("target_id"),
+        "status": s("status"),
+        "summary": s("summary"),
+        "response_preview": s("response_preview"),
+    });
+    if !error.is_empty() {
+        out["error"] = Value::String(error.to_owned());
+    }
+    out
+}
+
+/// `check_task_status`.
+pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let task_id = match args.opt_nonblank("task_id") {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let peer = match args.opt_nonblank("workspace_id") {
+        Ok(Some(raw)) => match parse_workspace_id("workspace_id", raw) {
+            Ok(id) => Some(id),
+            Err(e) => return e,
+        },
+        Ok(None) => None,
+        Err(e) => return e,
+    };
+    let src = match args.opt_nonblank("source_workspace_id") {
+        Err(e) => return e,
+        Ok(Some(raw)) => match parse_registered(ctx, "source_workspace_id", raw) {
+            Ok(id) => id,
+            Err(e) => return e,
+        },
+        Ok(None) => match task_id.and_then(|t| ctx.peers.delegation_source(t)) {
+            Some(src) => src,
+            None => match resolve_source(ctx, args, peer.as_deref()) {
+                Ok(src) => src,
+                Err(e) => return e,
+            },
+        },
+    };
+    let response = match ctx
+        .call(PlatformCall::get(
+            format!("/workspaces/{src}/delegations"),
+            &src,
+        ))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ToolResult::error(format!("Error checking delegations: {e}")),
+    };
+    if response.status != 200 {
+        return ToolResult::error(format!(
+            "Error: failed to check delegations (HTTP {}): {}",
+            response.status,
+            response.error_message()
+        ));
+    }
+    let rows = match response.json() {
+        Some(Value::Array(rows)) => rows,
+        Some(_) | None => {
+            return ToolResult::error(format!(
+                "Error checking delegations: expected a JSON list, got: {}",
+                response.snippet(200)
+            ));
+        }
+    };
+    if let Some(id) = task_id {
+        let matching: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r.get("delegation_id").and_then(Value::as_str) == Some(id))
+            .collect();
+        let terminal = matching.iter().find(|r| {
+            let st = r
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            st == "completed" || st == "failed"
+        });
+        return match terminal.or(matching.first()) {
+            Some(row) if row.is_object() => ToolResult::Json((*row).clone()),
+            Some(row) => ToolResult::Json(json!({"delegation": row})),
+            None => ToolResult::Json(json!({
+                "status": "not_found",
+                "delegation_id": id,
+                "note": format!("Workspace {src} does not list this delegation (the platform lists only its 50 most recent)."),
+            })),
+        };
+    }
+    let selected: Vec<&Value> = match &peer {
+        Some(p) => rows
+            .iter()
+            .filter(|r| {
+                r.get("target_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                    == Some(p)
+            })
+            .collect(),
+        None => rows.iter().collect(),
+    };
+    let summary: Vec<Value> = selected.iter().take(10).map(|r| summary_row(r)).collect();
+    ToolResult::Json(json!({"delegations": summary, "count": selected.len()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_row_reads_error_then_error_detail() {
+        let rows = vec![
+            json!({"delegation_id": "d", "status": "FAILED", "error": "boom", "error_detail": "other"}),
+        ];
+        assert_eq!(
+            delegation_state(&rows, "d"),
+            DelegationState::Failed("boom".into())
+        );
+        let rows =
+            vec![json!({"delegation_id": "d", "status": "failed", "error_detail": "detail"})];
+        assert_eq!(
+            delegation_state(&rows, "d"),
+            DelegationState::Failed("detail".into())
+        );
+        let rows = vec![json!({"delegation_id": "d", "status": "failed"})];
+        assert_eq!(
+            delegation_state(&rows, "d"),
+            DelegationState::Failed("delegation failed".into())
+        );
+    }
+
+    #[test]
+    fn completed_row_wins_and_prefers_full_text() {
+        let rows = vec![
+            json!({"delegation_id": "d", "status": "dispatched"}),
+            json!({"delegation_id": "d", "status": "completed", "response_preview": "short...", "response_body": {"text": "the full answer"}}),
+            json!({"delegation_id": "x", "status": "completed", "response_preview": "wrong"}),
+        ];
+        assert_eq!(
+            delegation_state(&rows, "d"),
+            DelegationState::Completed("the full answer".into())
+        );
+        let rows = vec![
+            json!({"delegation_id": "d", "status": "completed", "response_preview": "preview"}),
+        ];
+        assert_eq!(
+            delegation_state(&rows, "d"),
+            DelegationState::Completed("preview".into())
+        );
+        assert_eq!(
+            delegation_state(&[json!({"delegation_id": "d", "status": "Queued"})], "d"),
+            DelegationState::Pending("queued".into())
+        );
+        assert_eq!(delegation_state(&rows, "zzz"), DelegationState::Missing);
+    }
+
+    #[test]
+    fn queued_preview_is_a_delivery() {
+        assert!(matches!(
+            completed_outcome(r#"{"status":"queued","delivery_mode":"poll"}"#.into()),
+            A2aOutcome::Queued { .. }
+        ));
+        assert_eq!(
+            completed_outcome("42".into()),
+            A2aOutcome::Reply("42".into())
+        );
+        assert_eq!(
+            completed_outcome(String::new()),
+            A2aOutcome::Reply("(no response)".into())
+        );
+    }
+}

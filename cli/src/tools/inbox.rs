@@ -1,0 +1,136 @@
+//! `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`].
+//!
+//! Messages are passed through as the inbox produced them, plus poll-path enrichment
+//! (reference §5.5) for peer messages: `agent_card_url` (`<platform>/registry/discover/<peer>`,
+//! empty when the peer id is not a UUID) and `peer_name` / `peer_role` from the peer cache.
+//! Names and roles are sanitised, including ones the inbox already attached (defect 29).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::ToolResult;
+use super::args::Args;
+use super::context::ToolContext;
+use super::ids::normalize_uuid;
+use super::sanitize::display_string;
+
+/// Returned when the inbox is not running (reference §4.7).
+pub const NOT_ENABLED: &str = "Error: inbox polling is not enabled in this runtime. The standalone molecule-mcp wrapper activates it; in-container runtimes receive messages via push delivery and do not need these tools.";
+
+/// Longest `wait_for_message` block, seconds.
+pub const MAX_WAIT_SECS: f64 = 300.0;
+/// Default `wait_for_message` block, seconds.
+pub const DEFAULT_WAIT_SECS: f64 = 60.0;
+/// Default and cap of `inbox_peek`'s `limit`.
+pub const DEFAULT_PEEK: usize = 10;
+const MAX_PEEK: usize = 200;
+
+/// Adds poll-path enrichment to one message (see module docs).
+pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
+    let Value::Object(mut map) = message else {
+        return message;
+    };
+    let peer_raw = map
+        .get("peer_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if peer_raw.is_empty() {
+        return Value::Object(map);
+    }
+    // Whatever the inbox attached is re-sanitised; unusable values are dropped.
+    for key in ["peer_name", "peer_role"] {
+        let cleaned = map
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(display_string);
+        match cleaned {
+            Some(s) => map.insert(key.to_owned(), Value::String(s)),
+            None => map.remove(key),
+        };
+    }
+    match normalize_uuid(&peer_raw) {
+        Some(peer) => {
+            map.insert(
+                "agent_card_url".to_owned(),
+                Value::String(ctx.platform.join(&format!("/registry/discover/{peer}"))),
+            );
+            if let Some(info) = ctx.peers.get(&peer) {
+                if let Some(name) = info.name.and_then(|n| display_string(&n)) {
+                    map.entry("peer_name").or_insert(Value::String(name));
+                }
+                if let Some(role) = info.role.and_then(|r| display_string(&r)) {
+                    map.entry("peer_role").or_insert(Value::String(role));
+                }
+            }
+        }
+        None => {
+            map.insert("agent_card_url".to_owned(), Value::String(String::new()));
+        }
+    }
+    Value::Object(map)
+}
+
+/// Parses `timeout_secs`: absent ⇒ 60, clamped to [0, 300].
+pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolResult> {
+    let secs = args
+        .opt_number("timeout_secs")?
+        .unwrap_or(DEFAULT_WAIT_SECS);
+    Ok(secs.clamp(0.0, MAX_WAIT_SECS))
+}
+
+/// Parses `limit`: absent or ≤ 0 ⇒ 10, at most 200.
+pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolResult> {
+    Ok(match args.opt_int("limit")? {
+        Some(n) if n > 0 => usize::try_from(n).unwrap_or(MAX_PEEK).min(MAX_PEEK),
+        Some(_) | None => DEFAULT_PEEK,
+    })
+}
+
+/// `wait_for_message`.
+pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
+        return ToolResult::error(NOT_ENABLED);
+    };
+    let secs = match wait_timeout(args) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    match inbox.wait_next(Duration::from_secs_f64(secs)).await {
+        Some(message) => ToolResult::Json(enrich(ctx, message)),
+        None => ToolResult::Json(json!({"timeout": true, "timeout_secs": secs})),
+    }
+}
+
+/// `inbox_peek`.
+pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
+        return ToolResult::error(NOT_ENABLED);
+    };
+    let limit = match peek_limit(args) {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    ToolResult::Json(Value::Array(
+        inbox
+            .peek(limit)
+            .into_iter()
+            .map(|m| enrich(ctx, m))
+            .collect(),
+    ))
+}
+
+/// `inbox_pop`.
+pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
+        return ToolResult::error(NOT_ENABLED);
+    };
+    let id = match args.opt_nonblank("activity_id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return ToolResult::error("Error: activity_id is required."),
+        Err(e) => return e,
+    };
+    let removed = inbox.pop(id).is_some();
+    ToolResult::Json(json!({"removed": removed, "activity_id": id}))
+}

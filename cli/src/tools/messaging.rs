@@ -1,0 +1,460 @@
+//! `send_message_to_user`: optional `POST /workspaces/{target}/chat/uploads` (multipart),
+//! then `POST /workspaces/{target}/notify`, both with the target workspace's token.
+//!
+//! Attachment rules (reference defect 28):
+//! * regular files only: the path is checked with `symlink_metadata` (a symlink is refused,
+//!   not followed), the opened handle is re-checked to be the same regular file;
+//! * at most [`MAX_FILE_BYTES`] (25 MiB, the platform's poll-mode cap) per file, checked
+//!   *before* reading, and the read itself is bounded; at most [`MAX_FILES`] files and
+//!   [`MAX_TOTAL_BYTES`] in total;
+//! * files inside the state directory (which holds the workspace token) are refused;
+//! * MIME type from the content's magic bytes (png, jpeg, gif, pdf, zip, gzip, webp), then
+//!   text detection, then the extension, then `application/octet-stream` ([`sniff_mime`]);
+//! * the multipart body is built by hand ([`multipart_body`]): a random boundary, one part
+//!   per file named `files`, filename = the path's base name.
+//!
+//! Any upload failure means no notify, so the user never sees a half-attached message.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::ToolResult;
+use super::args::{Args, parse_registered, quote};
+use super::client::{CallBody, PlatformCall};
+use super::context::ToolContext;
+use super::ids::random_hex;
+
+/// Per-file cap (the platform's poll-mode limit, 25 MiB).
+pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
+/// Files per message (the platform's limit).
+pub const MAX_FILES: usize = 64;
+/// Total bytes per message (bounds memory; the platform's own request cap is 50–100 MiB).
+pub const MAX_TOTAL_BYTES: u64 = 100 * 1024 * 1024;
+/// Notify timeout; uploads get this plus [`UPLOAD_SECS_PER_MIB`] per MiB.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+const UPLOAD_SECS_PER_MIB: u64 = 2;
+
+/// One file ready to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Base name, made safe for a quoted header value.
+    pub filename: String,
+    /// Sniffed MIME type.
+    pub mime: String,
+    /// Content.
+    pub bytes: Vec<u8>,
+}
+
+/// MIME types by lower-case extension.
+fn mime_from_extension(filename: &str) -> Option<&'static str> {
+    let ext = Path::new(filename)
+        .extension()?
+        .to_str()?
+        .to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "txt" | "log" | "text" => "text/plain",
+        "md" | "markdown" => "text/markdown",
+        "csv" => "text/csv",
+        "tsv" => "text/tab-separated-values",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "yaml" | "yml" => "application/yaml",
+        "svg" => "image/svg+xml",
+        "sh" => "application/x-sh",
+        "py" => "text/x-python",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "doc" => "application/msword",
+        "xls" => "application/vnd.ms-excel",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        "ods" => "application/vnd.oasis.opendocument.spreadsheet",
+        "epub" => "application/epub+zip",
+        "jar" => "application/java-archive",
+        _ => return None,
+    })
+}
+
+fn is_textual(mime: &str) -> bool {
+    mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/json"
+                | "application/xml"
+                | "application/yaml"
+                | "image/svg+xml"
+                | "application/x-sh"
+        )
+}
+
+fn is_zip_container(mime: &str) -> bool {
+    mime.starts_with("application/vnd.openxmlformats-officedocument.")
+        || mime.starts_with("application/vnd.oasis.opendocument.")
+        || matches!(mime, "application/epub+zip" | "application/java-archive")
+}
+
+fn looks_like_text(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            !s.is_empty()
+                && !s.chars().any(|c| {
+                    c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}' | '\u{1b}')
+                })
+        }
+        Err(_) => false,
+    }
+}
+
+/// Content first (magic bytes, then text detection), then extension, then octet-stream.
+pub fn sniff_mime(bytes: &[u8], filename: &str) -> String {
+    let by_ext = mime_from_extension(filename);
+    let magic = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if bytes.len() >= 12
+        && bytes.starts_with(b"RIFF")
+        && bytes.get(8..12) == Some(b"WEBP".as_slice())
+    {
+        Some("image/webp")
+    } else if bytes.starts_with(&[0x1F, 0x8B]) {
+        Some("application/gzip")
+    } else if bytes.starts_with(b"PK\x03\x04")
+        || bytes.starts_with(b"PK\x05\x06")
+        || bytes.starts_with(b"PK\x07\x08")
+    {
+        // Office documents, epub and jar are zip files; keep their specific type.
+        Some(
+            by_ext
+                .filter(|m| is_zip_container(m))
+                .unwrap_or("application/zip"),
+        )
+    } else {
+        None
+    };
+    if let Some(m) = magic {
+        return m.to_owned();
+    }
+    if looks_like_text(bytes) {
+        return by_ext
+            .filter(|m| is_textual(m))
+            .unwrap_or("text/plain")
+            .to_owned();
+    }
+    by_ext.unwrap_or("application/octet-stream").to_owned()
+}
+
+/// A base name safe inside `filename="…"`: quotes, backslashes and control characters
+/// become `_` (the platform sanitises names again on its side).
+pub fn header_filename(path: &Path) -> String {
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let safe: String = base
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if safe.is_empty() {
+        "file".to_owned()
+    } else {
+        safe
+    }
+}
+
+/// Reads one attachment under the module's rules. Errors are complete tool error texts.
+pub fn load_attachment(path: &Path, state_dir: Option<&Path>) -> Result<Attachment, String> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("Error: attachment not found: {shown}"));
+        }
+        Err(e) => return Err(format!("Error reading {shown}: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "Error: attachment {shown} is a symbolic link; pass the path of the file itself"
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!("Error: attachment {shown} is not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "Error: attachment {shown} is {} bytes; the per-file cap is 25 MB ({MAX_FILE_BYTES} bytes)",
+            meta.len()
+        ));
+    }
+    if let Some(dir) = state_dir
+        && let (Ok(file), Ok(dir)) = (path.canonicalize(), dir.canonicalize())
+        && file.starts_with(&dir)
+    {
+        return Err(format!(
+            "Error: attachment {shown} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first"
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("Error reading {shown}: {e}"))?;
+    let opened = file
+        .metadata()
+        .map_err(|e| format!("Error reading {shown}: {e}"))?;
+    if !opened.is_file() || !same_file(&meta, &opened) {
+        return Err(format!(
+            "Error: attachment {shown} changed while being opened; try again"
+        ));
+    }
+    let mut bytes =
+        Vec::with_capacity(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("Error reading {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "Error: attachment {shown} grew beyond the per-file cap of 25 MB ({MAX_FILE_BYTES} bytes) while being read"
+        ));
+    }
+    let filename = header_filename(path);
+    let mime = sniff_mime(&bytes, &filename);
+    Ok(Attachment {
+        filename,
+        mime,
+        bytes,
+    })
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Loads every attachment in order; stops at the first problem.
+pub fn load_attachments(
+    paths: &[PathBuf],
+    state_dir: Option<&Path>,
+) -> Result<Vec<Attachment>, String> {
+    if paths.len() > MAX_FILES {
+        return Err(format!(
+            "Error: {} attachments given; at most {MAX_FILES} files per message",
+            paths.len()
+        ));
+    }
+    let mut total: u64 = 0;
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        let a = load_attachment(path, state_dir)?;
+        total += a.bytes.len() as u64;
+        if total > MAX_TOTAL_BYTES {
+            return Err(format!(
+                "Error: attachments exceed {MAX_TOTAL_BYTES} bytes in total; send them in several messages"
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// `multipart/form-data` body: one `files` part per attachment.
+pub fn multipart_body(files: &[Attachment], boundary: &str) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 200).sum::<usize>() + 64);
+    for f in files {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!(
+                "Content-Disposition: form-data; name=\"files\"; filename=\"{}\"\r\n",
+                f.filename
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(format!("Content-Type: {}\r\n\r\n", f.mime).as_bytes());
+        body.extend_from_slice(&f.bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// A fresh boundary (random, so file content cannot collide with it in practice).
+pub fn new_boundary() -> String {
+    format!("molecule-mcp-{}", random_hex(2))
+}
+
+/// Validates the upload answer: `{"files": [...]}` with one entry per file, each with a
+/// non-empty `uri` and `name` (what notify requires).
+pub fn parse_upload_response(body: Option<Value>, expected: usize) -> Result<Vec<Value>, String> {
+    let Some(body) = body else {
+        return Err("Error parsing upload response: not JSON".to_owned());
+    };
+    let files = match body.get("files") {
+        Some(Value::Array(files)) => files.clone(),
+        Some(_) | None => {
+            return Err(format!(
+                "Error: upload returned invalid entries for {expected} files"
+            ));
+        }
+    };
+    if files.len() != expected {
+        return Err(format!(
+            "Error: upload returned {} entries for {expected} files",
+            files.len()
+        ));
+    }
+    let nonempty = |f: &Value, k: &str| {
+        f.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    if let Some(bad) = files
+        .iter()
+        .position(|f| !nonempty(f, "uri") || !nonempty(f, "name"))
+    {
+        return Err(format!("Error: upload entry {bad} has no uri or name"));
+    }
+    Ok(files)
+}
+
+/// `send_message_to_user`.
+pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+    let message = match args.opt_str("message") {
+        Ok(Some(m)) if !m.trim().is_empty() => m,
+        Ok(_) => return ToolResult::error("Error: message is required"),
+        Err(e) => return e,
+    };
+    let target = match args.opt_nonblank("workspace_id") {
+        Err(e) => return e,
+        Ok(Some(raw)) => match parse_registered(ctx, "workspace_id", raw) {
+            Ok(id) => id,
+            Err(e) => return e,
+        },
+        Ok(None) => ctx.workspaces.primary(),
+    };
+    let paths = match args.opt_str_list("attachments") {
+        Err(e) => return e,
+        Ok(list) => list.unwrap_or_default(),
+    };
+    if let Some(bad) = paths.iter().find(|p| p.trim().is_empty()) {
+        return ToolResult::error(format!("Error: invalid attachment path {}", quote(bad)));
+    }
+
+    let mut uploaded: Vec<Value> = Vec::new();
+    if !paths.is_empty() {
+        let owned: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        let state_dir = ctx.state_dir.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || load_attachments(&owned, state_dir.as_deref()))
+                .await;
+        let files = match loaded {
+            Ok(Ok(files)) => files,
+            Ok(Err(text)) => return ToolResult::error(text),
+            Err(e) => return ToolResult::error(format!("Error reading attachments: {e}")),
+        };
+        let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
+        let boundary = new_boundary();
+        let call = PlatformCall {
+            method: http::Method::POST,
+            body: CallBody::Multipart {
+                bytes: multipart_body(&files, &boundary),
+                boundary,
+            },
+            ..PlatformCall::get(format!("/workspaces/{target}/chat/uploads"), &target)
+        }
+        .with_timeout(NOTIFY_TIMEOUT + Duration::from_secs(total_mib * UPLOAD_SECS_PER_MIB));
+        let response = match ctx.call(call).await {
+            Ok(r) => r,
+            Err(e) => return ToolResult::error(format!("Error uploading attachments: {e}")),
+        };
+        if response.status != 200 {
+            return ToolResult::error(format!(
+                "Error: chat/uploads returned {}: {}",
+                response.status,
+                response.snippet(200)
+            ));
+        }
+        uploaded = match parse_upload_response(response.json(), files.len()) {
+            Ok(list) => list,
+            Err(text) => return ToolResult::error(text),
+        };
+    }
+
+    let mut body = json!({"message": message});
+    if !uploaded.is_empty() {
+        body["attachments"] = Value::Array(uploaded.clone());
+    }
+    let call = PlatformCall::post_json(format!("/workspaces/{target}/notify"), &target, body)
+        .with_timeout(NOTIFY_TIMEOUT);
+    match ctx.call(call).await {
+        Err(e) => ToolResult::error(format!("Error sending message: {e}")),
+        Ok(r) if r.status == 200 => ToolResult::Text(if uploaded.is_empty() {
+            "Message sent to user".to_owned()
+        } else {
+            format!("Message sent to user with {} attachment(s)", uploaded.len())
+        }),
+        Ok(r) => ToolResult::error(format!(
+            "Error: platform returned {}: {}",
+            r.status,
+            r.error_message()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_response_validation() {
+        let ok = json!({"files": [{"uri": "platform-pending:w/f", "name": "a.txt", "mimeType": "text/plain", "size": 1}]});
+        assert_eq!(parse_upload_response(Some(ok), 1).unwrap().len(), 1);
+        assert_eq!(
+            parse_upload_response(Some(json!({"files": []})), 2).unwrap_err(),
+            "Error: upload returned 0 entries for 2 files"
+        );
+        assert!(
+            parse_upload_response(Some(json!({"files": "x"})), 1)
+                .unwrap_err()
+                .contains("invalid")
+        );
+        assert!(
+            parse_upload_response(Some(json!({"files": [{"uri": "", "name": "a"}]})), 1).is_err()
+        );
+        assert!(
+            parse_upload_response(None, 1)
+                .unwrap_err()
+                .starts_with("Error parsing upload response")
+        );
+    }
+}
