@@ -2317,3 +2317,16 @@ fn redaction_is_idempotent() {
         assert_eq!(redact_secrets(&once), once, "{s:?}");
     }
 }
+
+#[tokio::test]
+async fn wait_for_message_always_returns_an_object() {
+    let inbox = Arc::new(FakeInbox::default());
+    inbox
+        .messages
+        .lock()
+        .expect("lock")
+        .push(json!("not an object"));
+    let (_, c) = inbox_ctx(inbox);
+    let r = run(&c, "wait_for_message", json!({"timeout_secs": 0})).await;
+    assert_eq!(json_of(&r), &json!({"message": "not an object"}));
+}

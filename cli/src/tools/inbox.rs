@@ -98,7 +98,9 @@ pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolR
         Err(e) => return e,
     };
     match inbox.wait_next(Duration::from_secs_f64(secs)).await {
-        Some(message) => ToolResult::Json(enrich(ctx, message)),
+        // The result is declared as an object (MCP structured content); wrap anything else.
+        Some(message @ Value::Object(_)) => ToolResult::Json(enrich(ctx, message)),
+        Some(other) => ToolResult::Json(json!({"message": other})),
         None => ToolResult::Json(json!({"timeout": true, "timeout_secs": secs})),
     }
 }
