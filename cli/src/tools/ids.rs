@@ -41,7 +41,7 @@ pub fn random_u64() -> u64 {
     h.finish()
 }
 
-/// `2 * n_words * 8` lower-case hex characters of randomness.
+/// `16 × n_words` lower-case hex characters of randomness.
 pub fn random_hex(n_words: usize) -> String {
     (0..n_words)
         .map(|_| format!("{:016x}", random_u64()))
