@@ -1,4 +1,5 @@
 //! Library half of the `molecule-mcp` binary (MCP protocol, tools), so fuzz targets and
 //! tests can reach it.
 
+pub mod mcp;
 pub mod tools;

@@ -1,0 +1,117 @@
+//! What the application plugs into the MCP server: its identity and its tools.
+//!
+//! The MCP layer knows nothing about the platform; it asks a [`ToolHandler`] for the tool
+//! list and for one future per `tools/call`, and reports itself with a [`ServerIdentity`].
+//! `From` conversions from the `tools` module's [`ToolDef`](crate::tools::ToolDef) and
+//! [`ToolResult`](crate::tools::ToolResult) keep the glue in the binary to a few lines.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// The future a tool call runs as. It is spawned on its own task, so it must be `'static`.
+pub type ToolFuture = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'static>>;
+
+/// The tools served over MCP.
+pub trait ToolHandler: Send + Sync + 'static {
+    /// Every tool, in the order `tools/list` must show them (keep it deterministic: clients
+    /// cache prompts on it).
+    fn tools(&self) -> Vec<ToolSpec>;
+
+    /// Starts a call. `None` means "no such tool" (a JSON-RPC `-32602`); argument problems
+    /// belong in the returned [`ToolOutput::Error`] so the model can correct itself.
+    fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture>;
+}
+
+/// One tool as `tools/list` advertises it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// Tool name (unique, `[A-Za-z0-9_.-]{1,128}`).
+    pub name: &'static str,
+    /// Description shown to the model.
+    pub description: String,
+    /// JSON Schema of the arguments; an object schema, never null.
+    pub input_schema: Value,
+    /// JSON Schema of `structuredContent`, for tools that return a JSON object.
+    pub output_schema: Option<Value>,
+    /// MCP annotations (`title`, behaviour hints).
+    pub annotations: Option<Value>,
+}
+
+/// What a tool call produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolOutput {
+    /// One text block.
+    Text(String),
+    /// JSON: an object becomes `structuredContent` plus a text copy; any other value is sent
+    /// as text only (legacy MCP requires `structuredContent` to be an object).
+    Json(Value),
+    /// A tool failure: one text block and `isError: true`.
+    Error(String),
+}
+
+impl From<crate::tools::ToolDef> for ToolSpec {
+    fn from(def: crate::tools::ToolDef) -> Self {
+        Self {
+            name: def.name,
+            description: def.description,
+            input_schema: def.input_schema,
+            output_schema: def.output_schema,
+            annotations: def.annotations,
+        }
+    }
+}
+
+impl From<crate::tools::ToolResult> for ToolOutput {
+    fn from(result: crate::tools::ToolResult) -> Self {
+        match result {
+            crate::tools::ToolResult::Text(t) => ToolOutput::Text(t),
+            crate::tools::ToolResult::Json(v) => ToolOutput::Json(v),
+            crate::tools::ToolResult::Error(e) => ToolOutput::Error(e),
+        }
+    }
+}
+
+/// How the server names itself in `initialize` and `server/discover`.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// `serverInfo.name`.
+    pub name: String,
+    /// `serverInfo.version`.
+    pub version: String,
+    /// Produces `instructions` on every `initialize`/`server/discover`, so the text can
+    /// reflect live configuration.
+    pub instructions: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl ServerIdentity {
+    /// An identity with the given name, version and instructions callback.
+    pub fn new(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        instructions: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            instructions: Arc::new(instructions),
+        }
+    }
+
+    /// `molecule-mcp` at this crate's version.
+    pub fn molecule(instructions: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        Self::new("molecule-mcp", env!("CARGO_PKG_VERSION"), instructions)
+    }
+}
+
+impl fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}

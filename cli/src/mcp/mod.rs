@@ -1,0 +1,30 @@
+//! The MCP server: JSON-RPC 2.0 over newline-delimited stdio, hand-rolled, serving both
+//! protocol eras (legacy `initialize` handshake 2024-11-05…2025-11-25 and the stateless
+//! 2026-07-28 revision) on the same process.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `framing.rs` | [`LineFramer`]: bytes → lines, bounded memory, UTF-8-safe splitting (sans-io) |
+//! | `jsonrpc.rs` | message classification, ids, error codes and response lines |
+//! | `protocol.rs` | [`Protocol`]: the method table and the dual-era rules (sans-io) |
+//! | `handler.rs` | what the application plugs in: [`ToolHandler`], [`ToolSpec`], [`ToolOutput`], [`ServerIdentity`] |
+//! | `server.rs` | [`serve`]: reader loop, concurrent tool tasks, cancellation, the single writer |
+//! | `fuzz.rs` | [`fuzz::frames_case`], the body of the `mcp_frames` fuzz target |
+//!
+//! Reference defects fixed here (numbers from reference-behaviour §8): 1 (requests run
+//! concurrently, `ping` never waits for a tool, cancellation honoured, one stdout writer),
+//! 2 (bad input is a JSON-RPC error or an `isError` result, never a dead server), 3 (`ping`,
+//! no answers to notifications, `-32700`/`-32600`, version negotiation, `isError`, unknown
+//! tool is `-32602`), 5a (bytes split on `\n`, decoded per line, final line processed).
+
+pub mod framing;
+pub mod fuzz;
+pub mod handler;
+pub mod jsonrpc;
+pub mod protocol;
+pub mod server;
+
+pub use framing::{DEFAULT_MAX_LINE, Frame, LineFramer};
+pub use handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
+pub use protocol::{CHANNEL_NOTIFICATION, Outcome, Protocol};
+pub use server::{ServeConfig, ServeEnd, push_notification, serve, serve_with};

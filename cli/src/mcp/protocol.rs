@@ -1,0 +1,401 @@
+//! The MCP method table: one frame in, at most one response out. No I/O, no tokio.
+//!
+//! **Dual era, decided per request, never locked.** The spec has a *legacy* family
+//! (2024-11-05 … 2025-11-25, which starts with `initialize`) and a *modern* revision
+//! (2026-07-28: no handshake, every request names its version in
+//! `params._meta["io.modelcontextprotocol/protocolVersion"]`). Real clients mix them on one
+//! process (Claude Code probes `server/discover`, then sends `initialize`), so [`Protocol`]
+//! keeps no session state at all:
+//!
+//! * a request whose `_meta` names a version is *modern*: the version must be 2026-07-28
+//!   (else `-32022` with `data: {supported, requested}`), and its result carries
+//!   `resultType: "complete"` and serverInfo in `_meta`, plus `ttlMs`/`cacheScope` for the
+//!   cacheable `tools/list` and `server/discover`;
+//! * any other request gets legacy semantics, even without a prior `initialize` (lenient:
+//!   `notifications/initialized` is accepted but never required).
+//!
+//! | method | answer |
+//! |---|---|
+//! | `initialize` | echoes a known legacy `protocolVersion`, else `2025-11-25`; never an error on the version |
+//! | `ping` | `{}`, in any state and era |
+//! | `server/discover` | `supportedVersions` (all five), capabilities, instructions, always in modern shape |
+//! | `tools/list` | every tool in the handler's order, one page, no `nextCursor` (a `cursor` is ignored) |
+//! | `tools/call` | see [`Protocol::handle_line`]: `-32602` for bad params or an unknown tool; tool failures are `isError: true` results |
+//! | anything else (`logging/setLevel`, `resources/list`, `prompts/list`, …) | `-32601` at once: we declare only tools |
+//!
+//! Checks run in this order: message shape ([`classify`]), modern version, method name,
+//! `params` is an object, method-specific params. Notifications are never answered;
+//! `notifications/cancelled` becomes [`Outcome::Cancel`]. A `tools/call` does not run here:
+//! it becomes [`Outcome::Call`], a future plus the [`CallReply`] that turns its output into
+//! the response line, so the caller decides where the future runs.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::framing::Frame;
+use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
+use super::jsonrpc::{
+    INTERNAL_ERROR, Incoming, METHOD_NOT_FOUND, RequestId, RpcError, UNSUPPORTED_PROTOCOL_VERSION,
+    classify, error_line, excerpt, result_line,
+};
+
+/// The legacy (handshake) revisions we speak, oldest first.
+pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// What `initialize` answers when the client asks for a version we do not know.
+pub const LATEST_LEGACY_VERSION: &str = "2025-11-25";
+/// The modern (per-request `_meta`) revision.
+pub const MODERN_VERSION: &str = "2026-07-28";
+/// Every revision served, oldest first (`server/discover`, `-32022` data).
+pub const SUPPORTED_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    MODERN_VERSION,
+];
+/// `_meta` key naming a modern request's protocol version.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key carrying serverInfo on modern results.
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// `ttlMs` on cacheable modern results. Zero: instructions reflect live configuration, and
+/// re-listing a dozen tools over a pipe is cheap.
+pub const CACHE_TTL_MS: u64 = 0;
+/// The push method announced as an experimental capability.
+pub const CHANNEL_NOTIFICATION: &str = "notifications/claude/channel";
+
+/// The capabilities we declare: tools (a fixed list) and Claude's channel push.
+pub fn capabilities() -> Value {
+    json!({"tools": {"listChanged": false}, "experimental": {"claude/channel": {}}})
+}
+
+/// What to do with one frame.
+pub enum Outcome {
+    /// Write this line (one JSON-RPC message, no newline).
+    Reply(String),
+    /// Nothing to write (a notification, or a response from the peer).
+    Silent,
+    /// The peer cancelled this request: stop it and never answer it.
+    Cancel(RequestId),
+    /// Run a tool; answer with [`CallReply`] when it finishes.
+    Call(PendingCall),
+}
+
+/// A `tools/call` ready to run.
+pub struct PendingCall {
+    /// The request id (the in-flight key).
+    pub id: RequestId,
+    /// The tool's work.
+    pub future: ToolFuture,
+    /// Turns the outcome into the response line.
+    pub reply: CallReply,
+}
+
+/// Builds the response of one `tools/call` once its future has finished.
+#[derive(Debug, Clone)]
+pub struct CallReply {
+    id: RequestId,
+    era: Era,
+    server_info: Value,
+}
+
+impl CallReply {
+    /// The response for a finished call.
+    pub fn output(self, output: ToolOutput) -> String {
+        let result = decorate(tool_result(output), self.era, false, &self.server_info);
+        result_line(&self.id, result)
+    }
+
+    /// A `-32603` response, for a tool that panicked.
+    pub fn internal_error(self, detail: &str) -> String {
+        error_line(
+            Some(&self.id),
+            &RpcError::new(INTERNAL_ERROR, format!("Internal error: {detail}")),
+        )
+    }
+}
+
+/// Which rules a request is served under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    /// No modern `_meta`: plain results.
+    Legacy,
+    /// Modern `_meta` with a supported version: `resultType`, cache hints, serverInfo.
+    Modern,
+}
+
+/// The requests we answer; everything else is `-32601`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Initialize,
+    Ping,
+    Discover,
+    ToolsList,
+    ToolsCall,
+}
+
+impl Method {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "initialize" => Method::Initialize,
+            "ping" => Method::Ping,
+            "server/discover" => Method::Discover,
+            "tools/list" => Method::ToolsList,
+            "tools/call" => Method::ToolsCall,
+            _ => return None,
+        })
+    }
+}
+
+/// The request → response logic. Stateless, so one instance can serve any mix of eras.
+#[derive(Clone)]
+pub struct Protocol {
+    handler: Arc<dyn ToolHandler>,
+    identity: ServerIdentity,
+}
+
+impl Protocol {
+    /// A protocol over these tools and this identity.
+    pub fn new(handler: Arc<dyn ToolHandler>, identity: ServerIdentity) -> Self {
+        Self { handler, identity }
+    }
+
+    /// Handles one frame from the [`LineFramer`](super::framing::LineFramer). An oversized
+    /// line is answered with `-32600` and `"id": null` (its id was never read).
+    pub fn handle_frame(&self, frame: &Frame) -> Outcome {
+        match frame {
+            Frame::Line(line) => self.handle_line(line),
+            Frame::Oversized { discarded } => Outcome::Reply(error_line(
+                None,
+                &RpcError::invalid_request(&format!(
+                    "request too large ({discarded} bytes on one line)"
+                )),
+            )),
+        }
+    }
+
+    /// Handles one complete line.
+    ///
+    /// `tools/call` needs `params.name` (a string) and, if present and not null,
+    /// `params.arguments` must be an object; otherwise `-32602`. An unknown tool is also
+    /// `-32602`. Everything else about the arguments is the tool's business.
+    pub fn handle_line(&self, line: &[u8]) -> Outcome {
+        match classify(line) {
+            Err(rejected) => Outcome::Reply(error_line(rejected.id.as_ref(), &rejected.error)),
+            Ok(Incoming::Response) => Outcome::Silent,
+            Ok(Incoming::Notification { method, params }) => notification(&method, params),
+            Ok(Incoming::Request { id, method, params }) => self
+                .request(&id, &method, params)
+                .unwrap_or_else(|error| Outcome::Reply(error_line(Some(&id), &error))),
+        }
+    }
+
+    fn request(
+        &self,
+        id: &RequestId,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Outcome, RpcError> {
+        let era = era_of(params.as_ref())?;
+        let Some(method) = Method::parse(method) else {
+            return Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("Method not found: {}", excerpt(method)),
+            ));
+        };
+        let params = match params {
+            None => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err(RpcError::invalid_params("params must be an object")),
+        };
+        let server_info = self.server_info();
+        let (result, era, cacheable) = match method {
+            Method::Initialize => (self.initialize(&params), era, false),
+            Method::Ping => (Map::new(), era, false),
+            // A discover result is modern by definition, whoever asks.
+            Method::Discover => (self.discover(), Era::Modern, true),
+            Method::ToolsList => (self.tools_list(), era, true),
+            Method::ToolsCall => return self.tools_call(id, params, era, server_info),
+        };
+        let result = decorate(result, era, cacheable, &server_info);
+        Ok(Outcome::Reply(result_line(id, result)))
+    }
+
+    fn server_info(&self) -> Value {
+        json!({"name": self.identity.name, "version": self.identity.version})
+    }
+
+    fn instructions(&self) -> String {
+        (self.identity.instructions)()
+    }
+
+    fn initialize(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        let requested = params.get("protocolVersion").and_then(Value::as_str);
+        let version = requested
+            .and_then(|r| LEGACY_VERSIONS.iter().find(|v| **v == r))
+            .copied()
+            .unwrap_or(LATEST_LEGACY_VERSION);
+        object(json!({
+            "protocolVersion": version,
+            "capabilities": capabilities(),
+            "serverInfo": self.server_info(),
+            "instructions": self.instructions(),
+        }))
+    }
+
+    fn discover(&self) -> Map<String, Value> {
+        object(json!({
+            "supportedVersions": SUPPORTED_VERSIONS,
+            "capabilities": capabilities(),
+            "instructions": self.instructions(),
+        }))
+    }
+
+    fn tools_list(&self) -> Map<String, Value> {
+        let tools: Vec<Value> = self.handler.tools().into_iter().map(tool_json).collect();
+        object(json!({"tools": tools}))
+    }
+
+    fn tools_call(
+        &self,
+        id: &RequestId,
+        mut params: Map<String, Value>,
+        era: Era,
+        server_info: Value,
+    ) -> Result<Outcome, RpcError> {
+        let name = match params.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            Some(_) => return Err(RpcError::invalid_params("params.name must be a string")),
+            None => return Err(RpcError::invalid_params("params.name is required")),
+        };
+        let arguments = match params.remove("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(args)) => args,
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "params.arguments must be an object",
+                ));
+            }
+        };
+        let Some(future) = self.handler.call(&name, arguments) else {
+            return Err(RpcError::invalid_params(format!(
+                "Unknown tool: {}",
+                excerpt(&name)
+            )));
+        };
+        Ok(Outcome::Call(PendingCall {
+            id: id.clone(),
+            future,
+            reply: CallReply {
+                id: id.clone(),
+                era,
+                server_info,
+            },
+        }))
+    }
+}
+
+/// Reads the era from `params._meta`; a modern request with another version is `-32022`.
+fn era_of(params: Option<&Value>) -> Result<Era, RpcError> {
+    let requested = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(|meta| meta.get(META_PROTOCOL_VERSION));
+    match requested {
+        None => Ok(Era::Legacy),
+        Some(Value::String(v)) if v == MODERN_VERSION => Ok(Era::Modern),
+        Some(Value::String(v)) => Err(RpcError::new(
+            UNSUPPORTED_PROTOCOL_VERSION,
+            format!("Unsupported protocol version: {}", excerpt(v)),
+        )
+        .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": v}))),
+        Some(_) => Err(RpcError::invalid_params(format!(
+            "_meta[\"{META_PROTOCOL_VERSION}\"] must be a string"
+        ))),
+    }
+}
+
+fn notification(method: &str, params: Option<Value>) -> Outcome {
+    if method != "notifications/cancelled" {
+        // `notifications/initialized` and anything unknown: accepted, never answered.
+        return Outcome::Silent;
+    }
+    // Invalid cancellations SHOULD be ignored.
+    params
+        .as_ref()
+        .and_then(|p| p.get("requestId"))
+        .and_then(RequestId::from_json)
+        .map_or(Outcome::Silent, Outcome::Cancel)
+}
+
+/// Adds the modern-era fields to a result; legacy results pass through untouched.
+fn decorate(
+    mut result: Map<String, Value>,
+    era: Era,
+    cacheable: bool,
+    server_info: &Value,
+) -> Value {
+    match era {
+        Era::Legacy => {}
+        Era::Modern => {
+            result.insert("resultType".to_owned(), json!("complete"));
+            if cacheable {
+                result.insert("ttlMs".to_owned(), json!(CACHE_TTL_MS));
+                result.insert("cacheScope".to_owned(), json!("private"));
+            }
+            let meta = result
+                .entry("_meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.insert(META_SERVER_INFO.to_owned(), server_info.clone());
+            }
+        }
+    }
+    Value::Object(result)
+}
+
+fn tool_json(spec: ToolSpec) -> Value {
+    let mut tool = Map::new();
+    tool.insert("name".to_owned(), json!(spec.name));
+    tool.insert("description".to_owned(), json!(spec.description));
+    tool.insert("inputSchema".to_owned(), spec.input_schema);
+    if let Some(schema) = spec.output_schema {
+        tool.insert("outputSchema".to_owned(), schema);
+    }
+    if let Some(annotations) = spec.annotations {
+        tool.insert("annotations".to_owned(), annotations);
+    }
+    Value::Object(tool)
+}
+
+/// The `tools/call` result for a tool's output.
+fn tool_result(output: ToolOutput) -> Map<String, Value> {
+    let text_block = |text: String| json!([{"type": "text", "text": text}]);
+    let mut result = Map::new();
+    match output {
+        ToolOutput::Text(text) => {
+            result.insert("content".to_owned(), text_block(text));
+        }
+        ToolOutput::Error(text) => {
+            result.insert("content".to_owned(), text_block(text));
+            result.insert("isError".to_owned(), json!(true));
+        }
+        ToolOutput::Json(value) => {
+            // The text copy is for clients that ignore structuredContent.
+            let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
+            result.insert("content".to_owned(), text_block(text));
+            if value.is_object() {
+                result.insert("structuredContent".to_owned(), value);
+            }
+        }
+    }
+    result
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {
+            Map::new()
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The async half: pumps bytes between a reader/writer pair (stdin/stdout in the binary)
+//! and the sans-io [`Protocol`].
+//!
+//! Shape (one `serve` future, plus one tokio task per running tool call):
+//!
+//! * **reader loop** — reads chunks of `read_chunk` bytes into the [`LineFramer`], handles
+//!   each frame at once and in order. Everything except `tools/call` is answered inline, so
+//!   `ping` is never queued behind a tool (reference defect 1);
+//! * **tool calls** — each runs in its own task (a `JoinSet`); a panic inside a tool becomes
+//!   a `-32603` answer, never a dead server. A request id that is still running is refused
+//!   with `-32600`. `notifications/cancelled {requestId}` aborts that task, and no response
+//!   is ever written for it (even if it had already finished but was not yet written);
+//! * **one writer** owns the output: lines arrive over a channel and each is written as one
+//!   JSON object + `\n`. Nothing else is ever written, so stdout stays pure MCP;
+//! * **push** — server-initiated notifications (e.g. `notifications/claude/channel`) come in
+//!   on the `notifications` channel and go through the same writer. Each item must be a JSON
+//!   object with a string `method` ([`push_notification`] builds one); `jsonrpc` is forced
+//!   to `"2.0"` and any `id` removed; other values are dropped with a warning.
+//!
+//! Ending ([`ServeEnd`]): on input EOF the final unterminated line is still handled, running
+//! calls are aborted, queued lines are flushed for at most `flush_grace`, and `serve`
+//! returns. A write error (EPIPE: the client closed our stdout) ends `serve` at once with
+//! [`ServeEnd::OutputClosed`]; nothing panics.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinError, JoinSet};
+
+use super::framing::{DEFAULT_MAX_LINE, LineFramer};
+use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
+use super::jsonrpc::{RequestId, RpcError, error_line};
+use super::protocol::{Outcome, PendingCall, Protocol};
+
+/// Tunables of [`serve_with`]; [`serve`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Longest accepted line in bytes (default 8 MiB).
+    pub max_line: usize,
+    /// Bytes per read (default 64 KiB).
+    pub read_chunk: usize,
+    /// How long queued output may take to flush after input EOF (default 500 ms, so the
+    /// process exits well within the client's 1–2 s grace even if stdout is stuck).
+    pub flush_grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_line: DEFAULT_MAX_LINE,
+            read_chunk: 64 * 1024,
+            flush_grace: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why [`serve`] returned.
+#[derive(Debug)]
+pub enum ServeEnd {
+    /// The input reached EOF (the client closed our stdin): the normal end.
+    InputClosed,
+    /// Writing failed (the client closed our stdout).
+    OutputClosed,
+    /// Reading failed.
+    ReadFailed(io::Error),
+}
+
+/// Lines queued for the writer before the reader waits (backpressure on a slow client).
+const OUTPUT_QUEUE: usize = 256;
+
+/// Builds a push notification for the `notifications` channel of [`serve`].
+pub fn push_notification(method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "method": method, "params": params})
+}
+
+/// Serves MCP over `input`/`output` until EOF or a broken output, with default settings.
+pub async fn serve<R, W>(
+    input: R,
+    output: W,
+    handler: Arc<dyn ToolHandler>,
+    identity: ServerIdentity,
+    notifications: mpsc::UnboundedReceiver<Value>,
+) -> ServeEnd
+where
+    R: AsyncRead,
+    W: AsyncWrite,
+{
+    serve_with(
+        ServeConfig::default(),
+        input,
+        output,
+        handler,
+        identity,
+        notifications,
+    )
+    .await
+}
+
+/// [`serve`] with explicit [`ServeConfig`].
+pub async fn serve_with<R, W>(
+    config: ServeConfig,
+    input: R,
+    output: W,
+    handler: Arc<dyn ToolHandler>,
+    identity: ServerIdentity,
+    notifications: mpsc::UnboundedReceiver<Value>,
+) -> ServeEnd
+where
+    R: AsyncRead,
+    W: AsyncWrite,
+{
+    let protocol = Protocol::new(handler, identity);
+    let (lines_tx, lines_rx) = mpsc::channel::<String>(OUTPUT_QUEUE);
+    let writer = write_lines(output, lines_rx);
+    let reader = read_loop(&config, protocol, input, notifications, lines_tx);
+    tokio::pin!(writer, reader);
+    let end = tokio::select! {
+        biased;
+        // The writer only stops early when a write fails: the channel stays open while the
+        // reader runs.
+        written = &mut writer => {
+            if let Err(e) = written {
+                tracing::debug!("MCP output closed: {e}");
+            }
+            return ServeEnd::OutputClosed;
+        }
+        end = &mut reader => end,
+    };
+    // The reader is done and dropped its sender: let the writer drain, but not forever.
+    match tokio::time::timeout(config.flush_grace, writer).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("MCP output failed while flushing: {e}"),
+        Err(_) => tracing::warn!(
+            "MCP output did not drain within {:?}; exiting anyway",
+            config.flush_grace
+        ),
+    }
+    end
+}
+
+/// Reads frames, answers them, runs tool calls, forwards pushes; returns on EOF or error.
+async fn read_loop<R: AsyncRead>(
+    config: &ServeConfig,
+    protocol: Protocol,
+    input: R,
+    mut pushes: mpsc::UnboundedReceiver<Value>,
+    lines: mpsc::Sender<String>,
+) -> ServeEnd {
+    tokio::pin!(input);
+    let mut framer = LineFramer::new(config.max_line);
+    let mut chunk = vec![0u8; config.read_chunk.max(1)];
+    let mut calls = InFlight::default();
+    let mut pushes_open = true;
+    let end = loop {
+        tokio::select! {
+            read = input.read(&mut chunk) => {
+                let eof = match read {
+                    Ok(0) => true,
+                    Ok(n) => {
+                        framer.push(chunk.get(..n).unwrap_or_default());
+                        false
+                    }
+                    Err(e) => break ServeEnd::ReadFailed(e),
+                };
+                if eof {
+                    framer.finish();
+                }
+                while let Some(frame) = framer.next_frame() {
+                    let line = match protocol.handle_frame(&frame) {
+                        Outcome::Reply(line) => Some(line),
+                        Outcome::Silent => None,
+                        Outcome::Cancel(id) => {
+                            calls.cancel(&id);
+                            None
+                        }
+                        Outcome::Call(call) => calls.start(call),
+                    };
+                    if let Some(line) = line
+                        && lines.send(line).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                if eof {
+                    break ServeEnd::InputClosed;
+                }
+                if lines.is_closed() {
+                    break ServeEnd::OutputClosed;
+                }
+            }
+            Some(joined) = calls.tasks.join_next() => {
+                if let Some(line) = calls.finished(joined)
+                    && lines.send(line).await.is_err()
+                {
+                    break ServeEnd::OutputClosed;
+                }
+            }
+            push = pushes.recv(), if pushes_open => match push {
+                None => pushes_open = false,
+                Some(message) => {
+                    if let Some(line) = push_line(message)
+                        && lines.send(line).await.is_err()
+                    {
+                        break ServeEnd::OutputClosed;
+                    }
+                }
+            },
+        }
+    };
+    // Nobody will read answers to calls still running: stop them now.
+    calls.tasks.abort_all();
+    end
+}
+
+/// Validates one pushed message and serialises it.
+fn push_line(message: Value) -> Option<String> {
+    let Value::Object(mut obj) = message else {
+        tracing::warn!("dropping a push notification that is not a JSON object");
+        return None;
+    };
+    if !matches!(obj.get("method"), Some(Value::String(_))) {
+        tracing::warn!("dropping a push notification without a string method");
+        return None;
+    }
+    obj.remove("id");
+    obj.insert("jsonrpc".to_owned(), json!("2.0"));
+    Some(Value::Object(obj).to_string())
+}
+
+/// Writes each line plus `\n`, flushing whenever the queue is empty.
+async fn write_lines<W: AsyncWrite>(
+    output: W,
+    mut lines: mpsc::Receiver<String>,
+) -> io::Result<()> {
+    const BATCH_BYTES: usize = 1024 * 1024;
+    tokio::pin!(output);
+    let mut batch = Vec::new();
+    while let Some(line) = lines.recv().await {
+        batch.clear();
+        batch.extend_from_slice(line.as_bytes());
+        batch.push(b'\n');
+        while batch.len() < BATCH_BYTES {
+            let Ok(more) = lines.try_recv() else { break };
+            batch.extend_from_slice(more.as_bytes());
+            batch.push(b'\n');
+        }
+        output.write_all(&batch).await?;
+        output.flush().await?;
+    }
+    output.shutdown().await
+}
+
+/// Tool calls in progress, keyed by request id.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Finished>,
+    /// The ticket tells a cancelled call's late result from a newer call reusing its id.
+    running: HashMap<RequestId, (u64, AbortHandle)>,
+    next_ticket: u64,
+}
+
+/// A call's task result: the id, its ticket and the response line.
+type Finished = (RequestId, u64, String);
+
+impl InFlight {
+    /// Spawns the call; returns an error line instead if its id is already running.
+    fn start(&mut self, call: PendingCall) -> Option<String> {
+        let PendingCall { id, future, reply } = call;
+        if self.running.contains_key(&id) {
+            return Some(error_line(
+                Some(&id),
+                &RpcError::invalid_request("this request id is already in flight"),
+            ));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        let task_id = id.clone();
+        let handle = self.tasks.spawn(async move {
+            let line = match CatchUnwind(future).await {
+                Ok(output) => reply.output(output),
+                Err(()) => {
+                    tracing::error!("tool call {task_id} panicked");
+                    reply.internal_error("the tool failed unexpectedly")
+                }
+            };
+            (task_id, ticket, line)
+        });
+        self.running.insert(id, (ticket, handle));
+        None
+    }
+
+    fn cancel(&mut self, id: &RequestId) {
+        // Unknown or finished ids are ignored, as the spec asks.
+        if let Some((_, handle)) = self.running.remove(id) {
+            tracing::debug!("request {id} cancelled by the client");
+            handle.abort();
+        }
+    }
+
+    /// The line to write for a finished task; `None` if it was cancelled.
+    fn finished(&mut self, joined: Result<Finished, JoinError>) -> Option<String> {
+        let (id, ticket, line) = joined.ok()?;
+        match self.running.get(&id) {
+            Some((current, _)) if *current == ticket => {
+                self.running.remove(&id);
+                Some(line)
+            }
+            // Cancelled after it finished but before we wrote it: stay silent.
+            Some(_) | None => None,
+        }
+    }
+}
+
+/// Turns a panic inside a tool future into `Err(())`.
+struct CatchUnwind(ToolFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<ToolOutput, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
