@@ -167,6 +167,9 @@ impl Session {
             ignored_inputs: 0,
         };
         s.send_register(now);
+        // Arm the register's deadline now: without it `poll_timeout()` would be `None`
+        // (the "terminal" signal) while the register is in flight.
+        s.refresh_deadline_timer();
         s
     }
 
