@@ -303,6 +303,21 @@ impl Session {
         self.last_now
     }
 
+    /// Redacts both the configured and the current token: they differ once the platform
+    /// has minted one, and the operator's original token must not reach a log either.
+    fn redact(&self, text: &str) -> String {
+        self.cfg.token.redact_in(&self.token.redact_in(text))
+    }
+
+    /// [`excerpt`] of a response body, token-free for both tokens (see [`Session::redact`]).
+    fn body_excerpt(&self, body: &[u8]) -> String {
+        if self.cfg.token == self.token {
+            return excerpt(body, &self.token);
+        }
+        let text = self.cfg.token.redact_in(&String::from_utf8_lossy(body));
+        excerpt(text.as_bytes(), &self.token)
+    }
+
     fn take_inflight(&mut self, id: RequestId) -> Option<RequestKind> {
         self.inflight.remove(&id).map(|f| f.kind)
     }
@@ -400,7 +415,7 @@ impl Session {
             self.start_heartbeats(now);
             return;
         }
-        let excerpt = excerpt(body, &self.token);
+        let excerpt = self.body_excerpt(body);
         if escalation::is_auth_failure(status) {
             let message = escalation::register_rejected_text(status, &ws, &self.cfg.token_source, &excerpt);
             let reason = FatalReason::RegisterRejected { status };
@@ -431,7 +446,7 @@ impl Session {
     fn on_register_failed(&mut self, now: Instant, error: &TransportError) {
         let delay = register_backoff(self.register_attempts, None, &mut self.rng);
         self.register_attempts = self.register_attempts.saturating_add(1);
-        let detail = self.token.redact_in(&error.message);
+        let detail = self.redact(&error.message);
         self.log(
             LogLevel::Warn,
             format!("register POST failed ({:?}: {detail}); retrying in {}s (heartbeats continue meanwhile)", error.kind, delay.as_secs().max(1)),
@@ -468,7 +483,7 @@ impl Session {
             }
             return;
         }
-        let excerpt = excerpt(body, &self.token);
+        let excerpt = self.body_excerpt(body);
         if status == 429 {
             let wait = retry_after.unwrap_or(self.cfg.heartbeat_interval).min(MAX_RETRY_AFTER);
             self.log(LogLevel::Warn, format!("heartbeat HTTP 429 (rate limited); next beat in ≥{}s: {excerpt}", wait.as_secs()));
@@ -489,7 +504,7 @@ impl Session {
     }
 
     fn on_heartbeat_failed(&mut self, error: &TransportError) {
-        let detail = self.token.redact_in(&error.message);
+        let detail = self.redact(&error.message);
         self.log(LogLevel::Warn, format!("heartbeat failed ({:?}): {detail}", error.kind));
     }
 
