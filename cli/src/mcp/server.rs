@@ -18,8 +18,9 @@
 //!   to `"2.0"` and any `id` removed; other values are dropped with a warning.
 //!
 //! Ending ([`ServeEnd`]): on input EOF the final unterminated line is still handled, running
-//! calls are aborted, queued lines are flushed for at most `flush_grace`, and `serve`
-//! returns. A write error (EPIPE: the client closed our stdout) ends `serve` at once with
+//! calls get `eof_call_grace` to finish (so piped one-shot input gets its quick answers) and
+//! are then aborted, queued lines are flushed for at most `flush_grace`, and `serve`
+//! returns: at most ~350 ms after EOF with the defaults. A write error (EPIPE: the client closed our stdout) ends `serve` at once with
 //! [`ServeEnd::OutputClosed`]; nothing panics.
 
 use std::collections::HashMap;
@@ -48,8 +49,12 @@ pub struct ServeConfig {
     pub max_line: usize,
     /// Bytes per read (default 64 KiB).
     pub read_chunk: usize,
-    /// How long queued output may take to flush after input EOF (default 500 ms, so the
-    /// process exits well within the client's 1–2 s grace even if stdout is stuck).
+    /// After input EOF, how long running tool calls may still finish and be answered
+    /// before they are aborted (default 150 ms). Lets `printf '…' | molecule-mcp` get its
+    /// quick answers; zero aborts at once.
+    pub eof_call_grace: Duration,
+    /// Then, how long queued output may take to flush (default 200 ms). Together the two
+    /// keep the exit well within a client's 1–2 s grace even if stdout is stuck.
     pub flush_grace: Duration,
 }
 
@@ -58,7 +63,8 @@ impl Default for ServeConfig {
         Self {
             max_line: DEFAULT_MAX_LINE,
             read_chunk: 64 * 1024,
-            flush_grace: Duration::from_millis(500),
+            eof_call_grace: Duration::from_millis(150),
+            flush_grace: Duration::from_millis(200),
         }
     }
 }
@@ -216,7 +222,11 @@ async fn read_loop<R: AsyncRead>(
             },
         }
     };
-    // Nobody will read answers to calls still running: stop them now.
+    if matches!(end, ServeEnd::InputClosed) {
+        let deadline = tokio::time::Instant::now() + config.eof_call_grace;
+        calls.finish_until(deadline, &lines).await;
+    }
+    // Whatever still runs will never be answered: stop it now.
     calls.tasks.abort_all();
     end
 }
@@ -296,6 +306,22 @@ impl InFlight {
         });
         self.running.insert(id, (ticket, handle));
         None
+    }
+
+    /// Writes the answers of calls that finish before `deadline`.
+    async fn finish_until(&mut self, deadline: tokio::time::Instant, lines: &mpsc::Sender<String>) {
+        while !self.tasks.is_empty() {
+            let joined = tokio::select! {
+                Some(joined) = self.tasks.join_next() => joined,
+                () = tokio::time::sleep_until(deadline) => return,
+            };
+            if let Some(line) = self.finished(joined) {
+                match tokio::time::timeout_at(deadline, lines.send(line)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return,
+                }
+            }
+        }
     }
 
     fn cancel(&mut self, id: &RequestId) {

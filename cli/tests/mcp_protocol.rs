@@ -1,0 +1,1089 @@
+//! The MCP layer end to end: the dual-era method table through [`Protocol`], and the
+//! async server through in-memory pipes (`tokio::io::duplex`), with paused virtual time
+//! wherever a tool "blocks" so nothing really sleeps.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use molecule_mcp_cli::mcp::framing::{Frame, LineFramer};
+use molecule_mcp_cli::mcp::fuzz::frames_case;
+use molecule_mcp_cli::mcp::{
+    Outcome, Protocol, ServeConfig, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput,
+    ToolSpec, push_notification, serve, serve_with,
+};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, DuplexStream, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+const TOOL_NAMES: [&str; 7] = ["echo", "say", "fail", "list", "block", "panic", "zeta"];
+
+/// Test tools. `block` sleeps (virtual) `secs` seconds, default 3600, and records whether
+/// its future was dropped before finishing (i.e. aborted).
+#[derive(Default)]
+struct TestTools {
+    block_started: AtomicUsize,
+    block_dropped_unfinished: Arc<AtomicUsize>,
+}
+
+struct DropProbe {
+    finished: bool,
+    dropped_unfinished: Arc<AtomicUsize>,
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.dropped_unfinished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl ToolHandler for TestTools {
+    fn tools(&self) -> Vec<ToolSpec> {
+        TOOL_NAMES
+            .into_iter()
+            .map(|name| ToolSpec {
+                name,
+                description: format!("the {name} tool"),
+                input_schema: json!({"type": "object", "properties": {}}),
+                output_schema: (name == "echo").then(|| json!({"type": "object"})),
+                annotations: (name == "say").then(|| json!({"readOnlyHint": true})),
+            })
+            .collect()
+    }
+
+    fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture> {
+        let ready = |out: ToolOutput| -> Option<ToolFuture> { Some(Box::pin(async move { out })) };
+        match name {
+            "echo" => ready(ToolOutput::Json(Value::Object(arguments))),
+            "say" => ready(ToolOutput::Text(format!("said {}", arguments.len()))),
+            "fail" => ready(ToolOutput::Error("it broke: upstream 503".into())),
+            "list" => ready(ToolOutput::Json(json!([1, 2, 3]))),
+            "zeta" => ready(ToolOutput::Text("z".into())),
+            "panic" => Some(Box::pin(async move {
+                tokio::task::yield_now().await;
+                panic!("tool bug");
+            })),
+            "block" => {
+                self.block_started.fetch_add(1, Ordering::SeqCst);
+                let secs = arguments
+                    .get("secs")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(3600);
+                let probe = DropProbe {
+                    finished: false,
+                    dropped_unfinished: self.block_dropped_unfinished.clone(),
+                };
+                Some(Box::pin(async move {
+                    // Move the whole probe in (a closure would only capture the field).
+                    let mut probe = probe;
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    probe.finished = true;
+                    ToolOutput::Text(format!("slept {secs}s"))
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn identity() -> ServerIdentity {
+    ServerIdentity::new("test-server", "9.9.9", || "use the tools".to_owned())
+}
+
+fn protocol() -> Protocol {
+    Protocol::new(Arc::new(TestTools::default()), identity())
+}
+
+fn req(id: Value, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+fn modern_meta(version: &str) -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    })
+}
+
+/// Runs one line through the protocol, awaiting a tool call if there is one.
+async fn respond_raw(p: &Protocol, line: &[u8]) -> Option<Value> {
+    let text = match p.handle_line(line) {
+        Outcome::Reply(line) => line,
+        Outcome::Silent | Outcome::Cancel(_) => return None,
+        Outcome::Call(call) => call.reply.output(call.future.await),
+    };
+    assert!(!text.contains('\n'));
+    Some(serde_json::from_str(&text).expect("response is JSON"))
+}
+
+async fn respond(p: &Protocol, msg: Value) -> Value {
+    respond_raw(p, msg.to_string().as_bytes())
+        .await
+        .expect("a response")
+}
+
+fn error_code(resp: &Value) -> i64 {
+    resp["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {resp}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol: lifecycle and version negotiation
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn initialize_echoes_known_legacy_versions_and_answers_others_with_the_latest() {
+    let p = protocol();
+    let table = [
+        (json!("2024-11-05"), "2024-11-05"),
+        (json!("2025-03-26"), "2025-03-26"),
+        (json!("2025-06-18"), "2025-06-18"),
+        (json!("2025-11-25"), "2025-11-25"),
+        (json!("1999-01-01"), "2025-11-25"),
+        (json!("2027-01-01"), "2025-11-25"),
+        (json!("2026-07-28"), "2025-11-25"),
+        (json!(20241105), "2025-11-25"),
+        (Value::Null, "2025-11-25"),
+    ];
+    for (i, (requested, expected)) in table.into_iter().enumerate() {
+        let params = json!({"protocolVersion": requested, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}});
+        let resp = respond(&p, req(json!(i), "initialize", params)).await;
+        assert_eq!(resp["id"], json!(i));
+        assert_eq!(
+            resp["result"]["protocolVersion"], expected,
+            "requested {requested}"
+        );
+    }
+    // No params at all is still a successful initialize.
+    let resp = respond(
+        &p,
+        json!({"jsonrpc": "2.0", "id": 99, "method": "initialize"}),
+    )
+    .await;
+    assert_eq!(resp["result"]["protocolVersion"], "2025-11-25");
+}
+
+#[tokio::test]
+async fn initialize_result_carries_identity_capabilities_and_live_instructions() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let ident = ServerIdentity::new("named", "1.2.3", move || {
+        format!(
+            "poll every {}s",
+            counter.fetch_add(1, Ordering::SeqCst) + 10
+        )
+    });
+    let p = Protocol::new(Arc::new(TestTools::default()), ident);
+    let init = req(
+        json!(1),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18"}),
+    );
+    let first = respond(&p, init.clone()).await;
+    assert_eq!(
+        first["result"],
+        json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {"tools": {"listChanged": false}, "experimental": {"claude/channel": {}}},
+            "serverInfo": {"name": "named", "version": "1.2.3"},
+            "instructions": "poll every 10s",
+        })
+    );
+    let second = respond(&p, init).await;
+    assert_eq!(second["result"]["instructions"], "poll every 11s");
+}
+
+#[test]
+fn molecule_identity_uses_the_crate_version() {
+    let ident = ServerIdentity::molecule(String::new);
+    assert_eq!(ident.name, "molecule-mcp");
+    assert_eq!(ident.version, env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn discover_then_initialize_then_tools_list_all_work_on_one_process() {
+    let p = protocol();
+    let discover = respond(
+        &p,
+        req(
+            json!("d"),
+            "server/discover",
+            json!({"_meta": modern_meta("2026-07-28")}),
+        ),
+    )
+    .await;
+    let result = &discover["result"];
+    assert_eq!(
+        result["supportedVersions"],
+        json!([
+            "2024-11-05",
+            "2025-03-26",
+            "2025-06-18",
+            "2025-11-25",
+            "2026-07-28"
+        ])
+    );
+    assert_eq!(
+        result["capabilities"]["tools"],
+        json!({"listChanged": false})
+    );
+    assert_eq!(result["instructions"], "use the tools");
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(result["cacheScope"], "private");
+    assert!(result["ttlMs"].as_u64().is_some());
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"],
+        json!({"name": "test-server", "version": "9.9.9"})
+    );
+
+    let init = respond(
+        &p,
+        req(
+            json!(1),
+            "initialize",
+            json!({"protocolVersion": "2025-11-25"}),
+        ),
+    )
+    .await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    let initialized = respond_raw(
+        &p,
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(initialized, None);
+
+    let list = respond(&p, req(json!(2), "tools/list", json!({}))).await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, TOOL_NAMES);
+    // Legacy results carry no modern fields.
+    for key in ["resultType", "ttlMs", "cacheScope", "_meta", "nextCursor"] {
+        assert!(
+            list["result"].get(key).is_none(),
+            "legacy tools/list has {key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn discover_without_meta_is_answered_in_modern_shape() {
+    let resp = respond(&protocol(), req(json!(1), "server/discover", json!({}))).await;
+    assert_eq!(resp["result"]["resultType"], "complete");
+    assert_eq!(resp["result"]["cacheScope"], "private");
+}
+
+#[tokio::test]
+async fn initialize_then_a_modern_request_is_served_in_modern_shape() {
+    let p = protocol();
+    respond(
+        &p,
+        req(
+            json!(1),
+            "initialize",
+            json!({"protocolVersion": "2025-11-25"}),
+        ),
+    )
+    .await;
+    let list = respond(
+        &p,
+        req(
+            json!(2),
+            "tools/list",
+            json!({"_meta": modern_meta("2026-07-28")}),
+        ),
+    )
+    .await;
+    let result = &list["result"];
+    assert_eq!(
+        result["tools"].as_array().map(Vec::len),
+        Some(TOOL_NAMES.len())
+    );
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(result["ttlMs"], json!(0));
+    assert_eq!(result["cacheScope"], "private");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "test-server"
+    );
+
+    let call = respond(
+        &p,
+        req(
+            json!(3),
+            "tools/call",
+            json!({"name": "say", "arguments": {}, "_meta": modern_meta("2026-07-28")}),
+        ),
+    )
+    .await;
+    assert_eq!(call["result"]["resultType"], "complete");
+    assert!(
+        call["result"].get("ttlMs").is_none(),
+        "tools/call is not cacheable"
+    );
+    assert_eq!(
+        call["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["version"],
+        "9.9.9"
+    );
+
+    // And a legacy request after the modern one is legacy again: no locking.
+    let list = respond(&p, req(json!(4), "tools/list", json!({}))).await;
+    assert!(list["result"].get("resultType").is_none());
+}
+
+#[tokio::test]
+async fn modern_request_with_another_version_is_32022_with_supported_and_requested() {
+    let p = protocol();
+    for method in ["tools/list", "server/discover", "ping", "no/such/method"] {
+        let resp = respond(
+            &p,
+            req(
+                json!(7),
+                method,
+                json!({"_meta": modern_meta("1900-01-01")}),
+            ),
+        )
+        .await;
+        assert_eq!(error_code(&resp), -32022, "{method}");
+        assert_eq!(resp["id"], 7);
+        assert_eq!(resp["error"]["data"]["requested"], "1900-01-01");
+        let supported = resp["error"]["data"]["supported"].as_array().unwrap();
+        assert!(supported.contains(&json!("2026-07-28")));
+    }
+    let resp = respond(
+        &p,
+        req(
+            json!(8),
+            "tools/list",
+            json!({"_meta": {"io.modelcontextprotocol/protocolVersion": 5}}),
+        ),
+    )
+    .await;
+    assert_eq!(error_code(&resp), -32602);
+}
+
+#[tokio::test]
+async fn ping_is_answered_in_every_state_and_era() {
+    let p = protocol();
+    let before = respond(&p, req(json!(1), "ping", json!({}))).await;
+    assert_eq!(before, json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
+    let no_params = respond(&p, json!({"jsonrpc": "2.0", "id": "p", "method": "ping"})).await;
+    assert_eq!(no_params["result"], json!({}));
+    respond(
+        &p,
+        req(
+            json!(2),
+            "initialize",
+            json!({"protocolVersion": "2024-11-05"}),
+        ),
+    )
+    .await;
+    let after = respond(&p, req(json!(3), "ping", json!({}))).await;
+    assert_eq!(after["result"], json!({}));
+    let modern = respond(
+        &p,
+        req(
+            json!(4),
+            "ping",
+            json!({"_meta": modern_meta("2026-07-28")}),
+        ),
+    )
+    .await;
+    assert_eq!(modern["result"]["resultType"], "complete");
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol: error codes
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unparsable_lines_are_32700_with_a_null_id() {
+    let p = protocol();
+    for line in [
+        &b"{not json"[..],
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,",
+        b"\xc3\x28{}",
+        b"\"unterminated",
+    ] {
+        let resp = respond_raw(&p, line).await.expect("a parse error response");
+        assert_eq!(error_code(&resp), -32700);
+        assert_eq!(resp["id"], Value::Null);
+        assert_eq!(resp["jsonrpc"], "2.0");
+    }
+}
+
+#[tokio::test]
+async fn batches_null_ids_and_non_objects_are_32600() {
+    let p = protocol();
+    let cases: [(&str, Value); 6] = [
+        (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, Value::Null),
+        (
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            Value::Null,
+        ),
+        ("42", Value::Null),
+        (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, Value::Null),
+        (r#"{"id":"x","method":"ping"}"#, json!("x")),
+        (r#"{"jsonrpc":"2.0","id":5,"method":["ping"]}"#, json!(5)),
+    ];
+    for (line, id) in cases {
+        let resp = respond_raw(&p, line.as_bytes())
+            .await
+            .expect("an error response");
+        assert_eq!(error_code(&resp), -32600, "{line}");
+        assert_eq!(resp["id"], id, "{line}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_methods_are_32601_even_before_initialize() {
+    let p = protocol();
+    for method in [
+        "resources/list",
+        "prompts/list",
+        "logging/setLevel",
+        "completion/complete",
+        "notifications/initialized",
+    ] {
+        let resp = respond(&p, req(json!(method), method, json!({}))).await;
+        assert_eq!(error_code(&resp), -32601, "{method}");
+        assert_eq!(resp["id"], method);
+        assert!(resp["error"]["message"].as_str().unwrap().contains(method));
+    }
+}
+
+#[tokio::test]
+async fn tools_call_parameter_errors_are_32602() {
+    let p = protocol();
+    let cases = [
+        json!({"name": "nope", "arguments": {}}),
+        json!({"name": "echo", "arguments": [1]}),
+        json!({"name": "echo", "arguments": "x"}),
+        json!({"arguments": {}}),
+        json!({"name": 5}),
+        json!([1, 2]),
+    ];
+    for params in cases {
+        let resp = respond(&p, req(json!(1), "tools/call", params.clone())).await;
+        assert_eq!(error_code(&resp), -32602, "{params}");
+    }
+    let resp = respond(
+        &p,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call"}),
+    )
+    .await;
+    assert_eq!(error_code(&resp), -32602);
+    let resp = respond(&p, req(json!(3), "tools/list", json!("x"))).await;
+    assert_eq!(error_code(&resp), -32602);
+    let unknown = respond(&p, req(json!(4), "tools/call", json!({"name": "nope"}))).await;
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
+}
+
+#[tokio::test]
+async fn ids_are_echoed_verbatim() {
+    let p = protocol();
+    for id in [
+        json!(0),
+        json!(-12),
+        json!(u64::MAX),
+        json!(""),
+        json!("a b/é"),
+        json!("42"),
+    ] {
+        let resp = respond(&p, req(id.clone(), "ping", json!({}))).await;
+        assert_eq!(resp["id"], id);
+        let err = respond(&p, req(id.clone(), "nope", json!({}))).await;
+        assert_eq!(err["id"], id);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol: tools
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn tools_list_is_deterministic_and_complete() {
+    let p = protocol();
+    let a = respond(
+        &p,
+        req(json!(1), "tools/list", json!({"cursor": "ignored"})),
+    )
+    .await;
+    let b = respond(&p, req(json!(1), "tools/list", json!({}))).await;
+    assert_eq!(a, b);
+    let tools = a["result"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), TOOL_NAMES.len());
+    assert_eq!(tools[0]["name"], "echo");
+    assert_eq!(tools[0]["description"], "the echo tool");
+    assert_eq!(tools[0]["inputSchema"]["type"], "object");
+    assert_eq!(tools[0]["outputSchema"], json!({"type": "object"}));
+    assert!(tools[0].get("annotations").is_none());
+    assert_eq!(tools[1]["annotations"], json!({"readOnlyHint": true}));
+    assert!(tools[1].get("outputSchema").is_none());
+    assert_eq!(
+        tools.last().unwrap()["name"],
+        "zeta",
+        "handler order, not sorted"
+    );
+}
+
+#[tokio::test]
+async fn tool_results_text_error_and_structured() {
+    let p = protocol();
+    let text = respond(
+        &p,
+        req(
+            json!(1),
+            "tools/call",
+            json!({"name": "say", "arguments": {"a": 1}}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        text["result"],
+        json!({"content": [{"type": "text", "text": "said 1"}]})
+    );
+
+    let fail = respond(&p, req(json!(2), "tools/call", json!({"name": "fail"}))).await;
+    assert_eq!(
+        fail["result"],
+        json!({"content": [{"type": "text", "text": "it broke: upstream 503"}], "isError": true})
+    );
+
+    let args = json!({"k": "v", "n": [1, 2], "é": {"deep": true}});
+    let echo = respond(
+        &p,
+        req(
+            json!(3),
+            "tools/call",
+            json!({"name": "echo", "arguments": args}),
+        ),
+    )
+    .await;
+    assert_eq!(echo["result"]["structuredContent"], args);
+    let copy: Value =
+        serde_json::from_str(echo["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(copy, args, "the text block carries the same JSON");
+    assert!(echo["result"].get("isError").is_none());
+
+    // Null arguments mean none.
+    let empty = respond(
+        &p,
+        req(
+            json!(4),
+            "tools/call",
+            json!({"name": "echo", "arguments": null}),
+        ),
+    )
+    .await;
+    assert_eq!(empty["result"]["structuredContent"], json!({}));
+
+    // Non-object JSON: text only.
+    let list = respond(&p, req(json!(5), "tools/call", json!({"name": "list"}))).await;
+    assert!(list["result"].get("structuredContent").is_none());
+    let copy: Value =
+        serde_json::from_str(list["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(copy, json!([1, 2, 3]));
+}
+
+#[tokio::test]
+async fn notifications_and_peer_responses_are_never_answered() {
+    let p = protocol();
+    let lines = [
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":null}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#,
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"nope"}}"#,
+        r#"{"jsonrpc":"2.0","id":9,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":9,"error":{"code":1,"message":"x"}}"#,
+    ];
+    for line in lines {
+        assert_eq!(respond_raw(&p, line.as_bytes()).await, None, "{line}");
+    }
+    match p.handle_line(lines[1].as_bytes()) {
+        Outcome::Cancel(id) => assert_eq!(id.to_json(), json!(3)),
+        Outcome::Reply(_) | Outcome::Silent | Outcome::Call(_) => panic!("expected a cancel"),
+    }
+}
+
+#[test]
+fn oversized_frames_are_32600_too_large_with_null_id() {
+    match protocol().handle_frame(&Frame::Oversized {
+        discarded: 20_000_000,
+    }) {
+        Outcome::Reply(line) => {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["error"]["code"], -32600);
+            assert_eq!(v["id"], Value::Null);
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("too large")
+            );
+        }
+        Outcome::Silent | Outcome::Cancel(_) | Outcome::Call(_) => panic!("expected a reply"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server harness
+// ---------------------------------------------------------------------------------------
+
+struct Client {
+    input: Option<DuplexStream>,
+    output: tokio::io::Lines<BufReader<DuplexStream>>,
+    push: mpsc::UnboundedSender<Value>,
+    server: JoinHandle<ServeEnd>,
+    tools: Arc<TestTools>,
+}
+
+fn start() -> Client {
+    let (client_in, server_in) = tokio::io::duplex(64 * 1024);
+    let (server_out, client_out) = tokio::io::duplex(64 * 1024);
+    let (push, pushes) = mpsc::unbounded_channel();
+    let tools = Arc::new(TestTools::default());
+    let handler: Arc<dyn ToolHandler> = tools.clone();
+    let server = tokio::spawn(serve(server_in, server_out, handler, identity(), pushes));
+    Client {
+        input: Some(client_in),
+        output: BufReader::new(client_out).lines(),
+        push,
+        server,
+        tools,
+    }
+}
+
+impl Client {
+    async fn send(&mut self, msg: Value) {
+        self.send_raw(format!("{msg}\n").as_bytes()).await;
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        let input = self.input.as_mut().expect("input open");
+        input
+            .write_all(bytes)
+            .await
+            .expect("server reads its input");
+    }
+
+    async fn recv(&mut self) -> Value {
+        let line = self
+            .output
+            .next_line()
+            .await
+            .expect("output readable")
+            .expect("a line before EOF");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Closes our end of the server's stdin and collects everything until its stdout ends.
+    async fn close_and_collect(mut self) -> (Vec<Value>, ServeEnd) {
+        self.input = None;
+        let mut rest = Vec::new();
+        while let Some(line) = self.output.next_line().await.expect("output readable") {
+            rest.push(serde_json::from_str(&line).expect("output line is JSON"));
+        }
+        (rest, self.server.await.expect("serve task did not panic"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server: concurrency, cancellation, push
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn ping_is_answered_within_50ms_while_a_tool_blocks() {
+    let mut c = start();
+    c.send(req(
+        json!(1),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 5}}),
+    ))
+    .await;
+    c.send(req(json!(2), "ping", json!({}))).await;
+    c.send(req(json!(3), "tools/call", json!({"name": "say"})))
+        .await;
+    let started = Instant::now();
+    let first = timeout(Duration::from_millis(50), c.recv())
+        .await
+        .expect("ping answered in time");
+    assert_eq!(first["id"], 2);
+    let second = timeout(Duration::from_millis(50), c.recv())
+        .await
+        .expect("other call not delayed");
+    assert_eq!(second["id"], 3);
+    // The blocked call still completes, at its own pace.
+    let third = c.recv().await;
+    assert_eq!(third["id"], 1);
+    assert_eq!(third["result"]["content"][0]["text"], "slept 5s");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let (rest, end) = c.close_and_collect().await;
+    assert!(rest.is_empty());
+    assert!(matches!(end, ServeEnd::InputClosed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_requests_are_aborted_and_never_answered() {
+    let mut c = start();
+    c.send(req(
+        json!("slow"),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 10}}),
+    ))
+    .await;
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2);
+    c.send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow", "reason": "user"}}))
+        .await;
+    // A cancel for an unknown id is ignored.
+    c.send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 404}})).await;
+    c.send(req(json!(3), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 3);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        c.tools.block_dropped_unfinished.load(Ordering::SeqCst),
+        1,
+        "the task was aborted"
+    );
+    // The id is free again and later requests work normally.
+    c.send(req(json!("slow"), "tools/call", json!({"name": "say"})))
+        .await;
+    let again = c.recv().await;
+    assert_eq!(again["id"], "slow");
+    assert_eq!(again["result"]["content"][0]["text"], "said 0");
+    let (rest, _) = c.close_and_collect().await;
+    assert!(rest.is_empty(), "nothing for the cancelled call: {rest:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_id_already_in_flight_is_refused() {
+    let mut c = start();
+    c.send(req(
+        json!(1),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 1}}),
+    ))
+    .await;
+    c.send(req(json!(1), "tools/call", json!({"name": "say"})))
+        .await;
+    let refused = c.recv().await;
+    assert_eq!(
+        (refused["id"].clone(), error_code(&refused)),
+        (json!(1), -32600)
+    );
+    let done = c.recv().await;
+    assert_eq!(done["result"]["content"][0]["text"], "slept 1s");
+    assert_eq!(c.tools.block_started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_tool_is_an_internal_error_and_the_server_lives_on() {
+    let mut c = start();
+    c.send(req(json!(1), "tools/call", json!({"name": "panic"})))
+        .await;
+    let resp = c.recv().await;
+    assert_eq!((resp["id"].clone(), error_code(&resp)), (json!(1), -32603));
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2);
+}
+
+#[tokio::test]
+async fn push_notifications_are_written_as_single_lines_by_the_same_writer() {
+    let mut c = start();
+    let params = json!({"content": "[from canvas user]\nhello\n↩ Reply", "meta": {"source": "molecule", "kind": "canvas_user"}});
+    c.push.send(json!(42)).unwrap(); // not a notification: dropped
+    c.push.send(json!({"params": {}})).unwrap(); // no method: dropped
+    c.push
+        .send(push_notification(
+            "notifications/claude/channel",
+            params.clone(),
+        ))
+        .unwrap();
+    let line = c.output.next_line().await.unwrap().unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        v,
+        json!({"jsonrpc": "2.0", "method": "notifications/claude/channel", "params": params})
+    );
+    // A push with a stray id and wrong version is normalised into a notification.
+    c.push
+        .send(json!({"jsonrpc": "1.0", "id": 3, "method": "x/y"}))
+        .unwrap();
+    assert_eq!(c.recv().await, json!({"jsonrpc": "2.0", "method": "x/y"}));
+    // Interleaves with responses, one JSON object per line.
+    c.send(req(json!(1), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Server: framing through real reads
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_20_mb_line_without_newline_is_rejected_then_the_next_request_is_served() {
+    let mut c = start();
+    let mut input = c.input.take().unwrap();
+    let feeder = tokio::spawn(async move {
+        let chunk = vec![b'{'; 1024 * 1024];
+        for _ in 0..20 {
+            input.write_all(&chunk).await.unwrap();
+        }
+        input
+            .write_all(b"\n{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        input
+    });
+    let err = c.recv().await;
+    assert_eq!((err["id"].clone(), error_code(&err)), (Value::Null, -32600));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large")
+    );
+    assert_eq!(
+        c.recv().await,
+        json!({"jsonrpc": "2.0", "id": 7, "result": {}})
+    );
+    c.input = Some(feeder.await.unwrap());
+}
+
+#[test]
+fn framer_memory_is_bounded_by_the_line_limit_not_the_line() {
+    let max = 1024 * 1024;
+    let mut framer = LineFramer::new(max);
+    let chunk = vec![b'a'; 64 * 1024];
+    for _ in 0..(20 * 16) {
+        framer.push(&chunk);
+        assert!(framer.buffered_len() <= max);
+        assert!(framer.buffered_capacity() <= max);
+    }
+    framer.push(b"\n");
+    assert_eq!(
+        framer.next_frame(),
+        Some(Frame::Oversized {
+            discarded: 20 * 1024 * 1024
+        })
+    );
+}
+
+/// Yields one queued chunk per read, then EOF: makes read boundaries deterministic.
+struct ChunkedReader(VecDeque<Vec<u8>>);
+
+impl AsyncRead for ChunkedReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(mut chunk) = self.0.pop_front() {
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..n]);
+            if n < chunk.len() {
+                self.0.push_front(chunk.split_off(n));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+async fn serve_chunks(chunks: Vec<Vec<u8>>) -> (Vec<Value>, ServeEnd) {
+    let (server_out, client_out) = tokio::io::duplex(1 << 20);
+    let (_push, pushes) = mpsc::unbounded_channel();
+    let end = serve(
+        ChunkedReader(chunks.into()),
+        server_out,
+        Arc::new(TestTools::default()),
+        identity(),
+        pushes,
+    )
+    .await;
+    let mut lines = BufReader::new(client_out).lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next_line().await.expect("output readable") {
+        out.push(serde_json::from_str(&line).expect("output line is JSON"));
+    }
+    (out, end)
+}
+
+#[tokio::test]
+async fn multibyte_utf8_split_across_reads_decodes_correctly() {
+    let text = "é🦀ü";
+    let line = format!(
+        "{}\r\n",
+        req(
+            json!(1),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"s": text}})
+        )
+    );
+    let bytes = line.as_bytes();
+    let crab = line.find('🦀').unwrap();
+    let e_acute = line.find('é').unwrap();
+    // Cut inside 'é' (2 bytes) and inside the crab (4 bytes).
+    let chunks = vec![
+        bytes[..e_acute + 1].to_vec(),
+        bytes[e_acute + 1..crab + 2].to_vec(),
+        bytes[crab + 2..].to_vec(),
+    ];
+    let (out, end) = serve_chunks(chunks).await;
+    assert!(matches!(end, ServeEnd::InputClosed));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["result"]["structuredContent"]["s"], text);
+}
+
+#[tokio::test]
+async fn the_final_unterminated_line_is_processed_at_eof() {
+    let chunks = vec![
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n\n".to_vec(),
+        b"{\"jsonrpc\":\"2.0\",\"id\":2,\"meth".to_vec(),
+        b"od\":\"ping\"}".to_vec(),
+    ];
+    let (out, end) = serve_chunks(chunks).await;
+    assert!(matches!(end, ServeEnd::InputClosed));
+    let ids: Vec<&Value> = out.iter().map(|v| &v["id"]).collect();
+    assert_eq!(ids, [&json!(1), &json!(2)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Server: ending
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn eof_returns_promptly_and_aborts_in_flight_calls() {
+    let mut c = start();
+    c.send(req(json!(1), "tools/call", json!({"name": "block"})))
+        .await;
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2);
+    let tools = c.tools.clone();
+    let started = Instant::now();
+    let (rest, end) = c.close_and_collect().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(end, ServeEnd::InputClosed));
+    assert!(rest.is_empty());
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tools.block_dropped_unfinished.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn closed_output_ends_serve_without_panicking() {
+    let c = start();
+    let Client {
+        input,
+        output,
+        server,
+        push: _push,
+        ..
+    } = c;
+    drop(output);
+    let mut input = input.unwrap();
+    input
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+        .await
+        .unwrap();
+    let end = timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve ended")
+        .unwrap();
+    assert!(matches!(end, ServeEnd::OutputClosed), "{end:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stuck_output_does_not_delay_exit_past_the_flush_grace() {
+    // A 1-byte pipe nobody reads: the writer can never drain.
+    let (client_in, server_in) = tokio::io::duplex(1024);
+    let (server_out, _client_out) = tokio::io::duplex(1);
+    let (_push, pushes) = mpsc::unbounded_channel();
+    let config = ServeConfig {
+        flush_grace: Duration::from_millis(300),
+        ..ServeConfig::default()
+    };
+    let server = tokio::spawn(serve_with(
+        config,
+        server_in,
+        server_out,
+        Arc::new(TestTools::default()),
+        identity(),
+        pushes,
+    ));
+    let mut client_in = client_in;
+    client_in
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+        .await
+        .unwrap();
+    drop(client_in);
+    let started = Instant::now();
+    let end = server.await.unwrap();
+    assert!(matches!(end, ServeEnd::InputClosed));
+    assert!(
+        started.elapsed() <= Duration::from_millis(400),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Fuzz corpus replay
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn committed_mcp_frames_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        frames_case(&std::fs::read(&path).unwrap());
+        count += 1;
+    }
+    assert!(
+        count >= 10,
+        "expected a committed corpus in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn frames_case_accepts_tricky_inputs() {
+    for data in [
+        &b""[..],
+        b"\n\n\r\n",
+        b"\xff\xfe\n{}",
+        b"{\"jsonrpc\":\"2.0\",\"id\":-0,\"method\":\"ping\"}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1e400,\"method\":\"ping\"}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"a\":[[[[]]]]}}}",
+    ] {
+        frames_case(data);
+    }
+}
