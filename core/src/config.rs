@@ -1,21 +1,97 @@
 //! Start-up configuration: a pure function from an environment snapshot (plus what the
 //! shell read from the token files) to a [`ValidConfig`] or a list of [`ConfigError`]s
-//! that renders the operator help text (reference §1.5–1.7).
+//! that renders the operator help text (reference §1.2–1.7, §6.1).
 //!
 //! The shell does all file reading *before* calling [`validate`]: it reads the file named by
 //! `MOLECULE_WORKSPACE_TOKEN_FILE` (see [`token_file_path`]) and `<state dir>/.auth_token`,
 //! and passes the outcomes as [`FileRead`] values. Validation itself never touches the disk.
 //!
-//! NOTE: implementation in progress (types are final).
+//! Rules, in one place:
+//!
+//! * **Blank is missing.** A variable that is empty or whitespace-only counts as unset,
+//!   for every variable.
+//! * **All errors at once.** [`validate`] reports every problem it finds (ordered
+//!   `WORKSPACE_ID`, `PLATFORM_URL`, token, then the rest) so the operator fixes everything
+//!   in one go; the reference stopped at the first one.
+//! * **Single workspace** (`MOLECULE_WORKSPACES` blank): `WORKSPACE_ID` must be a UUID; the
+//!   token is the first of `MOLECULE_WORKSPACE_TOKEN` → `MOLECULE_WORKSPACE_TOKEN_FILE` →
+//!   `<state dir>/.auth_token`. A token-file failure is terminal (no fallback to
+//!   `.auth_token`), because silently using a different token than the one the operator
+//!   pointed at is worse than refusing to start.
+//! * **Several workspaces** (`MOLECULE_WORKSPACES` non-blank): a JSON array of
+//!   `{"id": "<uuid>", "token": "<token>"}`; `id`/`token` must be JSON strings (reference
+//!   defect 34), ids UUIDs and unique. The single-workspace variables are then ignored.
+//! * **Tokens** are trimmed and must not be blank or contain whitespace or control
+//!   characters (they become an `Authorization` header). No token value ever appears in an
+//!   error or in the rendered text; errors name where the token came from instead.
+//! * **Flags** use [`is_flag_on`]: `0`/`false`/`no`/`off` are off (reference defect 33).
+//!
+//! The operator-facing text for [`ConfigErrors`] lives in [`crate::help`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::{Map, Value, json};
+
 use crate::platform_url::{PlatformUrl, PlatformUrlError};
 use crate::secret::Secret;
+use crate::session::{DEFAULT_HEARTBEAT_INTERVAL, SessionConfig};
+
+/// `PLATFORM_URL`.
+pub const PLATFORM_URL: &str = "PLATFORM_URL";
+/// `WORKSPACE_ID`.
+pub const WORKSPACE_ID: &str = "WORKSPACE_ID";
+/// `MOLECULE_WORKSPACE_TOKEN`.
+pub const WORKSPACE_TOKEN: &str = "MOLECULE_WORKSPACE_TOKEN";
+/// `MOLECULE_WORKSPACE_TOKEN_FILE`.
+pub const WORKSPACE_TOKEN_FILE: &str = "MOLECULE_WORKSPACE_TOKEN_FILE";
+/// `MOLECULE_WORKSPACES`.
+pub const WORKSPACES: &str = "MOLECULE_WORKSPACES";
+/// `MOLECULE_MCP_DISABLE_HEARTBEAT`.
+pub const DISABLE_HEARTBEAT: &str = "MOLECULE_MCP_DISABLE_HEARTBEAT";
+/// `MOLECULE_MCP_DISABLE_INBOX`.
+pub const DISABLE_INBOX: &str = "MOLECULE_MCP_DISABLE_INBOX";
+/// `MOLECULE_MCP_VERBOSE`.
+pub const VERBOSE: &str = "MOLECULE_MCP_VERBOSE";
+/// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`.
+pub const HEARTBEAT_INTERVAL_SECS: &str = "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS";
+/// `MOLECULE_MCP_POLL_TIMEOUT_SECS`.
+pub const POLL_TIMEOUT_SECS: &str = "MOLECULE_MCP_POLL_TIMEOUT_SECS";
+/// `MOLECULE_AGENT_NAME`.
+pub const AGENT_NAME: &str = "MOLECULE_AGENT_NAME";
+/// `MOLECULE_AGENT_DESCRIPTION`.
+pub const AGENT_DESCRIPTION: &str = "MOLECULE_AGENT_DESCRIPTION";
+/// `MOLECULE_AGENT_SKILLS`.
+pub const AGENT_SKILLS: &str = "MOLECULE_AGENT_SKILLS";
+
+/// Every variable [`validate`] (and [`token_file_path`]) looks at.
+pub const VARIABLES: [&str; 13] = [
+    WORKSPACE_ID,
+    PLATFORM_URL,
+    WORKSPACE_TOKEN,
+    WORKSPACE_TOKEN_FILE,
+    WORKSPACES,
+    DISABLE_HEARTBEAT,
+    DISABLE_INBOX,
+    VERBOSE,
+    HEARTBEAT_INTERVAL_SECS,
+    POLL_TIMEOUT_SECS,
+    AGENT_NAME,
+    AGENT_DESCRIPTION,
+    AGENT_SKILLS,
+];
+
+/// Highest accepted `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: the platform's health sweep
+/// marks a workspace offline after ~60 s of silence.
+pub const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 60;
+/// `MOLECULE_MCP_POLL_TIMEOUT_SECS` when blank or unusable.
+pub const DEFAULT_POLL_TIMEOUT_SECS: u64 = 2;
+/// Cap for `MOLECULE_MCP_POLL_TIMEOUT_SECS`.
+pub const MAX_POLL_TIMEOUT_SECS: u64 = 60;
 
 /// Outcome of the shell reading a file for the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum FileRead {
     /// No such file.
     Missing,
@@ -31,6 +107,7 @@ pub enum FileRead {
 
 /// Everything validation looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct RawConfig {
     /// Environment variables (only the ones this program reads matter).
     pub env: BTreeMap<String, String>,
@@ -63,6 +140,20 @@ pub enum TokenSource {
         /// Zero-based index.
         index: usize,
     },
+}
+
+impl TokenSource {
+    /// Human name of the source for operator messages, e.g. `MOLECULE_WORKSPACE_TOKEN`,
+    /// `MOLECULE_WORKSPACE_TOKEN_FILE ('/run/tok')`, `/home/me/.molecule-workspace/.auth_token`
+    /// or `MOLECULE_WORKSPACES[1]` (zero-based, like the validation messages).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::EnvVar => WORKSPACE_TOKEN.to_owned(),
+            TokenSource::TokenFile { path } => format!("{WORKSPACE_TOKEN_FILE} ('{path}')"),
+            TokenSource::StateFile { path } => path.clone(),
+            TokenSource::WorkspacesEntry { index } => format!("{WORKSPACES}[{index}]"),
+        }
+    }
 }
 
 /// One workspace to serve.
@@ -111,6 +202,47 @@ pub struct ValidConfig {
     pub agent: AgentIdentity,
 }
 
+impl ValidConfig {
+    /// The agent card sent at register for `workspace_id` (reference §2): exactly
+    /// `{"name": …, "skills": [{"name": s}, …]}`, plus `"description"` only when set.
+    pub fn agent_card(&self, workspace_id: &str) -> Value {
+        let name = match &self.agent.name {
+            Some(name) => name.clone(),
+            None => format!(
+                "molecule-mcp-{}",
+                workspace_id.chars().take(8).collect::<String>()
+            ),
+        };
+        let skills: Vec<Value> = self
+            .agent
+            .skills
+            .iter()
+            .map(|s| json!({ "name": s }))
+            .collect();
+        let mut card = Map::new();
+        card.insert("name".to_owned(), Value::String(name));
+        card.insert("skills".to_owned(), Value::Array(skills));
+        if let Some(description) = &self.agent.description {
+            card.insert("description".to_owned(), Value::String(description.clone()));
+        }
+        Value::Object(card)
+    }
+
+    /// The session config for workspace `index` (`None` when out of range).
+    pub fn session_config(&self, index: usize) -> Option<SessionConfig> {
+        let ws = self.workspaces.get(index)?;
+        let mut session = SessionConfig::new(
+            self.platform.clone(),
+            ws.id.clone(),
+            ws.token.clone(),
+            ws.token_source.describe(),
+            self.agent_card(&ws.id),
+        );
+        session.heartbeat_interval = self.heartbeat_interval;
+        Some(session)
+    }
+}
+
 /// A required item that is absent (blank counts as absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MissingItem {
@@ -120,6 +252,17 @@ pub enum MissingItem {
     PlatformUrl,
     /// `MOLECULE_WORKSPACE_TOKEN` (or the file alternatives).
     Token,
+}
+
+impl MissingItem {
+    /// The variable named in `Currently missing: …`.
+    pub fn env_name(self) -> &'static str {
+        match self {
+            MissingItem::WorkspaceId => WORKSPACE_ID,
+            MissingItem::PlatformUrl => PLATFORM_URL,
+            MissingItem::Token => WORKSPACE_TOKEN,
+        }
+    }
 }
 
 /// One validation failure.
@@ -146,6 +289,13 @@ pub enum ConfigError {
         /// Why.
         problem: TokenFileProblem,
     },
+    /// A token from `MOLECULE_WORKSPACE_TOKEN` or `<state dir>/.auth_token` contains
+    /// whitespace or control characters, so it cannot be a bearer token. (The token file
+    /// reports this as [`TokenFileProblem`]s, `MOLECULE_WORKSPACES` as entry messages.)
+    MalformedToken {
+        /// Where it came from.
+        source: TokenSource,
+    },
     /// `MOLECULE_WORKSPACES` is invalid; one message per problem.
     InvalidWorkspaces(Vec<String>),
     /// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS` is not an integer in 1..=60.
@@ -170,8 +320,558 @@ pub enum TokenFileProblem {
     Empty,
     /// Whitespace inside the token.
     InternalWhitespace,
+    /// A control character (NUL, DEL, escape, …) inside the token: not sendable in a header.
+    ControlCharacters,
 }
 
 /// All validation failures at once, so the operator fixes everything in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// True when a flag variable is on: blank/absent and `0`, `false`, `no`, `off` (trimmed,
+/// case-insensitive) are off; anything else is on. The reference treated any non-blank
+/// value, even `0`, as on (defect 33).
+pub fn is_flag_on(value: Option<&str>) -> bool {
+    let Some(value) = value.map(str::trim) else {
+        return false;
+    };
+    !(value.is_empty()
+        || ["0", "false", "no", "off"]
+            .iter()
+            .any(|off| value.eq_ignore_ascii_case(off)))
+}
+
+/// The path the shell must read for `MOLECULE_WORKSPACE_TOKEN_FILE` (trimmed), or `None`
+/// when validation will not look at it: the variable is blank, `MOLECULE_WORKSPACE_TOKEN`
+/// is set (it wins), or `MOLECULE_WORKSPACES` is set (multi-workspace mode).
+pub fn token_file_path(env: &BTreeMap<String, String>) -> Option<&str> {
+    let env = Env(env);
+    if env.get(WORKSPACES).is_some() || env.get(WORKSPACE_TOKEN).is_some() {
+        return None;
+    }
+    env.get(WORKSPACE_TOKEN_FILE)
+}
+
+/// Validates a snapshot. Pure: same input, same output; never panics.
+pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
+    let env = Env(&raw.env);
+    // Buckets keep the documented order whatever order the checks run in.
+    let mut id_errors = Vec::new();
+    let mut platform_errors = Vec::new();
+    let mut token_errors = Vec::new();
+    let mut other_errors = Vec::new();
+
+    let platform = match env.get_raw(PLATFORM_URL) {
+        None => {
+            platform_errors.push(ConfigError::Missing(MissingItem::PlatformUrl));
+            None
+        }
+        Some(value) => match PlatformUrl::parse(value) {
+            Ok(url) => Some(url),
+            Err(reason) => {
+                platform_errors.push(ConfigError::InvalidPlatformUrl {
+                    value: value.to_owned(),
+                    reason,
+                });
+                None
+            }
+        },
+    };
+
+    let multi_workspace = env.get(WORKSPACES).is_some();
+    let workspaces = match env.get(WORKSPACES) {
+        Some(json) => match parse_workspaces(json) {
+            Ok(list) => Some(list),
+            Err(messages) => {
+                other_errors.push(ConfigError::InvalidWorkspaces(messages));
+                None
+            }
+        },
+        None => {
+            let id = match env.get_raw(WORKSPACE_ID) {
+                None => Err(ConfigError::Missing(MissingItem::WorkspaceId)),
+                Some(value) => {
+                    normalise_uuid(value).ok_or_else(|| ConfigError::InvalidWorkspaceId {
+                        value: value.to_owned(),
+                    })
+                }
+            };
+            let token = resolve_single_token(raw, &env);
+            match (id, token) {
+                (Ok(id), Ok((token, token_source))) => Some(vec![WorkspaceConfig {
+                    id,
+                    token,
+                    token_source,
+                }]),
+                (id, token) => {
+                    id_errors.extend(id.err());
+                    token_errors.extend(token.err());
+                    None
+                }
+            }
+        }
+    };
+
+    let heartbeat_interval = match heartbeat_interval(&env) {
+        Ok(interval) => Some(interval),
+        Err(e) => {
+            other_errors.push(e);
+            None
+        }
+    };
+
+    match (platform, workspaces, heartbeat_interval) {
+        (Some(platform), Some(workspaces), Some(heartbeat_interval)) if !workspaces.is_empty() => {
+            Ok(ValidConfig {
+                platform,
+                workspaces,
+                multi_workspace,
+                heartbeat_enabled: !is_flag_on(env.get(DISABLE_HEARTBEAT)),
+                inbox_enabled: !is_flag_on(env.get(DISABLE_INBOX)),
+                verbose: is_flag_on(env.get(VERBOSE)),
+                heartbeat_interval,
+                poll_timeout_secs: poll_timeout_secs(env.get(POLL_TIMEOUT_SECS)),
+                agent: agent_identity(&env),
+            })
+        }
+        _ => {
+            let mut errors = id_errors;
+            errors.append(&mut platform_errors);
+            errors.append(&mut token_errors);
+            errors.append(&mut other_errors);
+            if errors.is_empty() {
+                // Unreachable by construction (parse_workspaces never returns an empty
+                // list); kept so a future change cannot turn into an empty error report.
+                errors.push(ConfigError::InvalidWorkspaces(vec![
+                    workspaces_shape_message(),
+                ]));
+            }
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// Read-only view of the environment where blank means absent.
+struct Env<'a>(&'a BTreeMap<String, String>);
+
+impl<'a> Env<'a> {
+    /// The value trimmed, or `None` when unset or blank.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.get_raw(key).map(str::trim)
+    }
+
+    /// The value as given, or `None` when unset or blank.
+    fn get_raw(&self, key: &str) -> Option<&'a str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// `value` (trimmed) lower-cased if it is a UUID in 8-4-4-4-12 hex form, else `None`.
+/// Any version is accepted (the nil UUID included): the platform is the authority on
+/// which ids exist; this only catches typos and swapped variables early.
+pub fn normalise_uuid(value: &str) -> Option<String> {
+    let value = value.trim();
+    let groups: Vec<&str> = value.split('-').collect();
+    let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
+    let hex_ok = groups
+        .iter()
+        .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+    (lengths_ok && hex_ok).then(|| value.to_ascii_lowercase())
+}
+
+/// Why a trimmed, non-empty token cannot be used as a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenShape {
+    /// Whitespace inside (a multi-line file, two tokens pasted together, …).
+    InternalWhitespace,
+    /// NUL, DEL, escape, …: not sendable in an HTTP header.
+    ControlCharacters,
+}
+
+impl TokenShape {
+    /// The problem with `token` (already trimmed), if any.
+    fn check(token: &str) -> Option<TokenShape> {
+        if token.chars().any(char::is_whitespace) {
+            Some(TokenShape::InternalWhitespace)
+        } else if token.chars().any(char::is_control) {
+            Some(TokenShape::ControlCharacters)
+        } else {
+            None
+        }
+    }
+
+    /// Wording shared by the token-file and `MOLECULE_WORKSPACES` messages.
+    fn describe(self) -> &'static str {
+        match self {
+            TokenShape::InternalWhitespace => {
+                "contains internal whitespace — expected a single token"
+            }
+            TokenShape::ControlCharacters => {
+                "contains control characters — expected a single token"
+            }
+        }
+    }
+}
+
+/// The single-workspace token: env var → token file (failures terminal) → `.auth_token`.
+fn resolve_single_token(
+    raw: &RawConfig,
+    env: &Env<'_>,
+) -> Result<(Secret, TokenSource), ConfigError> {
+    if let Some(token) = env.get(WORKSPACE_TOKEN) {
+        let source = TokenSource::EnvVar;
+        return match TokenShape::check(token) {
+            None => Ok((Secret::new(token), source)),
+            Some(_) => Err(ConfigError::MalformedToken { source }),
+        };
+    }
+    if let Some(path) = token_file_path(&raw.env) {
+        let token = match &raw.token_file {
+            Some(read) => token_from_file(read),
+            // The shell must read the file whenever `token_file_path` names one; refusing
+            // is safer than silently falling back to another token.
+            None => Err(TokenFileProblem::Unreadable(
+                "the file was not read (internal error)".to_owned(),
+            )),
+        };
+        return match token {
+            Ok(token) => Ok((
+                Secret::new(token),
+                TokenSource::TokenFile {
+                    path: path.to_owned(),
+                },
+            )),
+            Err(problem) => Err(ConfigError::TokenFile {
+                path: path.to_owned(),
+                problem,
+            }),
+        };
+    }
+    if let FileRead::Contents(bytes) = &raw.state_auth_token {
+        // Anything unreadable here counts as "no token" (reference §1.5 c); only a
+        // non-blank token that cannot be sent is an error, so it is not silently skipped.
+        if let Some(token) = std::str::from_utf8(bytes)
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let source = TokenSource::StateFile {
+                path: auth_token_path(&raw.state_dir),
+            };
+            return match TokenShape::check(token) {
+                None => Ok((Secret::new(token), source)),
+                Some(_) => Err(ConfigError::MalformedToken { source }),
+            };
+        }
+    }
+    Err(ConfigError::Missing(MissingItem::Token))
+}
+
+/// The token in a `MOLECULE_WORKSPACE_TOKEN_FILE` read (reference §1.5 b).
+fn token_from_file(read: &FileRead) -> Result<String, TokenFileProblem> {
+    match read {
+        FileRead::Missing => Err(TokenFileProblem::Missing),
+        FileRead::PermissionDenied => Err(TokenFileProblem::PermissionDenied),
+        FileRead::NotRegularFile => Err(TokenFileProblem::Unreadable(
+            "not a regular file (is it a directory?)".to_owned(),
+        )),
+        FileRead::Unreadable(why) => Err(TokenFileProblem::Unreadable(why.clone())),
+        FileRead::Contents(bytes) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| TokenFileProblem::NotUtf8)?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(TokenFileProblem::Empty);
+            }
+            match TokenShape::check(token) {
+                Some(TokenShape::InternalWhitespace) => Err(TokenFileProblem::InternalWhitespace),
+                Some(TokenShape::ControlCharacters) => Err(TokenFileProblem::ControlCharacters),
+                None => Ok(token.to_owned()),
+            }
+        }
+    }
+}
+
+/// `<state dir>/.auth_token`, for messages.
+pub fn auth_token_path(state_dir: &str) -> String {
+    if state_dir.ends_with('/') || state_dir.ends_with('\\') {
+        format!("{state_dir}.auth_token")
+    } else {
+        format!("{state_dir}/.auth_token")
+    }
+}
+
+/// The shape message of reference §6.1.
+fn workspaces_shape_message() -> String {
+    format!(
+        r#"{WORKSPACES} must be a non-empty JSON array of {{"id":"...","token":"..."}} objects"#
+    )
+}
+
+/// JSON type name for messages.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Parses `MOLECULE_WORKSPACES`; every problem of every entry is reported. Messages never
+/// contain a token value (ids are fine: they are not secret).
+fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        // serde_json's syntax messages name the position, never the input text.
+        vec![format!(r#"{WORKSPACES} is not valid JSON ({e}). Expected: '[{{"id":"<wsid>","token":"<tok>"}},{{...}}]'"#)]
+    })?;
+    let entries = match value {
+        Value::Array(entries) if !entries.is_empty() => entries,
+        Value::Array(_)
+        | Value::Null
+        | Value::Bool(_)
+        | Value::Number(_)
+        | Value::String(_)
+        | Value::Object(_) => {
+            return Err(vec![workspaces_shape_message()]);
+        }
+    };
+    let mut problems = Vec::new();
+    let mut workspaces = Vec::new();
+    // Lower-cased id → first index, for duplicate detection.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let at = format!("{WORKSPACES}[{index}]");
+        let Value::Object(fields) = entry else {
+            problems.push(format!("{at} is not an object — got {}", json_type(entry)));
+            continue;
+        };
+        let id = match string_field(fields, "id") {
+            Err(problem) => {
+                problems.push(format!("{at} {problem}"));
+                None
+            }
+            Ok(raw_id) => match normalise_uuid(raw_id) {
+                None => {
+                    problems.push(format!(
+                        "{at} 'id' {} is not a workspace UUID (expected 8-4-4-4-12 hex digits)",
+                        crate::help::quote(raw_id)
+                    ));
+                    None
+                }
+                Some(id) => match seen.get(&id) {
+                    Some(first) => {
+                        problems.push(format!(
+                            "{at} duplicate workspace id '{id}' (same as {WORKSPACES}[{first}])"
+                        ));
+                        None
+                    }
+                    None => {
+                        seen.insert(id.clone(), index);
+                        Some(id)
+                    }
+                },
+            },
+        };
+        let token = match string_field(fields, "token") {
+            Err(problem) => {
+                problems.push(format!("{at} {problem}"));
+                None
+            }
+            Ok(token) => match TokenShape::check(token) {
+                Some(shape) => {
+                    problems.push(format!("{at} 'token' {}", shape.describe()));
+                    None
+                }
+                None => Some(Secret::new(token)),
+            },
+        };
+        if let (Some(id), Some(token)) = (id, token) {
+            workspaces.push(WorkspaceConfig {
+                id,
+                token,
+                token_source: TokenSource::WorkspacesEntry { index },
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(workspaces)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A required, non-blank JSON string field, trimmed; the error names the field and the
+/// JSON type, never the value.
+fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
+    match fields.get(name) {
+        None => Err(format!("missing '{name}'")),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(format!("'{name}' is blank")),
+        Some(Value::String(s)) => Ok(s.trim()),
+        Some(other) => Err(format!(
+            "'{name}' must be a JSON string — got {}",
+            json_type(other)
+        )),
+    }
+}
+
+/// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: blank ⇒ 20 s; a whole number 1..=60 ⇒ that.
+fn heartbeat_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
+    let Some(value) = env.get(HEARTBEAT_INTERVAL_SECS) else {
+        return Ok(DEFAULT_HEARTBEAT_INTERVAL);
+    };
+    let secs = value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u64>().ok())
+        .flatten();
+    match secs {
+        Some(secs @ 1..=MAX_HEARTBEAT_INTERVAL_SECS) => Ok(Duration::from_secs(secs)),
+        Some(_) | None => Err(ConfigError::InvalidHeartbeatInterval {
+            value: env
+                .get_raw(HEARTBEAT_INTERVAL_SECS)
+                .unwrap_or(value)
+                .to_owned(),
+        }),
+    }
+}
+
+/// `MOLECULE_MCP_POLL_TIMEOUT_SECS` (reference §1.2): blank, non-integer or negative ⇒ 2;
+/// otherwise capped at 60 (so a number too large for `u64` is 60, as in the reference).
+fn poll_timeout_secs(value: Option<&str>) -> u64 {
+    let Some(value) = value else {
+        return DEFAULT_POLL_TIMEOUT_SECS;
+    };
+    let (negative, digits) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value.strip_prefix('+').unwrap_or(value)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return DEFAULT_POLL_TIMEOUT_SECS;
+    }
+    let is_zero = digits.bytes().all(|b| b == b'0');
+    if negative && !is_zero {
+        return DEFAULT_POLL_TIMEOUT_SECS;
+    }
+    digits
+        .parse::<u64>()
+        .map_or(MAX_POLL_TIMEOUT_SECS, |n| n.min(MAX_POLL_TIMEOUT_SECS))
+}
+
+/// `MOLECULE_AGENT_NAME`, `…_DESCRIPTION` (trimmed, blank ⇒ `None`) and `…_SKILLS`.
+fn agent_identity(env: &Env<'_>) -> AgentIdentity {
+    AgentIdentity {
+        name: env.get(AGENT_NAME).map(str::to_owned),
+        description: env.get(AGENT_DESCRIPTION).map(str::to_owned),
+        skills: env
+            .get(AGENT_SKILLS)
+            .map(|csv| {
+                csv.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_the_off_words() {
+        for off in [
+            None,
+            Some(""),
+            Some("  "),
+            Some("0"),
+            Some("false"),
+            Some(" FALSE "),
+            Some("No"),
+            Some("off"),
+        ] {
+            assert!(!is_flag_on(off), "{off:?} should be off");
+        }
+        for on in ["1", "true", "yes", "on", "2", "anything", "00"] {
+            assert!(is_flag_on(Some(on)), "{on:?} should be on");
+        }
+    }
+
+    #[test]
+    fn uuids_are_checked_and_lower_cased() {
+        assert_eq!(
+            normalise_uuid(" 0A1B2C3D-0000-4000-8000-ABCDEFabcdef\n").as_deref(),
+            Some("0a1b2c3d-0000-4000-8000-abcdefabcdef")
+        );
+        for bad in [
+            "",
+            "0a1b2c3d",
+            "0a1b2c3d-0000-4000-8000-abcdefabcde",
+            "0a1b2c3d-0000-4000-8000-abcdefabcdeg",
+            "0a1b2c3d00004000-8000-abcdefabcdef",
+            "{0a1b2c3d-0000-4000-8000-abcdefabcdef}",
+            "0a1b2c3d-0000-4000-8000-abcdef-bcdef",
+            "+a1b2c3d-0000-4000-8000-abcdefabcdef",
+        ] {
+            assert_eq!(normalise_uuid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn poll_timeout_rules() {
+        let cases = [
+            (None, 2),
+            (Some("7"), 7),
+            (Some("0"), 0),
+            (Some("-0"), 0),
+            (Some("+5"), 5),
+            (Some("-3"), 2),
+            (Some("abc"), 2),
+            (Some("1.5"), 2),
+            (Some("61"), 60),
+            (Some("99999999999999999999999999"), 60),
+            (Some("-"), 2),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(poll_timeout_secs(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn auth_token_path_joins_once() {
+        assert_eq!(auth_token_path("/s"), "/s/.auth_token");
+        assert_eq!(auth_token_path("/s/"), "/s/.auth_token");
+    }
+
+    #[test]
+    fn token_shape() {
+        assert_eq!(TokenShape::check("abc"), None);
+        assert_eq!(TokenShape::check("ünï-_.~+/="), None);
+        assert_eq!(
+            TokenShape::check("a b"),
+            Some(TokenShape::InternalWhitespace)
+        );
+        assert_eq!(
+            TokenShape::check("a\nb"),
+            Some(TokenShape::InternalWhitespace)
+        );
+        assert_eq!(
+            TokenShape::check("a\u{a0}b"),
+            Some(TokenShape::InternalWhitespace)
+        );
+        assert_eq!(
+            TokenShape::check("a\u{0}b"),
+            Some(TokenShape::ControlCharacters)
+        );
+        assert_eq!(
+            TokenShape::check("a\u{7f}b"),
+            Some(TokenShape::ControlCharacters)
+        );
+    }
+}

@@ -35,14 +35,19 @@
 
 pub mod action;
 pub mod config;
+#[cfg(feature = "testing")]
+pub mod config_fuzz;
 pub mod escalation;
 mod heartbeat_schedule;
+pub mod help;
 pub mod http;
 pub mod input;
 pub mod platform_url;
 mod rng;
 pub mod secret;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timer;
 
 pub use action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
