@@ -1087,3 +1087,64 @@ fn frames_case_accepts_tricky_inputs() {
         frames_case(data);
     }
 }
+
+/// A cheap stand-in for the fuzzer on stable: deterministic mutations of the corpus.
+#[test]
+fn mutated_corpus_cases_hold_the_fuzz_properties() {
+    const TOKENS: [&[u8]; 12] = [
+        b"\n",
+        b"\r\n",
+        b"\"",
+        b"{",
+        b"}",
+        b"[",
+        b"null",
+        b"\"id\":",
+        b"\"method\":\"tools/call\"",
+        b"\xf0\x9f",
+        b"-1e999",
+        b"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}",
+    ];
+    let rounds: usize = std::env::var("MCP_MUTATION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("corpus file"))
+        .collect();
+    seeds.sort();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |bound: usize| -> usize {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound.max(1) as u64) as usize
+    };
+    for seed in &seeds {
+        for _ in 0..rounds {
+            let mut data = seed.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(data.len() + 1);
+                match next(4) {
+                    0 if !data.is_empty() => {
+                        let i = at.min(data.len() - 1);
+                        data[i] ^= 1 << next(8);
+                    }
+                    1 => data
+                        .splice(at..at, TOKENS[next(TOKENS.len())].iter().copied())
+                        .for_each(drop),
+                    2 => data.truncate(at),
+                    _ => {
+                        let other = &seeds[next(seeds.len())];
+                        let from = next(other.len() + 1);
+                        data.splice(at..at, other[from..].iter().copied())
+                            .for_each(drop);
+                    }
+                }
+            }
+            frames_case(&data);
+        }
+    }
+}
