@@ -1,1 +1,13 @@
-//! Loopback platform stub and shared test helpers (in progress).
+//! Test support for molecule-mcp, shared by the integration tests and `molecule-mcp demo`:
+//!
+//! * [`stub`] — [`PlatformStub`], a loopback fake of the Molecule platform (M1 contract);
+//! * [`http`] — [`http::TestClient`], a tiny HTTP client for asserting on raw responses;
+//! * [`process`] — [`process::McpProcess`], the real binary driven over stdio.
+
+pub mod http;
+pub mod process;
+pub mod stub;
+
+pub use stub::{
+    Action, InboundMessage, JournalEntry, PlatformStub, Script, StubOptions, WorkspaceSpec,
+};
