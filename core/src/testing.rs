@@ -509,7 +509,7 @@ pub fn render_action(action: &Action) -> String {
             url_path(&r.url),
             kind_name(r.kind)
         ),
-        Action::Log(l) => format!("LOG {} {}", l.level.as_str(), first_words(&l.message, 8)),
+        Action::Log(l) => format!("LOG {} {}", l.level.as_str(), first_words(&l.message, 10)),
         Action::Persist(p) => format!("PERSIST #{} {:?}", p.id.0, p.file),
         Action::TokenChanged { .. } => "TOKEN_CHANGED".to_owned(),
         Action::Fatal {
@@ -517,7 +517,7 @@ pub fn render_action(action: &Action) -> String {
         } => format!(
             "FATAL exit={} {}",
             reason.exit_code(),
-            first_words(message, 8)
+            first_words(message, 10)
         ),
     }
 }
@@ -1012,7 +1012,7 @@ pub fn fuzz_config() -> SessionConfig {
 /// True for the `n` at which the ladder must log an ERROR (spelled independently of
 /// `escalation::classify`, which is what is being checked).
 pub fn is_escalation_point(n: u32) -> bool {
-    n == 3 || (n > 3 && (n - 3) % 20 == 0)
+    n == 3 || (n > 3 && (n - 3).is_multiple_of(20))
 }
 
 struct Checker {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use molecule_mcp_core::testing::{
     BodyKind, Delivered, EventKind, Op, Run, corpus_scenarios, decode_ops, encode_ops,
-    is_escalation_point, logs, run_ops, session_ops_case,
+    is_escalation_point, logs, run_ops, sends, session_ops_case,
 };
 use molecule_mcp_core::{Action, LogLevel, Phase, RequestKind};
 use proptest::prelude::*;
@@ -89,11 +89,8 @@ fn config() -> ProptestConfig {
 fn sent_ids(run: &Run) -> Vec<u64> {
     run.steps
         .iter()
-        .flat_map(|s| s.actions.iter())
-        .filter_map(|a| match a {
-            Action::SendHttp(r) => Some(r.id.0),
-            _ => None,
-        })
+        .flat_map(|s| sends(&s.actions))
+        .map(|r| r.id.0)
         .collect()
 }
 
@@ -122,10 +119,7 @@ proptest! {
             if let Delivered::Response { id, kind: Some(_), .. } | Delivered::Transport { id, kind: Some(_) } = &step.delivered {
                 prop_assert!(emitted.contains(&id.0), "answer to never-sent id {:?}", id);
             }
-            emitted.extend(step.actions.iter().filter_map(|a| match a {
-                Action::SendHttp(r) => Some(r.id.0),
-                _ => None,
-            }));
+            emitted.extend(sends(&step.actions).iter().map(|r| r.id.0));
         }
     }
 
@@ -176,7 +170,14 @@ proptest! {
                 Delivered::Response { kind: Some(RequestKind::Heartbeat), status: 401 | 403, .. } => {
                     prop_assert_eq!(now, previous + 1);
                 }
-                _ => prop_assert_eq!(now, previous, "only heartbeat answers move the counter ({:?})", step.delivered),
+                Delivered::Response { .. }
+                | Delivered::Nothing
+                | Delivered::Transport { .. }
+                | Delivered::Persist { .. }
+                | Delivered::Timeout
+                | Delivered::Shutdown => {
+                    prop_assert_eq!(now, previous, "only heartbeat answers move the counter ({:?})", step.delivered);
+                }
             }
             previous = now;
         }
@@ -263,7 +264,7 @@ fn corpus_scenarios_reach_their_intended_states() {
                         {
                             Some(e.at)
                         }
-                        _ => None,
+                        EventKind::Action(_) | EventKind::Input(_) | EventKind::Timeout => None,
                     })
                     .collect();
                 assert!(

@@ -517,7 +517,11 @@ fn minted_auth_token_is_adopted_persisted_and_used() {
                 token,
                 workspace_id,
             } if workspace_id == "ws-abc" => Some(token),
-            _ => None,
+            Action::TokenChanged { .. }
+            | Action::SendHttp(_)
+            | Action::Log(_)
+            | Action::Persist(_)
+            | Action::Fatal { .. } => None,
         })
         .collect();
     assert_eq!(changed.len(), 1, "{actions:?}");
