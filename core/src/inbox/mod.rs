@@ -1,0 +1,97 @@
+//! The inbound-message inbox of one workspace (reference §4, fixing defects 11–20), as a
+//! sans-io machine: it polls the platform's activity feed, keeps a durable queue of
+//! messages the agent has not handled yet, fetches uploaded files, and serves the three
+//! inbox tools. Like [`crate::Session`] it performs no I/O and reads no clock.
+//!
+//! ## Delivery guarantee: at least once
+//!
+//! The queue, the cursor, the handled-id set, unfinished uploads and the upload URI
+//! rewrites form **one** state value that is written whole ([`InboxAction::Persist`]). A
+//! poll never continues from a cursor that is not on disk yet, so at every instant
+//! everything the durable cursor has moved past is in the durable queue, handled set or
+//! upload list. A crash at any point loses nothing: the restart re-creates the queue, and at
+//! worst re-fetches rows it already had (de-duplicated by id). `pop` records the id as
+//! handled (the last [`InboxConfig::max_handled`] ids are kept), so a 410 backlog replay
+//! does not deliver it again; only a pop whose write had not completed before a crash can
+//! come back.
+//!
+//! ## Driver contract
+//!
+//! ```text
+//! let mut inbox = Inbox::new(cfg, read_state_file(), now, seed);
+//! loop {
+//!     while let Some(a) = inbox.poll_action() {
+//!         match a {
+//!             SendHttp(req)   => send; later inbox.handle(now, HttpResponse{..} | HttpFailed{..}),
+//!             FetchUpload(f)  => download f.request (≤ f.max_bytes), stage it privately under the
+//!                                state dir, inbox.handle(now, UploadDone{ id: f.request.id, outcome }),
+//!             Persist{id, bytes} => write the state file atomically (0600), then
+//!                                inbox.handle(now, PersistDone{ id, result }),
+//!             Arrived(msg)    => push notification (push_meta / push_content), wake waiters,
+//!             Log(line)       => stderr,
+//!         }
+//!     }
+//!     wait until inbox.poll_timeout() or an outcome; on deadline inbox.handle_timeout(now)
+//! }
+//! tools: inbox.peek(n), inbox.take_unreturned(), inbox.pop(id)   // then drain poll_action
+//! ```
+//!
+//! * Drain `poll_action` after **every** `handle*`, `pop` and `note_outbound_upload` call.
+//! * `now` should be monotonic; an earlier `now` is treated as the latest one seen.
+//! * After a `handle*` call with no action queued, `poll_timeout()` is strictly later than
+//!   `now` (a `pop` that ends back-pressure may make it due at once).
+//! * Outcomes for unknown or settled ids are counted and ignored; the core enforces every
+//!   deadline itself. A download may also be answered with `HttpResponse`/`HttpFailed`
+//!   (treated as a failed download; 404 as gone).
+//! * The machine never panics on any input (property-tested; `fuzz::inbox_ops_case` under
+//!   the `testing` feature).
+//!
+//! ## Polling
+//!
+//! See `feed.rs` for the URLs and the backlog paging rule and `schedule.rs` for cadence,
+//! backoff and log throttling. A full page is followed by another poll at once (after it is
+//! saved). When the queue reaches its bound the inbox stops fetching (WARN once) instead of
+//! evicting anything (defect 13); `pop` resumes it.
+//!
+//! ## Rows, messages, uploads
+//!
+//! See `message.rs` for what becomes a message (self rows, notify echoes and non-chat
+//! methods do not) and `upload.rs` for uploaded files. A message whose file part refers to
+//! an upload that is still being fetched is held back (not peeked, not announced) until the
+//! upload settles, so the agent sees the local `workspace:` URI; a failed upload is logged
+//! at WARN with the file name and the message keeps its `platform-pending:` URI.
+//!
+//! ## Multi-workspace
+//!
+//! One `Inbox` per workspace, each with its own state file; set
+//! [`InboxConfig::arrival_workspace_id`] so messages say where they arrived.
+
+mod action;
+mod config;
+mod feed;
+#[cfg(feature = "testing")]
+pub mod fuzz;
+mod machine;
+mod message;
+mod push;
+mod schedule;
+mod state;
+mod timestamp;
+mod upload;
+
+pub use action::{InboxAction, InboxInput, UploadFetch};
+pub use config::{
+    DEFAULT_BACKLOG_SECS, DEFAULT_MAX_HANDLED, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_PAGE_LIMIT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT,
+    InboxConfig, MAX_BACKLOG_SECS, MAX_PAGE_LIMIT,
+};
+pub use machine::{Inbox, InboxStatus, InboxTimer};
+pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
+pub use push::{
+    MAX_DISPLAY_CHARS, PeerLabel, normalize_uuid, push_content, push_meta, sanitize_display,
+};
+pub use schedule::{MAX_BACKOFF, MAX_RETRY_AFTER, REMINDER_EVERY};
+#[cfg(feature = "testing")]
+pub use timestamp::format_rfc3339_micros;
+pub use timestamp::parse_rfc3339;
+pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome, sanitize_filename};

@@ -1,0 +1,196 @@
+//! The `notifications/claude/channel` payload for a new message (reference §5.4): `meta`
+//! (every value a string, every value validated or sanitised) and `content` (header, text,
+//! reply hint).
+//!
+//! Differences from the reference, on purpose: `meta` includes `arrival_workspace_id` when
+//! set (defect 29), and in multi-workspace mode the reply hint names the workspace to answer
+//! from; `content` lists attached files (defect 17).
+//!
+//! Peer names and roles come from the caller's peer cache ([`PeerLabel`]); they are chosen
+//! by whoever registered the peer, so they go through [`sanitize_display`] before they reach
+//! the model, and are only used when the peer id is a valid UUID.
+
+use serde_json::{Map, Value};
+
+use super::message::{InboxMessage, MessageKind};
+use super::timestamp::parse_rfc3339;
+use crate::platform_url::PlatformUrl;
+
+/// Longest sanitised display string, in characters.
+pub const MAX_DISPLAY_CHARS: usize = 64;
+
+/// What the caller knows about a message's sender (from discovery / `list_peers`). Raw;
+/// sanitised here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerLabel {
+    /// Peer name.
+    pub name: Option<String>,
+    /// Peer role.
+    pub role: Option<String>,
+}
+
+/// The `params.meta` object of the channel notification.
+pub fn push_meta(msg: &InboxMessage, platform: &PlatformUrl, peer: &PeerLabel) -> Value {
+    let mut meta = Map::new();
+    let mut put = |k: &str, v: String| {
+        meta.insert(k.to_owned(), Value::String(v));
+    };
+    put("source", "molecule".to_owned());
+    put("kind", msg.kind().as_str().to_owned());
+    let method = match msg.method.as_str() {
+        m @ ("message/send" | "tasks/send" | "tasks/get" | "notify" | "") => m.to_owned(),
+        _ => String::new(),
+    };
+    put("method", method);
+    put(
+        "activity_id",
+        if is_lowercase_uuid(&msg.activity_id) {
+            msg.activity_id.clone()
+        } else {
+            String::new()
+        },
+    );
+    put(
+        "ts",
+        if parse_rfc3339(&msg.created_at).is_some() {
+            msg.created_at.clone()
+        } else {
+            String::new()
+        },
+    );
+    let peer_id = normalize_uuid(&msg.peer_id);
+    put("peer_id", peer_id.clone().unwrap_or_default());
+    if let Some(peer_id) = peer_id {
+        if let Some(name) = peer.name.as_deref().and_then(sanitize_display) {
+            put("peer_name", name);
+        }
+        if let Some(role) = peer.role.as_deref().and_then(sanitize_display) {
+            put("peer_role", role);
+        }
+        put(
+            "agent_card_url",
+            platform.join(&format!("/registry/discover/{peer_id}")),
+        );
+    }
+    if let Some(ws) = msg
+        .arrival_workspace_id
+        .as_deref()
+        .filter(|w| !w.is_empty())
+    {
+        put(
+            "arrival_workspace_id",
+            normalize_uuid(ws).unwrap_or_default(),
+        );
+    }
+    Value::Object(meta)
+}
+
+/// The notification's `content`: a header naming the sender, the text verbatim, attached
+/// files, and how to reply.
+pub fn push_content(msg: &InboxMessage, peer: &PeerLabel) -> String {
+    let arrival = msg.arrival_workspace_id.as_deref().and_then(normalize_uuid);
+    let mut out = String::new();
+    let reply = match (msg.kind(), normalize_uuid(&msg.peer_id)) {
+        (MessageKind::CanvasUser, _) => {
+            out.push_str("[from canvas user]\n");
+            match &arrival {
+                Some(ws) => format!(
+                    "↩ Reply: send_message_to_user({{message: \"...\", workspace_id: \"{ws}\"}})"
+                ),
+                None => "↩ Reply: send_message_to_user({message: \"...\"})".to_owned(),
+            }
+        }
+        (MessageKind::PeerAgent, Some(peer_id)) => {
+            let name = peer.name.as_deref().and_then(sanitize_display);
+            let role = peer.role.as_deref().and_then(sanitize_display);
+            let identity = match (name, role) {
+                (Some(n), Some(r)) => format!("{n} ({r})"),
+                (Some(n), None) => n,
+                (None, Some(_) | None) => "peer-agent".to_owned(),
+            };
+            out.push_str(&format!("[from {identity} · peer_id={peer_id}]\n"));
+            match &arrival {
+                Some(ws) => format!(
+                    "↩ Reply: delegate_task({{workspace_id: \"{peer_id}\", task: \"...\", source_workspace_id: \"{ws}\"}})"
+                ),
+                None => format!(
+                    "↩ Reply: delegate_task({{workspace_id: \"{peer_id}\", task: \"...\"}})"
+                ),
+            }
+        }
+        // A sender id that is not a UUID is not echoed into the header or an instruction.
+        (MessageKind::PeerAgent, None) => {
+            out.push_str("[from peer-agent · peer_id invalid]\n");
+            String::new()
+        }
+    };
+    out.push_str(&msg.text);
+    for f in &msg.files {
+        let name = sanitize_display(&f.name).unwrap_or_else(|| "file".to_owned());
+        let uri: String = f.uri.chars().filter(|c| !c.is_control()).collect();
+        out.push_str(&format!("\n[attachment: {name} — {uri}]"));
+    }
+    if !reply.is_empty() {
+        out.push('\n');
+        out.push_str(&reply);
+    }
+    out
+}
+
+/// Sanitises a registry-provided display string: characters outside
+/// `[A-Za-z0-9 _.\-/+:@()]` become spaces, whitespace runs collapse, the result is trimmed;
+/// longer than 64 characters ⇒ the first 63 plus `…`. `None` when nothing is left.
+pub fn sanitize_display(raw: &str) -> Option<String> {
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, ' ' | '_' | '.' | '-' | '/' | '+' | ':' | '@' | '(' | ')')
+    };
+    let mapped: String = raw
+        .chars()
+        .map(|c| if allowed(c) { c } else { ' ' })
+        .collect();
+    let collapsed = mapped.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.is_empty() {
+        return None;
+    }
+    if collapsed.chars().count() > MAX_DISPLAY_CHARS {
+        let mut cut: String = collapsed.chars().take(MAX_DISPLAY_CHARS - 1).collect();
+        cut.push('…');
+        return Some(cut);
+    }
+    Some(collapsed)
+}
+
+/// Trimmed, case-insensitive 8-4-4-4-12 hex UUID, lower-cased.
+pub fn normalize_uuid(raw: &str) -> Option<String> {
+    let s = raw.trim();
+    let ok = s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    ok.then(|| s.to_ascii_lowercase())
+}
+
+/// Exactly a lower-case UUID (no trimming): activity ids are used verbatim.
+fn is_lowercase_uuid(s: &str) -> bool {
+    normalize_uuid(s).is_some_and(|n| n == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_rules() {
+        let u = "0f0e0d0c-0b0a-4908-8706-050403020100";
+        assert_eq!(
+            normalize_uuid(&format!("  {}  ", u.to_uppercase())).as_deref(),
+            Some(u)
+        );
+        assert!(is_lowercase_uuid(u));
+        assert!(!is_lowercase_uuid(&u.to_uppercase()));
+        assert!(normalize_uuid("0f0e0d0c0b0a490887060504030201000000").is_none());
+        assert!(normalize_uuid("zf0e0d0c-0b0a-4908-8706-050403020100").is_none());
+    }
+}
