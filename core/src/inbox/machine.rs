@@ -1,34 +1,24 @@
-//! [`Inbox`]: the poll loop, the durable queue and the upload jobs of one workspace.
-//! The contract is documented in the module root ([`super`]).
+//! [`Inbox`]: the machine's state, the tool-facing queue API, the driver API, timers,
+//! back-pressure and persistence. The polling half lives in `poll.rs` and the upload half
+//! in `upload.rs` (further `impl Inbox` blocks); the contract is in the module root.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::action::{InboxAction, InboxInput, UploadFetch};
-use super::config::{InboxConfig, MAX_PAGE_LIMIT};
-use super::feed::{FeedQuery, NextPage, activity_url, next_before_ts, pending_upload_url};
-use super::message::{InboxMessage, Row, RowContext, SkipReason, classify, row_id};
-use super::schedule::{FailureClass, FailureLog, MAX_RETRY_AFTER, error_backoff, jittered};
+use super::action::{InboxAction, InboxInput};
+use super::config::InboxConfig;
+use super::feed::FeedQuery;
+use super::message::InboxMessage;
+use super::poll::BacklogScan;
+use super::schedule::{FailureClass, FailureLog, error_backoff};
 use super::state::{InboxState, MAX_OUTBOUND};
-use super::upload::{
-    MAX_CONCURRENT_UPLOADS, MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadJob, UploadOutcome,
-    upload_retry_delay,
-};
+use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome};
 use crate::action::{LogLevel, LogLine, PersistId};
 use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
 use crate::rng::Rng;
 use crate::secret::Secret;
 use crate::session::excerpt;
 
-/// Extra time the core allows after a download's deadline for the driver to finish
-/// writing the file and report.
-const UPLOAD_GRACE: Duration = Duration::from_secs(5);
-/// Longest backlog scan, in pages (500 rows each at most).
-const MAX_SCAN_PAGES: u32 = 1_000;
-/// Consecutive `500 cursor lookup failed` answers after which the cursor is dropped.
-const BAD_CURSOR_RESET_AFTER: u32 = 3;
 /// Default `peek` size.
 const DEFAULT_PEEK: usize = 10;
 
@@ -73,29 +63,16 @@ pub struct InboxStatus {
 }
 
 #[derive(Debug, Clone)]
-enum Purpose {
+pub(super) enum Purpose {
     Poll(FeedQuery),
     UploadFetch { activity_id: String },
     UploadAck { name: String },
 }
 
 #[derive(Debug, Clone)]
-struct InFlight {
-    purpose: Purpose,
-    deadline: Instant,
-}
-
-/// Progress through the newest-first backlog (no cursor yet).
-#[derive(Debug, Clone, Default)]
-struct BacklogScan {
-    before_ts: Option<String>,
-    /// Page size override: raised to the platform maximum when a whole page shares one
-    /// `created_at` (a strict bound would skip the rest of that instant).
-    limit: Option<u32>,
-    /// The previous (full) page, used if the next one comes back empty.
-    prev_page: Option<Vec<Value>>,
-    pages: u32,
-    warned_strict: bool,
+pub(super) struct InFlight {
+    pub(super) purpose: Purpose,
+    pub(super) deadline: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -118,35 +95,29 @@ struct Persistence {
     failures: FailureLog,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct IngestOutcome {
-    advanced: bool,
-    truncated: bool,
-}
-
 /// One workspace's inbox machine. See the module docs for the driver contract.
 #[derive(Debug)]
 pub struct Inbox {
-    cfg: InboxConfig,
-    token: Secret,
-    state: InboxState,
+    pub(super) cfg: InboxConfig,
+    pub(super) token: Secret,
+    pub(super) state: InboxState,
     /// Ids handed out by `take_unreturned` in this process (defect 20).
-    returned: BTreeSet<String>,
-    last_now: Instant,
-    rng: Rng,
-    next_request: u64,
-    next_persist: u64,
-    inflight: BTreeMap<RequestId, InFlight>,
-    actions: VecDeque<InboxAction>,
-    poll_at: Instant,
-    scan: Option<BacklogScan>,
-    poll_failures: FailureLog,
-    bad_cursor_answers: u32,
+    pub(super) returned: BTreeSet<String>,
+    pub(super) last_now: Instant,
+    pub(super) rng: Rng,
+    pub(super) next_request: u64,
+    pub(super) next_persist: u64,
+    pub(super) inflight: BTreeMap<RequestId, InFlight>,
+    pub(super) actions: VecDeque<InboxAction>,
+    pub(super) poll_at: Instant,
+    pub(super) scan: Option<BacklogScan>,
+    pub(super) poll_failures: FailureLog,
+    pub(super) bad_cursor_answers: u32,
     persist: Persistence,
-    backpressure_warned: bool,
-    stopped: bool,
-    polls_sent: u64,
-    ignored_inputs: u64,
+    pub(super) backpressure_warned: bool,
+    pub(super) stopped: bool,
+    pub(super) polls_sent: u64,
+    pub(super) ignored_inputs: u64,
 }
 
 impl Inbox {
@@ -319,6 +290,13 @@ impl Inbox {
         }
     }
 
+    /// Waits for an upload it refers to (not peeked, not announced yet).
+    pub(super) fn is_held(&self, msg: &InboxMessage) -> bool {
+        msg.files
+            .iter()
+            .any(|f| self.state.uploads.iter().any(|u| u.uri == f.uri))
+    }
+
     // ----- driver API --------------------------------------------------------------------
 
     /// Feeds one input. Never fails: unknown ids are counted and ignored.
@@ -459,7 +437,7 @@ impl Inbox {
         self.last_now
     }
 
-    fn log(&mut self, level: LogLevel, message: String) {
+    pub(super) fn log(&mut self, level: LogLevel, message: String) {
         self.actions.push_back(InboxAction::Log(LogLine {
             level,
             workspace_id: self.cfg.workspace_id.clone(),
@@ -520,7 +498,7 @@ impl Inbox {
         }
     }
 
-    fn request(
+    pub(super) fn request(
         &mut self,
         now: Instant,
         method: Method,
@@ -542,9 +520,9 @@ impl Inbox {
         }
     }
 
-    // ----- polling -----------------------------------------------------------------------
+    // ----- back-pressure ---------------------------------------------------------------
 
-    fn backpressured(&self) -> bool {
+    pub(super) fn backpressured(&self) -> bool {
         let bytes: usize = self
             .state
             .pending
@@ -578,597 +556,14 @@ impl Inbox {
         }
     }
 
-    /// A poll may go out: not stopped, none in flight, the cursor it would use is on disk,
-    /// and the queue has room.
-    fn can_poll(&self) -> bool {
-        !self.stopped
-            && !self
-                .inflight
-                .values()
-                .any(|f| matches!(f.purpose, Purpose::Poll(_)))
-            && self.state.cursor == self.persist.committed_cursor
-            && !self.backpressured()
-    }
-
-    fn maybe_poll(&mut self, now: Instant) {
-        if self.poll_at > now || !self.can_poll() {
-            return;
-        }
-        let (query, limit) = match &self.state.cursor {
-            Some(c) => (FeedQuery::Since(c.clone()), self.cfg.page_limit),
-            None => (
-                FeedQuery::Backlog {
-                    since_secs: self.cfg.backlog_secs,
-                    before_ts: self.scan.as_ref().and_then(|s| s.before_ts.clone()),
-                },
-                self.scan
-                    .as_ref()
-                    .and_then(|s| s.limit)
-                    .unwrap_or(self.cfg.page_limit),
-            ),
-        };
-        let url = activity_url(&self.cfg.platform, &self.cfg.workspace_id, limit, &query);
-        let request = self.request(now, Method::Get, url, self.cfg.request_timeout);
-        self.inflight.insert(
-            request.id,
-            InFlight {
-                purpose: Purpose::Poll(query),
-                deadline: request.deadline,
-            },
-        );
-        self.polls_sent += 1;
-        self.actions.push_back(InboxAction::SendHttp(request));
-    }
-
-    fn next_regular_poll(&mut self, now: Instant) {
-        self.poll_at = now + jittered(self.cfg.poll_interval, &mut self.rng);
-    }
-
-    fn poll_failed(
-        &mut self,
-        now: Instant,
-        class: FailureClass,
-        detail: String,
-        retry_after: Option<Duration>,
-    ) {
-        let warn = self.poll_failures.record(now, class);
-        let n = self.poll_failures.streak();
-        let mut delay = error_backoff(n, self.cfg.poll_interval, &mut self.rng);
-        if let Some(ra) = retry_after {
-            delay = delay.max(ra.min(MAX_RETRY_AFTER));
-        }
-        self.poll_at = now + delay;
-        let (level, streak) = if warn {
-            (
-                LogLevel::Warn,
-                if n > 1 {
-                    format!(" ({n} failed polls in a row; repeated at most every 5 minutes)")
-                } else {
-                    String::new()
-                },
-            )
-        } else {
-            (LogLevel::Debug, String::new())
-        };
-        self.log(
-            level,
-            format!(
-                "inbox: {detail}{streak}; next poll in {}s",
-                delay.as_secs().max(1)
-            ),
-        );
-    }
-
-    fn on_poll_response(
-        &mut self,
-        now: Instant,
-        query: FeedQuery,
-        status: u16,
-        retry_after: Option<Duration>,
-        body: &[u8],
-    ) {
-        let ws = self.cfg.workspace_id.clone();
-        if (200..300).contains(&status) {
-            let rows = match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Array(rows)) => rows,
-                Ok(_) => {
-                    let detail = format!(
-                        "GET /activity answered HTTP {status} with JSON that is not a list: {}",
-                        excerpt(body, &self.token)
-                    );
-                    return self.poll_failed(now, FailureClass::Http, detail, None);
-                }
-                Err(e) => {
-                    let detail = format!(
-                        "GET /activity answered HTTP {status} with a non-JSON body ({e}): {}",
-                        excerpt(body, &self.token)
-                    );
-                    return self.poll_failed(now, FailureClass::Http, detail, None);
-                }
-            };
-            if let Some(n) = self.poll_failures.recover() {
-                self.log(
-                    LogLevel::Info,
-                    format!("inbox: polling works again after {n} failed attempt(s)"),
-                );
-            }
-            self.bad_cursor_answers = 0;
-            match query {
-                FeedQuery::Since(c) if self.state.cursor.as_deref() == Some(c.as_str()) => {
-                    self.on_steady_page(now, &rows)
-                }
-                FeedQuery::Backlog { .. } if self.state.cursor.is_none() => {
-                    self.on_backlog_page(now, rows)
-                }
-                // The cursor changed while the poll was out (cannot happen today: polls
-                // wait for the cursor to be saved). The page is stale; ask again.
-                FeedQuery::Since(_) | FeedQuery::Backlog { .. } => self.poll_at = now,
-            }
-            return;
-        }
-        let text = excerpt(body, &self.token);
-        match (status, &query) {
-            (410, FeedQuery::Since(cursor)) => {
-                let cursor = cursor.clone();
-                self.reset_cursor(
-                    now,
-                    LogLevel::Info,
-                    format!("cursor {cursor} is no longer known to the platform (410)"),
-                );
-            }
-            (401 | 403, _) => {
-                let detail = format!(
-                    "GET /activity answered HTTP {status}: the token is not accepted for workspace {ws} ({text}); \
-                     inbound messages cannot be received until this is fixed"
-                );
-                self.poll_failed(now, FailureClass::Auth, detail, None);
-            }
-            (429, _) => self.poll_failed(
-                now,
-                FailureClass::RateLimited,
-                format!("GET /activity rate limited (429): {text}"),
-                retry_after,
-            ),
-            (500, FeedQuery::Since(cursor)) if text.contains("cursor") => {
-                self.bad_cursor_answers += 1;
-                if self.bad_cursor_answers >= BAD_CURSOR_RESET_AFTER {
-                    self.bad_cursor_answers = 0;
-                    let cursor = cursor.clone();
-                    self.reset_cursor(now, LogLevel::Warn, format!("the platform keeps failing to look up cursor {cursor} (HTTP 500: {text})"));
-                } else {
-                    self.poll_failed(
-                        now,
-                        FailureClass::Http,
-                        format!("GET /activity answered HTTP 500: {text}"),
-                        None,
-                    );
-                }
-            }
-            _ => self.poll_failed(
-                now,
-                FailureClass::Http,
-                format!("GET /activity answered HTTP {status}: {text}"),
-                None,
-            ),
-        }
-    }
-
-    fn reset_cursor(&mut self, now: Instant, level: LogLevel, why: String) {
-        self.log(
-            level,
-            format!(
-                "inbox: {why}; re-reading the last {} of activity (messages already handled or queued are not delivered again)",
-                window(self.cfg.backlog_secs)
-            ),
-        );
-        self.state.cursor = None;
-        self.scan = None;
-        self.touch();
-        self.poll_at = now;
-    }
-
-    fn page_is_full(rows: usize, limit: u32) -> bool {
-        rows >= usize::try_from(limit).unwrap_or(usize::MAX)
-    }
-
-    fn on_steady_page(&mut self, now: Instant, rows: &[Value]) {
-        let full = Self::page_is_full(rows.len(), self.cfg.page_limit);
-        let outcome = self.ingest(rows.iter());
-        if outcome.truncated {
-            self.next_regular_poll(now);
-        } else if full && outcome.advanced {
-            // More rows are waiting: drain fast (once this page is saved).
-            self.poll_at = now;
-        } else {
-            if full {
-                self.log(
-                    LogLevel::Warn,
-                    "inbox: a full page of activity had no usable row id; the cursor cannot move"
-                        .to_owned(),
-                );
-            }
-            self.next_regular_poll(now);
-        }
-    }
-
-    fn on_backlog_page(&mut self, now: Instant, rows: Vec<Value>) {
-        let mut scan = self.scan.take().unwrap_or_default();
-        let limit = scan.limit.unwrap_or(self.cfg.page_limit);
-        let full = Self::page_is_full(rows.len(), limit);
-        if full && scan.pages < MAX_SCAN_PAGES {
-            let bound = match next_before_ts(&rows) {
-                NextPage::Overlap(ts) => Some(ts),
-                NextPage::Strict(_) if limit < MAX_PAGE_LIMIT => {
-                    // Ask for the same rows again in the biggest page the platform serves.
-                    scan.limit = Some(MAX_PAGE_LIMIT);
-                    scan.pages += 1;
-                    self.scan = Some(scan);
-                    self.poll_at = now;
-                    return;
-                }
-                NextPage::Strict(ts) => {
-                    if !scan.warned_strict {
-                        scan.warned_strict = true;
-                        self.log(
-                            LogLevel::Warn,
-                            format!(
-                                "inbox: {MAX_PAGE_LIMIT} or more backlog rows share created_at {ts}; rows at that instant beyond \
-                                 one page may be missed"
-                            ),
-                        );
-                    }
-                    Some(ts)
-                }
-                NextPage::Stuck => {
-                    self.log(LogLevel::Warn, "inbox: backlog rows carry no usable created_at; older rows cannot be paged".to_owned());
-                    None
-                }
-            };
-            if let Some(ts) = bound {
-                scan.before_ts = Some(ts);
-                scan.pages += 1;
-                scan.prev_page = Some(rows);
-                self.scan = Some(scan);
-                self.poll_at = now;
-                return;
-            }
-        } else if full {
-            self.log(
-                LogLevel::Warn,
-                format!(
-                    "inbox: backlog longer than {MAX_SCAN_PAGES} pages; older rows are not read"
-                ),
-            );
-        }
-        let rows = if rows.is_empty() {
-            scan.prev_page.take().unwrap_or_default()
-        } else {
-            rows
-        };
-        // Oldest first; the newest processed row becomes the cursor and `since_id` then
-        // walks forward over the newer pages.
-        let outcome = self.ingest(rows.iter().rev());
-        if self.state.cursor.is_some() && !outcome.truncated {
-            self.poll_at = now;
-        } else {
-            self.next_regular_poll(now);
-        }
-    }
-
-    /// Adds the rows (in delivery order) to the queue; moves the in-memory cursor to the
-    /// last row taken. Stops early, without dropping anything, when the queue is full.
-    fn ingest<'a>(&mut self, rows: impl Iterator<Item = &'a Value>) -> IngestOutcome {
-        let mut outcome = IngestOutcome::default();
-        let mut candidate: Option<String> = None;
-        let mut changed = false;
-        for row in rows {
-            let Some(id) = row_id(row) else {
-                self.log(
-                    LogLevel::Debug,
-                    "inbox: skipping an activity row without an id".to_owned(),
-                );
-                continue;
-            };
-            if self.knows(&id) {
-                candidate = Some(id);
-                continue;
-            }
-            let class = {
-                let ctx = RowContext {
-                    workspace_id: &self.cfg.workspace_id,
-                    arrival_workspace_id: self.cfg.arrival_workspace_id.as_deref(),
-                };
-                classify(row, &id, &ctx)
-            };
-            if matches!(class, Row::Message(_) | Row::Upload(_)) && self.backpressured() {
-                outcome.truncated = true;
-                break;
-            }
-            match class {
-                Row::Message(msg) => {
-                    self.enqueue(msg);
-                    changed = true;
-                }
-                Row::Upload(up) if self.state.outbound_uploads.contains(&up.file_id) => {
-                    self.log(
-                        LogLevel::Debug,
-                        format!(
-                            "inbox: upload row {id} is our own attachment {}; not fetching it",
-                            up.file_id
-                        ),
-                    );
-                }
-                Row::Upload(up) => {
-                    self.state.uploads.push(UploadJob::new(id.clone(), up));
-                    changed = true;
-                }
-                Row::BadUpload(_) => {
-                    self.log(
-                        LogLevel::Warn,
-                        format!(
-                            "inbox: upload row {id} has no file_id in request_body; cannot fetch it"
-                        ),
-                    );
-                }
-                Row::Skip(reason) => {
-                    let why = match reason {
-                        SkipReason::NotObject => "not an object".to_owned(),
-                        SkipReason::SelfAuthored => "written by this workspace itself".to_owned(),
-                        SkipReason::NotifyEcho => "echo of our own send_message_to_user".to_owned(),
-                        SkipReason::NonMessage(m) => format!("method {m} is not a chat message"),
-                    };
-                    self.log(
-                        LogLevel::Debug,
-                        format!("inbox: not delivering activity {id}: {why}"),
-                    );
-                }
-            }
-            candidate = Some(id);
-        }
-        if let Some(c) = candidate
-            && self.state.cursor.as_ref() != Some(&c)
-        {
-            self.state.cursor = Some(c);
-            outcome.advanced = true;
-            changed = true;
-        }
-        if changed {
-            self.touch();
-        }
-        outcome
-    }
-
-    /// Already queued, waiting as an upload, or handled.
-    fn knows(&self, id: &str) -> bool {
-        self.state.handled.contains(id)
-            || self.state.pending.iter().any(|m| m.activity_id == id)
-            || self.state.uploads.iter().any(|u| u.activity_id == id)
-    }
-
-    /// Waits for an upload it refers to.
-    fn is_held(&self, msg: &InboxMessage) -> bool {
-        msg.files
-            .iter()
-            .any(|f| self.state.uploads.iter().any(|u| u.uri == f.uri))
-    }
-
-    fn enqueue(&mut self, mut msg: InboxMessage) {
-        for f in &mut msg.files {
-            if f.uri.starts_with("platform-pending:")
-                && let Some(local) = self.state.staged.get(&f.uri)
-            {
-                f.uri = local.to_owned();
-            }
-        }
-        let held = self.is_held(&msg);
-        self.state.pending.push_back(msg.clone());
-        if !held {
-            self.actions.push_back(InboxAction::Arrived(msg));
-        }
-    }
-
-    // ----- uploads -----------------------------------------------------------------------
-
-    fn active_downloads(&self) -> usize {
-        self.inflight
-            .values()
-            .filter(|f| matches!(f.purpose, Purpose::UploadFetch { .. }))
-            .count()
-    }
-
-    fn start_uploads(&mut self, now: Instant) {
-        if self.stopped {
-            return;
-        }
-        let free = MAX_CONCURRENT_UPLOADS.saturating_sub(self.active_downloads());
-        let ready: Vec<usize> = (0..self.state.uploads.len())
-            .filter(|&i| self.state.uploads.get(i).is_some_and(|j| j.ready(now)))
-            .take(free)
-            .collect();
-        for i in ready {
-            self.send_fetch(now, i);
-        }
-    }
-
-    fn send_fetch(&mut self, now: Instant, index: usize) {
-        let Some(job) = self.state.uploads.get(index) else {
-            return;
-        };
-        let (activity_id, file_id, name, uri, mime_type) = (
-            job.activity_id.clone(),
-            job.file_id.clone(),
-            job.name.clone(),
-            job.uri.clone(),
-            job.mime_type.clone(),
-        );
-        let url = pending_upload_url(
-            &self.cfg.platform,
-            &self.cfg.workspace_id,
-            &file_id,
-            "content",
-        );
-        let request = self.request(now, Method::Get, url, self.cfg.upload_timeout);
-        let id = request.id;
-        self.inflight.insert(
-            id,
-            InFlight {
-                purpose: Purpose::UploadFetch { activity_id },
-                deadline: request.deadline + UPLOAD_GRACE,
-            },
-        );
-        if let Some(job) = self.state.uploads.get_mut(index) {
-            job.in_flight = Some(id);
-            job.retry_at = None;
-        }
-        self.actions
-            .push_back(InboxAction::FetchUpload(UploadFetch {
-                request,
-                file_id,
-                name,
-                uri,
-                mime_type,
-                max_bytes: MAX_UPLOAD_BYTES,
-            }));
-    }
-
-    fn on_upload_done(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        activity_id: &str,
-        outcome: UploadOutcome,
-    ) {
-        let Some(pos) = self
-            .state
-            .uploads
-            .iter()
-            .position(|j| j.activity_id == activity_id && j.in_flight == Some(id))
-        else {
-            self.ignored_inputs += 1;
-            return;
-        };
-        let Some(job) = self.state.uploads.get_mut(pos) else {
-            return;
-        };
-        job.in_flight = None;
-        let (name, uri, file_id) = (job.name.clone(), job.uri.clone(), job.file_id.clone());
-        match outcome {
-            UploadOutcome::Staged { local_uri } => {
-                self.log(
-                    LogLevel::Info,
-                    format!("inbox: staged uploaded file '{name}' ({uri}) as {local_uri}"),
-                );
-                self.state.staged.insert(&uri, &local_uri);
-                self.settle_upload(pos);
-                let url =
-                    pending_upload_url(&self.cfg.platform, &self.cfg.workspace_id, &file_id, "ack");
-                let request = self.request(now, Method::Post, url, self.cfg.request_timeout);
-                self.inflight.insert(
-                    request.id,
-                    InFlight {
-                        purpose: Purpose::UploadAck { name },
-                        deadline: request.deadline,
-                    },
-                );
-                self.actions.push_back(InboxAction::SendHttp(request));
-            }
-            UploadOutcome::Gone => {
-                self.log(
-                    LogLevel::Info,
-                    format!("inbox: uploaded file '{name}' is no longer on the platform (404: expired or already acked); messages keep its link {uri}"),
-                );
-                self.settle_upload(pos);
-            }
-            UploadOutcome::Failed { detail, retryable } => {
-                let detail = self.token.redact_in(&detail);
-                job.attempts = job.attempts.saturating_add(1);
-                let attempts = job.attempts;
-                if retryable && attempts < MAX_UPLOAD_ATTEMPTS {
-                    let delay = upload_retry_delay(attempts);
-                    job.retry_at = Some(now + delay);
-                    self.touch();
-                    self.log(
-                        LogLevel::Info,
-                        format!("inbox: fetching uploaded file '{name}' failed ({detail}); retrying in {}s", delay.as_secs()),
-                    );
-                } else {
-                    self.log(
-                        LogLevel::Warn,
-                        format!(
-                            "inbox: could not fetch uploaded file '{name}' ({detail}) after {attempts} attempt(s); messages keep \
-                             its link {uri}, which only the platform can serve"
-                        ),
-                    );
-                    self.settle_upload(pos);
-                }
-            }
-        }
-    }
-
-    /// Removes a finished upload job, rewrites the messages that refer to it, and announces
-    /// the messages that were waiting for it.
-    fn settle_upload(&mut self, pos: usize) {
-        let held_before: BTreeSet<String> = self
-            .state
-            .pending
-            .iter()
-            .filter(|m| self.is_held(m))
-            .map(|m| m.activity_id.clone())
-            .collect();
-        if pos >= self.state.uploads.len() {
-            return;
-        }
-        let job = self.state.uploads.remove(pos);
-        self.state
-            .handled
-            .insert(&job.activity_id, self.cfg.max_handled);
-        if let Some(local) = self.state.staged.get(&job.uri).map(str::to_owned) {
-            for f in self
-                .state
-                .pending
-                .iter_mut()
-                .flat_map(|m| m.files.iter_mut())
-            {
-                if f.uri == job.uri {
-                    f.uri.clone_from(&local);
-                }
-            }
-        }
-        let released: Vec<InboxMessage> = self
-            .state
-            .pending
-            .iter()
-            .filter(|m| held_before.contains(&m.activity_id) && !self.is_held(m))
-            .cloned()
-            .collect();
-        self.actions
-            .extend(released.into_iter().map(InboxAction::Arrived));
-        self.touch();
-    }
-
-    fn on_ack_response(&mut self, name: &str, status: u16, body: &[u8]) {
-        match status {
-            200..=299 => self.log(
-                LogLevel::Debug,
-                format!("inbox: acked uploaded file '{name}'"),
-            ),
-            404 => self.log(
-                LogLevel::Debug,
-                format!("inbox: uploaded file '{name}' was already acked or expired (404)"),
-            ),
-            _ => {
-                let text = excerpt(body, &self.token);
-                self.log(
-                    LogLevel::Warn,
-                    format!("inbox: ack of uploaded file '{name}' answered HTTP {status}: {text}"),
-                );
-            }
-        }
-    }
-
     // ----- persistence -------------------------------------------------------------------
 
-    fn touch(&mut self) {
+    /// The in-memory cursor is the one on disk (polls may continue from it).
+    pub(super) fn cursor_is_saved(&self) -> bool {
+        self.state.cursor == self.persist.committed_cursor
+    }
+
+    pub(super) fn touch(&mut self) {
         self.persist.generation += 1;
     }
 
@@ -1229,7 +624,7 @@ impl Inbox {
 }
 
 /// `86400` → `24h`, `600` → `10m`.
-fn window(secs: u64) -> String {
+pub(super) fn window(secs: u64) -> String {
     if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
     } else if secs.is_multiple_of(60) {

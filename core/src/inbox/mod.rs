@@ -73,6 +73,7 @@ mod feed;
 pub mod fuzz;
 mod machine;
 mod message;
+mod poll;
 mod push;
 mod schedule;
 mod state;

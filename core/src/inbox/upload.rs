@@ -1,5 +1,6 @@
 //! Poll-mode chat uploads (reference §4.6, defect 18): the persisted job for one
-//! `chat_upload_receive` row, its retry policy, and the file-name sanitiser.
+//! `chat_upload_receive` row, its retry policy, the file-name sanitiser, and the machine's
+//! download / settle / ack steps.
 //!
 //! The machine turns a job into an [`super::InboxAction::FetchUpload`]; the driver downloads
 //! the bytes (capped), stages them under its state directory and answers
@@ -8,13 +9,22 @@
 //! a failure is logged at WARN with the file name and the messages keep the
 //! `platform-pending:` link. Jobs are part of the persisted state, so a restart resumes them.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::message::UploadRow;
-use crate::http::RequestId;
+use super::action::{InboxAction, UploadFetch};
+use super::feed::pending_upload_url;
+use super::machine::{InFlight, Inbox, Purpose};
+use super::message::{InboxMessage, UploadRow};
+use crate::action::LogLevel;
+use crate::http::{Method, RequestId};
+use crate::session::excerpt;
 
+/// Extra time the core allows after a download's deadline for the driver to finish
+/// writing the file and report.
+const UPLOAD_GRACE: Duration = Duration::from_secs(5);
 /// Largest file the driver may download (the platform's poll-mode per-file cap, 25 MiB).
 pub const MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
 /// Attempts before a transiently failing upload is given up.
@@ -138,6 +148,205 @@ pub fn sanitize_filename(raw: &str) -> String {
 fn extension_start(name: &str) -> Option<usize> {
     let dot = name.rfind('.')?;
     name[..dot].chars().any(|c| c != '.').then_some(dot)
+}
+
+impl Inbox {
+    pub(super) fn active_downloads(&self) -> usize {
+        self.inflight
+            .values()
+            .filter(|f| matches!(f.purpose, Purpose::UploadFetch { .. }))
+            .count()
+    }
+
+    pub(super) fn start_uploads(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        let free = MAX_CONCURRENT_UPLOADS.saturating_sub(self.active_downloads());
+        let ready: Vec<usize> = (0..self.state.uploads.len())
+            .filter(|&i| self.state.uploads.get(i).is_some_and(|j| j.ready(now)))
+            .take(free)
+            .collect();
+        for i in ready {
+            self.send_fetch(now, i);
+        }
+    }
+
+    fn send_fetch(&mut self, now: Instant, index: usize) {
+        let Some(job) = self.state.uploads.get(index) else {
+            return;
+        };
+        let (activity_id, file_id, name, uri, mime_type) = (
+            job.activity_id.clone(),
+            job.file_id.clone(),
+            job.name.clone(),
+            job.uri.clone(),
+            job.mime_type.clone(),
+        );
+        let url = pending_upload_url(
+            &self.cfg.platform,
+            &self.cfg.workspace_id,
+            &file_id,
+            "content",
+        );
+        let request = self.request(now, Method::Get, url, self.cfg.upload_timeout);
+        let id = request.id;
+        self.inflight.insert(
+            id,
+            InFlight {
+                purpose: Purpose::UploadFetch { activity_id },
+                deadline: request.deadline + UPLOAD_GRACE,
+            },
+        );
+        if let Some(job) = self.state.uploads.get_mut(index) {
+            job.in_flight = Some(id);
+            job.retry_at = None;
+        }
+        self.actions
+            .push_back(InboxAction::FetchUpload(UploadFetch {
+                request,
+                file_id,
+                name,
+                uri,
+                mime_type,
+                max_bytes: MAX_UPLOAD_BYTES,
+            }));
+    }
+
+    pub(super) fn on_upload_done(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        activity_id: &str,
+        outcome: UploadOutcome,
+    ) {
+        let Some(pos) = self
+            .state
+            .uploads
+            .iter()
+            .position(|j| j.activity_id == activity_id && j.in_flight == Some(id))
+        else {
+            self.ignored_inputs += 1;
+            return;
+        };
+        let Some(job) = self.state.uploads.get_mut(pos) else {
+            return;
+        };
+        job.in_flight = None;
+        let (name, uri, file_id) = (job.name.clone(), job.uri.clone(), job.file_id.clone());
+        match outcome {
+            UploadOutcome::Staged { local_uri } => {
+                self.log(
+                    LogLevel::Info,
+                    format!("inbox: staged uploaded file '{name}' ({uri}) as {local_uri}"),
+                );
+                self.state.staged.insert(&uri, &local_uri);
+                self.settle_upload(pos);
+                let url =
+                    pending_upload_url(&self.cfg.platform, &self.cfg.workspace_id, &file_id, "ack");
+                let request = self.request(now, Method::Post, url, self.cfg.request_timeout);
+                self.inflight.insert(
+                    request.id,
+                    InFlight {
+                        purpose: Purpose::UploadAck { name },
+                        deadline: request.deadline,
+                    },
+                );
+                self.actions.push_back(InboxAction::SendHttp(request));
+            }
+            UploadOutcome::Gone => {
+                self.log(
+                    LogLevel::Info,
+                    format!("inbox: uploaded file '{name}' is no longer on the platform (404: expired or already acked); messages keep its link {uri}"),
+                );
+                self.settle_upload(pos);
+            }
+            UploadOutcome::Failed { detail, retryable } => {
+                let detail = self.token.redact_in(&detail);
+                job.attempts = job.attempts.saturating_add(1);
+                let attempts = job.attempts;
+                if retryable && attempts < MAX_UPLOAD_ATTEMPTS {
+                    let delay = upload_retry_delay(attempts);
+                    job.retry_at = Some(now + delay);
+                    self.touch();
+                    self.log(
+                        LogLevel::Info,
+                        format!("inbox: fetching uploaded file '{name}' failed ({detail}); retrying in {}s", delay.as_secs()),
+                    );
+                } else {
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "inbox: could not fetch uploaded file '{name}' ({detail}) after {attempts} attempt(s); messages keep \
+                             its link {uri}, which only the platform can serve"
+                        ),
+                    );
+                    self.settle_upload(pos);
+                }
+            }
+        }
+    }
+
+    /// Removes a finished upload job, rewrites the messages that refer to it, and announces
+    /// the messages that were waiting for it.
+    fn settle_upload(&mut self, pos: usize) {
+        let held_before: BTreeSet<String> = self
+            .state
+            .pending
+            .iter()
+            .filter(|m| self.is_held(m))
+            .map(|m| m.activity_id.clone())
+            .collect();
+        if pos >= self.state.uploads.len() {
+            return;
+        }
+        let job = self.state.uploads.remove(pos);
+        self.state
+            .handled
+            .insert(&job.activity_id, self.cfg.max_handled);
+        if let Some(local) = self.state.staged.get(&job.uri).map(str::to_owned) {
+            for f in self
+                .state
+                .pending
+                .iter_mut()
+                .flat_map(|m| m.files.iter_mut())
+            {
+                if f.uri == job.uri {
+                    f.uri.clone_from(&local);
+                }
+            }
+        }
+        let released: Vec<InboxMessage> = self
+            .state
+            .pending
+            .iter()
+            .filter(|m| held_before.contains(&m.activity_id) && !self.is_held(m))
+            .cloned()
+            .collect();
+        self.actions
+            .extend(released.into_iter().map(InboxAction::Arrived));
+        self.touch();
+    }
+
+    pub(super) fn on_ack_response(&mut self, name: &str, status: u16, body: &[u8]) {
+        match status {
+            200..=299 => self.log(
+                LogLevel::Debug,
+                format!("inbox: acked uploaded file '{name}'"),
+            ),
+            404 => self.log(
+                LogLevel::Debug,
+                format!("inbox: uploaded file '{name}' was already acked or expired (404)"),
+            ),
+            _ => {
+                let text = excerpt(body, &self.token);
+                self.log(
+                    LogLevel::Warn,
+                    format!("inbox: ack of uploaded file '{name}' answered HTTP {status}: {text}"),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
