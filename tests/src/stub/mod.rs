@@ -8,6 +8,24 @@
 //! scripts per-endpoint faults ([`Script`]), and reads back everything that happened (the
 //! request [`journal`](PlatformStub::journal), workspace snapshots, notifications).
 //!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use molecule_mcp_tests::stub::{Action, InboundMessage, PlatformStub, Script, WorkspaceSpec};
+//!
+//! let stub = PlatformStub::start().await?;
+//! let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
+//! // … point molecule-mcp at stub.url() with WORKSPACE_ID=ws and the token …
+//! stub.inject_message(&ws, InboundMessage::canvas("hello"));
+//! stub.script(Script::new("POST", "/registry/heartbeat", Action::status(503)).times(2));
+//! let beat = |j: &[molecule_mcp_tests::stub::JournalEntry]| j.iter().any(|e| e.path == "/registry/heartbeat");
+//! assert!(stub.wait_for(beat, Duration::from_secs(5)).await);
+//! # Ok(()) }
+//! ```
+//!
+//! CORS is checked by default (as on the real server): a request whose `Origin` is not
+//! exactly `http://127.0.0.1:PORT` gets 403 with an empty body. See [`StubOptions`].
+//!
 //! Where the stub simplifies the platform:
 //! * one global rate-limit bucket; SSRF checks on push URLs only reject loopback/link-local
 //!   literals; no healthsweep or virtual clock;
@@ -184,14 +202,18 @@ impl PlatformStub {
         self.state().ws_mut(id).map(f).is_some()
     }
 
+    /// Sets the status directly (e.g. `Paused`, `Offline`). False for an unknown id (as for
+    /// every `set_*` control below).
     pub fn set_status(&self, id: &str, status: WorkspaceStatus) -> bool {
         self.edit(id, |w| w.status = status)
     }
 
+    /// Changes how A2A to this workspace is delivered (queued row vs. echo reply).
     pub fn set_delivery_mode(&self, id: &str, mode: DeliveryMode) -> bool {
         self.edit(id, |w| w.delivery_mode = mode)
     }
 
+    /// Sets the registered URL (what discover returns).
     pub fn set_url(&self, id: &str, url: &str) -> bool {
         self.edit(id, |w| w.url = url.to_string())
     }
@@ -220,7 +242,8 @@ impl PlatformStub {
         Some(fresh)
     }
 
-    /// Changes options at runtime (rate limit, CORS, TenantGuard, caps, …).
+    /// Changes options at runtime (rate limit, CORS, TenantGuard, caps, …). The closure runs
+    /// under the stub's lock, so it must not call back into the stub.
     pub fn update_options(&self, f: impl FnOnce(&mut StubOptions)) {
         f(&mut self.state().opts);
     }
@@ -240,6 +263,7 @@ impl PlatformStub {
         self.state().scripts.push(rule);
     }
 
+    /// Removes every script, used up or not.
     pub fn clear_scripts(&self) {
         self.state().scripts.clear();
     }
@@ -322,6 +346,7 @@ impl PlatformStub {
 
     // ----- delegations ----------------------------------------------------------------------
 
+    /// Delegations whose source is `source`, oldest first.
     pub fn delegations(&self, source: &str) -> Vec<DelegationSnapshot> {
         self.state()
             .delegations
@@ -348,6 +373,7 @@ impl PlatformStub {
         self.state().journal.clone()
     }
 
+    /// Forgets all journal entries (ids keep increasing).
     pub fn clear_journal(&self) {
         self.state().journal.clear();
     }

@@ -1,4 +1,4 @@
-//! Scripted overrides: "the next N (or all) requests matching METHOD + path get <action>".
+//! Scripted overrides: "the next N (or all) requests matching METHOD + path get an action".
 //!
 //! Scripts run before every other stub behaviour (CORS, rate limit, auth, handlers), so they
 //! can fake anything a real platform, proxy or network might do. Matching scripts are tried in
