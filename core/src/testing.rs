@@ -22,9 +22,11 @@
 //! nothing but the ignored counter; nothing is sent or persisted after `Fatal`/`Shutdown`;
 //! no action's `Debug` text (log and fatal messages included) contains a token; the ERROR
 //! count equals the escalation points `n ∈ {3, 23, 43, …}` reached (plus failed saves of a
-//! minted token); heartbeats start only after register's outcome, one at a time, spaced by
-//! at least 95 % of the interval; secrets are persisted exactly when they change. Finally
-//! the whole script is replayed and must give an identical event trace (determinism).
+//! minted token); heartbeats start only after register's outcome, one at a time, and a
+//! punctual beat is followed by the next one no sooner than 95 % of the interval (after a
+//! late wake-up the next grid tick may come sooner: skip, don't drift); secrets are
+//! persisted exactly when they change. Finally the whole script is replayed and must give
+//! an identical event trace (determinism).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
