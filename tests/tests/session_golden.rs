@@ -2,7 +2,7 @@
 //! rendering of every input and action (time in whole simulated seconds, request id, kind
 //! and url path, log level and the first words of each message) is compared to a constant,
 //! so any change in what the session does, in which order or when shows up as a readable
-//! diff. To update after an intended change, run with `--nocapture` and paste the output.
+//! diff. To update after an intended change, paste the `actual` block from the failure.
 
 use molecule_mcp_core::RequestKind;
 use molecule_mcp_core::testing::{Harness, persists, test_config};
@@ -13,10 +13,10 @@ const AUTH_ERROR: &str = r#"{"error":"invalid workspace auth token"}"#;
 fn check(name: &str, actual: &str, expected: &str) {
     // The constants start with a newline so they read as a block.
     let expected = expected.strip_prefix('\n').unwrap_or(expected);
-    if actual != expected {
-        eprintln!("--- {name}: actual transcript ---\n{actual}---");
-    }
-    assert_eq!(actual, expected, "{name} transcript changed");
+    assert!(
+        actual == expected,
+        "{name} transcript changed.\n--- expected ---\n{expected}--- actual ---\n{actual}---"
+    );
 }
 
 /// Register (delivers a secret) → write it → three beats, the second repeating the secret
