@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command (README): the whole workspace, including the end-to-end tests
+# that spawn the real `molecule-mcp` binary against the loopback platform stub and the
+# corpus replay of the fuzz targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The e2e tests spawn target/debug/molecule-mcp; build it first so they never race the build.
+cargo build --locked -p molecule-mcp-cli --bin molecule-mcp
+cargo test --workspace --locked "$@"
