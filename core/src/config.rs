@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 
 use crate::platform_url::{PlatformUrl, PlatformUrlError};
 use crate::secret::Secret;
+use crate::inbox::{DEFAULT_POLL_INTERVAL, InboxConfig};
 use crate::session::{DEFAULT_HEARTBEAT_INTERVAL, SessionConfig};
 
 /// `PLATFORM_URL`.
@@ -55,6 +56,8 @@ pub const DISABLE_INBOX: &str = "MOLECULE_MCP_DISABLE_INBOX";
 pub const VERBOSE: &str = "MOLECULE_MCP_VERBOSE";
 /// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`.
 pub const HEARTBEAT_INTERVAL_SECS: &str = "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS";
+/// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS`.
+pub const INBOX_POLL_INTERVAL_SECS: &str = "MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS";
 /// `MOLECULE_MCP_POLL_TIMEOUT_SECS`.
 pub const POLL_TIMEOUT_SECS: &str = "MOLECULE_MCP_POLL_TIMEOUT_SECS";
 /// `MOLECULE_AGENT_NAME`.
@@ -65,7 +68,7 @@ pub const AGENT_DESCRIPTION: &str = "MOLECULE_AGENT_DESCRIPTION";
 pub const AGENT_SKILLS: &str = "MOLECULE_AGENT_SKILLS";
 
 /// Every variable [`validate`] (and [`token_file_path`]) looks at.
-pub const VARIABLES: [&str; 13] = [
+pub const VARIABLES: [&str; 14] = [
     WORKSPACE_ID,
     PLATFORM_URL,
     WORKSPACE_TOKEN,
@@ -75,6 +78,7 @@ pub const VARIABLES: [&str; 13] = [
     DISABLE_INBOX,
     VERBOSE,
     HEARTBEAT_INTERVAL_SECS,
+    INBOX_POLL_INTERVAL_SECS,
     POLL_TIMEOUT_SECS,
     AGENT_NAME,
     AGENT_DESCRIPTION,
@@ -84,6 +88,8 @@ pub const VARIABLES: [&str; 13] = [
 /// Highest accepted `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: the platform's health sweep
 /// marks a workspace offline after ~60 s of silence.
 pub const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 60;
+/// Highest accepted `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS`.
+pub const MAX_INBOX_POLL_INTERVAL_SECS: u64 = 60;
 /// `MOLECULE_MCP_POLL_TIMEOUT_SECS` when blank or unusable.
 pub const DEFAULT_POLL_TIMEOUT_SECS: u64 = 2;
 /// Cap for `MOLECULE_MCP_POLL_TIMEOUT_SECS`.
@@ -195,6 +201,8 @@ pub struct ValidConfig {
     pub verbose: bool,
     /// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS` (default 20, 1..=60).
     pub heartbeat_interval: Duration,
+    /// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS` (default 5, 1..=60).
+    pub inbox_poll_interval: Duration,
     /// `MOLECULE_MCP_POLL_TIMEOUT_SECS` as advertised in the MCP instructions (default 2,
     /// 0 = polling disabled, capped at 60).
     pub poll_timeout_secs: u64,
@@ -226,6 +234,18 @@ impl ValidConfig {
             card.insert("description".to_owned(), Value::String(description.clone()));
         }
         Value::Object(card)
+    }
+
+    /// The inbox config for workspace `index` (`None` when out of range). In
+    /// multi-workspace mode messages carry their `arrival_workspace_id`.
+    pub fn inbox_config(&self, index: usize) -> Option<InboxConfig> {
+        let ws = self.workspaces.get(index)?;
+        let mut inbox = InboxConfig::new(self.platform.clone(), ws.id.clone(), ws.token.clone());
+        inbox.poll_interval = self.inbox_poll_interval;
+        if self.multi_workspace {
+            inbox.arrival_workspace_id = Some(ws.id.clone());
+        }
+        Some(inbox)
     }
 
     /// The session config for workspace `index` (`None` when out of range).
@@ -300,6 +320,11 @@ pub enum ConfigError {
     InvalidWorkspaces(Vec<String>),
     /// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS` is not an integer in 1..=60.
     InvalidHeartbeatInterval {
+        /// The raw value.
+        value: String,
+    },
+    /// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS` is not an integer in 1..=60.
+    InvalidInboxPollInterval {
         /// The raw value.
         value: String,
     },
@@ -419,9 +444,18 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
             None
         }
     };
+    let inbox_poll_interval = match inbox_poll_interval(&env) {
+        Ok(interval) => Some(interval),
+        Err(e) => {
+            other_errors.push(e);
+            None
+        }
+    };
 
-    match (platform, workspaces, heartbeat_interval) {
-        (Some(platform), Some(workspaces), Some(heartbeat_interval)) if !workspaces.is_empty() => {
+    match (platform, workspaces, heartbeat_interval, inbox_poll_interval) {
+        (Some(platform), Some(workspaces), Some(heartbeat_interval), Some(inbox_poll_interval))
+            if !workspaces.is_empty() =>
+        {
             Ok(ValidConfig {
                 platform,
                 workspaces,
@@ -430,6 +464,7 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
                 inbox_enabled: !is_flag_on(env.get(DISABLE_INBOX)),
                 verbose: is_flag_on(env.get(VERBOSE)),
                 heartbeat_interval,
+                inbox_poll_interval,
                 poll_timeout_secs: poll_timeout_secs(env.get(POLL_TIMEOUT_SECS)),
                 agent: agent_identity(&env),
             })
@@ -721,8 +756,20 @@ fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a st
 
 /// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: blank ⇒ 20 s; a whole number 1..=60 ⇒ that.
 fn heartbeat_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
-    let Some(value) = env.get(HEARTBEAT_INTERVAL_SECS) else {
-        return Ok(DEFAULT_HEARTBEAT_INTERVAL);
+    seconds_in_range(env, HEARTBEAT_INTERVAL_SECS, DEFAULT_HEARTBEAT_INTERVAL, MAX_HEARTBEAT_INTERVAL_SECS)
+        .map_err(|value| ConfigError::InvalidHeartbeatInterval { value })
+}
+
+/// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS`: blank ⇒ 5 s; a whole number 1..=60 ⇒ that.
+fn inbox_poll_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
+    seconds_in_range(env, INBOX_POLL_INTERVAL_SECS, DEFAULT_POLL_INTERVAL, MAX_INBOX_POLL_INTERVAL_SECS)
+        .map_err(|value| ConfigError::InvalidInboxPollInterval { value })
+}
+
+/// A whole number of seconds in `1..=max` (blank ⇒ `default`); `Err(raw value)` otherwise.
+fn seconds_in_range(env: &Env<'_>, name: &str, default: Duration, max: u64) -> Result<Duration, String> {
+    let Some(value) = env.get(name) else {
+        return Ok(default);
     };
     let secs = value
         .bytes()
@@ -730,13 +777,8 @@ fn heartbeat_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
         .then(|| value.parse::<u64>().ok())
         .flatten();
     match secs {
-        Some(secs @ 1..=MAX_HEARTBEAT_INTERVAL_SECS) => Ok(Duration::from_secs(secs)),
-        Some(_) | None => Err(ConfigError::InvalidHeartbeatInterval {
-            value: env
-                .get_raw(HEARTBEAT_INTERVAL_SECS)
-                .unwrap_or(value)
-                .to_owned(),
-        }),
+        Some(secs) if (1..=max).contains(&secs) => Ok(Duration::from_secs(secs)),
+        Some(_) | None => Err(env.get_raw(name).unwrap_or(value).to_owned()),
     }
 }
 

@@ -20,10 +20,12 @@ use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 
 use crate::config::{
-    ConfigError, ConfigErrors, HEARTBEAT_INTERVAL_SECS, MAX_HEARTBEAT_INTERVAL_SECS, MissingItem,
+    ConfigError, ConfigErrors, HEARTBEAT_INTERVAL_SECS, INBOX_POLL_INTERVAL_SECS,
+    MAX_HEARTBEAT_INTERVAL_SECS, MAX_INBOX_POLL_INTERVAL_SECS, MissingItem,
     PLATFORM_URL, RawConfig, TokenFileProblem, WORKSPACE_ID, WORKSPACE_TOKEN, WORKSPACE_TOKEN_FILE,
     WORKSPACES, auth_token_path,
 };
+use crate::inbox::DEFAULT_POLL_INTERVAL;
 use crate::session::DEFAULT_HEARTBEAT_INTERVAL;
 
 /// Last line whenever a token problem is reported.
@@ -50,7 +52,8 @@ impl ConfigError {
             | ConfigError::InvalidWorkspaces(_) => true,
             ConfigError::InvalidPlatformUrl { .. }
             | ConfigError::InvalidWorkspaceId { .. }
-            | ConfigError::InvalidHeartbeatInterval { .. } => false,
+            | ConfigError::InvalidHeartbeatInterval { .. }
+            | ConfigError::InvalidInboxPollInterval { .. } => false,
         }
     }
 
@@ -85,6 +88,11 @@ impl ConfigError {
                 "{HEARTBEAT_INTERVAL_SECS} {} is invalid — expected a whole number of seconds from 1 to {MAX_HEARTBEAT_INTERVAL_SECS} (default {})",
                 quote(value),
                 DEFAULT_HEARTBEAT_INTERVAL.as_secs()
+            ),
+            ConfigError::InvalidInboxPollInterval { value } => format!(
+                "{INBOX_POLL_INTERVAL_SECS} {} is invalid — expected a whole number of seconds from 1 to {MAX_INBOX_POLL_INTERVAL_SECS} (default {})",
+                quote(value),
+                DEFAULT_POLL_INTERVAL.as_secs()
             ),
         }
     }
@@ -138,7 +146,8 @@ impl ConfigErrors {
                 | ConfigError::TokenFile { .. }
                 | ConfigError::MalformedToken { .. }
                 | ConfigError::InvalidWorkspaces(_)
-                | ConfigError::InvalidHeartbeatInterval { .. } => None,
+                | ConfigError::InvalidHeartbeatInterval { .. }
+                | ConfigError::InvalidInboxPollInterval { .. } => None,
             })
             .collect();
         set.into_iter().collect()
