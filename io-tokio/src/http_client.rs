@@ -93,19 +93,31 @@ impl HttpClient {
 
     /// Sends `request`, giving up after `timeout` (connect + headers + body).
     pub async fn send(&self, request: http::Request<Full<Bytes>>, timeout: Duration) -> Result<HttpResponse, TransportError> {
-        match tokio::time::timeout(timeout, self.send_inner(request)).await {
+        self.send_capped(request, timeout, self.max_body).await
+    }
+
+    /// [`HttpClient::send`] with its own body cap: the body is refused with
+    /// [`TransportErrorKind::BodyTooLarge`] as soon as more than `max_body` bytes arrive
+    /// (never buffered beyond that).
+    pub async fn send_capped(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<HttpResponse, TransportError> {
+        match tokio::time::timeout(timeout, self.send_inner(request, max_body)).await {
             Ok(result) => result,
             Err(_) => Err(TransportError { kind: TransportErrorKind::Timeout, message: format!("no complete response within {}s", timeout.as_secs_f32()) }),
         }
     }
 
-    async fn send_inner(&self, request: http::Request<Full<Bytes>>) -> Result<HttpResponse, TransportError> {
+    async fn send_inner(&self, request: http::Request<Full<Bytes>>, max_body: usize) -> Result<HttpResponse, TransportError> {
         let response = self.inner.request(request).await.map_err(classify_client_error)?;
         let (parts, body) = response.into_parts();
-        let collected = Limited::new(body, self.max_body).collect().await.map_err(|e| {
+        let collected = Limited::new(body, max_body).collect().await.map_err(|e| {
             let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
             if too_large {
-                TransportError { kind: TransportErrorKind::BodyTooLarge, message: format!("response body larger than {} bytes", self.max_body) }
+                TransportError { kind: TransportErrorKind::BodyTooLarge, message: format!("response body larger than {max_body} bytes") }
             } else {
                 TransportError { kind: TransportErrorKind::Io, message: format!("connection broke while reading the body: {e}") }
             }
@@ -115,9 +127,14 @@ impl HttpClient {
 
     /// Sends a request described by the core, honouring its deadline.
     pub async fn execute(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.execute_capped(request, self.max_body).await
+    }
+
+    /// [`HttpClient::execute`] with its own body cap (see [`HttpClient::send_capped`]).
+    pub async fn execute_capped(&self, request: &HttpRequest, max_body: usize) -> Result<HttpResponse, TransportError> {
         let timeout = tokio::time::Instant::from_std(request.deadline).saturating_duration_since(tokio::time::Instant::now());
         let built = build_request(request)?;
-        self.send(built, timeout).await
+        self.send_capped(built, timeout, max_body).await
     }
 }
 

@@ -9,15 +9,20 @@
 //! |---|---|
 //! | `http_client.rs` | the shared pooled HTTP client |
 //! | `session_driver.rs` | many sessions on one task: timers, HTTP, persistence, events |
+//! | `inbox_driver.rs` | many inboxes on one task, plus the handle the inbox tools use |
+//! | `wake_heap.rs` | which machine to wake when (shared by both drivers) |
 //! | `state_dir.rs` | where state lives (CONFIGS_DIR → /configs → ~/.molecule-workspace) |
 //! | `persist.rs` | 0600 temp + fsync + rename writes |
 //! | `logging.rs` | tracing on stderr, core log actions |
 
 pub mod http_client;
+pub mod inbox_driver;
 pub mod logging;
 pub mod persist;
 pub mod session_driver;
 pub mod state_dir;
+mod wake_heap;
 
 pub use http_client::{HttpClient, HttpResponse};
+pub use inbox_driver::{InboxHandle, InboxSpec};
 pub use session_driver::{DriverEvent, DriverHandle, PersistPaths, SessionSpec};

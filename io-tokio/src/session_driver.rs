@@ -3,12 +3,10 @@
 //! The task owns every session (no locks around the machines). It sleeps until the
 //! earliest `poll_timeout` of any session, performs actions as they are polled (HTTP on
 //! spawned tasks through the shared pooled [`HttpClient`], file writes on the blocking
-//! pool, log lines through `tracing`), and feeds outcomes back by request id. A wake-up
-//! heap with lazy invalidation keeps the cost per event O(log n), so one process can keep
-//! thousands of workspaces alive.
+//! pool, log lines through `tracing`), and feeds outcomes back by request id. A
+//! [`WakeHeap`] keeps the cost per event O(log n), so one process can keep thousands of
+//! workspaces alive.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,6 +14,7 @@ use molecule_mcp_core::{Action, FatalReason, Input, PersistFile, PersistRequest,
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http_client::HttpClient;
+use crate::wake_heap::WakeHeap;
 use crate::{logging, persist};
 
 /// Where a session's persisted files go.
@@ -132,11 +131,10 @@ pub fn spawn(specs: Vec<SessionSpec>, http: HttpClient, seed: u64) -> (DriverHan
         .map(|(i, spec)| Slot {
             session: Session::new(spec.config, start, seed.wrapping_add(i as u64)),
             paths: spec.paths,
-            wake: None,
         })
-        .collect();
+        .collect::<Vec<_>>();
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
-    let driver = Driver { slots, heap: BinaryHeap::new(), http, outcome_tx, outcome_rx, events: event_tx, commands: cmd_rx };
+    let driver = Driver { wakes: WakeHeap::new(slots.len()), slots, http, outcome_tx, outcome_rx, events: event_tx, commands: cmd_rx };
     tokio::spawn(driver.run());
     (DriverHandle { commands: cmd_tx }, event_rx)
 }
@@ -144,13 +142,11 @@ pub fn spawn(specs: Vec<SessionSpec>, http: HttpClient, seed: u64) -> (DriverHan
 struct Slot {
     session: Session,
     paths: PersistPaths,
-    /// The deadline currently registered in the heap for this slot.
-    wake: Option<Instant>,
 }
 
 struct Driver {
     slots: Vec<Slot>,
-    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    wakes: WakeHeap,
     http: HttpClient,
     outcome_tx: mpsc::UnboundedSender<(usize, Input)>,
     outcome_rx: mpsc::UnboundedReceiver<(usize, Input)>,
@@ -164,7 +160,7 @@ impl Driver {
             self.drain(idx);
         }
         loop {
-            let next_wake = self.heap.peek().map(|Reverse((at, _))| *at);
+            let next_wake = self.wakes.next();
             let sleep = async {
                 match next_wake {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -209,21 +205,13 @@ impl Driver {
         }
     }
 
-    /// Handles every heap entry that is due; stale entries (the slot's deadline moved) are
-    /// dropped without touching the session.
+    /// Fires the timeouts of every slot that is due.
     fn fire_due(&mut self) {
         let t = now();
-        while let Some(Reverse((at, idx))) = self.heap.peek().copied() {
-            if at > t {
-                break;
+        while let Some(idx) = self.wakes.pop_due(t) {
+            if let Some(slot) = self.slots.get_mut(idx) {
+                slot.session.handle_timeout(t);
             }
-            self.heap.pop();
-            let Some(slot) = self.slots.get_mut(idx) else { continue };
-            if slot.wake != Some(at) {
-                continue;
-            }
-            slot.wake = None;
-            slot.session.handle_timeout(t);
             self.drain(idx);
         }
     }
@@ -263,12 +251,7 @@ impl Driver {
             }
         }
         let next = slot.session.poll_timeout();
-        if next != slot.wake {
-            slot.wake = next;
-            if let Some(at) = next {
-                self.heap.push(Reverse((at, idx)));
-            }
-        }
+        self.wakes.set(idx, next);
     }
 }
 

@@ -257,14 +257,18 @@ impl Inbox {
     /// that forgets `inbox_pop` is not handed the same message forever). It stays queued
     /// (and visible to `peek`) until popped.
     pub fn take_unreturned(&mut self) -> Option<InboxMessage> {
-        let next = self
-            .state
+        let next = self.peek_unreturned()?.clone();
+        self.returned.insert(next.activity_id.clone());
+        Some(next)
+    }
+
+    /// What [`Inbox::take_unreturned`] would return, without marking it returned (a driver
+    /// serving several inboxes compares their candidates before taking one).
+    pub fn peek_unreturned(&self) -> Option<&InboxMessage> {
+        self.state
             .pending
             .iter()
             .find(|m| !self.returned.contains(&m.activity_id) && !self.is_held(m))
-            .cloned()?;
-        self.returned.insert(next.activity_id.clone());
-        Some(next)
     }
 
     /// Messages queued (including ones waiting for an upload).

@@ -1,0 +1,494 @@
+//! Runs the core [`Inbox`] machines (one per workspace) on one tokio task and serves the
+//! inbox tools through an [`InboxHandle`].
+//!
+//! The task owns every machine; tools reach them through a command channel, so no lock is
+//! ever held around a machine. Actions are performed as they are polled:
+//!
+//! * `SendHttp` (polls, acks) on spawned tasks through the shared pooled [`HttpClient`];
+//! * `FetchUpload`: download with the machine's byte cap enforced while the body streams in,
+//!   then a private (0600) file `<uploads dir>/<32 hex>-<sanitised name>`; the machine is
+//!   told the `workspace:<absolute path>` URI and sends the ack itself;
+//! * `Persist`: the whole inbox state written atomically (temp + fsync + rename, 0600);
+//! * `Arrived`: forwarded on the arrivals channel (push notifications) and signalled to
+//!   every [`InboxHandle::wait_unreturned`] caller;
+//! * `Log`: `tracing` on stderr.
+//!
+//! Across workspaces, "next message" means the oldest by `created_at` (ties: configuration
+//! order), so one busy workspace cannot starve another.
+//!
+//! Shutdown stops polling and fetching but keeps serving state writes until everything is
+//! saved, so a pop acknowledged just before exit is not lost.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use molecule_mcp_core::Secret;
+use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus, UploadFetch, UploadOutcome, parse_rfc3339};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::http_client::HttpClient;
+use crate::session_driver::now;
+use crate::wake_heap::WakeHeap;
+use crate::{logging, persist};
+
+/// One workspace's inbox to run.
+#[derive(Debug, Clone)]
+pub struct InboxSpec {
+    /// Core config.
+    pub config: InboxConfig,
+    /// The state file (queue, cursor, handled ids, uploads).
+    pub state_file: PathBuf,
+    /// Where downloaded chat uploads are staged.
+    pub uploads_dir: PathBuf,
+}
+
+impl InboxSpec {
+    /// The layout under `state_dir`: `.mcp_inbox_state` (suffixed `_<full workspace id>`
+    /// in multi-workspace mode, so ids never collide — reference defect 34) and
+    /// `chat-uploads/` (defect 18: never a hard-coded `/workspace/...`).
+    pub fn in_state_dir(state_dir: &Path, config: InboxConfig, multi: bool) -> Self {
+        let suffix = if multi { format!("_{}", config.workspace_id) } else { String::new() };
+        InboxSpec {
+            state_file: state_dir.join(format!(".mcp_inbox_state{suffix}")),
+            uploads_dir: state_dir.join("chat-uploads"),
+            config,
+        }
+    }
+}
+
+enum Command {
+    Peek { limit: usize, reply: oneshot::Sender<Vec<InboxMessage>> },
+    TakeUnreturned { reply: oneshot::Sender<Option<InboxMessage>> },
+    Pop { activity_id: String, reply: oneshot::Sender<Option<InboxMessage>> },
+    SetToken { workspace_id: String, token: Secret },
+    NoteOutboundUpload { workspace_id: String, file_id: String },
+    Status { reply: oneshot::Sender<Vec<(String, InboxStatus)>> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Tool-side handle to the running inboxes. Cheap to clone; when every clone is dropped the
+/// driver shuts down.
+#[derive(Debug, Clone)]
+pub struct InboxHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Bumped on every arrival.
+    arrivals: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Peek { .. } => "Peek",
+            Command::TakeUnreturned { .. } => "TakeUnreturned",
+            Command::Pop { .. } => "Pop",
+            Command::SetToken { .. } => "SetToken",
+            Command::NoteOutboundUpload { .. } => "NoteOutboundUpload",
+            Command::Status { .. } => "Status",
+            Command::Shutdown { .. } => "Shutdown",
+        })
+    }
+}
+
+impl InboxHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Up to `limit` deliverable messages, oldest first, not removed.
+    pub async fn peek(&self, limit: usize) -> Vec<InboxMessage> {
+        self.ask(|reply| Command::Peek { limit, reply }).await.unwrap_or_default()
+    }
+
+    /// The oldest message not yet returned by this call (it stays queued until popped).
+    pub async fn take_unreturned(&self) -> Option<InboxMessage> {
+        self.ask(|reply| Command::TakeUnreturned { reply }).await.flatten()
+    }
+
+    /// Waits up to `timeout` for a message not returned before (reference defect 20: an
+    /// agent that forgets `inbox_pop` is not handed the same message forever).
+    pub async fn wait_unreturned(&self, timeout: Duration) -> Option<InboxMessage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut arrivals = self.arrivals.clone();
+        loop {
+            // Mark the current count seen *before* asking, so an arrival between the answer
+            // and the wait below still wakes us.
+            arrivals.borrow_and_update();
+            if let Some(message) = self.take_unreturned().await {
+                return Some(message);
+            }
+            match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or the driver is gone.
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Removes a handled message (persisted as handled, never delivered again).
+    pub async fn pop(&self, activity_id: &str) -> Option<InboxMessage> {
+        let activity_id = activity_id.to_owned();
+        self.ask(|reply| Command::Pop { activity_id, reply }).await.flatten()
+    }
+
+    /// The platform minted a new token for `workspace_id`.
+    pub fn set_token(&self, workspace_id: &str, token: Secret) {
+        let _ = self.commands.send(Command::SetToken { workspace_id: workspace_id.to_owned(), token });
+    }
+
+    /// A file this runtime uploaded itself from `workspace_id` (its inbound echo row is skipped).
+    pub fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
+        let _ = self.commands.send(Command::NoteOutboundUpload { workspace_id: workspace_id.to_owned(), file_id: file_id.to_owned() });
+    }
+
+    /// Status of every inbox, in spec order.
+    pub async fn status(&self) -> Vec<(String, InboxStatus)> {
+        self.ask(|reply| Command::Status { reply }).await.unwrap_or_default()
+    }
+
+    /// Stops polling and waits until the state of every inbox is on disk (bound it with a
+    /// timeout: a failing disk retries forever).
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// Starts the driver task. Returns the tool handle and the stream of newly arrived messages
+/// (for push notifications). `seed` makes jitter reproducible (inbox `i` gets `seed + i`).
+pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle, mpsc::UnboundedReceiver<InboxMessage>) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (arrived_tx, arrived_rx) = mpsc::unbounded_channel();
+    let (count_tx, count_rx) = watch::channel(0u64);
+    let start = now();
+    let slots: Vec<Slot> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let restored = read_state(&spec.state_file);
+            Slot {
+                inbox: Inbox::new(spec.config, restored.as_deref(), start, seed.wrapping_add(i as u64)),
+                state_file: spec.state_file,
+                uploads_dir: spec.uploads_dir,
+            }
+        })
+        .collect();
+    let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        wakes: WakeHeap::new(slots.len()),
+        slots,
+        http,
+        outcome_tx,
+        outcome_rx,
+        commands: cmd_rx,
+        arrived: arrived_tx,
+        arrival_count: count_tx,
+        stopping: None,
+    };
+    tokio::spawn(driver.run());
+    (InboxHandle { commands: cmd_tx, arrivals: count_rx }, arrived_rx)
+}
+
+fn read_state(path: &Path) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            // The machine treats a missing state as "first start" and re-reads the backlog.
+            tracing::warn!("inbox: cannot read {}: {e}; starting with an empty inbox", path.display());
+            None
+        }
+    }
+}
+
+struct Slot {
+    inbox: Inbox,
+    state_file: PathBuf,
+    uploads_dir: PathBuf,
+}
+
+struct Driver {
+    slots: Vec<Slot>,
+    wakes: WakeHeap,
+    http: HttpClient,
+    outcome_tx: mpsc::UnboundedSender<(usize, InboxInput)>,
+    outcome_rx: mpsc::UnboundedReceiver<(usize, InboxInput)>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    arrived: mpsc::UnboundedSender<InboxMessage>,
+    arrival_count: watch::Sender<u64>,
+    /// Set once shutdown was asked for: answered when everything is saved.
+    stopping: Option<oneshot::Sender<()>>,
+}
+
+/// Sort key for "oldest first" across inboxes: parsed `created_at`, unparsable last.
+fn age_key(message: &InboxMessage, slot: usize) -> (i128, usize) {
+    (parse_rfc3339(&message.created_at).unwrap_or(i128::MAX), slot)
+}
+
+impl Driver {
+    async fn run(mut self) {
+        for idx in 0..self.slots.len() {
+            self.drain(idx);
+        }
+        loop {
+            let next_wake = self.wakes.next();
+            let sleep = async {
+                match next_wake {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    // Every handle is gone: nobody can pop any more. Stop and save.
+                    None if self.stopping.is_none() => self.begin_shutdown(None),
+                    None => {}
+                },
+                Some((idx, input)) = self.outcome_rx.recv() => {
+                    if let Some(slot) = self.slots.get_mut(idx) {
+                        slot.inbox.handle(now(), input);
+                        self.drain(idx);
+                    }
+                }
+                () = sleep => self.fire_due(),
+            }
+            if self.stopping.is_some() && self.all_saved() {
+                if let Some(reply) = self.stopping.take() {
+                    let _ = reply.send(());
+                }
+                return;
+            }
+        }
+    }
+
+    fn all_saved(&self) -> bool {
+        self.slots.iter().all(|s| !s.inbox.status().unsaved_changes)
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
+        let t = now();
+        for idx in 0..self.slots.len() {
+            if let Some(slot) = self.slots.get_mut(idx) {
+                slot.inbox.handle(t, InboxInput::Shutdown);
+            }
+            self.drain(idx);
+        }
+        // Without a reply channel (all handles dropped) a dummy receiver is fine.
+        self.stopping = Some(reply.unwrap_or_else(|| oneshot::channel().0));
+    }
+
+    fn slot_of(&self, workspace_id: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.inbox.workspace_id() == workspace_id)
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Peek { limit, reply } => {
+                let mut all: Vec<((i128, usize), InboxMessage)> = Vec::new();
+                for (idx, slot) in self.slots.iter().enumerate() {
+                    let limit = i64::try_from(limit).unwrap_or(i64::MAX).max(1);
+                    all.extend(slot.inbox.peek(limit).into_iter().map(|m| (age_key(&m, idx), m)));
+                }
+                // Stable: each inbox's own order is kept among equal keys.
+                all.sort_by_key(|(key, _)| *key);
+                let _ = reply.send(all.into_iter().take(limit).map(|(_, m)| m).collect());
+            }
+            Command::TakeUnreturned { reply } => {
+                let oldest = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(idx, slot)| slot.inbox.peek_unreturned().map(|m| (age_key(m, idx), idx)))
+                    .min()
+                    .map(|(_, idx)| idx);
+                let taken = oldest.and_then(|idx| self.slots.get_mut(idx)).and_then(|slot| slot.inbox.take_unreturned());
+                let _ = reply.send(taken);
+            }
+            Command::Pop { activity_id, reply } => {
+                let mut popped = None;
+                for idx in 0..self.slots.len() {
+                    let Some(slot) = self.slots.get_mut(idx) else { continue };
+                    if let Some(message) = slot.inbox.pop(&activity_id) {
+                        popped = Some(message);
+                        self.drain(idx);
+                        break;
+                    }
+                }
+                let _ = reply.send(popped);
+            }
+            Command::SetToken { workspace_id, token } => {
+                if let Some(slot) = self.slot_of(&workspace_id).and_then(|idx| self.slots.get_mut(idx)) {
+                    slot.inbox.set_token(token);
+                }
+            }
+            Command::NoteOutboundUpload { workspace_id, file_id } => {
+                if let Some(idx) = self.slot_of(&workspace_id) {
+                    if let Some(slot) = self.slots.get_mut(idx) {
+                        slot.inbox.note_outbound_upload(&file_id);
+                    }
+                    self.drain(idx);
+                }
+            }
+            Command::Status { reply } => {
+                let all = self.slots.iter().map(|s| (s.inbox.workspace_id().to_owned(), s.inbox.status())).collect();
+                let _ = reply.send(all);
+            }
+            Command::Shutdown { reply } => match self.stopping.take() {
+                // Asked twice: answer the earlier caller too once saved.
+                Some(earlier) => {
+                    let _ = earlier.send(());
+                    self.stopping = Some(reply);
+                }
+                None => self.begin_shutdown(Some(reply)),
+            },
+        }
+    }
+
+    fn fire_due(&mut self) {
+        let t = now();
+        while let Some(idx) = self.wakes.pop_due(t) {
+            if let Some(slot) = self.slots.get_mut(idx) {
+                slot.inbox.handle_timeout(t);
+            }
+            self.drain(idx);
+        }
+    }
+
+    /// Performs every queued action of slot `idx`, then re-registers its wake-up.
+    fn drain(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get_mut(idx) else { return };
+        while let Some(action) = slot.inbox.poll_action() {
+            match action {
+                InboxAction::SendHttp(request) => {
+                    let http = self.http.clone();
+                    let tx = self.outcome_tx.clone();
+                    tokio::spawn(async move {
+                        let input = match http.execute(&request).await {
+                            Ok(resp) => InboxInput::HttpResponse {
+                                id: request.id,
+                                status: resp.status,
+                                retry_after: resp.retry_after(),
+                                body: resp.body.to_vec(),
+                            },
+                            Err(error) => InboxInput::HttpFailed { id: request.id, error },
+                        };
+                        let _ = tx.send((idx, input));
+                    });
+                }
+                InboxAction::FetchUpload(fetch) => {
+                    let http = self.http.clone();
+                    let tx = self.outcome_tx.clone();
+                    let dir = slot.uploads_dir.clone();
+                    tokio::spawn(async move {
+                        let id = fetch.request.id;
+                        let outcome = fetch_and_stage(&http, fetch, dir).await;
+                        let _ = tx.send((idx, InboxInput::UploadDone { id, outcome }));
+                    });
+                }
+                InboxAction::Persist { id, bytes } => {
+                    let path = slot.state_file.clone();
+                    let tx = self.outcome_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = persist::write_private_atomic(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()));
+                        let _ = tx.send((idx, InboxInput::PersistDone { id, result }));
+                    });
+                }
+                InboxAction::Arrived(message) => {
+                    let _ = self.arrived.send(message);
+                    self.arrival_count.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                InboxAction::Log(line) => logging::emit(&line),
+            }
+        }
+        let next = slot.inbox.poll_timeout();
+        self.wakes.set(idx, next);
+    }
+}
+
+/// Downloads one upload (cap enforced while streaming) and stages it privately.
+async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) -> UploadOutcome {
+    let cap = usize::try_from(fetch.max_bytes).unwrap_or(usize::MAX);
+    let response = match http.execute_capped(&fetch.request, cap).await {
+        Ok(r) => r,
+        Err(e) => {
+            let retryable = match e.kind {
+                molecule_mcp_core::TransportErrorKind::BodyTooLarge => false,
+                molecule_mcp_core::TransportErrorKind::Connect
+                | molecule_mcp_core::TransportErrorKind::Timeout
+                | molecule_mcp_core::TransportErrorKind::Io
+                | molecule_mcp_core::TransportErrorKind::Protocol => true,
+            };
+            return UploadOutcome::Failed { detail: e.message, retryable };
+        }
+    };
+    match response.status {
+        200..=299 => {}
+        404 => return UploadOutcome::Gone,
+        status => {
+            let retryable = status >= 500 || matches!(status, 408 | 425 | 429);
+            return UploadOutcome::Failed { detail: format!("download answered HTTP {status}"), retryable };
+        }
+    }
+    let path = dir.join(format!("{}-{}", random_hex32(), fetch.name));
+    let body = response.body;
+    let written = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || persist::write_private_atomic(&path, &body)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {
+            let absolute = std::path::absolute(&path).unwrap_or(path);
+            UploadOutcome::Staged { local_uri: format!("workspace:{}", absolute.display()) }
+        }
+        Ok(Err(e)) => UploadOutcome::Failed { detail: format!("cannot write {}: {e}", path.display()), retryable: true },
+        Err(e) => UploadOutcome::Failed { detail: format!("staging task failed: {e}"), retryable: true },
+    }
+}
+
+/// 32 random hex characters for staged file names (unguessable, never colliding).
+fn random_hex32() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
+    if !from_os {
+        // No /dev/urandom (exotic platforms): std's per-process random hasher keys plus
+        // time and a counter still give unique, unpredictable-enough names.
+        use std::hash::{BuildHasher, Hasher};
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        for half in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_names_are_hex_and_distinct() {
+        let a = random_hex32();
+        let b = random_hex32();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn layout_separates_workspaces_in_multi_mode() {
+        let platform = molecule_mcp_core::PlatformUrl::parse("http://127.0.0.1:1").expect("url");
+        let cfg = InboxConfig::new(platform, "aaaaaaaa-0000-4000-8000-000000000001", Secret::new("t"));
+        let single = InboxSpec::in_state_dir(Path::new("/s"), cfg.clone(), false);
+        let multi = InboxSpec::in_state_dir(Path::new("/s"), cfg, true);
+        assert_eq!(single.state_file, Path::new("/s/.mcp_inbox_state"));
+        assert_eq!(multi.state_file, Path::new("/s/.mcp_inbox_state_aaaaaaaa-0000-4000-8000-000000000001"));
+        assert_eq!(multi.uploads_dir, Path::new("/s/chat-uploads"));
+    }
+}
