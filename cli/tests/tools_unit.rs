@@ -208,6 +208,7 @@ struct FakeInbox {
     messages: Mutex<Vec<Value>>,
     waits: Mutex<Vec<Duration>>,
     peeks: Mutex<Vec<usize>>,
+    outbound: Mutex<Vec<(String, String)>>,
 }
 
 impl InboxAccess for FakeInbox {
@@ -219,20 +220,31 @@ impl InboxAccess for FakeInbox {
         let head = self.messages.lock().expect("lock").first().cloned();
         Box::pin(async move { head })
     }
-    fn peek(&self, limit: usize) -> Vec<Value> {
+    fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>> {
         self.peeks.lock().expect("lock").push(limit);
-        self.messages
+        let list = self
+            .messages
             .lock()
             .expect("lock")
             .iter()
             .take(limit)
             .cloned()
-            .collect()
+            .collect();
+        Box::pin(async move { list })
     }
-    fn pop(&self, activity_id: &str) -> Option<Value> {
+    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>> {
         let mut m = self.messages.lock().expect("lock");
-        let pos = m.iter().position(|v| v["activity_id"] == activity_id)?;
-        Some(m.remove(pos))
+        let popped = m
+            .iter()
+            .position(|v| v["activity_id"] == activity_id)
+            .map(|pos| m.remove(pos));
+        Box::pin(async move { popped })
+    }
+    fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
+        self.outbound
+            .lock()
+            .expect("lock")
+            .push((workspace_id.to_owned(), file_id.to_owned()));
     }
 }
 

@@ -184,7 +184,7 @@ pub fn tool_def(name: &str) -> Option<ToolDef> {
         ),
         "wait_for_message" => def(
             "wait_for_message",
-            "Block until the next inbound message (canvas user OR peer agent) arrives, or until ``timeout_secs`` elapses. Returns the oldest pending message without removing it — call inbox_pop with its activity_id once you have handled it.",
+            "Block until the next inbound message (canvas user OR peer agent) arrives, or until ``timeout_secs`` elapses. Returns the oldest pending message that no earlier wait_for_message call returned; it stays in the inbox (inbox_peek still lists it) until you call inbox_pop with its activity_id after handling it.",
             object_schema(
                 json!({"timeout_secs": {"type": "number", "minimum": 0, "description": "Max seconds to block. Capped at 300. Default 60."}}),
                 &[],

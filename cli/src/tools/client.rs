@@ -136,6 +136,13 @@ impl PlatformCall {
 pub enum CallError {
     /// `auth_as` is not one of this runtime's workspaces.
     NotRegistered(String),
+    /// The platform rejected `auth_as` at register (its token is not valid for it).
+    Rejected {
+        /// The workspace.
+        workspace_id: String,
+        /// The operator message from start-up.
+        reason: String,
+    },
     /// The request could not be built (bad header value).
     Build(String),
     /// Network failure or timeout.
@@ -146,7 +153,7 @@ impl CallError {
     /// True when the request provably never reached the server (connection not established).
     pub fn is_undelivered(&self) -> bool {
         match self {
-            CallError::NotRegistered(_) | CallError::Build(_) => true,
+            CallError::NotRegistered(_) | CallError::Rejected { .. } | CallError::Build(_) => true,
             CallError::Transport(e) => match e.kind {
                 TransportErrorKind::Connect => true,
                 TransportErrorKind::Timeout
@@ -164,6 +171,10 @@ impl std::fmt::Display for CallError {
             CallError::NotRegistered(id) => {
                 write!(f, "workspace {id} is not configured in this runtime")
             }
+            CallError::Rejected { workspace_id, reason } => write!(
+                f,
+                "workspace {workspace_id} was rejected by the platform at start-up, so this runtime does not act as it: {reason}"
+            ),
             CallError::Build(why) => write!(f, "could not build the request: {why}"),
             CallError::Transport(e) => {
                 let kind = match e.kind {
@@ -279,6 +290,12 @@ impl ToolContext {
             .workspaces
             .token(&call.auth_as)
             .ok_or_else(|| CallError::NotRegistered(call.auth_as.clone()))?;
+        if let Some(reason) = self.workspaces.failure(&call.auth_as) {
+            return Err(CallError::Rejected {
+                workspace_id: call.auth_as.clone(),
+                reason,
+            });
+        }
         let url = self.url_for(&call);
         let mut builder = http::Request::builder()
             .method(call.method.clone())

@@ -24,16 +24,23 @@ use serde_json::Value;
 use super::client::{BoxFuture, PlatformTransport};
 use super::ids::normalize_uuid;
 
-/// The inbox queue, as the three inbox tools see it. Implemented by the runtime glue.
+/// The inbox queue, as the inbox tools (and `send_message_to_user`) see it. Implemented by
+/// the runtime glue over the inbox driver.
 pub trait InboxAccess: Send + Sync {
     /// False when inbox polling is not running (the tools then explain how to enable it).
     fn enabled(&self) -> bool;
-    /// Waits up to `timeout` for the head message (not removed); `None` on timeout.
+    /// Waits up to `timeout` for the oldest message this call has not returned before
+    /// (reference defect 20); it stays queued until popped. `None` on timeout.
     fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>>;
     /// Up to `limit` queued messages, oldest first, not removed.
-    fn peek(&self, limit: usize) -> Vec<Value>;
+    fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>>;
     /// Removes the message with this `activity_id`; returns it when it was queued.
-    fn pop(&self, activity_id: &str) -> Option<Value>;
+    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>>;
+    /// `workspace_id` just uploaded `file_id` itself (an outgoing attachment): the inbox
+    /// must not download and ack the platform's inbound copy of it (reference defect 19).
+    fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
+        let _ = (workspace_id, file_id);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +73,9 @@ impl std::fmt::Display for RegistryError {
 #[derive(Debug)]
 pub struct WorkspaceRegistry {
     entries: Mutex<Vec<(String, Secret)>>,
+    /// Workspaces the platform rejected at register (multi-workspace mode keeps running
+    /// without them, reference defect 9), with the operator message.
+    failed: Mutex<BTreeMap<String, String>>,
 }
 
 impl WorkspaceRegistry {
@@ -84,6 +94,7 @@ impl WorkspaceRegistry {
         }
         Ok(WorkspaceRegistry {
             entries: Mutex::new(out),
+            failed: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -124,6 +135,21 @@ impl WorkspaceRegistry {
             .iter()
             .find(|(known, _)| known == id)
             .map(|(_, t)| t.clone())
+    }
+
+    /// Marks a registered workspace as rejected by the platform; later calls acting as it
+    /// fail at once with `reason`. False when `id` is unknown.
+    pub fn mark_failed(&self, id: &str, reason: &str) -> bool {
+        let Some(id) = normalize_uuid(id).filter(|id| self.contains(id)) else {
+            return false;
+        };
+        lock(&self.failed).insert(id, reason.to_owned());
+        true
+    }
+
+    /// Why `id` (normalised) was rejected, if it was.
+    pub fn failure(&self, id: &str) -> Option<String> {
+        lock(&self.failed).get(id).cloned()
     }
 
     /// Replaces the token of a registered workspace; false when `id` is unknown.
@@ -418,6 +444,10 @@ mod tests {
         assert!(r.set_token(A, Secret::new("new")));
         assert_eq!(r.token(A).unwrap().expose(), "new");
         assert!(!r.set_token("cccccccc-0000-4000-8000-000000000003", Secret::new("x")));
+        assert_eq!(r.failure(A), None);
+        assert!(r.mark_failed(&A.to_uppercase(), "HTTP 401"));
+        assert_eq!(r.failure(A).as_deref(), Some("HTTP 401"));
+        assert!(!r.mark_failed("cccccccc-0000-4000-8000-000000000003", "x"));
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
     ToolResult::Json(Value::Array(
         inbox
             .peek(limit)
+            .await
             .into_iter()
             .map(|m| enrich(ctx, m))
             .collect(),
@@ -133,6 +134,6 @@ pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
         Ok(None) => return ToolResult::error("Error: activity_id is required."),
         Err(e) => return e,
     };
-    let removed = inbox.pop(id).is_some();
+    let removed = inbox.pop(id).await.is_some();
     ToolResult::Json(json!({"removed": removed, "activity_id": id}))
 }

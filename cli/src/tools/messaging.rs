@@ -287,6 +287,14 @@ pub fn load_attachments(
     Ok(out)
 }
 
+/// The file id of a poll-mode upload entry (`uri` = `platform-pending:<workspace>/<file id>`).
+/// In poll mode the platform also queues such uploads as inbound rows in our own feed.
+fn pending_file_id(entry: &Value) -> Option<&str> {
+    let uri = entry.get("uri")?.as_str()?;
+    let (_, file_id) = uri.strip_prefix("platform-pending:")?.split_once('/')?;
+    Some(file_id).filter(|f| !f.is_empty())
+}
+
 /// `multipart/form-data` body: one `files` part per attachment.
 pub fn multipart_body(files: &[Attachment], boundary: &str) -> Vec<u8> {
     let mut body =
@@ -408,6 +416,11 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
             Ok(list) => list,
             Err(text) => return ToolResult::error(text),
         };
+        if let Some(inbox) = &ctx.inbox {
+            for file_id in uploaded.iter().filter_map(pending_file_id) {
+                inbox.note_outbound_upload(&target, file_id);
+            }
+        }
     }
 
     let mut body = json!({"message": message});
@@ -434,6 +447,15 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_file_ids_are_read_from_poll_mode_uris() {
+        let id = |uri: &str| pending_file_id(&json!({"uri": uri})).map(str::to_owned);
+        assert_eq!(id("platform-pending:ws-1/file-9").as_deref(), Some("file-9"));
+        assert_eq!(id("platform-pending:ws-1/"), None);
+        assert_eq!(id("https://cdn.example/f"), None);
+        assert_eq!(pending_file_id(&json!({"name": "a"})), None);
+    }
 
     #[test]
     fn upload_response_validation() {
