@@ -1,1 +1,16 @@
-fn main() {}
+//! `molecule-mcp`: see the crate docs in `lib.rs` and the README.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use molecule_mcp_cli::args::{Cli, Command};
+use molecule_mcp_cli::{demo, doctor, serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Serve) => serve::run(),
+        Some(Command::Doctor) => doctor::run(),
+        Some(Command::Demo) => demo::run(),
+    }
+}

@@ -43,7 +43,16 @@ pub struct McpProcess {
 impl McpProcess {
     /// Spawns the binary with exactly `env` (plus `PATH` and `HOME` unless given) and `args`.
     pub fn spawn(env: &[(&str, &str)], args: &[&str]) -> std::io::Result<McpProcess> {
-        let mut cmd = Command::new(molecule_mcp_bin());
+        McpProcess::spawn_bin(&molecule_mcp_bin(), env, args)
+    }
+
+    /// [`McpProcess::spawn`] for the binary at `bin`.
+    pub fn spawn_bin(
+        bin: &std::path::Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> std::io::Result<McpProcess> {
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .env_clear()
             .stdin(Stdio::piped())

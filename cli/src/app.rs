@@ -1,0 +1,202 @@
+//! The running application: the tools' shared [`ToolContext`], the inbox driver, and the
+//! MCP server that exposes them over stdio.
+//!
+//! ```text
+//!   stdin ─► mcp::serve ─► ToolHandler (this file) ─► tools::call_tool(ctx, …) ─► platform
+//!                 ▲                                         │
+//!   stdout ◄──────┴── push notifications ◄── inbox driver ◄─┘ (InboxAccess: wait/peek/pop)
+//! ```
+//!
+//! The session driver (register + heartbeats) is started by `serve.rs`; it reports minted
+//! tokens and rejected workspaces here ([`App::set_token`], [`App::mark_failed`]).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use molecule_mcp_core::Secret;
+use molecule_mcp_core::config::ValidConfig;
+use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, normalize_uuid, push_content, push_meta};
+use molecule_mcp_io_tokio::{HttpClient, InboxHandle, InboxSpec, inbox_driver};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::mcp::{CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec, push_notification};
+use crate::tools::{BoxFuture, InboxAccess, ToolContext, ToolSettings, WorkspaceRegistry, call_tool, peers, tool_defs};
+use crate::tools::catalog::tool_def;
+
+/// How long the push path waits for discovery to name an unknown peer before pushing anyway.
+const PUSH_ENRICH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the MCP server serves.
+pub struct App {
+    ctx: Arc<ToolContext>,
+    inbox: Option<InboxHandle>,
+    arrivals: Mutex<Option<mpsc::UnboundedReceiver<InboxMessage>>>,
+    pushes_tx: mpsc::UnboundedSender<Value>,
+    pushes_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
+    identity: ServerIdentity,
+}
+
+impl App {
+    /// Builds the tool context and, unless disabled, starts the inbox driver (its first
+    /// poll goes out at once, in the background).
+    pub fn new(config: &ValidConfig, state_dir: &Path, http: HttpClient, settings: ToolSettings, seed: u64) -> Result<App, String> {
+        let registry = WorkspaceRegistry::new(config.workspaces.iter().map(|w| (w.id.clone(), w.token.clone())).collect())
+            .map_err(|e| format!("invalid workspace list: {e}"))?;
+        let (inbox, arrivals) = if config.inbox_enabled {
+            let specs = (0..config.workspaces.len())
+                .filter_map(|i| config.inbox_config(i))
+                .map(|cfg| InboxSpec::in_state_dir(state_dir, cfg, config.multi_workspace))
+                .collect();
+            let (handle, arrivals) = inbox_driver::spawn(specs, http.clone(), seed);
+            (Some(handle), Some(arrivals))
+        } else {
+            (None, None)
+        };
+        let mut ctx = ToolContext::new(Arc::new(http), config.platform.clone(), registry, settings).with_state_dir(state_dir.to_path_buf());
+        if let Some(handle) = &inbox {
+            ctx = ctx.with_inbox(Arc::new(InboxTools(handle.clone())));
+        }
+        let (poll_timeout, multi) = (config.poll_timeout_secs, config.multi_workspace);
+        let identity = ServerIdentity::molecule(move || crate::instructions::instructions(poll_timeout, multi));
+        let (pushes_tx, pushes_rx) = mpsc::unbounded_channel();
+        Ok(App {
+            ctx: Arc::new(ctx),
+            inbox,
+            arrivals: Mutex::new(arrivals),
+            pushes_tx,
+            pushes_rx: Mutex::new(Some(pushes_rx)),
+            identity,
+        })
+    }
+
+    /// The tool context (tests and the demo inspect it).
+    pub fn context(&self) -> &Arc<ToolContext> {
+        &self.ctx
+    }
+
+    /// Starts the background tasks (the push path: inbox arrivals → channel notifications).
+    /// Abort them with the returned set.
+    pub fn start_background(&self) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        let arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut arrivals) = arrivals {
+            let ctx = Arc::clone(&self.ctx);
+            let tx = self.pushes_tx.clone();
+            tasks.spawn(async move {
+                while let Some(message) = arrivals.recv().await {
+                    let notification = channel_notification(&ctx, &message).await;
+                    if tx.send(notification).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        tasks
+    }
+
+    /// Serves MCP on the process's stdin/stdout until EOF (or a closed stdout). Call once.
+    pub async fn serve_stdio(&self) -> ServeEnd {
+        let pushes = self.pushes_rx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let pushes = pushes.unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let handler: Arc<dyn ToolHandler> = Arc::new(Tools(Arc::clone(&self.ctx)));
+        crate::mcp::serve(tokio::io::stdin(), tokio::io::stdout(), handler, self.identity.clone(), pushes).await
+    }
+
+    /// The platform minted a new token for `workspace_id`: tools and the inbox use it.
+    pub fn set_token(&self, workspace_id: &str, token: Secret) {
+        self.ctx.workspaces().set_token(workspace_id, token.clone());
+        if let Some(inbox) = &self.inbox {
+            inbox.set_token(workspace_id, token);
+        }
+    }
+
+    /// The platform rejected `workspace_id` at register (multi-workspace mode): tools acting
+    /// as it fail with `message` instead of sending requests that cannot succeed.
+    pub fn mark_failed(&self, workspace_id: &str, message: &str) {
+        self.ctx.workspaces().mark_failed(workspace_id, message);
+    }
+
+    /// Stops inbox polling and waits (at most `grace`) until its state is on disk.
+    pub async fn shutdown(&self, grace: Duration) {
+        if let Some(inbox) = &self.inbox
+            && tokio::time::timeout(grace, inbox.shutdown()).await.is_err()
+        {
+            tracing::warn!("inbox state was not saved within {grace:?}; the next start re-reads what is missing");
+        }
+    }
+}
+
+/// The 12 tools as the MCP server sees them.
+struct Tools(Arc<ToolContext>);
+
+impl ToolHandler for Tools {
+    fn tools(&self) -> Vec<ToolSpec> {
+        tool_defs().into_iter().map(ToolSpec::from).collect()
+    }
+
+    fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture> {
+        let def = tool_def(name)?;
+        let ctx = Arc::clone(&self.0);
+        Some(Box::pin(async move {
+            match call_tool(&ctx, def.name, &arguments).await {
+                Some(result) => ToolOutput::from(result),
+                // `tool_def` just found it; the dispatcher knows the same names.
+                None => ToolOutput::Error(format!("Error: tool {} is not available", def.name)),
+            }
+        }))
+    }
+}
+
+/// [`InboxAccess`] over the inbox driver.
+struct InboxTools(InboxHandle);
+
+impl InboxAccess for InboxTools {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(async move { self.0.wait_unreturned(timeout).await.map(|m| m.to_json()) })
+    }
+
+    fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>> {
+        Box::pin(async move { self.0.peek(limit).await.iter().map(InboxMessage::to_json).collect() })
+    }
+
+    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async move { self.0.pop(activity_id).await.map(|m| m.to_json()) })
+    }
+
+    fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
+        self.0.note_outbound_upload(workspace_id, file_id);
+    }
+}
+
+/// The `notifications/claude/channel` frame for a new message (reference §5.4). A peer the
+/// cache does not know yet is looked up first (bounded), so the push names it.
+async fn channel_notification(ctx: &ToolContext, message: &InboxMessage) -> Value {
+    let peer = normalize_uuid(&message.peer_id);
+    if let Some(peer) = &peer
+        && ctx.peers().get(peer).and_then(|info| info.name).is_none()
+    {
+        let source = message
+            .arrival_workspace_id
+            .clone()
+            .filter(|ws| ctx.workspaces().contains(ws))
+            .unwrap_or_else(|| ctx.workspaces().primary());
+        // The result lands in the peer cache; a slow or failing lookup just means no name.
+        let _ = tokio::time::timeout(PUSH_ENRICH_TIMEOUT, peers::discover(ctx, &source, peer)).await;
+    }
+    let info = peer.as_deref().and_then(|p| ctx.peers().get(p)).unwrap_or_default();
+    let label = PeerLabel { name: info.name, role: info.role };
+    push_notification(
+        CHANNEL_NOTIFICATION,
+        json!({
+            "content": push_content(message, &label),
+            "meta": push_meta(message, ctx.platform(), &label),
+        }),
+    )
+}

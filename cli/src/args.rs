@@ -1,0 +1,33 @@
+//! Command-line interface (clap). Everything that configures the *server* comes from the
+//! environment (that is what MCP client configs set); the command line only picks a mode.
+
+use clap::{Parser, Subcommand};
+
+/// `molecule-mcp`: the Molecule AI universal MCP server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "molecule-mcp",
+    version,
+    about = "Molecule AI universal MCP server: registers your workspace with the platform, keeps it \
+             online with heartbeats, polls its inbox and serves the platform tools over MCP stdio.",
+    after_help = "Required env: PLATFORM_URL, WORKSPACE_ID (or MOLECULE_WORKSPACES), \
+                  MOLECULE_WORKSPACE_TOKEN (or MOLECULE_WORKSPACE_TOKEN_FILE).\n\
+                  Add it to your MCP client's config (see README); run `molecule-mcp doctor` to check a setup."
+)]
+pub struct Cli {
+    /// What to do; without a subcommand the MCP stdio server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the MCP stdio server (the default): registers, heartbeats, serves tools.
+    Serve,
+    /// Onboarding diagnostic: checks the binary, PATH, env, platform reachability and the token; exits 0/1.
+    #[command(alias = "--doctor")]
+    Doctor,
+    /// Demonstration against the built-in loopback platform stub (no network needed); exits 0 on success.
+    Demo,
+}
