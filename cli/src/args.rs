@@ -15,6 +15,12 @@ use clap::{Parser, Subcommand};
                   Add it to your MCP client's config (see README); run `molecule-mcp doctor` to check a setup."
 )]
 pub struct Cli {
+    /// Read the multi-workspace list (the JSON array MOLECULE_WORKSPACES holds) from this
+    /// file instead of the environment: for lists too large for an environment variable
+    /// (Linux caps one at 128 KiB, about 1,000 workspaces). Overrides MOLECULE_WORKSPACES.
+    #[arg(long, value_name = "PATH")]
+    pub workspaces_file: Option<std::path::PathBuf>,
+
     /// What to do; without a subcommand the MCP stdio server runs.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -48,3 +48,45 @@ pub fn raw_config(env: impl IntoIterator<Item = (String, String)>, state_dir: &P
 pub fn from_process(state_dir: &Path) -> RawConfig {
     raw_config(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))), state_dir)
 }
+
+/// Largest `--workspaces-file` accepted (10,000 workspaces take about 1.2 MB).
+pub const MAX_WORKSPACES_FILE: u64 = 64 * 1024 * 1024;
+
+/// Puts the contents of `--workspaces-file` into `raw` as `MOLECULE_WORKSPACES`, so it is
+/// validated exactly like the variable. The error is the operator message.
+pub fn apply_workspaces_file(raw: &mut RawConfig, path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("--workspaces-file '{shown}' is not a regular file"));
+    }
+    if meta.len() > MAX_WORKSPACES_FILE {
+        return Err(format!("--workspaces-file '{shown}' is larger than {} MiB", MAX_WORKSPACES_FILE / (1024 * 1024)));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("--workspaces-file '{shown}' is not valid UTF-8"))?;
+    raw.env.insert(molecule_mcp_core::config::WORKSPACES.to_owned(), text);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspaces_file_replaces_the_variable_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("mmcp-wsfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("ws.json");
+        std::fs::write(&file, r#"[{"id":"aaaaaaaa-0000-4000-8000-000000000001","token":"t"}]"#).expect("write");
+        let mut raw = raw_config([("MOLECULE_WORKSPACES".to_owned(), "[]".to_owned())], &dir);
+        apply_workspaces_file(&mut raw, &file).expect("applies");
+        assert!(raw.env["MOLECULE_WORKSPACES"].contains("aaaaaaaa-0000-4000-8000-000000000001"));
+        let missing = apply_workspaces_file(&mut raw, &dir.join("nope.json")).expect_err("missing file");
+        assert!(missing.contains("nope.json"), "{missing}");
+        assert!(apply_workspaces_file(&mut raw, &dir).expect_err("a directory").contains("not a regular file"));
+        std::fs::write(&file, [0xff, 0xfe]).expect("write");
+        assert!(apply_workspaces_file(&mut raw, &file).expect_err("bad utf-8").contains("UTF-8"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

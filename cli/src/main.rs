@@ -9,7 +9,7 @@ use molecule_mcp_cli::{demo, doctor, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => serve::run(),
+        None | Some(Command::Serve) => serve::run(cli.workspaces_file.as_deref()),
         Some(Command::Doctor) => doctor::run(),
         Some(Command::Demo) => demo::run(),
     }

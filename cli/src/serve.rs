@@ -23,7 +23,7 @@ use crate::{env_snapshot, runtime, stdio_check};
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(400);
 
 /// Runs the server; returns the process exit code.
-pub fn run() -> ExitCode {
+pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
     if let Err(problem) = stdio_check::check() {
         print_fatal(&problem.message());
         return ExitCode::from(2);
@@ -35,7 +35,13 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let raw = env_snapshot::from_process(&state_dir);
+    let mut raw = env_snapshot::from_process(&state_dir);
+    if let Some(path) = workspaces_file
+        && let Err(e) = env_snapshot::apply_workspaces_file(&mut raw, path)
+    {
+        print_fatal(&format!("molecule-mcp: {e}"));
+        return ExitCode::from(2);
+    }
     let config = match validate(&raw) {
         Ok(c) => c,
         Err(errors) => {
