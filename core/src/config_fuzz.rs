@@ -20,7 +20,7 @@
 //! (it needs no `arbitrary`, so the corpus replays on stable with only `testing`):
 //!
 //! ```text
-//! KEY=VALUE              an environment variable; a one-character KEY `0`–`9`, `a`–`c`
+//! KEY=VALUE              an environment variable; a one-character KEY `0`–`9`, `a`–`d`
 //!                        names entry n of config::VARIABLES (biases fuzzing to real names)
 //! @file=<kind><payload>  the MOLECULE_WORKSPACE_TOKEN_FILE read (absent line: not read)
 //! @state=<kind><payload> the <state dir>/.auth_token read (absent line: missing)
@@ -335,6 +335,13 @@ mod tests {
         let ok = validate_seed("multi_valid_with_agent").unwrap();
         assert_eq!(ok.workspaces.len(), 2);
         assert_eq!(ok.agent.skills, vec!["code", "review"]);
+        // Pins the one-character key aliases to `config::VARIABLES` (a new variable
+        // inserted in the middle shifts them and must update the seeds).
+        assert_eq!(ok.agent.name.as_deref(), Some("My Agent"));
+        assert_eq!(ok.agent.description.as_deref(), Some("does things"));
+        assert_eq!(ok.inbox_poll_interval, std::time::Duration::from_secs(30));
+        assert_eq!(ok.poll_timeout_secs, 60);
+        assert!(ok.heartbeat_enabled && !ok.inbox_enabled && ok.verbose);
         let errs = validate_seed("multi_bad_entries").unwrap_err();
         assert!(
             matches!(&errs.0[..], [ConfigError::InvalidWorkspaces(list)] if list.len() >= 4),

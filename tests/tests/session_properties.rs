@@ -192,6 +192,45 @@ proptest! {
     }
 }
 
+/// The ERROR-count property compares against `is_escalation_point`; pin that helper to the
+/// ladder itself: n = 3, then every 20th consecutive failure (23, 43, …).
+#[test]
+fn escalation_points_are_3_then_every_twentieth() {
+    let points: Vec<u32> = (0..=200).filter(|n| is_escalation_point(*n)).collect();
+    assert_eq!(points, vec![3, 23, 43, 63, 83, 103, 123, 143, 163, 183]);
+}
+
+/// The script generator must actually reach the later escalation points (and resets), or
+/// the ERROR-count and reset properties would hold vacuously there.
+#[test]
+fn script_generator_reaches_the_later_escalation_points() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = script();
+    let total = 300;
+    let (mut reached_23, mut reached_43, mut reset_after_3) = (0, 0, 0);
+    for _ in 0..total {
+        let run = run_ops(&strategy.new_tree(&mut runner).unwrap().current());
+        let mut max = 0;
+        let mut reset = false;
+        let mut previous = 0;
+        for step in &run.steps {
+            let n = step.status.consecutive_auth_failures;
+            max = max.max(n);
+            reset |= previous >= 3 && n == 0;
+            previous = n;
+        }
+        reached_23 += usize::from(max >= 23);
+        reached_43 += usize::from(max >= 43);
+        reset_after_3 += usize::from(reset);
+    }
+    assert!(
+        reached_23 >= total / 20 && reached_43 >= 1 && reset_after_3 >= total / 20,
+        "of {total} scripts: {reached_23} reach 23 failures, {reached_43} reach 43, \
+         {reset_after_3} reset after an escalation"
+    );
+}
+
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/session_ops")
 }

@@ -408,6 +408,47 @@ fn test_heartbeat_500_does_not_increment_auth_counter() {
 
 // ==================== Beyond the seed ====================
 
+/// The agent-card pins the seed file gained later (reference §7, "at F": defaults, name
+/// override, CSV skills, description only when set) are unit tests of
+/// `ValidConfig::agent_card` in `core/tests/config.rs`; this one pins the last of them,
+/// "register payload carries the built card", end to end: environment → validated config
+/// → session → the register body.
+#[test]
+fn register_payload_carries_the_configured_agent_card() {
+    use molecule_mcp_core::config::{FileRead, RawConfig, validate};
+    let env = [
+        ("WORKSPACE_ID", NIL_WS),
+        ("PLATFORM_URL", "https://test.moleculesai.app/"),
+        ("MOLECULE_WORKSPACE_TOKEN", "tok"),
+        ("MOLECULE_AGENT_NAME", " Reviewer "),
+        ("MOLECULE_AGENT_DESCRIPTION", "Reviews code"),
+        ("MOLECULE_AGENT_SKILLS", "code, ,review,"),
+    ];
+    let raw = RawConfig {
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        token_file: None,
+        state_auth_token: FileRead::Missing,
+        state_dir: "/tmp/state".to_owned(),
+    };
+    let config = validate(&raw).expect("valid config");
+    let mut h = Harness::new(config.session_config(0).expect("one workspace"));
+    let actions = h.drain();
+    let req = sends(&actions)[0];
+    assert_eq!(req.kind, RequestKind::Register);
+    assert_eq!(req.url, "https://test.moleculesai.app/registry/register");
+    assert_eq!(
+        body_json(req)["agent_card"],
+        serde_json::json!({
+            "name": "Reviewer",
+            "description": "Reviews code",
+            "skills": [{"name": "code"}, {"name": "review"}],
+        })
+    );
+}
+
 #[test]
 fn escalation_relogs_exactly_every_twenty_failures() {
     let mut h = registered(DELETED_WS, "stale-token");
