@@ -170,8 +170,12 @@ impl InboxAccess for InboxTools {
         Box::pin(async move { self.0.pop(activity_id).await.map(|m| m.to_json()) })
     }
 
-    fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
-        self.0.note_outbound_upload(workspace_id, file_id);
+    fn begin_outbound_upload(&self, workspace_id: &str) {
+        self.0.begin_outbound_upload(workspace_id);
+    }
+
+    fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
+        self.0.end_outbound_upload(workspace_id, file_ids);
     }
 }
 

@@ -208,7 +208,7 @@ struct FakeInbox {
     messages: Mutex<Vec<Value>>,
     waits: Mutex<Vec<Duration>>,
     peeks: Mutex<Vec<usize>>,
-    outbound: Mutex<Vec<(String, String)>>,
+    outbound: Mutex<Vec<String>>,
 }
 
 impl InboxAccess for FakeInbox {
@@ -240,11 +240,17 @@ impl InboxAccess for FakeInbox {
             .map(|pos| m.remove(pos));
         Box::pin(async move { popped })
     }
-    fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
+    fn begin_outbound_upload(&self, workspace_id: &str) {
         self.outbound
             .lock()
             .expect("lock")
-            .push((workspace_id.to_owned(), file_id.to_owned()));
+            .push(format!("begin {workspace_id}"));
+    }
+    fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
+        self.outbound
+            .lock()
+            .expect("lock")
+            .push(format!("end {workspace_id} [{}]", file_ids.join(",")));
     }
 }
 
@@ -1669,6 +1675,46 @@ async fn send_message_uploads_then_notifies() {
     assert!(
         error(&r).starts_with("Error: chat/uploads returned 413: "),
         "{r:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn send_message_brackets_its_upload_for_the_inbox() {
+    // Defect 19: the inbox must learn which uploads were ours, also when the upload fails.
+    let dir = std::env::temp_dir().join(format!("mmcp-outbound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("notes.txt");
+    std::fs::write(&file, "hello").expect("write");
+    let fake = Arc::new(Fake::default());
+    fake.on(
+        "POST",
+        &format!("/workspaces/{A}/chat/uploads"),
+        vec![
+            reply(200, json!({"files": [{"uri": format!("platform-pending:{A}/file-7"), "name": "notes.txt", "mimeType": "text/plain", "size": 5}]})),
+            reply(500, json!({"error": "boom"})),
+        ],
+    );
+    fake.on(
+        "POST",
+        &format!("/workspaces/{A}/notify"),
+        vec![reply(200, json!({"status": "sent"}))],
+    );
+    let inbox = Arc::new(FakeInbox::default());
+    let c = ctx(&fake).with_inbox(inbox.clone());
+    let args = json!({"message": "m", "attachments": [file.to_str()]});
+    let ok = run(&c, "send_message_to_user", args.clone()).await;
+    assert_eq!(text(&ok), "Message sent to user with 1 attachment(s)");
+    let failed = run(&c, "send_message_to_user", args).await;
+    assert!(error(&failed).starts_with("Error: chat/uploads returned 500"));
+    assert_eq!(
+        *inbox.outbound.lock().expect("lock"),
+        vec![
+            format!("begin {A}"),
+            format!("end {A} [file-7]"),
+            format!("begin {A}"),
+            format!("end {A} []"),
+        ]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

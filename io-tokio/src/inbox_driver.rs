@@ -7,7 +7,10 @@
 //! * `SendHttp` (polls, acks) on spawned tasks through the shared pooled [`HttpClient`];
 //! * `FetchUpload`: download with the machine's byte cap enforced while the body streams in,
 //!   then a private (0600) file `<uploads dir>/<32 hex>-<sanitised name>`; the machine is
-//!   told the `workspace:<absolute path>` URI and sends the ack itself;
+//!   told the `workspace:<absolute path>` URI and sends the ack itself. While one of our
+//!   own uploads is in flight for the workspace ([`InboxHandle::begin_outbound_upload`]),
+//!   downloads are held back: the platform queues our own attachment as an inbound row
+//!   too, and only the upload's answer says which file id that is (defect 19);
 //! * `Persist`: the whole inbox state written atomically (temp + fsync + rename, 0600);
 //! * `Arrived`: forwarded on the arrivals channel (push notifications) and signalled to
 //!   every [`InboxHandle::wait_unreturned`] caller;
@@ -61,7 +64,8 @@ enum Command {
     TakeUnreturned { reply: oneshot::Sender<Option<InboxMessage>> },
     Pop { activity_id: String, reply: oneshot::Sender<Option<InboxMessage>> },
     SetToken { workspace_id: String, token: Secret },
-    NoteOutboundUpload { workspace_id: String, file_id: String },
+    BeginOutbound { workspace_id: String },
+    EndOutbound { workspace_id: String, file_ids: Vec<String> },
     Status { reply: oneshot::Sender<Vec<(String, InboxStatus)>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -82,7 +86,8 @@ impl std::fmt::Debug for Command {
             Command::TakeUnreturned { .. } => "TakeUnreturned",
             Command::Pop { .. } => "Pop",
             Command::SetToken { .. } => "SetToken",
-            Command::NoteOutboundUpload { .. } => "NoteOutboundUpload",
+            Command::BeginOutbound { .. } => "BeginOutbound",
+            Command::EndOutbound { .. } => "EndOutbound",
             Command::Status { .. } => "Status",
             Command::Shutdown { .. } => "Shutdown",
         })
@@ -137,9 +142,17 @@ impl InboxHandle {
         let _ = self.commands.send(Command::SetToken { workspace_id: workspace_id.to_owned(), token });
     }
 
-    /// A file this runtime uploaded itself from `workspace_id` (its inbound echo row is skipped).
-    pub fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
-        let _ = self.commands.send(Command::NoteOutboundUpload { workspace_id: workspace_id.to_owned(), file_id: file_id.to_owned() });
+    /// `workspace_id` is about to upload files itself: hold inbound downloads back until
+    /// [`InboxHandle::end_outbound_upload`] says which file ids were ours. Every begin must be
+    /// followed by one end (also when the upload failed: with no ids).
+    pub fn begin_outbound_upload(&self, workspace_id: &str) {
+        let _ = self.commands.send(Command::BeginOutbound { workspace_id: workspace_id.to_owned() });
+    }
+
+    /// The upload is over; `file_ids` are the files it created (never fetched or acked as
+    /// inbound uploads). Held downloads of other files start now.
+    pub fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
+        let _ = self.commands.send(Command::EndOutbound { workspace_id: workspace_id.to_owned(), file_ids });
     }
 
     /// Status of every inbox, in spec order.
@@ -170,6 +183,8 @@ pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle
                 inbox: Inbox::new(spec.config, restored.as_deref(), start, seed.wrapping_add(i as u64)),
                 state_file: spec.state_file,
                 uploads_dir: spec.uploads_dir,
+                outbound_uploads: 0,
+                held_fetches: Vec::new(),
             }
         })
         .collect();
@@ -205,6 +220,10 @@ struct Slot {
     inbox: Inbox,
     state_file: PathBuf,
     uploads_dir: PathBuf,
+    /// Our own uploads in flight from this workspace.
+    outbound_uploads: u32,
+    /// Downloads held back meanwhile.
+    held_fetches: Vec<UploadFetch>,
 }
 
 struct Driver {
@@ -323,13 +342,28 @@ impl Driver {
                     slot.inbox.set_token(token);
                 }
             }
-            Command::NoteOutboundUpload { workspace_id, file_id } => {
-                if let Some(idx) = self.slot_of(&workspace_id) {
-                    if let Some(slot) = self.slots.get_mut(idx) {
-                        slot.inbox.note_outbound_upload(&file_id);
-                    }
-                    self.drain(idx);
+            Command::BeginOutbound { workspace_id } => {
+                if let Some(slot) = self.slot_of(&workspace_id).and_then(|idx| self.slots.get_mut(idx)) {
+                    slot.outbound_uploads = slot.outbound_uploads.saturating_add(1);
                 }
+            }
+            Command::EndOutbound { workspace_id, file_ids } => {
+                let Some(idx) = self.slot_of(&workspace_id) else { return };
+                let Some(slot) = self.slots.get_mut(idx) else { return };
+                for file_id in &file_ids {
+                    slot.inbox.note_outbound_upload(file_id);
+                }
+                slot.outbound_uploads = slot.outbound_uploads.saturating_sub(1);
+                if slot.outbound_uploads == 0 {
+                    let held = std::mem::take(&mut slot.held_fetches);
+                    for fetch in held {
+                        // The machine has dropped the ones that turned out to be ours.
+                        if self.slots.get(idx).is_some_and(|s| s.inbox.upload_wanted(fetch.request.id)) {
+                            self.start_fetch(idx, fetch);
+                        }
+                    }
+                }
+                self.drain(idx);
             }
             Command::Status { reply } => {
                 let all = self.slots.iter().map(|s| (s.inbox.workspace_id().to_owned(), s.inbox.status())).collect();
@@ -343,6 +377,12 @@ impl Driver {
                 }
                 None => self.begin_shutdown(Some(reply)),
             },
+        }
+    }
+
+    fn start_fetch(&self, idx: usize, fetch: UploadFetch) {
+        if let Some(slot) = self.slots.get(idx) {
+            spawn_fetch(&self.http, &self.outcome_tx, idx, slot.uploads_dir.clone(), fetch);
         }
     }
 
@@ -370,23 +410,16 @@ impl Driver {
                                 id: request.id,
                                 status: resp.status,
                                 retry_after: resp.retry_after(),
-                                body: resp.body.to_vec(),
+                                // No copy: a body read into one buffer becomes the Vec as it is.
+                                body: Vec::from(resp.body),
                             },
                             Err(error) => InboxInput::HttpFailed { id: request.id, error },
                         };
                         let _ = tx.send((idx, input));
                     });
                 }
-                InboxAction::FetchUpload(fetch) => {
-                    let http = self.http.clone();
-                    let tx = self.outcome_tx.clone();
-                    let dir = slot.uploads_dir.clone();
-                    tokio::spawn(async move {
-                        let id = fetch.request.id;
-                        let outcome = fetch_and_stage(&http, fetch, dir).await;
-                        let _ = tx.send((idx, InboxInput::UploadDone { id, outcome }));
-                    });
-                }
+                InboxAction::FetchUpload(fetch) if slot.outbound_uploads > 0 => slot.held_fetches.push(fetch),
+                InboxAction::FetchUpload(fetch) => spawn_fetch(&self.http, &self.outcome_tx, idx, slot.uploads_dir.clone(), fetch),
                 InboxAction::Persist { id, bytes } => {
                     let path = slot.state_file.clone();
                     let tx = self.outcome_tx.clone();
@@ -405,6 +438,17 @@ impl Driver {
         let next = slot.inbox.poll_timeout();
         self.wakes.set(idx, next);
     }
+}
+
+/// Runs one download on its own task and reports the outcome for slot `idx`.
+fn spawn_fetch(http: &HttpClient, tx: &mpsc::UnboundedSender<(usize, InboxInput)>, idx: usize, dir: PathBuf, fetch: UploadFetch) {
+    let http = http.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let id = fetch.request.id;
+        let outcome = fetch_and_stage(&http, fetch, dir).await;
+        let _ = tx.send((idx, InboxInput::UploadDone { id, outcome }));
+    });
 }
 
 /// Downloads one upload (cap enforced while streaming) and stages it privately.

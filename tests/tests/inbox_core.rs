@@ -825,6 +825,36 @@ fn our_own_outbound_attachments_are_not_fetched() {
 }
 
 #[test]
+fn an_own_attachment_noted_after_its_row_was_fetched_is_dropped_and_never_acked() {
+    // The race behind defect 19: the poll sees the platform's inbound copy of our upload
+    // before send_message_to_user has read the upload answer that names its file id.
+    let mut h = H::new(cfg());
+    h.feed.push(upload_row(WS, "file-9", "build.zip"));
+    h.sync();
+    assert_eq!(h.downloads.len(), 1, "the row was picked up as an inbound upload");
+    let download = h.downloads[0].clone();
+    assert!(h.inbox.upload_wanted(download.request.id));
+    let acks_before = h.other_http.len();
+
+    h.inbox.note_outbound_upload("file-9");
+    h.drain();
+    assert!(!h.inbox.upload_wanted(download.request.id), "a held-back fetch must not start");
+    assert_eq!(h.inbox.status().uploads, 0, "the job is settled");
+    // The download that was already under way finishes: ignored, no ack.
+    h.handle(InboxInput::UploadDone {
+        id: download.request.id,
+        outcome: UploadOutcome::Staged {
+            local_uri: "workspace:/tmp/x-build.zip".into(),
+        },
+    });
+    assert_eq!(h.other_http.len(), acks_before, "our own attachment is never acked");
+    h.save();
+    let mut h = h.restart();
+    h.sync();
+    assert!(h.downloads.is_empty(), "nor fetched again after a restart");
+}
+
+#[test]
 fn download_deadline_is_enforced_by_the_core() {
     let (mut h, _, _) = upload_scenario();
     let f = h.downloads.pop().unwrap();

@@ -36,10 +36,16 @@ pub trait InboxAccess: Send + Sync {
     fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>>;
     /// Removes the message with this `activity_id`; returns it when it was queued.
     fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>>;
-    /// `workspace_id` just uploaded `file_id` itself (an outgoing attachment): the inbox
-    /// must not download and ack the platform's inbound copy of it (reference defect 19).
-    fn note_outbound_upload(&self, workspace_id: &str, file_id: &str) {
-        let _ = (workspace_id, file_id);
+    /// `workspace_id` starts uploading attachments itself. The platform also queues them as
+    /// inbound uploads in our own feed; the inbox holds downloads back until
+    /// [`InboxAccess::end_outbound_upload`] names the files (reference defect 19).
+    fn begin_outbound_upload(&self, workspace_id: &str) {
+        let _ = workspace_id;
+    }
+    /// The upload started by the matching `begin` is over; `file_ids` are the files it
+    /// created (empty when it failed). The inbox never downloads or acks those.
+    fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
+        let _ = (workspace_id, file_ids);
     }
 }
 

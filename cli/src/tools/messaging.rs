@@ -287,6 +287,37 @@ pub fn load_attachments(
     Ok(out)
 }
 
+/// Tells the inbox that `workspace` is uploading files itself, for as long as it lives: the
+/// platform queues our own attachments as inbound rows too, and the inbox must neither
+/// download nor ack them (defect 19). Dropped on every path (errors, cancellation), it
+/// reports the file ids the upload created (none when it failed).
+struct OutboundUpload<'a> {
+    ctx: &'a ToolContext,
+    workspace: &'a str,
+    file_ids: Vec<String>,
+}
+
+impl<'a> OutboundUpload<'a> {
+    fn begin(ctx: &'a ToolContext, workspace: &'a str) -> Self {
+        if let Some(inbox) = &ctx.inbox {
+            inbox.begin_outbound_upload(workspace);
+        }
+        OutboundUpload {
+            ctx,
+            workspace,
+            file_ids: Vec::new(),
+        }
+    }
+}
+
+impl Drop for OutboundUpload<'_> {
+    fn drop(&mut self) {
+        if let Some(inbox) = &self.ctx.inbox {
+            inbox.end_outbound_upload(self.workspace, std::mem::take(&mut self.file_ids));
+        }
+    }
+}
+
 /// The file id of a poll-mode upload entry (`uri` = `platform-pending:<workspace>/<file id>`).
 /// In poll mode the platform also queues such uploads as inbound rows in our own feed.
 fn pending_file_id(entry: &Value) -> Option<&str> {
@@ -391,6 +422,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
             Err(e) => return ToolResult::error(format!("Error reading attachments: {e}")),
         };
         let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
+        let mut outbound = OutboundUpload::begin(ctx, &target);
         let boundary = new_boundary();
         let call = PlatformCall {
             method: http::Method::POST,
@@ -416,11 +448,11 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
             Ok(list) => list,
             Err(text) => return ToolResult::error(text),
         };
-        if let Some(inbox) = &ctx.inbox {
-            for file_id in uploaded.iter().filter_map(pending_file_id) {
-                inbox.note_outbound_upload(&target, file_id);
-            }
-        }
+        outbound.file_ids = uploaded
+            .iter()
+            .filter_map(pending_file_id)
+            .map(str::to_owned)
+            .collect();
     }
 
     let mut body = json!({"message": message});

@@ -285,13 +285,39 @@ impl Inbox {
     /// Records a file this runtime uploaded itself (`send_message_to_user` attachments). In
     /// poll mode the platform stages such uploads as inbound `chat_upload_receive` rows in
     /// our own feed; fetching and acking them would break the canvas's download link
-    /// (defect 19), so rows for these file ids are skipped. Persisted; drain actions after.
+    /// (defect 19), so rows for these file ids are skipped. A row that a poll already
+    /// picked up before this call (the upload answer and the poll can race) is dropped too,
+    /// and the answer of a download already under way is ignored, so it is never acked.
+    /// Persisted; drain actions after.
     pub fn note_outbound_upload(&mut self, file_id: &str) {
         let file_id = file_id.trim();
-        if !file_id.is_empty() && self.state.outbound_uploads.insert(file_id, MAX_OUTBOUND) {
+        if file_id.is_empty() {
+            return;
+        }
+        let mut changed = self.state.outbound_uploads.insert(file_id, MAX_OUTBOUND);
+        while let Some(pos) = self.state.uploads.iter().position(|j| j.file_id == file_id) {
+            if let Some(id) = self.state.uploads.get(pos).and_then(|j| j.in_flight) {
+                self.inflight.remove(&id);
+            }
+            self.log(
+                LogLevel::Debug,
+                format!("inbox: upload {file_id} is our own attachment; dropping the inbound copy"),
+            );
+            self.settle_upload(pos);
+            changed = true;
+        }
+        if changed {
             self.touch();
             self.flush_persist();
+            // A dropped download frees a slot for the next upload.
+            self.start_uploads(self.last_now);
         }
+    }
+
+    /// True while the download request `id` is still wanted (a driver that held a
+    /// [`InboxAction::FetchUpload`] back asks before starting it).
+    pub fn upload_wanted(&self, id: RequestId) -> bool {
+        self.inflight.get(&id).is_some_and(|f| matches!(f.purpose, Purpose::UploadFetch { .. }))
     }
 
     /// Waits for an upload it refers to (not peeked, not announced yet).

@@ -289,7 +289,7 @@ impl Inbox {
 
     /// Removes a finished upload job, rewrites the messages that refer to it, and announces
     /// the messages that were waiting for it.
-    fn settle_upload(&mut self, pos: usize) {
+    pub(super) fn settle_upload(&mut self, pos: usize) {
         let held_before: BTreeSet<String> = self
             .state
             .pending

@@ -1,0 +1,107 @@
+//! The inbox driver against the loopback platform stub: our own attachments are held back
+//! and never downloaded or acked (defect 19), other uploads are, and the tool handle's
+//! wait / peek / pop work over the real HTTP path.
+
+use std::time::Duration;
+
+use molecule_mcp_core::inbox::InboxConfig;
+use molecule_mcp_core::{PlatformUrl, Secret};
+use molecule_mcp_io_tokio::{HttpClient, InboxSpec, inbox_driver};
+use molecule_mcp_tests::stub::{InboundMessage, PlatformStub, WorkspaceSpec};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mmcp-inbox-driver-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn spec(stub: &PlatformStub, ws: &str, token: &str, dir: &std::path::Path) -> InboxSpec {
+    let platform = PlatformUrl::parse(&stub.url()).expect("stub url");
+    let mut cfg = InboxConfig::new(platform, ws, Secret::new(token));
+    cfg.poll_interval = Duration::from_millis(200);
+    InboxSpec::in_state_dir(dir, cfg, false)
+}
+
+fn polls(j: &[molecule_mcp_tests::JournalEntry]) -> usize {
+    j.iter().filter(|e| e.path.ends_with("/activity") && e.status.is_some()).count()
+}
+
+/// Waits until the inbox has completed `n` more polls: a window defined by progress, not time.
+async fn more_polls(stub: &PlatformStub, n: usize) {
+    let target = polls(&stub.journal()) + n;
+    assert!(stub.wait_for(|j| polls(j) >= target, Duration::from_secs(10)).await, "the inbox keeps polling");
+}
+
+fn downloads_of(stub: &PlatformStub, file_id: &str) -> usize {
+    let path = format!("/pending-uploads/{file_id}/content");
+    stub.journal().iter().filter(|e| e.path.ends_with(&path)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
+    let stub = PlatformStub::start().await.expect("stub");
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
+    // Our own attachment (the platform queues it as an inbound row too) and a real one.
+    let (own, _) = stub.inject_upload(&ws, "mine.txt", "text/plain", &b"ours"[..]);
+    let (theirs, _) = stub.inject_upload(&ws, "theirs.txt", "text/plain", &b"from the user"[..]);
+    let dir = temp_dir("outbound");
+    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 7);
+    // As send_message_to_user does: begin before the upload answer is known…
+    inbox.begin_outbound_upload(&ws);
+    let polled = stub
+        .wait_for(|j| j.iter().any(|e| e.path.ends_with("/activity") && e.status == Some(200)), Duration::from_secs(10))
+        .await;
+    assert!(polled, "the inbox polled the feed");
+    more_polls(&stub, 3).await; // nothing may be fetched meanwhile
+    assert_eq!(downloads_of(&stub, &theirs) + downloads_of(&stub, &own), 0, "downloads are held while our upload is in flight");
+    // …and end with the file ids the upload answer named.
+    inbox.end_outbound_upload(&ws, vec![own.clone()]);
+    let acked = stub
+        .wait_until(|s| s.pending_uploads(&ws).iter().any(|u| u.file_id == theirs && u.acked), Duration::from_secs(10))
+        .await;
+    assert!(acked, "the other upload is downloaded, staged and acked");
+    more_polls(&stub, 3).await;
+    assert_eq!(downloads_of(&stub, &own), 0, "our own attachment is never downloaded");
+    assert!(
+        stub.pending_uploads(&ws).iter().any(|u| u.file_id == own && !u.acked),
+        "nor acked, so the canvas link keeps working"
+    );
+    let staged: Vec<String> = std::fs::read_dir(dir.join("chat-uploads"))
+        .expect("uploads dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert!(staged[0].ends_with("-theirs.txt"), "{staged:?}");
+    inbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_each_message_once_and_pop_is_durable() {
+    let stub = PlatformStub::start().await.expect("stub");
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
+    let dir = temp_dir("wait");
+    let (inbox, mut arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 1);
+    assert!(inbox.wait_unreturned(Duration::from_millis(300)).await.is_none(), "empty inbox times out");
+    let first = stub.inject_message(&ws, InboundMessage::canvas("one"));
+    let second = stub.inject_message(&ws, InboundMessage::canvas("two"));
+    let got = inbox.wait_unreturned(Duration::from_secs(10)).await.expect("first message");
+    assert_eq!(got.activity_id, first);
+    let pushed = tokio::time::timeout(Duration::from_secs(10), arrivals.recv()).await.expect("arrival").expect("open");
+    assert_eq!(pushed.activity_id, first, "arrivals are announced for the push path");
+    let next = inbox.wait_unreturned(Duration::from_secs(10)).await.expect("second message");
+    assert_eq!(next.activity_id, second, "a message already returned is not returned again");
+    assert_eq!(inbox.peek(10).await.len(), 2, "both stay queued until popped");
+    assert!(inbox.pop(&first).await.is_some());
+    assert!(inbox.pop(&first).await.is_none(), "pop is idempotent");
+    inbox.shutdown().await;
+
+    // A restart from the same state: the popped message never comes back.
+    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 2);
+    let ids: Vec<String> = inbox.peek(10).await.into_iter().map(|m| m.activity_id).collect();
+    assert_eq!(ids, vec![second]);
+    inbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
