@@ -76,6 +76,12 @@ pub fn session_specs(config: &ValidConfig, state_dir: &std::path::Path) -> Vec<S
             let mut session = config.session_config(i)?;
             let paths = PersistPaths::for_workspace(state_dir, &session.workspace_id, config.multi_workspace);
             session.known_inbound_secret = persist::read_trimmed(&paths.inbound_secret).map(molecule_mcp_core::Secret::new);
+            // A token the platform minted on an earlier run (saved there by us): tried if
+            // register rejects the configured one, which is then stale.
+            session.fallback_token = persist::read_trimmed(&paths.auth_token)
+                .map(molecule_mcp_core::Secret::new)
+                .filter(|saved| *saved != session.token)
+                .map(|saved| (saved, paths.auth_token.display().to_string()));
             Some(SessionSpec { config: session, paths })
         })
         .collect()

@@ -54,6 +54,12 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// The inbound secret already on disk, so a restart does not rewrite an unchanged file.
     pub known_inbound_secret: Option<Secret>,
+    /// A token saved by an earlier run (the platform minted it, see
+    /// [`Action::TokenChanged`]) and where it is kept. If register rejects `token`, the
+    /// session switches to this one once and registers again before giving up: after a
+    /// mint the configured token is stale, and failing with the good one on disk would be
+    /// absurd.
+    pub fallback_token: Option<(Secret, String)>,
 }
 
 impl SessionConfig {
@@ -68,6 +74,7 @@ impl SessionConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             known_inbound_secret: None,
+            fallback_token: None,
         }
     }
 }
@@ -416,6 +423,9 @@ impl Session {
             return;
         }
         let excerpt = self.body_excerpt(body);
+        if escalation::is_auth_failure(status) && self.try_fallback_token(now, status) {
+            return;
+        }
         if escalation::is_auth_failure(status) {
             let message = escalation::register_rejected_text(status, &ws, &self.cfg.token_source, &excerpt);
             let reason = FatalReason::RegisterRejected { status };
@@ -441,6 +451,31 @@ impl Session {
             );
         }
         self.start_heartbeats(now);
+    }
+
+    /// After a register 401/403: switches to the saved fallback token (once, if it differs)
+    /// and registers again at once. False when there is nothing left to try.
+    fn try_fallback_token(&mut self, now: Instant, status: u16) -> bool {
+        let Some((token, source)) = self.cfg.fallback_token.take() else {
+            return false;
+        };
+        if token == self.token || token.is_empty() {
+            return false;
+        }
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "register rejected the token from {} (HTTP {status}); retrying with the token saved in {source} \
+                 (the platform minted it on an earlier run). Update your MCP config to use it.",
+                self.cfg.token_source
+            ),
+        );
+        // Later operator messages must name the token actually in use.
+        self.cfg.token_source = format!("{source} (used after the token from {} was rejected)", self.cfg.token_source);
+        self.token = token.clone();
+        self.actions.push_back(Action::TokenChanged { workspace_id: self.cfg.workspace_id.clone(), token });
+        self.send_register(now);
+        true
     }
 
     fn on_register_failed(&mut self, now: Instant, error: &TransportError) {

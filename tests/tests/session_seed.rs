@@ -543,6 +543,40 @@ fn register_secret_is_persisted() {
 }
 
 #[test]
+fn register_rejection_falls_back_once_to_the_saved_minted_token() {
+    let mut cfg = test_config("ws-abc", "stale-configured");
+    cfg.fallback_token = Some((Secret::new("saved-minted"), "/state/.auth_token".to_owned()));
+    let mut h = Harness::new(cfg);
+    h.drain();
+    let actions = h.respond_oldest(RequestKind::Register, 401, r#"{"error":"invalid workspace auth token"}"#);
+    assert!(fatal(&actions).is_none(), "not fatal while the saved token is untried: {actions:?}");
+    assert!(actions.iter().any(|a| matches!(a, Action::TokenChanged { token, .. } if token.expose() == "saved-minted")));
+    let warn = logs(&actions, LogLevel::Warn).join("\n");
+    assert!(warn.contains("saved in /state/.auth_token") && warn.contains("HTTP 401"), "{warn}");
+    assert!(!warn.contains("stale-configured") && !warn.contains("saved-minted"), "no token in logs: {warn}");
+    let retry = sends(&actions);
+    assert_eq!(retry.len(), 1, "register is sent again at once");
+    assert_eq!(authorization(retry[0]).as_deref(), Some("Bearer saved-minted"));
+
+    // The saved token is rejected too: now it is fatal, naming what was tried.
+    let actions = h.respond_latest(RequestKind::Register, 403, "");
+    let (reason, message) = fatal(&actions).expect("fatal after the fallback");
+    assert_eq!(reason.exit_code(), 3);
+    assert!(message.contains("/state/.auth_token"), "{message}");
+    assert!(!message.contains("saved-minted"), "{message}");
+}
+
+#[test]
+fn a_fallback_equal_to_the_configured_token_is_not_retried() {
+    let mut cfg = test_config("ws-abc", "same");
+    cfg.fallback_token = Some((Secret::new("same"), "/state/.auth_token".to_owned()));
+    let mut h = Harness::new(cfg);
+    h.drain();
+    let actions = h.respond_oldest(RequestKind::Register, 401, "");
+    assert!(fatal(&actions).is_some(), "{actions:?}");
+}
+
+#[test]
 fn minted_auth_token_is_adopted_persisted_and_used() {
     let mut h = Harness::new(test_config("ws-abc", "bootstrap-tok"));
     h.drain();
