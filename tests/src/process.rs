@@ -38,6 +38,9 @@ pub struct McpProcess {
     backlog: Vec<Value>,
     stderr: Arc<Mutex<String>>,
     violations: Arc<Mutex<Vec<String>>>,
+    /// The stdout/stderr reader tasks; [`McpProcess::wait_exit`] lets them reach EOF so
+    /// everything the process wrote before exiting is visible afterwards.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl McpProcess {
@@ -72,9 +75,10 @@ impl McpProcess {
         let stdin = child.stdin.take();
         let (tx, rx) = mpsc::unbounded_channel();
         let violations = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
             let violations = violations.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(out).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     match serde_json::from_str::<Value>(&line) {
@@ -84,12 +88,12 @@ impl McpProcess {
                         Ok(_) | Err(_) => lock(&violations).push(line),
                     }
                 }
-            });
+            }));
         }
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(mut err) = child.stderr.take() {
             let stderr = stderr.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut buf = [0u8; 8192];
                 while let Ok(n) = err.read(&mut buf).await {
                     if n == 0 {
@@ -97,7 +101,7 @@ impl McpProcess {
                     }
                     lock(&stderr).push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-            });
+            }));
         }
         Ok(McpProcess {
             child,
@@ -106,6 +110,7 @@ impl McpProcess {
             backlog: Vec::new(),
             stderr,
             violations,
+            readers,
         })
     }
 
@@ -205,12 +210,19 @@ impl McpProcess {
         self.stdin = None;
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, then (within the same `timeout`) for its stdout and
+    /// stderr to be read to EOF, so [`McpProcess::stderr`] and
+    /// [`McpProcess::stdout_violations`] include everything it wrote before exiting.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let deadline = tokio::time::Instant::now() + timeout;
+        let status = tokio::time::timeout_at(deadline, self.child.wait())
             .await
             .ok()?
-            .ok()
+            .ok()?;
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = tokio::time::timeout_at(deadline, reader).await;
+        }
+        Some(status)
     }
 
     /// Sends a signal by number (15 = SIGTERM) through `kill(1)`.
