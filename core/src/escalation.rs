@@ -61,12 +61,23 @@ pub(crate) fn error_text(n: u32, status: u16, workspace_id: &str, token_source: 
 
 pub(crate) fn register_rejected_text(status: u16, workspace_id: &str, token_source: &str, excerpt: &str) -> String {
     let detail = if excerpt.is_empty() { String::new() } else { format!(" Platform said: {excerpt}.") };
+    // The platform's CORS check answers 403 with an empty body when `Origin` is not its own
+    // URL (platform-api §2.1): then the token may be fine and PLATFORM_URL is the suspect.
+    let cors = if status == 403 && (excerpt.is_empty() || excerpt == EMPTY_BODY) {
+        " An empty 403 usually means the platform refused the request's Origin instead: check that \
+         PLATFORM_URL is exactly the platform's public URL (scheme://host[:port], the one the canvas uses)."
+    } else {
+        ""
+    };
     format!(
         "register rejected with HTTP {status}: the token from {token_source} is invalid for \
          workspace {workspace_id}.{detail} Regenerate it from the canvas → Tokens tab, update \
-         your MCP config, and restart."
+         your MCP config, and restart.{cors}"
     )
 }
+
+/// What [`crate::session`] quotes for a response without a body.
+pub(crate) const EMPTY_BODY: &str = "(empty body)";
 
 #[cfg(test)]
 mod tests {
@@ -81,6 +92,16 @@ mod tests {
         assert_eq!(classify(4), AuthFailureLog::Silent);
         assert_eq!(classify(22), AuthFailureLog::Silent);
         assert_eq!(classify(u32::MAX), classify(u32::MAX)); // no overflow
+    }
+
+    #[test]
+    fn an_empty_403_at_register_points_at_the_origin_too() {
+        let cors = register_rejected_text(403, "ws-1", "MOLECULE_WORKSPACE_TOKEN", EMPTY_BODY);
+        assert!(cors.contains("Tokens tab") && cors.contains("PLATFORM_URL") && cors.contains("Origin"), "{cors}");
+        let token = register_rejected_text(401, "ws-1", "MOLECULE_WORKSPACE_TOKEN", "invalid workspace auth token");
+        assert!(!token.contains("Origin"), "{token}");
+        let policy = register_rejected_text(403, "ws-1", "MOLECULE_WORKSPACE_TOKEN", "forbidden by policy");
+        assert!(!policy.contains("Origin"), "a 403 with a reason is about that reason: {policy}");
     }
 
     #[test]

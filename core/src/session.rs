@@ -635,5 +635,5 @@ pub(crate) fn excerpt(body: &[u8], token: &Secret) -> String {
         .take(EXCERPT_CHARS)
         .collect();
     let cleaned = cleaned.trim().to_owned();
-    if cleaned.is_empty() { "(empty body)".to_owned() } else { cleaned }
+    if cleaned.is_empty() { escalation::EMPTY_BODY.to_owned() } else { cleaned }
 }
