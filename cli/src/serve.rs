@@ -24,6 +24,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(400);
 
 /// Runs the server; returns the process exit code.
 pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
+    let rt = match runtime::build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            print_fatal(&format!("molecule-mcp: cannot start the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    // Before anything else, so SIGTERM/SIGINT at any later point mean a clean exit 0 (a
+    // signal that arrives during start-up ends the process once the server loop runs).
+    let signal = {
+        let _context = rt.enter();
+        runtime::termination_signal()
+    };
     if let Err(problem) = stdio_check::check() {
         print_fatal(&problem.message());
         return ExitCode::from(2);
@@ -50,15 +63,8 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     logging::init(config.verbose);
-    let rt = match runtime::build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            print_fatal(&format!("molecule-mcp: cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
-        }
-    };
     let settings = ToolSettings::from_env(&raw.env);
-    let code = rt.block_on(serve(config, state_dir, settings));
+    let code = rt.block_on(serve(config, state_dir, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.
     runtime::exit(code)
 }
@@ -87,7 +93,7 @@ pub fn session_specs(config: &ValidConfig, state_dir: &std::path::Path) -> Vec<S
         .collect()
 }
 
-async fn serve(config: ValidConfig, state_dir: std::path::PathBuf, settings: ToolSettings) -> u8 {
+async fn serve(config: ValidConfig, state_dir: std::path::PathBuf, settings: ToolSettings, mut signal: runtime::Signal) -> u8 {
     let http = HttpClient::new();
     let seed = seed();
     let app = match App::new(&config, &state_dir, http.clone(), settings, seed) {
@@ -108,8 +114,7 @@ async fn serve(config: ValidConfig, state_dir: std::path::PathBuf, settings: Too
     };
     let mut background = app.start_background();
     let server = app.serve_stdio();
-    let signal = runtime::termination_signal();
-    tokio::pin!(server, signal);
+    tokio::pin!(server);
     let mut failed: Vec<String> = Vec::new();
     let total = config.workspaces.len();
     let code = loop {
