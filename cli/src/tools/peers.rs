@@ -51,7 +51,11 @@ fn diagnostic(
     result: &Result<super::client::ApiResponse, CallError>,
 ) -> Result<Vec<Value>, String> {
     let response = match result {
-        Err(e) => {
+        // Not a network problem: this runtime does not act as that workspace at all.
+        Err(e @ (CallError::Rejected { .. } | CallError::NotRegistered(_))) => {
+            return Err(e.to_string());
+        }
+        Err(e @ (CallError::Build(_) | CallError::Transport(_))) => {
             return Err(format!(
                 "Cannot reach platform at {}: {e}",
                 ctx.platform.base()
