@@ -117,6 +117,10 @@ impl App {
     /// as it fail with `message` instead of sending requests that cannot succeed.
     pub fn mark_failed(&self, workspace_id: &str, message: &str) {
         self.ctx.workspaces().mark_failed(workspace_id, message);
+        if let Some(inbox) = &self.inbox {
+            // Every poll with the rejected token would fail too.
+            inbox.stop_workspace(workspace_id);
+        }
     }
 
     /// Stops inbox polling and waits (at most `grace`) until its state is on disk.

@@ -19,8 +19,10 @@
 //! Across workspaces, "next message" means the oldest by `created_at` (ties: configuration
 //! order), so one busy workspace cannot starve another.
 //!
-//! Shutdown stops polling and fetching but keeps serving state writes until everything is
-//! saved, so a pop acknowledged just before exit is not lost.
+//! A pop is answered only once the state without the message is on disk (or, if the disk
+//! keeps failing, after [`POP_SAVE_GRACE`]): a crash right after `inbox_pop` returned must
+//! not deliver the message again. Shutdown stops polling and fetching but keeps serving
+//! state writes until everything is saved.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +35,10 @@ use crate::http_client::HttpClient;
 use crate::session_driver::now;
 use crate::wake_heap::WakeHeap;
 use crate::{logging, persist};
+
+/// Longest a pop waits for its state write before it is answered anyway (a failing disk is
+/// logged by the machine and retried; the tool call must not hang on it).
+pub const POP_SAVE_GRACE: Duration = Duration::from_secs(5);
 
 /// One workspace's inbox to run.
 #[derive(Debug, Clone)]
@@ -65,6 +71,7 @@ enum Command {
     Pop { activity_id: String, reply: oneshot::Sender<Option<InboxMessage>> },
     SetToken { workspace_id: String, token: Secret },
     BeginOutbound { workspace_id: String },
+    StopWorkspace { workspace_id: String },
     EndOutbound { workspace_id: String, file_ids: Vec<String> },
     Status { reply: oneshot::Sender<Vec<(String, InboxStatus)>> },
     Shutdown { reply: oneshot::Sender<()> },
@@ -87,6 +94,7 @@ impl std::fmt::Debug for Command {
             Command::Pop { .. } => "Pop",
             Command::SetToken { .. } => "SetToken",
             Command::BeginOutbound { .. } => "BeginOutbound",
+            Command::StopWorkspace { .. } => "StopWorkspace",
             Command::EndOutbound { .. } => "EndOutbound",
             Command::Status { .. } => "Status",
             Command::Shutdown { .. } => "Shutdown",
@@ -131,7 +139,9 @@ impl InboxHandle {
         }
     }
 
-    /// Removes a handled message (persisted as handled, never delivered again).
+    /// Removes a handled message (persisted as handled, never delivered again). Returns once
+    /// the removal is on disk, so a crash after it cannot re-deliver the message (at most
+    /// [`POP_SAVE_GRACE`] if the disk keeps failing).
     pub async fn pop(&self, activity_id: &str) -> Option<InboxMessage> {
         let activity_id = activity_id.to_owned();
         self.ask(|reply| Command::Pop { activity_id, reply }).await.flatten()
@@ -153,6 +163,12 @@ impl InboxHandle {
     /// inbound uploads). Held downloads of other files start now.
     pub fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
         let _ = self.commands.send(Command::EndOutbound { workspace_id: workspace_id.to_owned(), file_ids });
+    }
+
+    /// Stops polling `workspace_id` (the platform rejected it at register: every poll would
+    /// fail). Its queued messages stay readable and poppable.
+    pub fn stop_workspace(&self, workspace_id: &str) {
+        let _ = self.commands.send(Command::StopWorkspace { workspace_id: workspace_id.to_owned() });
     }
 
     /// Status of every inbox, in spec order.
@@ -199,6 +215,7 @@ pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle
         arrived: arrived_tx,
         arrival_count: count_tx,
         stopping: None,
+        pending_pops: Vec::new(),
     };
     tokio::spawn(driver.run());
     (InboxHandle { commands: cmd_tx, arrivals: count_rx }, arrived_rx)
@@ -237,6 +254,16 @@ struct Driver {
     arrival_count: watch::Sender<u64>,
     /// Set once shutdown was asked for: answered when everything is saved.
     stopping: Option<oneshot::Sender<()>>,
+    /// Pops whose removal is not on disk yet.
+    pending_pops: Vec<PendingPop>,
+}
+
+/// A pop answered once slot `idx` has saved its state (or at `deadline`).
+struct PendingPop {
+    idx: usize,
+    message: InboxMessage,
+    reply: oneshot::Sender<Option<InboxMessage>>,
+    deadline: tokio::time::Instant,
 }
 
 /// Sort key for "oldest first" across inboxes: parsed `created_at`, unparsable last.
@@ -250,10 +277,15 @@ impl Driver {
             self.drain(idx);
         }
         loop {
-            let next_wake = self.wakes.next();
+            let machine_wake = self.wakes.next().map(tokio::time::Instant::from_std);
+            let pop_deadline = self.pending_pops.iter().map(|p| p.deadline).min();
+            let next_wake = match (machine_wake, pop_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match next_wake {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending::<()>().await,
                 }
             };
@@ -273,12 +305,28 @@ impl Driver {
                 }
                 () = sleep => self.fire_due(),
             }
+            self.release_pops();
             if self.stopping.is_some() && self.all_saved() {
                 if let Some(reply) = self.stopping.take() {
                     let _ = reply.send(());
                 }
                 return;
             }
+        }
+    }
+
+    /// Answers every pending pop whose slot has saved its state, or whose grace is over.
+    fn release_pops(&mut self) {
+        if self.pending_pops.is_empty() {
+            return;
+        }
+        let t = tokio::time::Instant::now();
+        let (ready, waiting): (Vec<PendingPop>, Vec<PendingPop>) = std::mem::take(&mut self.pending_pops)
+            .into_iter()
+            .partition(|p| p.deadline <= t || self.slots.get(p.idx).is_none_or(|s| !s.inbox.status().unsaved_changes));
+        self.pending_pops = waiting;
+        for pop in ready {
+            let _ = pop.reply.send(Some(pop.message));
         }
     }
 
@@ -326,16 +374,17 @@ impl Driver {
                 let _ = reply.send(taken);
             }
             Command::Pop { activity_id, reply } => {
-                let mut popped = None;
                 for idx in 0..self.slots.len() {
                     let Some(slot) = self.slots.get_mut(idx) else { continue };
                     if let Some(message) = slot.inbox.pop(&activity_id) {
-                        popped = Some(message);
                         self.drain(idx);
-                        break;
+                        // Answered by `release_pops` once the removal is on disk.
+                        let deadline = tokio::time::Instant::now() + POP_SAVE_GRACE;
+                        self.pending_pops.push(PendingPop { idx, message, reply, deadline });
+                        return;
                     }
                 }
-                let _ = reply.send(popped);
+                let _ = reply.send(None);
             }
             Command::SetToken { workspace_id, token } => {
                 if let Some(slot) = self.slot_of(&workspace_id).and_then(|idx| self.slots.get_mut(idx)) {
@@ -345,6 +394,14 @@ impl Driver {
             Command::BeginOutbound { workspace_id } => {
                 if let Some(slot) = self.slot_of(&workspace_id).and_then(|idx| self.slots.get_mut(idx)) {
                     slot.outbound_uploads = slot.outbound_uploads.saturating_add(1);
+                }
+            }
+            Command::StopWorkspace { workspace_id } => {
+                if let Some(idx) = self.slot_of(&workspace_id) {
+                    if let Some(slot) = self.slots.get_mut(idx) {
+                        slot.inbox.handle(now(), InboxInput::Shutdown);
+                    }
+                    self.drain(idx);
                 }
             }
             Command::EndOutbound { workspace_id, file_ids } => {

@@ -105,3 +105,27 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
     inbox.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_workspace_stops_polling_and_the_others_go_on() {
+    let stub = PlatformStub::start().await.expect("stub");
+    let (a, token_a) = stub.create_workspace(WorkspaceSpec::named("a").poll());
+    let (b, token_b) = stub.create_workspace(WorkspaceSpec::named("b").poll());
+    let dir = temp_dir("stop");
+    let specs = vec![spec(&stub, &a, &token_a, &dir.join("a")), spec(&stub, &b, &token_b, &dir.join("b"))];
+    let (inbox, _arrivals) = inbox_driver::spawn(specs, HttpClient::new(), 3);
+    let polls_of = |j: &[molecule_mcp_tests::JournalEntry], ws: &str| {
+        let path = format!("/workspaces/{ws}/activity");
+        j.iter().filter(|e| e.path == path && e.status.is_some()).count()
+    };
+    assert!(stub.wait_for(|j| polls_of(j, &a) >= 1 && polls_of(j, &b) >= 1, Duration::from_secs(10)).await);
+    inbox.stop_workspace(&a);
+    // Let any poll of `a` already in flight land, then count.
+    let b_now = polls_of(&stub.journal(), &b);
+    assert!(stub.wait_for(|j| polls_of(j, &b) >= b_now + 2, Duration::from_secs(10)).await);
+    let a_stopped = polls_of(&stub.journal(), &a);
+    assert!(stub.wait_for(|j| polls_of(j, &b) >= b_now + 5, Duration::from_secs(10)).await, "b keeps polling");
+    assert_eq!(polls_of(&stub.journal(), &a), a_stopped, "a polls no more");
+    inbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

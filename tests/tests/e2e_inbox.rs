@@ -711,6 +711,25 @@ async fn multi_workspace_one_process() {
         "process died"
     );
     assert_eq!(stub.workspace(&c).unwrap().heartbeat_count, 0);
+    // C's inbox stops polling with the rejected token once C is marked failed; A's goes on.
+    let polls = |ws: &str| {
+        let path = format!("/workspaces/{ws}/activity");
+        stub.journal()
+            .iter()
+            .filter(|e| e.path == path && e.status.is_some())
+            .count()
+    };
+    let a_before = polls(&a);
+    assert!(
+        stub.wait_until(|_| polls(&a) >= a_before + 2, WAIT).await,
+        "A keeps polling"
+    );
+    let c_after_stop = polls(&c);
+    assert!(
+        stub.wait_until(|_| polls(&a) >= a_before + 4, WAIT).await,
+        "A keeps polling"
+    );
+    assert_eq!(polls(&c), c_after_stop, "C's inbox no longer polls");
     let c_err = [c.as_str(), "rejected by the platform at start-up"];
     call_on(
         &mut p,
