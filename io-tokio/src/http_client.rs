@@ -114,15 +114,8 @@ impl HttpClient {
     async fn send_inner(&self, request: http::Request<Full<Bytes>>, max_body: usize) -> Result<HttpResponse, TransportError> {
         let response = self.inner.request(request).await.map_err(classify_client_error)?;
         let (parts, body) = response.into_parts();
-        let collected = Limited::new(body, max_body).collect().await.map_err(|e| {
-            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-            if too_large {
-                TransportError { kind: TransportErrorKind::BodyTooLarge, message: format!("response body larger than {max_body} bytes") }
-            } else {
-                TransportError { kind: TransportErrorKind::Io, message: format!("connection broke while reading the body: {e}") }
-            }
-        })?;
-        Ok(HttpResponse { status: parts.status.as_u16(), headers: parts.headers, body: collected.to_bytes() })
+        let body = read_body(body, max_body).await?;
+        Ok(HttpResponse { status: parts.status.as_u16(), headers: parts.headers, body })
     }
 
     /// Sends a request described by the core, honouring its deadline.
@@ -136,6 +129,52 @@ impl HttpClient {
         let built = build_request(request)?;
         self.send_capped(built, timeout, max_body).await
     }
+}
+
+/// Reads a whole response body, refusing it as soon as more than `max_body` bytes arrive.
+///
+/// Memory is about the body's own size, not a multiple of it: a body that arrives as one
+/// chunk is kept as it is; otherwise every chunk is copied into one buffer (pre-sized from
+/// `Content-Length`, capped at `max_body`) and freed at once. (`collect().to_bytes()` kept
+/// every chunk until the end and then copied them all, twice the body at its peak.) A
+/// `Content-Length` above the cap is refused before anything is read.
+async fn read_body<B>(body: B, max_body: usize) -> Result<Bytes, TransportError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || TransportError { kind: TransportErrorKind::BodyTooLarge, message: format!("response body larger than {max_body} bytes") };
+    let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if announced > max_body {
+        return Err(too_large());
+    }
+    let body = Limited::new(body, max_body);
+    tokio::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                too_large()
+            } else {
+                TransportError { kind: TransportErrorKind::Io, message: format!("connection broke while reading the body: {e}") }
+            }
+        })?;
+        let Ok(data) = frame.into_data() else { continue }; // trailers
+        if data.is_empty() {
+            continue;
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            Some(head) => {
+                joined.reserve_exact(announced.max(head.len() + data.len()));
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&data);
+            }
+            None => joined.extend_from_slice(&data),
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 /// Turns a core request description into a hyper request.
