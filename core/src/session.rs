@@ -27,7 +27,7 @@ use crate::rng::Rng;
 use crate::secret::Secret;
 use crate::timer::{Timer, TimerTable};
 
-/// Default per-request deadline (register; heartbeats use `min(this, interval)`).
+/// Default per-request deadline (register; heartbeats use `min(this, ¾ interval)`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default heartbeat cadence.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
@@ -384,7 +384,9 @@ impl Session {
                 "active_tasks": 0,
                 "uptime_seconds": uptime,
             });
-            let timeout = self.cfg.request_timeout.min(self.cfg.heartbeat_interval);
+            // Well inside the interval: a hung beat must be settled before the next tick
+            // (which jitter may bring a little early), or that tick would be skipped.
+            let timeout = self.cfg.request_timeout.min(self.cfg.heartbeat_interval.mul_f64(0.75));
             self.send(now, RequestKind::Heartbeat, "/registry/heartbeat", &body, timeout);
             self.heartbeats_sent += 1;
         }

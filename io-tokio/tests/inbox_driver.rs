@@ -42,17 +42,15 @@ fn downloads_of(stub: &PlatformStub, file_id: &str) -> usize {
 async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
-    // Our own attachment (the platform queues it as an inbound row too) and a real one.
-    let (own, _) = stub.inject_upload(&ws, "mine.txt", "text/plain", &b"ours"[..]);
-    let (theirs, _) = stub.inject_upload(&ws, "theirs.txt", "text/plain", &b"from the user"[..]);
     let dir = temp_dir("outbound");
     let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 7);
-    // As send_message_to_user does: begin before the upload answer is known…
+    // As send_message_to_user does: begin before the upload request goes out…
     inbox.begin_outbound_upload(&ws);
-    let polled = stub
-        .wait_for(|j| j.iter().any(|e| e.path.ends_with("/activity") && e.status == Some(200)), Duration::from_secs(10))
-        .await;
-    assert!(polled, "the inbox polled the feed");
+    // …(status() is answered after begin, commands being handled in order)…
+    let _ = inbox.status().await;
+    // …then the platform queues our own attachment as an inbound row too, next to a real one.
+    let (own, _) = stub.inject_upload(&ws, "mine.txt", "text/plain", &b"ours"[..]);
+    let (theirs, _) = stub.inject_upload(&ws, "theirs.txt", "text/plain", &b"from the user"[..]);
     more_polls(&stub, 3).await; // nothing may be fetched meanwhile
     assert_eq!(downloads_of(&stub, &theirs) + downloads_of(&stub, &own), 0, "downloads are held while our upload is in flight");
     // …and end with the file ids the upload answer named.

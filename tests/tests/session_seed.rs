@@ -543,6 +543,29 @@ fn register_secret_is_persisted() {
 }
 
 #[test]
+fn hung_heartbeats_at_a_one_second_cadence_never_cost_a_tick() {
+    // Each beat's deadline is ¾ of the interval, so a hung beat is settled before the next
+    // tick even when jitter brings that tick early; none is skipped as "still outstanding".
+    let mut cfg = test_config("ws-abc", "tok");
+    cfg.heartbeat_interval = secs(1.0);
+    let mut h = Harness::new(cfg);
+    h.drain();
+    h.respond_oldest(RequestKind::Register, 200, REGISTERED);
+    let before = h.sent().filter(|r| r.kind == RequestKind::Heartbeat).count();
+    let until = h.elapsed() + secs(120.0);
+    while h.elapsed() < until {
+        h.advance_to_next_timeout(); // nothing is ever answered
+    }
+    let sent = h.sent().filter(|r| r.kind == RequestKind::Heartbeat).count() - before;
+    assert!((119..=121).contains(&sent), "{sent} beats in 120 s of hangs");
+    let start = h.now() - h.elapsed();
+    for req in h.sent().filter(|r| r.kind == RequestKind::Heartbeat) {
+        let at = h.sent_at(req.id).expect("sent");
+        assert!(req.deadline <= start + at + secs(0.75), "deadline within ¾ of the interval");
+    }
+}
+
+#[test]
 fn register_rejection_falls_back_once_to_the_saved_minted_token() {
     let mut cfg = test_config("ws-abc", "stale-configured");
     cfg.fallback_token = Some((Secret::new("saved-minted"), "/state/.auth_token".to_owned()));

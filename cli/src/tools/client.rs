@@ -214,7 +214,10 @@ impl ApiResponse {
 
     /// The first `max` characters of the body as (lossy) text, for error messages.
     pub fn snippet(&self, max: usize) -> String {
-        snippet(&String::from_utf8_lossy(&self.body), max)
+        // `max` characters take at most 4·max bytes: decoding more of a 10 MB error page
+        // would cost memory for nothing.
+        let head = self.body.get(..self.body.len().min(max.saturating_mul(4))).unwrap_or_default();
+        snippet(&String::from_utf8_lossy(head), max)
     }
 
     /// The server's `error` string (plus `hint` when present), else a body snippet.
@@ -390,5 +393,21 @@ mod tests {
         assert!(t(TransportErrorKind::Connect).is_undelivered());
         assert!(!t(TransportErrorKind::Timeout).is_undelivered());
         assert!(!t(TransportErrorKind::Io).is_undelivered());
+    }
+
+    #[test]
+    fn snippets_read_only_the_head_of_a_body() {
+        let resp = |body: Vec<u8>| ApiResponse {
+            status: 502,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from(body),
+        };
+        // Multi-byte characters: 200 of them need 600 bytes, within the 800 read.
+        let euros = resp("€".repeat(10_000).into_bytes());
+        assert_eq!(euros.snippet(200), "€".repeat(200));
+        // A huge non-UTF-8 page: the snippet is still exactly `max` characters.
+        let junk = resp(vec![0xff; 10 * 1024 * 1024]);
+        assert_eq!(junk.snippet(200).chars().count(), 200);
+        assert_eq!(resp(b"short".to_vec()).snippet(200), "short");
     }
 }
