@@ -5,12 +5,14 @@
 //! spawned tasks through the shared pooled [`HttpClient`], file writes on the blocking
 //! pool, log lines through `tracing`), and feeds outcomes back by request id. A
 //! [`WakeHeap`] keeps the cost per event O(log n), so one process can keep thousands of
-//! workspaces alive.
+//! workspaces alive; at most [`MAX_IN_FLIGHT`] requests are out at once (the rest queue in
+//! order), so thousands of workspaces starting together do not open thousands of connections.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use molecule_mcp_core::{Action, FatalReason, Input, PersistFile, PersistRequest, Secret, Session, SessionConfig, SessionStatus};
+use molecule_mcp_core::{Action, FatalReason, HttpRequest, Input, PersistFile, PersistRequest, RequestId, Secret, Session, SessionConfig, SessionStatus, TransportError, TransportErrorKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http_client::HttpClient;
@@ -134,7 +136,17 @@ pub fn spawn(specs: Vec<SessionSpec>, http: HttpClient, seed: u64) -> (DriverHan
         })
         .collect::<Vec<_>>();
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
-    let driver = Driver { wakes: WakeHeap::new(slots.len()), slots, http, outcome_tx, outcome_rx, events: event_tx, commands: cmd_rx };
+    let driver = Driver {
+        wakes: WakeHeap::new(slots.len()),
+        slots,
+        http,
+        outcome_tx,
+        outcome_rx,
+        events: event_tx,
+        commands: cmd_rx,
+        queued: VecDeque::new(),
+        in_flight: 0,
+    };
     tokio::spawn(driver.run());
     (DriverHandle { commands: cmd_tx }, event_rx)
 }
@@ -152,21 +164,37 @@ struct Driver {
     outcome_rx: mpsc::UnboundedReceiver<(usize, Input)>,
     events: mpsc::UnboundedSender<DriverEvent>,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// Requests waiting for one of the [`MAX_IN_FLIGHT`] slots, oldest first.
+    queued: VecDeque<(usize, HttpRequest)>,
+    /// Requests sent whose outcome has not come back yet.
+    in_flight: usize,
 }
+
+/// Most HTTP requests this driver has out at once; more wait in `Driver::queued` (their
+/// deadline keeps running, as for any local delay). Without a bound, N workspaces starting
+/// together open N connections at once (10,000 at start-up: ~230 MB of buffers that stay
+/// resident, and as many TLS handshakes on a real platform). 256 still sustains 10,000
+/// workspaces' heartbeats (500/s) up to ~500 ms round trips; steady state is far below it.
+const MAX_IN_FLIGHT: usize = 256;
 
 impl Driver {
     async fn run(mut self) {
         for idx in 0..self.slots.len() {
             self.drain(idx);
         }
+        self.pump();
+        // One timer for the whole run, moved only when the earliest wake-up changes.
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let next_wake = self.wakes.next();
-            let sleep = async {
-                match next_wake {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending::<()>().await,
+            if next_wake != armed {
+                if let Some(at) = next_wake {
+                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
-            };
+                armed = next_wake;
+            }
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
@@ -185,17 +213,58 @@ impl Driver {
                     }
                 },
                 Some((idx, input)) = self.outcome_rx.recv() => {
-                    if let Some(slot) = self.slots.get_mut(idx) {
-                        slot.session.handle(now(), input);
-                        self.drain(idx);
+                    self.outcome(idx, input);
+                    // Take whatever else has arrived before going back to sleep.
+                    while let Ok((idx, input)) = self.outcome_rx.try_recv() {
+                        self.outcome(idx, input);
                     }
+                    self.pump();
                 }
-                () = sleep => self.fire_due(),
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    self.fire_due();
+                }
             }
         }
     }
 
+    fn outcome(&mut self, idx: usize, input: Input) {
+        match input {
+            Input::HttpResponse { .. } | Input::HttpFailed { .. } => self.in_flight = self.in_flight.saturating_sub(1),
+            Input::PersistDone { .. } | Input::Shutdown => {}
+        }
+        if let Some(slot) = self.slots.get_mut(idx) {
+            slot.session.handle(now(), input);
+            self.drain(idx);
+        }
+    }
+
+    /// Sends queued requests while fewer than [`MAX_IN_FLIGHT`] are out.
+    fn pump(&mut self) {
+        while self.in_flight < MAX_IN_FLIGHT {
+            let Some((idx, request)) = self.queued.pop_front() else { return };
+            self.in_flight += 1;
+            let http = self.http.clone();
+            let guard = OutcomeGuard { idx, id: request.id, tx: Some(self.outcome_tx.clone()) };
+            tokio::spawn(async move {
+                let input = match http.execute(&request).await {
+                    Ok(resp) => Input::HttpResponse {
+                        id: request.id,
+                        status: resp.status,
+                        retry_after: resp.retry_after(),
+                        // No copy: a body read into one buffer becomes the Vec as it is.
+                        body: Vec::from(resp.body),
+                    },
+                    Err(error) => Input::HttpFailed { id: request.id, error },
+                };
+                guard.send(input);
+            });
+        }
+    }
+
     fn shutdown_all(&mut self) {
+        // Stopped sessions send nothing more; what is already out may finish.
+        self.queued.clear();
         let t = now();
         for idx in 0..self.slots.len() {
             if let Some(slot) = self.slots.get_mut(idx) {
@@ -214,6 +283,7 @@ impl Driver {
             }
             self.drain(idx);
         }
+        self.pump();
     }
 
     /// Performs every queued action of slot `idx`, then re-registers its wake-up.
@@ -221,22 +291,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(idx) else { return };
         while let Some(action) = slot.session.poll_action() {
             match action {
-                Action::SendHttp(request) => {
-                    let http = self.http.clone();
-                    let tx = self.outcome_tx.clone();
-                    tokio::spawn(async move {
-                        let input = match http.execute(&request).await {
-                            Ok(resp) => Input::HttpResponse {
-                                id: request.id,
-                                status: resp.status,
-                                retry_after: resp.retry_after(),
-                                body: resp.body.to_vec(),
-                            },
-                            Err(error) => Input::HttpFailed { id: request.id, error },
-                        };
-                        let _ = tx.send((idx, input));
-                    });
-                }
+                Action::SendHttp(request) => self.queued.push_back((idx, request)),
                 Action::Log(line) => logging::emit(&line),
                 Action::Persist(request) => {
                     let path = slot.paths.path(request.file).clone();
@@ -255,10 +310,136 @@ impl Driver {
     }
 }
 
+/// Delivers exactly one outcome per sent request: the answer, or (if the request task ended
+/// without one, e.g. by panicking) a transport failure, so the in-flight count stays exact.
+struct OutcomeGuard {
+    idx: usize,
+    id: RequestId,
+    tx: Option<mpsc::UnboundedSender<(usize, Input)>>,
+}
+
+impl OutcomeGuard {
+    fn send(mut self, input: Input) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((self.idx, input));
+        }
+    }
+}
+
+impl Drop for OutcomeGuard {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let error = TransportError { kind: TransportErrorKind::Io, message: "the request task ended without an outcome".to_owned() };
+            let _ = tx.send((self.idx, Input::HttpFailed { id: self.id, error }));
+        }
+    }
+}
+
 fn spawn_persist(idx: usize, path: PathBuf, request: PersistRequest, tx: mpsc::UnboundedSender<(usize, Input)>) {
     tokio::task::spawn_blocking(move || {
         let result = persist::write_private_atomic(&path, request.value.expose().as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()));
         let _ = tx.send((idx, Input::PersistDone { id: request.id, result }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use molecule_mcp_core::{PlatformUrl, Secret, SessionConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Counts requests that are open (received, not yet answered) and the most at once.
+    #[derive(Default)]
+    struct Load {
+        open: AtomicUsize,
+        peak: AtomicUsize,
+        registers: AtomicUsize,
+    }
+
+    /// A minimal keep-alive HTTP/1.1 server that answers every request with `{}` after 500 ms.
+    async fn slow_server(load: Arc<Load>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let load = Arc::clone(&load);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: headers, then Content-Length bytes of body.
+                        let head_end = loop {
+                            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break pos + 4;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        if head.starts_with("post /registry/register") {
+                            load.registers.fetch_add(1, Ordering::SeqCst);
+                        }
+                        buf.drain(..head_end + length);
+                        let open = load.open.fetch_add(1, Ordering::SeqCst) + 1;
+                        load.peak.fetch_max(open, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        load.open.fetch_sub(1, Ordering::SeqCst);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_sessions_starting_together_never_exceed_the_in_flight_bound() {
+        let load = Arc::new(Load::default());
+        let addr = slow_server(Arc::clone(&load)).await;
+        let platform = PlatformUrl::parse(&format!("http://{addr}")).expect("url");
+        let dir = std::env::temp_dir().join(format!("mmcp-inflight-{}", std::process::id()));
+        let sessions = MAX_IN_FLIGHT * 2 + 50;
+        let specs = (0..sessions)
+            .map(|i| {
+                let id = format!("00000000-0000-4000-8000-{i:012x}");
+                let config = SessionConfig::new(platform.clone(), id.clone(), Secret::new("tok"), "test", serde_json::json!({"name": "t"}));
+                SessionSpec { config, paths: PersistPaths::for_workspace(&dir, &id, true) }
+            })
+            .collect();
+        let (handle, _events) = spawn(specs, HttpClient::new(), 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while load.registers.load(Ordering::SeqCst) < sessions {
+            assert!(tokio::time::Instant::now() < deadline, "only {} of {sessions} registers arrived", load.registers.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let statuses = handle.status().await;
+        handle.shutdown().await;
+        let peak = load.peak.load(Ordering::SeqCst);
+        // Every session was served, and the server saw a full window but never more.
+        assert_eq!(statuses.len(), sessions);
+        assert!(peak <= MAX_IN_FLIGHT, "{peak} requests were open at once (bound {MAX_IN_FLIGHT})");
+        assert!(peak >= MAX_IN_FLIGHT / 2, "only {peak} requests were ever open at once: the bound is not what limits");
+    }
 }

@@ -3,7 +3,13 @@
 //! are shared by several routes (token validity, inbound-secret healing, `CanCommunicate`).
 //!
 //! Everything lives behind one mutex (see `server.rs`); nothing here blocks or awaits.
+//!
+//! Workspace and token lookups go through small caches (see `Lookup`) so that a stub
+//! seeded with thousands of workspaces (the scale benchmark) answers in O(1) instead of
+//! scanning every row per request; every answer is the same as the plain scan's.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -119,6 +125,57 @@ pub(crate) struct RateWindow {
     pub count: u32,
 }
 
+/// Lookup caches over `State::workspaces` and `State::tokens`. Those vectors are also
+/// changed outside this file (register appends a workspace row, purge `retain`s both), so
+/// nothing here is trusted blindly:
+///
+/// * `ws`: id → position, verified on every hit (the row at that position must carry the
+///   id); a miss or a stale entry falls back to the plain scan and refreshes the entry.
+///   Workspace ids are unique (every insert path removes or checks for the id first), so the
+///   verified position is the one the scan would find.
+/// * tokens: rows are appended only by [`State::mint_token`] (which keeps the index current)
+///   and removed only by `retain` (which changes the length), so the token index is valid
+///   exactly while `tokens_len` equals `tokens.len()`; otherwise it is rebuilt. If two rows
+///   ever carried the same token string, token lookups use the plain scan.
+#[derive(Default)]
+struct Lookup {
+    ws: HashMap<String, usize>,
+    token_pos: HashMap<String, usize>,
+    tokens_of: HashMap<String, Vec<usize>>,
+    tokens_len: usize,
+    duplicate_tokens: bool,
+}
+
+impl Lookup {
+    fn add_token(&mut self, pos: usize, row: &TokenRow) {
+        if self.token_pos.contains_key(&row.token) {
+            self.duplicate_tokens = true;
+        } else {
+            self.token_pos.insert(row.token.clone(), pos);
+        }
+        self.tokens_of
+            .entry(row.workspace_id.clone())
+            .or_default()
+            .push(pos);
+        self.tokens_len = pos + 1;
+    }
+
+    /// Rebuilds the token index if `tokens` changed behind its back.
+    fn sync_tokens(&mut self, tokens: &[TokenRow]) {
+        if self.tokens_len == tokens.len() {
+            return;
+        }
+        self.token_pos.clear();
+        self.tokens_of.clear();
+        self.duplicate_tokens = false;
+        self.tokens_len = 0;
+        for (pos, row) in tokens.iter().enumerate() {
+            self.add_token(pos, row);
+        }
+        self.tokens_len = tokens.len();
+    }
+}
+
 pub(crate) struct State {
     pub opts: StubOptions,
     pub rng: Rng,
@@ -137,6 +194,7 @@ pub(crate) struct State {
     pub journal: Vec<JournalEntry>,
     next_journal_id: u64,
     pub rate: RateWindow,
+    lookup: RefCell<Lookup>,
 }
 
 impl State {
@@ -160,17 +218,40 @@ impl State {
                 started: Instant::now(),
                 count: 0,
             },
+            lookup: RefCell::new(Lookup::default()),
         }
     }
 
     // ----- workspaces -----------------------------------------------------------------
 
+    /// Position of the workspace row with this id (see `Lookup`).
+    fn ws_pos(&self, id: &str) -> Option<usize> {
+        let cached = self.lookup.borrow().ws.get(id).copied();
+        if let Some(pos) = cached
+            && self.workspaces.get(pos).is_some_and(|w| w.id == id)
+        {
+            return Some(pos);
+        }
+        let found = self.workspaces.iter().position(|w| w.id == id);
+        let mut lookup = self.lookup.borrow_mut();
+        match found {
+            Some(pos) => {
+                lookup.ws.insert(id.to_string(), pos);
+            }
+            None => {
+                lookup.ws.remove(id);
+            }
+        }
+        found
+    }
+
     pub(crate) fn ws(&self, id: &str) -> Option<&WorkspaceSnapshot> {
-        self.workspaces.iter().find(|w| w.id == id)
+        self.ws_pos(id).and_then(|pos| self.workspaces.get(pos))
     }
 
     pub(crate) fn ws_mut(&mut self, id: &str) -> Option<&mut WorkspaceSnapshot> {
-        self.workspaces.iter_mut().find(|w| w.id == id)
+        let pos = self.ws_pos(id)?;
+        self.workspaces.get_mut(pos)
     }
 
     /// Seeds a workspace (replacing one with the same id) and mints its first token.
@@ -190,6 +271,8 @@ impl State {
         }
         self.workspaces.retain(|w| w.id != id);
         self.workspaces.push(row);
+        let pos = self.workspaces.len() - 1;
+        self.lookup.get_mut().ws.insert(id.clone(), pos);
         let token = self.mint_token(&id);
         (id, token)
     }
@@ -255,11 +338,15 @@ impl State {
 
     pub(crate) fn mint_token(&mut self, workspace_id: &str) -> String {
         let token = self.rng.token();
-        self.tokens.push(TokenRow {
+        let row = TokenRow {
             token: token.clone(),
             workspace_id: workspace_id.to_string(),
             revoked: false,
-        });
+        };
+        let lookup = self.lookup.get_mut();
+        lookup.sync_tokens(&self.tokens);
+        lookup.add_token(self.tokens.len(), &row);
+        self.tokens.push(row);
         token
     }
 
@@ -283,10 +370,14 @@ impl State {
         if self.removed(workspace_id) {
             return 0;
         }
-        self.tokens
-            .iter()
-            .filter(|t| t.workspace_id == workspace_id && !t.revoked)
-            .count()
+        let mut lookup = self.lookup.borrow_mut();
+        lookup.sync_tokens(&self.tokens);
+        lookup.tokens_of.get(workspace_id).map_or(0, |rows| {
+            rows.iter()
+                .filter_map(|pos| self.tokens.get(*pos))
+                .filter(|t| t.workspace_id == workspace_id && !t.revoked)
+                .count()
+        })
     }
 
     pub(crate) fn token_valid_for(&self, token: &str, workspace_id: &str) -> bool {
@@ -295,10 +386,21 @@ impl State {
 
     /// Workspace a live token belongs to.
     pub(crate) fn token_owner(&self, token: &str) -> Option<&str> {
-        let row = self
-            .tokens
-            .iter()
-            .find(|t| t.token == token && !t.revoked)?;
+        let indexed = {
+            let mut lookup = self.lookup.borrow_mut();
+            lookup.sync_tokens(&self.tokens);
+            (!lookup.duplicate_tokens).then(|| lookup.token_pos.get(token).copied())
+        };
+        let row = match indexed {
+            // Tokens are unique: the indexed row is the only candidate.
+            Some(pos) => pos
+                .and_then(|pos| self.tokens.get(pos))
+                .filter(|t| t.token == token && !t.revoked)?,
+            None => self
+                .tokens
+                .iter()
+                .find(|t| t.token == token && !t.revoked)?,
+        };
         (!self.removed(&row.workspace_id)).then_some(row.workspace_id.as_str())
     }
 
@@ -410,6 +512,57 @@ mod tests {
         }
         assert!(st.can_communicate(&a, &root));
         assert!(!st.can_communicate(&a, "nope"));
+    }
+
+    /// The lookup caches answer exactly like the plain scans, also after the vectors were
+    /// changed the way code outside this file changes them (purge `retain`s, register pushes).
+    #[test]
+    fn cached_lookups_match_plain_scans_after_outside_changes() {
+        fn check(st: &State, ids: &[String], tokens: &[String]) {
+            for id in ids {
+                let scan = st.workspaces.iter().find(|w| &w.id == id).map(|w| w.id.clone());
+                assert_eq!(st.ws(id).map(|w| w.id.clone()), scan, "ws {id}");
+                let removed = st.workspaces.iter().any(|w| &w.id == id && w.status == WorkspaceStatus::Removed);
+                let live = if removed { 0 } else { st.tokens.iter().filter(|t| &t.workspace_id == id && !t.revoked).count() };
+                assert_eq!(st.live_tokens(id), live, "live tokens of {id}");
+            }
+            for token in tokens {
+                let scan = st.tokens.iter().find(|t| &t.token == token && !t.revoked).map(|t| t.workspace_id.clone());
+                let scan = scan.filter(|ws| !st.workspaces.iter().any(|w| &w.id == ws && w.status == WorkspaceStatus::Removed));
+                assert_eq!(st.token_owner(token).map(str::to_string), scan, "owner of a token");
+            }
+        }
+        let mut st = State::new(StubOptions::default());
+        let mut ids = Vec::new();
+        let mut tokens = Vec::new();
+        for i in 0..6 {
+            let (id, token) = st.create_workspace(WorkspaceSpec::named(&format!("w{i}")));
+            ids.push(id);
+            tokens.push(token);
+        }
+        tokens.push(st.mint_token(&ids[1]));
+        ids.push("00000000-0000-4000-8000-00000000dead".into());
+        tokens.push("no-such-token".into());
+        check(&st, &ids, &tokens);
+        // Purge as `PlatformStub::purge_workspace` does: both vectors shift.
+        let gone = ids[2].clone();
+        st.workspaces.retain(|w| w.id != gone);
+        st.tokens.retain(|t| t.workspace_id != gone);
+        check(&st, &ids, &tokens);
+        // Register of a new id pushes a row directly; a re-seed replaces one.
+        st.workspaces.push(WorkspaceSnapshot::new(&gone, &gone, WorkspaceStatus::Online, crate::stub::DeliveryMode::Poll));
+        tokens.push(st.mint_token(&gone));
+        let (again, token) = st.create_workspace(WorkspaceSpec::named("again").id(&ids[0]));
+        assert_eq!(again, ids[0]);
+        tokens.push(token);
+        check(&st, &ids, &tokens);
+        // Revocation and removal are read live.
+        st.revoke_all(&ids[3]);
+        assert!(st.delete_workspace(&ids[4]));
+        if let Some(t) = st.tokens.iter_mut().find(|t| t.workspace_id == ids[1]) {
+            t.revoked = true;
+        }
+        check(&st, &ids, &tokens);
     }
 
     #[test]

@@ -1,0 +1,1219 @@
+//! `bench`: the benchmark behind `BENCHMARKS.md`. Run it with `bash scripts/bench.sh`
+//! (release build of this binary and of `molecule-mcp`, then the full run; `--quick` for a
+//! smoke run). It prints a Markdown report on stdout and progress on stderr, needs no manual
+//! step, and exits 0 when every section ran (a missing Python venv only skips the baseline).
+//!
+//! Sections (each compares against a baseline measured in the same run, so the report can
+//! state ratios even on a noisy shared machine):
+//!
+//! 1. **startup** — cold start of the release binary: spawn → `initialize` reply and spawn →
+//!    `tools/list` reply, median and p90, with `MOLECULE_MCP_DISABLE_HEARTBEAT=1` and with
+//!    heartbeats live against the loopback stub; peak RSS (VmHWM) after `tools/list`; binary
+//!    size. Baseline: `tests/python/baseline_server.py` (official Python `mcp` SDK, 12
+//!    trivial tools) run by `.venv/bin/python`, measured the same way, runs interleaved.
+//! 2. **core** — events per second through one `molecule_mcp_core::Session` with simulated
+//!    time (every `handle`/`handle_timeout` call counts): a steady heartbeat loop, and a mix
+//!    with 401 escalation; plus the `Inbox` machine polling (idle and with messages that are
+//!    peeked and popped).
+//! 3. **tools** — `tools/call list_peers` round trip through the binary to the loopback stub,
+//!    p50/p99; baseline: the same `GET /registry/:id/peers` sent directly with the pooled
+//!    `HttpClient`, interleaved in blocks of 100.
+//! 4. **scale** — one multi-workspace process (`--workspaces-file`) keeping N workspaces alive
+//!    against the stub; CPU (utime+stime of the molecule-mcp process only) over a window after
+//!    every workspace registered, VmRSS/VmHWM; heartbeats only and with the inbox. Faster
+//!    cadences are scaled to the real one (20 s heartbeat, 5 s inbox poll) by the request
+//!    rates the stub actually saw.
+//!
+//! Options: `--quick`, `--only startup,core,tools,scale`, `--bin PATH` (molecule-mcp, default
+//! next to this executable), `--python PATH` (default `<repo>/.venv/bin/python`), `--repo DIR`,
+//! and for the scale section `--sizes 1000` (accelerated cadence), `--real-sizes 10000` (the
+//! real 20 s / 5 s cadence; `none` to skip) and `--window SECS` (accelerated windows).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput};
+use molecule_mcp_core::{Action, Input, PersistId, PlatformUrl, RequestId, Secret, Session, SessionConfig};
+use molecule_mcp_io_tokio::HttpClient;
+use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
+use molecule_mcp_tests::stub::{JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros, unix_micros_now};
+use serde_json::{Value, json};
+
+/// Generous bound for one protocol step on a loaded machine.
+const STEP: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------
+
+#[allow(clippy::print_stdout)] // the report is this program's output
+fn emit(text: &str) {
+    println!("{text}");
+}
+
+#[allow(clippy::print_stderr)] // progress for whoever watches the run
+fn progress(text: &str) {
+    eprintln!("[bench] {text}");
+}
+
+/// The Markdown report, built section by section.
+#[derive(Default)]
+struct Report(String);
+
+impl Report {
+    fn line(&mut self, text: &str) {
+        self.0.push_str(text);
+        self.0.push('\n');
+    }
+
+    fn blank(&mut self) {
+        self.0.push('\n');
+    }
+
+    fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
+        let _ = writeln!(self.0, "| {} |", header.join(" | "));
+        let _ = writeln!(self.0, "|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+        for row in rows {
+            let _ = writeln!(self.0, "| {} |", row.join(" | "));
+        }
+        self.0.push('\n');
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------
+
+const USAGE: &str = "usage: bench [--quick] [--only startup,core,tools,scale] [--bin PATH] [--python PATH] [--repo DIR]
+             [--sizes 1000] [--real-sizes 10000|none] [--window SECS]";
+
+struct Options {
+    quick: bool,
+    bin: PathBuf,
+    python: PathBuf,
+    repo: PathBuf,
+    only: Option<Vec<String>>,
+    /// Scale sizes at the accelerated cadence (default 1,000; quick: 200).
+    sizes: Option<Vec<usize>>,
+    /// Scale sizes at the real cadence (default 10,000; quick: none).
+    real_sizes: Option<Vec<usize>>,
+    /// Scale-section window for the accelerated cadences.
+    window: Option<Duration>,
+    command: String,
+}
+
+impl Options {
+    fn parse() -> Result<Options, String> {
+        let repo_default = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut opts = Options {
+            quick: false,
+            bin: molecule_mcp_bin(),
+            python: PathBuf::new(),
+            repo: repo_default,
+            only: None,
+            sizes: None,
+            real_sizes: None,
+            window: None,
+            command: std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        };
+        let mut python = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "--quick" => opts.quick = true,
+                "--full" => opts.quick = false,
+                "--bin" => opts.bin = PathBuf::from(value("--bin")?),
+                "--python" => python = Some(PathBuf::from(value("--python")?)),
+                "--repo" => opts.repo = PathBuf::from(value("--repo")?),
+                "--only" => opts.only = Some(value("--only")?.split(',').map(|s| s.trim().to_owned()).collect()),
+                "--sizes" => opts.sizes = Some(parse_sizes("--sizes", &value("--sizes")?)?),
+                "--real-sizes" => opts.real_sizes = Some(parse_sizes("--real-sizes", &value("--real-sizes")?)?),
+                "--window" => {
+                    let secs = value("--window")?;
+                    opts.window = Some(Duration::from_secs(secs.parse().map_err(|e| format!("--window {secs:?}: {e}"))?));
+                }
+                "-h" | "--help" => return Err(USAGE.to_owned()),
+                other => return Err(format!("unknown argument {other:?} (try --help)")),
+            }
+        }
+        opts.python = python.unwrap_or_else(|| opts.repo.join(".venv/bin/python"));
+        Ok(opts)
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.as_ref().is_none_or(|list| list.iter().any(|s| s == section))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers: statistics, /proc, temp dirs, machine facts
+// ---------------------------------------------------------------------------------------
+
+/// Nearest-rank percentile of an ascending slice (`q` in 0..=1).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v < 10.0 { format!("{v:.2} ms") } else { format!("{v:.0} ms") }
+}
+
+fn fmt_mib(kb: f64) -> String {
+    format!("{:.1} MiB", kb / 1024.0)
+}
+
+fn fmt_rate(per_sec: f64) -> String {
+    if per_sec >= 100_000.0 { format!("{:.2} M/s", per_sec / 1e6) } else { format!("{:.1} k/s", per_sec / 1e3) }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r.is_finite() { format!("{r:.1}×") } else { "n/a".to_owned() }
+}
+
+/// A `/proc/<pid>/status` value in kB (`VmHWM`, `VmRSS`) or a count (`Threads`).
+fn proc_status(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix(':')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// utime + stime of a process, in clock ticks.
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .map_or_else(|| "unknown".to_owned(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+}
+
+/// A private temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Result<TempDir, String> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("molecule-mcp-bench-{}-{label}-{n}", std::process::id()));
+        molecule_mcp_io_tokio::state_dir::create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Counts journal entries under the stub's lock without cloning the journal.
+async fn journal_count(stub: &PlatformStub, pred: impl Fn(&JournalEntry) -> bool) -> u64 {
+    let count = Mutex::new(0u64);
+    stub.wait_for(
+        |j| {
+            let n = j.iter().filter(|e| pred(e)).count() as u64;
+            *count.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+            true
+        },
+        Duration::ZERO,
+    )
+    .await;
+    count.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn init_params() -> Value {
+    json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}})
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Cold start
+// ---------------------------------------------------------------------------------------
+
+struct StartSample {
+    init: Duration,
+    list: Duration,
+    hwm_kb: u64,
+}
+
+async fn one_start(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<StartSample, String> {
+    let t0 = Instant::now();
+    let mut p = McpProcess::spawn_bin(program, env, args).map_err(|e| format!("cannot spawn {}: {e}", program.display()))?;
+    let init = p.request(0, "initialize", init_params(), STEP).await;
+    let init_at = t0.elapsed();
+    let init = init.ok_or_else(|| format!("no initialize reply from {}; stderr: {}", program.display(), p.stderr()))?;
+    if init.get("result").is_none() {
+        return Err(format!("initialize failed: {init}"));
+    }
+    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.map_err(|e| e.to_string())?;
+    let list = p.request(1, "tools/list", json!({}), STEP).await;
+    let list_at = t0.elapsed();
+    let list = list.ok_or_else(|| format!("no tools/list reply; stderr: {}", p.stderr()))?;
+    let tools = list["result"]["tools"].as_array().map_or(0, Vec::len);
+    if tools != 12 {
+        return Err(format!("expected 12 tools from {}, got {tools}", program.display()));
+    }
+    let hwm_kb = p.pid().and_then(|pid| proc_status(pid, "VmHWM")).unwrap_or(0);
+    p.close_stdin();
+    if p.wait_exit(Duration::from_secs(10)).await.is_none() {
+        return Err(format!("{} did not exit within 10 s of stdin EOF", program.display()));
+    }
+    Ok(StartSample { init: init_at, list: list_at, hwm_kb })
+}
+
+struct StartSeries {
+    label: String,
+    samples: Vec<StartSample>,
+}
+
+impl StartSeries {
+    fn init_ms(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| ms(s.init)).collect())
+    }
+    fn list_ms(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| ms(s.list)).collect())
+    }
+    fn hwm_kb(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| s.hwm_kb as f64).collect())
+    }
+}
+
+async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let runs = if opts.quick { 5 } else { 20 };
+    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("bench-startup").poll());
+    let url = stub.url();
+    let python_ok = opts.python.is_file();
+    let script = opts.repo.join("tests/python/baseline_server.py");
+    let script_s = script.display().to_string();
+    let mut quiet = StartSeries { label: "molecule-mcp, `MOLECULE_MCP_DISABLE_HEARTBEAT=1`".to_owned(), samples: Vec::new() };
+    let mut live = StartSeries { label: "molecule-mcp, heartbeats live (register in background)".to_owned(), samples: Vec::new() };
+    let mut python = StartSeries { label: "Python `mcp` 2.x `MCPServer`, 12 trivial tools".to_owned(), samples: Vec::new() };
+    progress(&format!("startup: {runs} interleaved runs per server (+1 warm-up each)"));
+    let registers_before = journal_count(&stub, |e| e.path == "/registry/register").await;
+    for i in 0..=runs {
+        for variant in 0..3 {
+            let dir = TempDir::new("start")?;
+            let state = dir.path();
+            let mut env = vec![("PLATFORM_URL", url.as_str()), ("WORKSPACE_ID", ws.as_str()), ("MOLECULE_WORKSPACE_TOKEN", token.as_str()), ("CONFIGS_DIR", state.as_str())];
+            let (series, sample) = match variant {
+                0 => {
+                    env.push(("MOLECULE_MCP_DISABLE_HEARTBEAT", "1"));
+                    (&mut quiet, one_start(&opts.bin, &[], &env).await?)
+                }
+                1 => (&mut live, one_start(&opts.bin, &[], &env).await?),
+                _ if python_ok => (&mut python, one_start(&opts.python, &[script_s.as_str()], &[]).await?),
+                _ => continue,
+            };
+            // Run 0 is the warm-up (page cache, Python bytecode cache).
+            if i > 0 {
+                series.samples.push(sample);
+            }
+        }
+    }
+    let registers = journal_count(&stub, |e| e.path == "/registry/register").await - registers_before;
+    let size = std::fs::metadata(&opts.bin).map(|m| m.len()).unwrap_or(0);
+
+    report.line("## 1. Cold start");
+    report.blank();
+    report.line(&format!(
+        "{runs} runs per server after one warm-up, interleaved (ours quiet, ours live, Python, …). Time from just before \
+         `spawn` to the reply line on the client's end of the stdout pipe; `initialize` (protocol 2025-06-18), then \
+         `notifications/initialized` and `tools/list` (12 tools each). Peak RSS = `VmHWM` of the server process right \
+         after the `tools/list` reply. Fresh `CONFIGS_DIR` per run; the live runs registered {registers} times with the stub."
+    ));
+    report.blank();
+    let mut rows = Vec::new();
+    let all: Vec<&StartSeries> = if python_ok { vec![&quiet, &live, &python] } else { vec![&quiet, &live] };
+    for s in &all {
+        let (init, list, hwm) = (s.init_ms(), s.list_ms(), s.hwm_kb());
+        rows.push(vec![
+            s.label.clone(),
+            fmt_ms(percentile(&init, 0.5)),
+            fmt_ms(percentile(&init, 0.9)),
+            fmt_ms(percentile(&list, 0.5)),
+            fmt_ms(percentile(&list, 0.9)),
+            fmt_mib(percentile(&hwm, 0.5)),
+            fmt_mib(percentile(&hwm, 1.0)),
+        ]);
+    }
+    report.table(&["server", "→ initialize p50", "p90", "→ tools/list p50", "p90", "peak RSS p50", "max"], &rows);
+    report.line(&format!("Release binary `{}`: {:.2} MiB ({size} bytes, stripped, thin LTO).", opts.bin.display(), size as f64 / 1024.0 / 1024.0));
+    report.blank();
+    if python_ok {
+        let p = |s: &StartSeries| (percentile(&s.init_ms(), 0.5), percentile(&s.list_ms(), 0.5), percentile(&s.hwm_kb(), 0.5));
+        let (qi, ql, qm) = p(&quiet);
+        let (li, ll, _) = p(&live);
+        let (pi, pl, pm) = p(&python);
+        report.line(&format!(
+            "Ratios (Python ÷ molecule-mcp, medians): `initialize` {} (quiet) / {} (live), `tools/list` {} / {}, peak RSS {}.",
+            fmt_ratio(pi / qi),
+            fmt_ratio(pi / li),
+            fmt_ratio(pl / ql),
+            fmt_ratio(pl / ll),
+            fmt_ratio(pm / qm)
+        ));
+    } else {
+        report.line(&format!(
+            "Python baseline skipped: `{}` not found (run `bash scripts/setup-python-client.sh` to create the venv); no ratio.",
+            opts.python.display()
+        ));
+    }
+    report.blank();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Core throughput (simulated time)
+// ---------------------------------------------------------------------------------------
+
+const BENCH_WS: &str = "5b0c3c2e-8a11-4c55-9e0e-3d5f6a7b8c9d";
+const BENCH_TOKEN: &str = "bench-token-0123456789abcdef0123456789abcdef";
+const REGISTER_OK: &[u8] = br#"{"status":"registered","delivery_mode":"poll","platform_inbound_secret":"inbound-secret-0123456789abcdef"}"#;
+const HEARTBEAT_OK: &[u8] = br#"{"status":"ok","platform_inbound_secret":"inbound-secret-0123456789abcdef"}"#;
+const HEARTBEAT_401: &[u8] = br#"{"error":"invalid workspace auth token"}"#;
+
+fn bench_platform() -> Result<PlatformUrl, String> {
+    PlatformUrl::parse("http://127.0.0.1:9").map_err(|e| format!("platform url: {e:?}"))
+}
+
+/// Drains a session; returns the last request and persist ids it asked for.
+fn drain_session(s: &mut Session) -> (Option<RequestId>, Option<PersistId>) {
+    let (mut send, mut persist) = (None, None);
+    while let Some(action) = s.poll_action() {
+        match action {
+            Action::SendHttp(req) => send = Some(req.id),
+            Action::Persist(p) => persist = Some(p.id),
+            Action::Log(line) => {
+                std::hint::black_box(line);
+            }
+            Action::TokenChanged { .. } | Action::Fatal { .. } => {}
+        }
+    }
+    (send, persist)
+}
+
+fn response(id: RequestId, status: u16, body: &[u8]) -> Input {
+    Input::HttpResponse { id, status, retry_after: None, body: body.to_vec() }
+}
+
+struct Throughput {
+    events: u64,
+    elapsed: Duration,
+}
+
+impl Throughput {
+    fn per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+    fn ns_per_event(&self) -> f64 {
+        self.elapsed.as_secs_f64() * 1e9 / self.events as f64
+    }
+}
+
+/// One session heartbeating `beats` times. With `auth_mix`, beats 40–49 of every 50 are
+/// answered 401 (WARN, WARN, ERROR, silent…, then the INFO on recovery).
+fn session_loop(beats: u64, auth_mix: bool) -> Result<Throughput, String> {
+    let cfg = SessionConfig::new(bench_platform()?, BENCH_WS, Secret::new(BENCH_TOKEN), "MOLECULE_WORKSPACE_TOKEN", json!({"name": "bench", "skills": []}));
+    let origin = Instant::now();
+    let mut now = origin;
+    let started = Instant::now();
+    let mut s = Session::new(cfg, now, 7);
+    let mut events = 0u64;
+    let (register, _) = drain_session(&mut s);
+    let register = register.ok_or("no register request")?;
+    now += Duration::from_millis(3);
+    s.handle(now, response(register, 200, REGISTER_OK));
+    events += 1;
+    let (mut pending, persist) = drain_session(&mut s);
+    if let Some(id) = persist {
+        s.handle(now, Input::PersistDone { id, result: Ok(()) });
+        events += 1;
+        let _ = drain_session(&mut s);
+    }
+    for i in 0..beats {
+        let id = pending.ok_or_else(|| format!("no heartbeat request at beat {i}"))?;
+        now += Duration::from_millis(3);
+        let (status, body) = if auth_mix && i % 50 >= 40 { (401, HEARTBEAT_401) } else { (200, HEARTBEAT_OK) };
+        s.handle(now, response(id, status, body));
+        events += 1;
+        let _ = drain_session(&mut s);
+        let at = s.poll_timeout().ok_or("session went terminal")?;
+        now = now.max(at);
+        s.handle_timeout(now);
+        events += 1;
+        pending = drain_session(&mut s).0;
+    }
+    let elapsed = started.elapsed();
+    let status = s.status();
+    if status.heartbeats_sent < beats {
+        return Err(format!("only {} heartbeats sent", status.heartbeats_sent));
+    }
+    Ok(Throughput { events, elapsed })
+}
+
+/// The activity row the stub would serve for message `n`.
+fn activity_row(n: u64, base_micros: i64) -> Value {
+    json!({
+        "id": format!("00000000-0000-4000-8000-{n:012x}"),
+        "workspace_id": BENCH_WS,
+        "activity_type": "a2a_receive",
+        "source_id": null,
+        "target_id": BENCH_WS,
+        "method": "message/send",
+        "summary": null,
+        "duration_ms": null,
+        "status": "ok",
+        "error_detail": null,
+        "created_at": format_rfc3339_micros(base_micros + i64::try_from(n).unwrap_or(0) * 1000),
+        "request_body": {"jsonrpc": "2.0", "id": format!("req-{n}"), "method": "message/send",
+            "params": {"message": {"role": "user", "messageId": format!("msg-{n}"), "parts": [{"kind": "text", "text": "hello from the canvas, please summarise the latest report"}]}}},
+        "seq": n,
+    })
+}
+
+#[derive(Default)]
+struct InboxDrain {
+    send: Option<RequestId>,
+    persist: Option<PersistId>,
+    arrived: Vec<String>,
+}
+
+fn drain_inbox(ib: &mut Inbox) -> InboxDrain {
+    let mut out = InboxDrain::default();
+    while let Some(action) = ib.poll_action() {
+        match action {
+            InboxAction::SendHttp(req) => out.send = Some(req.id),
+            InboxAction::Persist { id, bytes } => {
+                std::hint::black_box(bytes);
+                out.persist = Some(id);
+            }
+            InboxAction::Arrived(m) => out.arrived.push(m.activity_id),
+            InboxAction::Log(line) => {
+                std::hint::black_box(line);
+            }
+            InboxAction::FetchUpload(_) => {}
+        }
+    }
+    out
+}
+
+struct InboxRun {
+    throughput: Throughput,
+    polls: u64,
+    messages: u64,
+    tool_ops: u64,
+    handled: usize,
+}
+
+/// Settles every state write at once (as a prompt driver would), counting the events.
+fn settle_persists(ib: &mut Inbox, now: Instant, mut d: InboxDrain, events: &mut u64, arrived: &mut VecDeque<String>) -> Option<RequestId> {
+    let mut send = d.send;
+    arrived.extend(d.arrived.drain(..));
+    while let Some(id) = d.persist {
+        ib.handle(now, InboxInput::PersistDone { id, result: Ok(()) });
+        *events += 1;
+        d = drain_inbox(ib);
+        send = send.or(d.send);
+        arrived.extend(d.arrived.drain(..));
+    }
+    send
+}
+
+/// The inbox polling `polls` times; each answer carries `per_poll` new messages, which the
+/// "agent" then peeks and pops (each pop is a persisted state change).
+fn inbox_loop(polls: u64, per_poll: u64) -> Result<InboxRun, String> {
+    let cfg = InboxConfig::new(bench_platform()?, BENCH_WS, Secret::new(BENCH_TOKEN));
+    let base = unix_micros_now() - 3_600_000_000;
+    // Pages are built before the clock starts: they stand for the network, not the machine.
+    let pages: Vec<Vec<u8>> = (0..polls)
+        .map(|p| {
+            let rows: Vec<Value> = (0..per_poll).map(|k| activity_row(1 + p * per_poll + k, base)).collect();
+            serde_json::to_vec(&Value::Array(rows)).unwrap_or_default()
+        })
+        .collect();
+    let first_page = serde_json::to_vec(&json!([activity_row(0, base)])).unwrap_or_default();
+    let origin = Instant::now();
+    let mut now = origin;
+    let started = Instant::now();
+    let mut ib = Inbox::new(cfg, None, now, 11);
+    let (mut events, mut tool_ops, mut messages) = (0u64, 0u64, 0u64);
+    let mut arrived = VecDeque::new();
+    let first = drain_inbox(&mut ib).send.ok_or("no first poll")?;
+    // The backlog answer with one message gives the inbox its cursor.
+    now += Duration::from_millis(2);
+    ib.handle(now, InboxInput::HttpResponse { id: first, status: 200, retry_after: None, body: first_page });
+    events += 1;
+    let d = drain_inbox(&mut ib);
+    let mut pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
+    for page in pages {
+        // Agent side: peek, then pop everything that arrived.
+        if !arrived.is_empty() {
+            std::hint::black_box(ib.peek(10));
+            tool_ops += 1;
+        }
+        while let Some(id) = arrived.pop_front() {
+            ib.pop(&id).ok_or("pop of an arrived message failed")?;
+            tool_ops += 1;
+            messages += 1;
+            let d = drain_inbox(&mut ib);
+            pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived).or(pending);
+        }
+        if pending.is_none() {
+            let at = ib.poll_timeout().ok_or("inbox has nothing scheduled")?;
+            now = now.max(at);
+            ib.handle_timeout(now);
+            events += 1;
+            let d = drain_inbox(&mut ib);
+            pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
+        }
+        let id = pending.take().ok_or("no poll after the timeout")?;
+        now += Duration::from_millis(2);
+        ib.handle(now, InboxInput::HttpResponse { id, status: 200, retry_after: None, body: page });
+        events += 1;
+        let d = drain_inbox(&mut ib);
+        pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
+    }
+    let elapsed = started.elapsed();
+    let status = ib.status();
+    if status.polls_sent < polls {
+        return Err(format!("only {} polls sent", status.polls_sent));
+    }
+    Ok(InboxRun { throughput: Throughput { events, elapsed }, polls: status.polls_sent, messages, tool_ops, handled: status.handled })
+}
+
+fn best_of<T>(reps: usize, mut run: impl FnMut() -> Result<T, String>, rate: impl Fn(&T) -> f64) -> Result<(T, Vec<f64>), String> {
+    let mut best: Option<T> = None;
+    let mut rates = Vec::new();
+    for _ in 0..reps {
+        let r = run()?;
+        rates.push(rate(&r));
+        if best.as_ref().is_none_or(|b| rate(&r) > rate(b)) {
+            best = Some(r);
+        }
+    }
+    best.map(|b| (b, sorted(rates))).ok_or_else(|| "no repetitions".to_owned())
+}
+
+fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let (beats, reps) = if opts.quick { (50_000, 3) } else { (1_000_000, 5) };
+    let (idle_polls, busy_polls, per_poll) = if opts.quick { (20_000, 400, 5) } else { (500_000, 2_000, 5) };
+    progress(&format!("core: session {beats} beats × {reps} reps (steady and 401 mix), inbox {idle_polls} idle polls, {busy_polls} polls × {per_poll} messages"));
+    let rate = |t: &Throughput| t.per_sec();
+    let (steady, steady_rates) = best_of(reps, || session_loop(beats, false), rate)?;
+    let (mix, mix_rates) = best_of(reps, || session_loop(beats, true), rate)?;
+    let (idle, idle_rates) = best_of(reps, || inbox_loop(idle_polls, 0), |r| r.throughput.per_sec())?;
+    let (busy, busy_rates) = best_of(reps.min(3), || inbox_loop(busy_polls, per_poll), |r| r.throughput.per_sec())?;
+
+    report.line("## 2. Core throughput (one machine, simulated time, one thread)");
+    report.blank();
+    report.line(&format!(
+        "Every `handle`/`handle_timeout` call is one event; the loop also drains every action (as a driver must) and \
+         builds each input (`Vec<u8>` body). Session: register → first beat, then per beat: `handle(200 response)` + \
+         `handle_timeout` (next beat: builds the JSON body, URL, headers); bodies carry `platform_inbound_secret` like \
+         the stub's. 401 mix: beats 40–49 of every 50 answered 401 (WARN, WARN, ERROR, silent, then INFO on recovery). \
+         Best of {reps} repetitions (median in brackets)."
+    ));
+    report.blank();
+    let row = |name: &str, t: &Throughput, rates: &[f64]| {
+        vec![
+            name.to_owned(),
+            format!("{}", t.events),
+            format!("{} (median {})", fmt_rate(t.per_sec()), fmt_rate(percentile(rates, 0.5))),
+            format!("{:.0} ns", t.ns_per_event()),
+        ]
+    };
+    let rows = vec![
+        row("`Session`, steady heartbeats (200)", &steady, &steady_rates),
+        row("`Session`, heartbeats with 401 escalation mix", &mix, &mix_rates),
+        row(&format!("`Inbox`, idle polls (empty pages), {} polls", idle.polls), &idle.throughput, &idle_rates),
+        row(
+            &format!("`Inbox`, {} polls × {per_poll} messages, peek + pop each ({} tool calls)", busy.polls, busy.tool_ops),
+            &busy.throughput,
+            &busy_rates,
+        ),
+    ];
+    report.table(&["workload", "events", "events/s", "ns/event"], &rows);
+    let busy_us = busy.throughput.elapsed.as_secs_f64() * 1e6 / busy.messages.max(1) as f64;
+    report.line(&format!(
+        "Inbox with messages: {} messages in {:.2} s = {busy_us:.1} µs per message end to end (poll answer, arrival, state \
+         writes, peek, pop); the handled-id set ended at {} ids. Every state change re-encodes the whole state \
+         (queue + handled ids, capped at 10,000), so this cost grows with the handled set.",
+        busy.messages,
+        busy.throughput.elapsed.as_secs_f64(),
+        busy.handled
+    ));
+    report.blank();
+    let goal = 10e6;
+    report.line(&format!(
+        "Goal ≥ 10 M events/s through one `Session`: steady {:.2} M/s → **{}**.",
+        steady.per_sec() / 1e6,
+        if steady.per_sec() >= goal { "met" } else { "missed" }
+    ));
+    report.blank();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Tool-call overhead
+// ---------------------------------------------------------------------------------------
+
+async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let (calls, warmup, block) = if opts.quick { (500usize, 50usize, 50usize) } else { (5_000, 300, 100) };
+    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("bench-agent").poll());
+    for i in 1..=3 {
+        stub.create_workspace(WorkspaceSpec::named(&format!("peer-{i}")).poll());
+    }
+    let url = stub.url();
+    let dir = TempDir::new("tools")?;
+    let state = dir.path();
+    let env = [
+        ("PLATFORM_URL", url.as_str()),
+        ("WORKSPACE_ID", ws.as_str()),
+        ("MOLECULE_WORKSPACE_TOKEN", token.as_str()),
+        ("CONFIGS_DIR", state.as_str()),
+        ("MOLECULE_MCP_DISABLE_HEARTBEAT", "1"),
+        ("MOLECULE_MCP_DISABLE_INBOX", "1"),
+    ];
+    let mut p = McpProcess::spawn_bin(&opts.bin, &env, &[]).map_err(|e| format!("spawn: {e}"))?;
+    p.initialize(STEP).await.ok_or_else(|| format!("no initialize reply; stderr: {}", p.stderr()))?;
+    let pid = p.pid().ok_or("no pid")?;
+    let client = HttpClient::new();
+    let platform = PlatformUrl::parse(&url).map_err(|e| format!("{e:?}"))?;
+    let peers_url = format!("{url}/registry/{ws}/peers");
+    let mut next_id = 10i64;
+
+    progress(&format!("tools: {warmup} warm-up + {calls} list_peers calls through the binary and {calls} direct, blocks of {block}"));
+    let mut through = Vec::with_capacity(calls);
+    let mut direct = Vec::with_capacity(calls);
+    let mut cpu_ticks = 0u64;
+    let mut round = 0usize;
+    while through.len() < calls {
+        let measuring = round * block >= warmup;
+        let cpu0 = proc_cpu_ticks(pid).unwrap_or(0);
+        for _ in 0..block {
+            next_id += 1;
+            let t = Instant::now();
+            let reply = p
+                .request(next_id, "tools/call", json!({"name": "list_peers", "arguments": {}}), STEP)
+                .await
+                .ok_or_else(|| format!("no list_peers reply; stderr: {}", p.stderr()))?;
+            let rtt = t.elapsed();
+            let text = reply["result"]["content"][0]["text"].as_str().unwrap_or_default();
+            if reply["result"]["isError"].as_bool() == Some(true) || !text.contains("peer-1") {
+                return Err(format!("list_peers did not list the peers: {reply}"));
+            }
+            if measuring {
+                through.push(ms(rtt));
+            }
+        }
+        if measuring {
+            cpu_ticks += proc_cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0);
+        }
+        for _ in 0..block {
+            let t = Instant::now();
+            let request = http::Request::get(peers_url.as_str())
+                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(http::header::ORIGIN, platform.origin())
+                .header("X-Workspace-ID", ws.as_str())
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| e.to_string())?;
+            let resp = client.send(request, Duration::from_secs(10)).await.map_err(|e| format!("direct GET: {}", e.message))?;
+            let peers = serde_json::from_slice::<Value>(&resp.body).ok().and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0);
+            let rtt = t.elapsed();
+            if resp.status != 200 || peers != 3 {
+                return Err(format!("direct GET answered {} with {peers} peers", resp.status));
+            }
+            if measuring {
+                direct.push(ms(rtt));
+            }
+        }
+        round += 1;
+    }
+    p.close_stdin();
+    let _ = p.wait_exit(Duration::from_secs(10)).await;
+    let (through, direct) = (sorted(through), sorted(direct));
+
+    report.line("## 3. Tool-call overhead (`list_peers` → loopback stub)");
+    report.blank();
+    report.line(&format!(
+        "{} sequential `tools/call list_peers` (3 peers) through the release binary (single workspace, heartbeat and inbox \
+         disabled so only the tool talks to the stub), timed at the client end of the stdio pipes; baseline: the same \
+         `GET /registry/:id/peers` (same headers) sent directly from the bench \
+         process with io-tokio's pooled \
+         `HttpClient` and its JSON parsed. Interleaved in blocks of {block} after {warmup} warm-up calls of each.",
+        through.len()
+    ));
+    report.blank();
+    let row = |name: &str, v: &[f64]| {
+        vec![
+            name.to_owned(),
+            format!("{}", v.len()),
+            fmt_ms(percentile(v, 0.5)),
+            fmt_ms(percentile(v, 0.9)),
+            fmt_ms(percentile(v, 0.99)),
+            fmt_ms(mean(v)),
+        ]
+    };
+    report.table(
+        &["path", "calls", "p50", "p90", "p99", "mean"],
+        &[row("through molecule-mcp (MCP stdio → tool → HTTP)", &through), row("direct pooled `HttpClient`", &direct)],
+    );
+    let (b50, d50, b99, d99) = (percentile(&through, 0.5), percentile(&direct, 0.5), percentile(&through, 0.99), percentile(&direct, 0.99));
+    let cpu_per_call_us = cpu_ticks as f64 / clock_ticks_per_sec() as f64 * 1e6 / through.len().max(1) as f64;
+    report.line(&format!(
+        "Overhead of the binary = binary RTT − direct RTT: p50 {} ({} the direct RTT), p99 {}. molecule-mcp process CPU: \
+         {cpu_per_call_us:.0} µs per call. Goal p50 < 1 ms → **{}**.",
+        fmt_ms(b50 - d50),
+        fmt_ratio(b50 / d50),
+        fmt_ms(b99 - d99),
+        if b50 < 1.0 { "met" } else { "missed" }
+    ));
+    report.blank();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Scale
+// ---------------------------------------------------------------------------------------
+
+struct ScaleCase {
+    workspaces: usize,
+    inbox: bool,
+    heartbeat_secs: u64,
+    poll_secs: u64,
+    window: Duration,
+}
+
+struct ScaleResult {
+    case_label: String,
+    registered_after: Duration,
+    window: Duration,
+    heartbeats: u64,
+    polls: u64,
+    other: u64,
+    cpu_secs: f64,
+    rss_kb: u64,
+    hwm_kb: u64,
+    threads: u64,
+    open_fds: usize,
+    stub_cpu_secs: f64,
+    warn_lines: usize,
+    warn_window: usize,
+    warn_top: Vec<(usize, String)>,
+    real_rate: f64,
+}
+
+impl ScaleResult {
+    fn requests(&self) -> u64 {
+        self.heartbeats + self.polls
+    }
+    fn share(&self) -> f64 {
+        self.cpu_secs / self.window.as_secs_f64()
+    }
+    /// CPU share at the real cadence: CPU per request × the real request rate.
+    fn real_share(&self) -> f64 {
+        self.cpu_secs / self.requests().max(1) as f64 * self.real_rate
+    }
+}
+
+async fn scale_case(opts: &Options, case: &ScaleCase) -> Result<ScaleResult, String> {
+    let n = case.workspaces;
+    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let seeded = Instant::now();
+    let workspaces: Vec<(String, String)> = (0..n).map(|i| stub.create_workspace(WorkspaceSpec::named(&format!("scale-{i}")).poll())).collect();
+    progress(&format!("scale: seeded {n} workspaces in {:.2} s", seeded.elapsed().as_secs_f64()));
+    let dir = TempDir::new("scale")?;
+    let list: Vec<Value> = workspaces.iter().map(|(id, token)| json!({"id": id, "token": token})).collect();
+    let file = dir.0.join("workspaces.json");
+    std::fs::write(&file, serde_json::to_vec(&list).unwrap_or_default()).map_err(|e| format!("write {}: {e}", file.display()))?;
+    let state_dir = TempDir::new("scale-state")?;
+    let (url, state, file_s) = (stub.url(), state_dir.path(), file.display().to_string());
+    let (hb, poll) = (case.heartbeat_secs.to_string(), case.poll_secs.to_string());
+    let mut env = vec![("PLATFORM_URL", url.as_str()), ("CONFIGS_DIR", state.as_str()), ("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", hb.as_str())];
+    if case.inbox {
+        env.push(("MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS", poll.as_str()));
+    } else {
+        env.push(("MOLECULE_MCP_DISABLE_INBOX", "1"));
+    }
+    let started = Instant::now();
+    let mut p = McpProcess::spawn_bin(&opts.bin, &env, &["--workspaces-file", file_s.as_str()]).map_err(|e| format!("spawn: {e}"))?;
+    p.initialize(Duration::from_secs(60)).await.ok_or_else(|| format!("no initialize reply; stderr: {}", p.stderr()))?;
+    let pid = p.pid().ok_or("no pid")?;
+
+    // Wait until the stub has seen every workspace register and heartbeat at least once.
+    let mut waiting: Vec<&str> = workspaces.iter().map(|(id, _)| id.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !waiting.is_empty() {
+        waiting.retain(|id| stub.workspace(id).is_none_or(|w| w.register_count == 0 || w.heartbeat_count == 0));
+        if Instant::now() > deadline {
+            return Err(format!("{} of {n} workspaces never registered and heartbeated; stderr tail: {}", waiting.len(), tail(&p.stderr())));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stub.clear_journal();
+    }
+    let registered_after = started.elapsed();
+    progress(&format!("scale: all {n} registered and beating after {:.1} s; settling", registered_after.as_secs_f64()));
+    // Settle: one more beat (and poll) interval plus 5 s, so start-up writes are done and every
+    // session is on its steady grid.
+    tokio::time::sleep(Duration::from_secs(case.heartbeat_secs.max(if case.inbox { case.poll_secs } else { 0 }) + 5)).await;
+
+    stub.clear_journal();
+    let window_start = SystemTime::now();
+    let warn_before = count_warns(&p.stderr());
+    let cpu0 = proc_cpu_ticks(pid).ok_or("cannot read /proc/<pid>/stat")?;
+    let stub_cpu0 = proc_cpu_ticks(std::process::id()).unwrap_or(0);
+    let t0 = Instant::now();
+    progress(&format!("scale: measuring {:.0} s", case.window.as_secs_f64()));
+    tokio::time::sleep(case.window).await;
+    let cpu1 = proc_cpu_ticks(pid).ok_or("cannot read /proc/<pid>/stat")?;
+    let stub_cpu1 = proc_cpu_ticks(std::process::id()).unwrap_or(0);
+    let window = t0.elapsed();
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0);
+    let warn_window = count_warns(&p.stderr()).saturating_sub(warn_before);
+    let window_end = SystemTime::now();
+    let rss_kb = proc_status(pid, "VmRSS").unwrap_or(0);
+    let hwm_kb = proc_status(pid, "VmHWM").unwrap_or(0);
+    let threads = proc_status(pid, "Threads").unwrap_or(0);
+    let inside = move |e: &JournalEntry| e.at >= window_start && e.at <= window_end;
+    let heartbeats = journal_count(&stub, |e| inside(e) && e.path == "/registry/heartbeat" && e.status == Some(200)).await;
+    let polls = journal_count(&stub, |e| inside(e) && e.path.ends_with("/activity") && e.method == "GET" && e.status == Some(200)).await;
+    let all = journal_count(&stub, inside).await;
+    stub.clear_journal();
+    p.close_stdin();
+    if p.wait_exit(Duration::from_secs(20)).await.is_none() {
+        return Err("molecule-mcp did not exit within 20 s of stdin EOF".to_owned());
+    }
+    let stderr = p.stderr();
+    let warn_lines = count_warns(&stderr);
+    let tck = clock_ticks_per_sec() as f64;
+    let cpu_secs = cpu1.saturating_sub(cpu0) as f64 / tck;
+    let stub_cpu_secs = stub_cpu1.saturating_sub(stub_cpu0) as f64 / tck;
+    let real_rate = n as f64 / 20.0 + if case.inbox { n as f64 / 5.0 } else { 0.0 };
+    Ok(ScaleResult {
+        case_label: format!("{n}"),
+        registered_after,
+        window,
+        heartbeats,
+        polls,
+        other: all - heartbeats - polls,
+        cpu_secs,
+        rss_kb,
+        hwm_kb,
+        threads,
+        open_fds,
+        stub_cpu_secs,
+        warn_lines,
+        warn_window,
+        warn_top: warn_summary(&stderr),
+        real_rate,
+    })
+}
+
+fn count_warns(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count()
+}
+
+fn parse_sizes(flag: &str, list: &str) -> Result<Vec<usize>, String> {
+    if list.trim() == "none" || list.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    list.split(',').map(|s| s.trim().replace('_', "").parse::<usize>().map_err(|e| format!("{flag} {list:?}: {e}"))).collect()
+}
+
+/// The most frequent WARN/ERROR messages (digits blanked so ids and counts group), with counts.
+fn warn_summary(stderr: &str) -> Vec<(usize, String)> {
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+        // Drop the timestamp and the workspace field; blank digits; keep it short.
+        let text = line.split_once(' ').map_or(line, |(_, rest)| rest);
+        let text = text.rsplit_once(" workspace=").map_or(text, |(msg, _)| msg).trim();
+        let mut key = String::new();
+        for c in text.chars().take(160) {
+            let c = if c.is_ascii_digit() { '#' } else { c };
+            if !(c == '#' && key.ends_with('#')) {
+                key.push(c);
+            }
+        }
+        *counts.entry(key).or_default() += 1;
+    }
+    let mut list: Vec<(usize, String)> = counts.into_iter().map(|(k, v)| (v, k)).collect();
+    list.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    list.truncate(3);
+    list
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+async fn scale(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let fast_window = opts.window.unwrap_or(if opts.quick { Duration::from_secs(4) } else { Duration::from_secs(20) });
+    let real_window = Duration::from_secs(40);
+    let mut cases = Vec::new();
+    let sizes = opts.sizes.clone().unwrap_or(if opts.quick { vec![200] } else { vec![1_000] });
+    for &n in &sizes {
+        cases.push(ScaleCase { workspaces: n, inbox: false, heartbeat_secs: 2, poll_secs: 5, window: fast_window });
+        cases.push(ScaleCase { workspaces: n, inbox: true, heartbeat_secs: 4, poll_secs: 1, window: fast_window });
+    }
+    let real_sizes = opts.real_sizes.clone().unwrap_or(if opts.quick { Vec::new() } else { vec![10_000] });
+    for &n in &real_sizes {
+        cases.push(ScaleCase { workspaces: n, inbox: false, heartbeat_secs: 20, poll_secs: 5, window: real_window });
+        cases.push(ScaleCase { workspaces: n, inbox: true, heartbeat_secs: 20, poll_secs: 5, window: real_window });
+    }
+    let mut results = Vec::new();
+    for case in &cases {
+        progress(&format!(
+            "scale: {} workspaces, inbox {}, heartbeat {} s{}",
+            case.workspaces,
+            if case.inbox { "on" } else { "off" },
+            case.heartbeat_secs,
+            if case.inbox { format!(", poll {} s", case.poll_secs) } else { String::new() }
+        ));
+        results.push(scale_case(opts, case).await?);
+    }
+
+    report.line("## 4. Scale: one process, many workspaces");
+    report.blank();
+    report.line(
+        "`molecule-mcp --workspaces-file <json>` against the loopback stub seeded with N poll-mode workspaces (idle feeds: \
+         every inbox poll is answered with an empty page). Timing starts once the stub has seen every workspace register \
+         and heartbeat, plus a settle time of one interval + 5 s. CPU = utime+stime of the molecule-mcp process only \
+         (`/proc/<pid>/stat`) over the window ÷ wall time = share of one core. Request counts = 2xx heartbeats and \
+         inbox polls the stub journaled inside the window. **At 20 s / 5 s** = CPU per request × the real request rate \
+         (N/20 heartbeats/s, plus N/5 polls/s with the inbox), i.e. CPU per heartbeat × N/20 without the inbox; the \
+         accelerated inbox runs keep the real 4 : 1 poll-to-heartbeat ratio (4 s / 1 s). RSS = `VmRSS` at the end of \
+         the window; peak = `VmHWM` (includes the start-up burst: every workspace registers at once). fds = open \
+         file descriptors of the process at the end of the window (≈ pooled connections + 10). Stub CPU = the bench \
+         process (the stub plus this monitor) over the same window, to show the stub was not the bottleneck.",
+    );
+    report.blank();
+    let mut rows = Vec::new();
+    for (case, r) in cases.iter().zip(&results) {
+        rows.push(vec![
+            r.case_label.clone(),
+            if case.inbox { format!("on ({} s)", case.poll_secs) } else { "off".to_owned() },
+            format!("{} s", case.heartbeat_secs),
+            format!("{:.1} s", r.registered_after.as_secs_f64()),
+            format!("{:.0} s", r.window.as_secs_f64()),
+            format!("{:.0} + {:.0}", r.heartbeats as f64 / r.window.as_secs_f64(), r.polls as f64 / r.window.as_secs_f64()),
+            format!("{:.1} %", r.share() * 100.0),
+            format!("{:.1} µs", r.cpu_secs * 1e6 / r.requests().max(1) as f64),
+            format!("**{:.2} %**", r.real_share() * 100.0),
+            fmt_mib(r.rss_kb as f64),
+            fmt_mib(r.hwm_kb as f64),
+            format!("{} / {}", r.threads, r.open_fds),
+            format!("{:.0} %", r.stub_cpu_secs / r.window.as_secs_f64() * 100.0),
+            format!("{} ({} in window)", r.warn_lines, r.warn_window),
+        ]);
+    }
+    report.table(
+        &[
+            "N",
+            "inbox",
+            "heartbeat",
+            "all beating after",
+            "window",
+            "req/s seen (hb + poll)",
+            "CPU (measured)",
+            "CPU per request",
+            "CPU at 20 s / 5 s",
+            "RSS",
+            "peak RSS",
+            "threads / fds",
+            "stub CPU",
+            "WARN/ERROR lines (whole run)",
+        ],
+        &rows,
+    );
+    for (case, r) in cases.iter().zip(&results) {
+        for (count, text) in &r.warn_top {
+            report.line(&format!(
+                "- N={} inbox {} @ {} s: {count}× `{}`",
+                case.workspaces,
+                if case.inbox { "on" } else { "off" },
+                case.heartbeat_secs,
+                text.replace('`', "'")
+            ));
+        }
+    }
+    if results.iter().any(|r| !r.warn_top.is_empty()) {
+        report.blank();
+    }
+    let other: u64 = results.iter().map(|r| r.other).sum();
+    if other > 0 {
+        report.line(&format!("({other} other requests were journaled in the windows, e.g. register retries.)"));
+        report.blank();
+    }
+    let goal_rows: Vec<String> = cases
+        .iter()
+        .zip(&results)
+        .filter(|(c, _)| c.workspaces == 10_000)
+        .map(|(c, r)| {
+            let cpu_ok = r.real_share() < 0.05;
+            // 100 MB = 100·10⁶ bytes (the stricter reading).
+            let mem_ok = (r.hwm_kb as f64) * 1024.0 < 100e6;
+            format!(
+                "10,000 workspaces, inbox {}, measured at {} s heartbeats: CPU at the real cadence {:.2} % ({}), peak RSS {} ({}).",
+                if c.inbox { "on" } else { "off" },
+                c.heartbeat_secs,
+                r.real_share() * 100.0,
+                if cpu_ok { "< 5 %: met" } else { "≥ 5 %: missed" },
+                fmt_mib(r.hwm_kb as f64),
+                if mem_ok { "< 100 MB: met" } else { "≥ 100 MB: missed" }
+            )
+        })
+        .collect();
+    for line in goal_rows {
+        report.line(&format!("- {line}"));
+    }
+    report.blank();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------
+
+fn header(opts: &Options, report: &mut Report, load_start: &str) {
+    report.line("# molecule-mcp benchmark report");
+    report.blank();
+    let commit = command_output("git", &["-C", &opts.repo.display().to_string(), "rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    let rustc = command_output("rustc", &["-V"]).unwrap_or_else(|| "unknown".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(std::num::NonZero::get).unwrap_or(0);
+    let mode = if opts.quick { "quick (smoke run: fewer runs, smaller N, short windows)" } else { "full" };
+    report.line(&format!("- Command: `{}` ({mode})", opts.command));
+    report.line(&format!("- Date (UTC): {}", format_rfc3339_micros(unix_micros_now())));
+    report.line(&format!("- Commit: {commit} (plus any uncommitted changes in the working tree)"));
+    report.line(&format!("- Machine: {cores} cores (nproc), CPU `{}`, {} RAM, Linux {kernel}", cpu_model(), mem_total()));
+    report.line(&format!("- Toolchain: {rustc}; release profile (thin LTO, 4 codegen units, stripped)"));
+    report.line(&format!("- Load average at start (1/5/15 min): {load_start}"));
+    report.blank();
+}
+
+fn main() -> ExitCode {
+    let opts = match Options::parse() {
+        Ok(o) => o,
+        Err(e) => {
+            progress(&e);
+            return ExitCode::from(2);
+        }
+    };
+    if !opts.bin.is_file() {
+        progress(&format!("molecule-mcp binary not found at {} (build it: bash scripts/bench.sh)", opts.bin.display()));
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            progress(&format!("cannot start the runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let load_start = load_average();
+    let started = Instant::now();
+    let mut report = Report::default();
+    header(&opts, &mut report, &load_start);
+    let mut failures = Vec::new();
+    let mut note = |name: &str, result: Result<(), String>, report: &mut Report| {
+        if let Err(e) = result {
+            progress(&format!("{name} FAILED: {e}"));
+            report.line(&format!("**Section {name} failed:** {e}"));
+            report.blank();
+            failures.push(name.to_owned());
+        }
+    };
+    if opts.wants("startup") {
+        let r = rt.block_on(startup(&opts, &mut report));
+        note("startup", r, &mut report);
+    }
+    if opts.wants("core") {
+        let r = core_section(&opts, &mut report);
+        note("core", r, &mut report);
+    }
+    if opts.wants("tools") {
+        let r = rt.block_on(tools(&opts, &mut report));
+        note("tools", r, &mut report);
+    }
+    if opts.wants("scale") {
+        let r = rt.block_on(scale(&opts, &mut report));
+        note("scale", r, &mut report);
+    }
+    report.line(&format!(
+        "Whole run: {:.0} s. Load average at the end (1/5/15 min): {}.",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    ));
+    emit(&report.0);
+    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
