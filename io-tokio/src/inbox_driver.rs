@@ -24,15 +24,15 @@
 //! not deliver the message again. Shutdown stops polling and fetching but keeps serving
 //! state writes until everything is saved.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use molecule_mcp_core::{HttpRequest, RequestId, Secret, TransportError, TransportErrorKind};
+use molecule_mcp_core::{RequestId, Secret, TransportError};
 use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus, UploadFetch, UploadOutcome, parse_rfc3339};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::http_client::HttpClient;
+use crate::http_client::{HttpClient, HttpResponse};
+use crate::request_queue::{FromHttp, RequestQueue};
 use crate::session_driver::now;
 use crate::wake_heap::WakeHeap;
 use crate::{logging, persist};
@@ -207,6 +207,7 @@ pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle
         .collect();
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
     let driver = Driver {
+        requests: RequestQueue::new(http.clone(), MAX_IN_FLIGHT, outcome_tx.clone()),
         wakes: WakeHeap::new(slots.len()),
         slots,
         http,
@@ -217,8 +218,6 @@ pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle
         arrival_count: count_tx,
         stopping: None,
         pending_pops: Vec::new(),
-        queued: VecDeque::new(),
-        in_flight: 0,
     };
     tokio::spawn(driver.run());
     (InboxHandle { commands: cmd_tx, arrivals: count_rx }, arrived_rx)
@@ -259,17 +258,13 @@ struct Driver {
     stopping: Option<oneshot::Sender<()>>,
     /// Pops whose removal is not on disk yet.
     pending_pops: Vec<PendingPop>,
-    /// Polls and acks waiting for one of the in-flight slots, oldest first.
-    queued: VecDeque<(usize, HttpRequest)>,
-    /// Polls and acks sent whose outcome has not come back yet.
-    in_flight: usize,
+    /// Polls and acks (downloads run outside the bound: few, and long).
+    requests: RequestQueue<InboxInput>,
 }
 
-/// Most polls and acks this driver has out at once; more wait in `Driver::queued` (their
-/// deadline keeps running, as for any local delay). Without a bound, N inboxes starting
-/// together open N connections at once (10,000 at start-up: over 100 MB of buffers that stay
-/// resident). 512 still sustains 10,000 inboxes' polls (2,000/s) up to ~250 ms round trips;
-/// steady state is far below it. Upload downloads are not counted (few, and long).
+/// Most polls and acks this driver has out at once (see `request_queue.rs`). 512 still
+/// sustains 10,000 inboxes' polls (2,000/s) up to ~250 ms round trips; steady state is far
+/// below it. Upload downloads are not counted (few, and long).
 const MAX_IN_FLIGHT: usize = 512;
 
 /// A pop answered once slot `idx` has saved its state (or at `deadline`).
@@ -290,7 +285,7 @@ impl Driver {
         for idx in 0..self.slots.len() {
             self.drain(idx);
         }
-        self.pump();
+        self.requests.pump();
         // One timer for the whole run, moved only when the earliest wake-up changes.
         let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(sleep);
@@ -313,7 +308,7 @@ impl Driver {
                 command = self.commands.recv() => match command {
                     Some(command) => {
                         self.command(command);
-                        self.pump();
+                        self.requests.pump();
                     }
                     // Every handle is gone: nobody can pop any more. Stop and save.
                     None if self.stopping.is_none() => self.begin_shutdown(None),
@@ -325,7 +320,7 @@ impl Driver {
                     while let Ok((idx, input)) = self.outcome_rx.try_recv() {
                         self.outcome(idx, input);
                     }
-                    self.pump();
+                    self.requests.pump();
                 }
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
@@ -359,35 +354,12 @@ impl Driver {
 
     fn outcome(&mut self, idx: usize, input: InboxInput) {
         match input {
-            InboxInput::HttpResponse { .. } | InboxInput::HttpFailed { .. } => self.in_flight = self.in_flight.saturating_sub(1),
+            InboxInput::HttpResponse { .. } | InboxInput::HttpFailed { .. } => self.requests.settled(),
             InboxInput::PersistDone { .. } | InboxInput::UploadDone { .. } | InboxInput::Shutdown => {}
         }
         if let Some(slot) = self.slots.get_mut(idx) {
             slot.inbox.handle(now(), input);
             self.drain(idx);
-        }
-    }
-
-    /// Sends queued polls and acks while fewer than the cap are out.
-    fn pump(&mut self) {
-        while self.in_flight < MAX_IN_FLIGHT {
-            let Some((idx, request)) = self.queued.pop_front() else { return };
-            self.in_flight += 1;
-            let http = self.http.clone();
-            let guard = OutcomeGuard { idx, id: request.id, tx: Some(self.outcome_tx.clone()) };
-            tokio::spawn(async move {
-                let input = match http.execute(&request).await {
-                    Ok(resp) => InboxInput::HttpResponse {
-                        id: request.id,
-                        status: resp.status,
-                        retry_after: resp.retry_after(),
-                        // No copy: a body read into one buffer becomes the Vec as it is.
-                        body: Vec::from(resp.body),
-                    },
-                    Err(error) => InboxInput::HttpFailed { id: request.id, error },
-                };
-                guard.send(input);
-            });
         }
     }
 
@@ -397,7 +369,7 @@ impl Driver {
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
         // Stopped inboxes send nothing more; what is already out may finish.
-        self.queued.clear();
+        self.requests.clear();
         let t = now();
         for idx in 0..self.slots.len() {
             if let Some(slot) = self.slots.get_mut(idx) {
@@ -514,7 +486,7 @@ impl Driver {
             }
             self.drain(idx);
         }
-        self.pump();
+        self.requests.pump();
     }
 
     /// Performs every queued action of slot `idx`, then re-registers its wake-up.
@@ -522,7 +494,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(idx) else { return };
         while let Some(action) = slot.inbox.poll_action() {
             match action {
-                InboxAction::SendHttp(request) => self.queued.push_back((idx, request)),
+                InboxAction::SendHttp(request) => self.requests.push(idx, request),
                 InboxAction::FetchUpload(fetch) if slot.outbound_uploads > 0 => slot.held_fetches.push(fetch),
                 InboxAction::FetchUpload(fetch) => spawn_fetch(&self.http, &self.outcome_tx, idx, slot.uploads_dir.clone(), fetch),
                 InboxAction::Persist { id, bytes } => {
@@ -545,6 +517,21 @@ impl Driver {
     }
 }
 
+impl FromHttp for InboxInput {
+    fn from_http(id: RequestId, outcome: Result<HttpResponse, TransportError>) -> Self {
+        match outcome {
+            Ok(resp) => InboxInput::HttpResponse {
+                id,
+                status: resp.status,
+                retry_after: resp.retry_after(),
+                // No copy: a body read into one buffer becomes the Vec as it is.
+                body: Vec::from(resp.body),
+            },
+            Err(error) => InboxInput::HttpFailed { id, error },
+        }
+    }
+}
+
 /// Runs one download on its own task and reports the outcome for slot `idx`.
 fn spawn_fetch(http: &HttpClient, tx: &mpsc::UnboundedSender<(usize, InboxInput)>, idx: usize, dir: PathBuf, fetch: UploadFetch) {
     let http = http.clone();
@@ -556,30 +543,6 @@ fn spawn_fetch(http: &HttpClient, tx: &mpsc::UnboundedSender<(usize, InboxInput)
     });
 }
 
-/// Delivers exactly one outcome per sent request: the answer, or (if the request task ended
-/// without one, e.g. by panicking) a transport failure, so the in-flight count stays exact.
-struct OutcomeGuard {
-    idx: usize,
-    id: RequestId,
-    tx: Option<mpsc::UnboundedSender<(usize, InboxInput)>>,
-}
-
-impl OutcomeGuard {
-    fn send(mut self, input: InboxInput) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send((self.idx, input));
-        }
-    }
-}
-
-impl Drop for OutcomeGuard {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let error = TransportError { kind: TransportErrorKind::Io, message: "the request task ended without an outcome".to_owned() };
-            let _ = tx.send((self.idx, InboxInput::HttpFailed { id: self.id, error }));
-        }
-    }
-}
 
 /// Downloads one upload (cap enforced while streaming) and stages it privately.
 async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) -> UploadOutcome {

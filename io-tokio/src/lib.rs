@@ -11,6 +11,7 @@
 //! | `session_driver.rs` | many sessions on one task: timers, HTTP, persistence, events |
 //! | `inbox_driver.rs` | many inboxes on one task, plus the handle the inbox tools use |
 //! | `wake_heap.rs` | which machine to wake when (shared by both drivers) |
+//! | `request_queue.rs` | the requests both drivers send, at most N at once |
 //! | `state_dir.rs` | where state lives (CONFIGS_DIR → /configs → ~/.molecule-workspace) |
 //! | `persist.rs` | 0600 temp + fsync + rename writes |
 //! | `logging.rs` | tracing on stderr, core log actions |
@@ -19,6 +20,7 @@ pub mod http_client;
 pub mod inbox_driver;
 pub mod logging;
 pub mod persist;
+mod request_queue;
 pub mod session_driver;
 pub mod state_dir;
 mod wake_heap;

@@ -8,14 +8,14 @@
 //! workspaces alive; at most [`MAX_IN_FLIGHT`] requests are out at once (the rest queue in
 //! order), so thousands of workspaces starting together do not open thousands of connections.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use molecule_mcp_core::{Action, FatalReason, HttpRequest, Input, PersistFile, PersistRequest, RequestId, Secret, Session, SessionConfig, SessionStatus, TransportError, TransportErrorKind};
+use molecule_mcp_core::{Action, FatalReason, Input, PersistFile, PersistRequest, RequestId, Secret, Session, SessionConfig, SessionStatus, TransportError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::http_client::HttpClient;
+use crate::http_client::{HttpClient, HttpResponse};
+use crate::request_queue::{FromHttp, RequestQueue};
 use crate::wake_heap::WakeHeap;
 use crate::{logging, persist};
 
@@ -139,13 +139,11 @@ pub fn spawn(specs: Vec<SessionSpec>, http: HttpClient, seed: u64) -> (DriverHan
     let driver = Driver {
         wakes: WakeHeap::new(slots.len()),
         slots,
-        http,
+        requests: RequestQueue::new(http, MAX_IN_FLIGHT, outcome_tx.clone()),
         outcome_tx,
         outcome_rx,
         events: event_tx,
         commands: cmd_rx,
-        queued: VecDeque::new(),
-        in_flight: 0,
     };
     tokio::spawn(driver.run());
     (DriverHandle { commands: cmd_tx }, event_rx)
@@ -159,22 +157,16 @@ struct Slot {
 struct Driver {
     slots: Vec<Slot>,
     wakes: WakeHeap,
-    http: HttpClient,
     outcome_tx: mpsc::UnboundedSender<(usize, Input)>,
     outcome_rx: mpsc::UnboundedReceiver<(usize, Input)>,
     events: mpsc::UnboundedSender<DriverEvent>,
     commands: mpsc::UnboundedReceiver<Command>,
-    /// Requests waiting for one of the [`MAX_IN_FLIGHT`] slots, oldest first.
-    queued: VecDeque<(usize, HttpRequest)>,
-    /// Requests sent whose outcome has not come back yet.
-    in_flight: usize,
+    requests: RequestQueue<Input>,
 }
 
-/// Most HTTP requests this driver has out at once; more wait in `Driver::queued` (their
-/// deadline keeps running, as for any local delay). Without a bound, N workspaces starting
-/// together open N connections at once (10,000 at start-up: ~230 MB of buffers that stay
-/// resident, and as many TLS handshakes on a real platform). 256 still sustains 10,000
-/// workspaces' heartbeats (500/s) up to ~500 ms round trips; steady state is far below it.
+/// Most HTTP requests this driver has out at once (see `request_queue.rs`). 256 still
+/// sustains 10,000 workspaces' heartbeats (500/s) up to ~500 ms round trips; steady state is
+/// far below it.
 const MAX_IN_FLIGHT: usize = 256;
 
 impl Driver {
@@ -182,7 +174,7 @@ impl Driver {
         for idx in 0..self.slots.len() {
             self.drain(idx);
         }
-        self.pump();
+        self.requests.pump();
         // One timer for the whole run, moved only when the earliest wake-up changes.
         let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(sleep);
@@ -218,7 +210,7 @@ impl Driver {
                     while let Ok((idx, input)) = self.outcome_rx.try_recv() {
                         self.outcome(idx, input);
                     }
-                    self.pump();
+                    self.requests.pump();
                 }
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
@@ -230,7 +222,7 @@ impl Driver {
 
     fn outcome(&mut self, idx: usize, input: Input) {
         match input {
-            Input::HttpResponse { .. } | Input::HttpFailed { .. } => self.in_flight = self.in_flight.saturating_sub(1),
+            Input::HttpResponse { .. } | Input::HttpFailed { .. } => self.requests.settled(),
             Input::PersistDone { .. } | Input::Shutdown => {}
         }
         if let Some(slot) = self.slots.get_mut(idx) {
@@ -239,32 +231,9 @@ impl Driver {
         }
     }
 
-    /// Sends queued requests while fewer than [`MAX_IN_FLIGHT`] are out.
-    fn pump(&mut self) {
-        while self.in_flight < MAX_IN_FLIGHT {
-            let Some((idx, request)) = self.queued.pop_front() else { return };
-            self.in_flight += 1;
-            let http = self.http.clone();
-            let guard = OutcomeGuard { idx, id: request.id, tx: Some(self.outcome_tx.clone()) };
-            tokio::spawn(async move {
-                let input = match http.execute(&request).await {
-                    Ok(resp) => Input::HttpResponse {
-                        id: request.id,
-                        status: resp.status,
-                        retry_after: resp.retry_after(),
-                        // No copy: a body read into one buffer becomes the Vec as it is.
-                        body: Vec::from(resp.body),
-                    },
-                    Err(error) => Input::HttpFailed { id: request.id, error },
-                };
-                guard.send(input);
-            });
-        }
-    }
-
     fn shutdown_all(&mut self) {
         // Stopped sessions send nothing more; what is already out may finish.
-        self.queued.clear();
+        self.requests.clear();
         let t = now();
         for idx in 0..self.slots.len() {
             if let Some(slot) = self.slots.get_mut(idx) {
@@ -283,7 +252,7 @@ impl Driver {
             }
             self.drain(idx);
         }
-        self.pump();
+        self.requests.pump();
     }
 
     /// Performs every queued action of slot `idx`, then re-registers its wake-up.
@@ -291,7 +260,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(idx) else { return };
         while let Some(action) = slot.session.poll_action() {
             match action {
-                Action::SendHttp(request) => self.queued.push_back((idx, request)),
+                Action::SendHttp(request) => self.requests.push(idx, request),
                 Action::Log(line) => logging::emit(&line),
                 Action::Persist(request) => {
                     let path = slot.paths.path(request.file).clone();
@@ -310,27 +279,17 @@ impl Driver {
     }
 }
 
-/// Delivers exactly one outcome per sent request: the answer, or (if the request task ended
-/// without one, e.g. by panicking) a transport failure, so the in-flight count stays exact.
-struct OutcomeGuard {
-    idx: usize,
-    id: RequestId,
-    tx: Option<mpsc::UnboundedSender<(usize, Input)>>,
-}
-
-impl OutcomeGuard {
-    fn send(mut self, input: Input) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send((self.idx, input));
-        }
-    }
-}
-
-impl Drop for OutcomeGuard {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let error = TransportError { kind: TransportErrorKind::Io, message: "the request task ended without an outcome".to_owned() };
-            let _ = tx.send((self.idx, Input::HttpFailed { id: self.id, error }));
+impl FromHttp for Input {
+    fn from_http(id: RequestId, outcome: Result<HttpResponse, TransportError>) -> Self {
+        match outcome {
+            Ok(resp) => Input::HttpResponse {
+                id,
+                status: resp.status,
+                retry_after: resp.retry_after(),
+                // No copy: a body read into one buffer becomes the Vec as it is.
+                body: Vec::from(resp.body),
+            },
+            Err(error) => Input::HttpFailed { id, error },
         }
     }
 }

@@ -1,0 +1,94 @@
+//! The HTTP requests a driver's machines want sent, with a bound on how many are out at once.
+//!
+//! Both drivers queue every `SendHttp` here. [`RequestQueue::pump`] starts queued requests
+//! (oldest first) on their own tasks while fewer than `max` are out; each task reports
+//! exactly one outcome back to the driver as the machine's own input type ([`FromHttp`]),
+//! and the driver calls [`RequestQueue::settled`] when it sees one. Without the bound, N
+//! workspaces starting together open N connections at once (10,000 at start-up kept
+//! ~230 MB of buffers resident); a queued request's deadline keeps running meanwhile, as
+//! for any local delay, and the core enforces it.
+
+use std::collections::VecDeque;
+
+use molecule_mcp_core::{HttpRequest, RequestId, TransportError, TransportErrorKind};
+use tokio::sync::mpsc;
+
+use crate::http_client::{HttpClient, HttpResponse};
+
+/// A machine input that carries the outcome of one HTTP request.
+pub(crate) trait FromHttp: Send + 'static {
+    /// The input for request `id`'s response or transport failure.
+    fn from_http(id: RequestId, outcome: Result<HttpResponse, TransportError>) -> Self;
+}
+
+/// Queued and in-flight requests of one driver; `I` is its machines' input type.
+pub(crate) struct RequestQueue<I> {
+    queued: VecDeque<(usize, HttpRequest)>,
+    in_flight: usize,
+    max: usize,
+    http: HttpClient,
+    outcomes: mpsc::UnboundedSender<(usize, I)>,
+}
+
+impl<I: FromHttp> RequestQueue<I> {
+    /// A queue sending through `http`, at most `max` at once, outcomes to `outcomes` tagged
+    /// with the slot index they were queued for.
+    pub(crate) fn new(http: HttpClient, max: usize, outcomes: mpsc::UnboundedSender<(usize, I)>) -> Self {
+        RequestQueue { queued: VecDeque::new(), in_flight: 0, max: max.max(1), http, outcomes }
+    }
+
+    /// Queues `request` for slot `idx` (sent by the next [`RequestQueue::pump`]).
+    pub(crate) fn push(&mut self, idx: usize, request: HttpRequest) {
+        self.queued.push_back((idx, request));
+    }
+
+    /// One request's outcome came back.
+    pub(crate) fn settled(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Drops everything not sent yet (the machines are stopping); what is out may finish.
+    pub(crate) fn clear(&mut self) {
+        self.queued.clear();
+    }
+
+    /// Starts queued requests while fewer than `max` are out.
+    pub(crate) fn pump(&mut self) {
+        while self.in_flight < self.max {
+            let Some((idx, request)) = self.queued.pop_front() else { return };
+            self.in_flight += 1;
+            let http = self.http.clone();
+            let guard = OutcomeGuard { idx, id: request.id, tx: Some(self.outcomes.clone()) };
+            tokio::spawn(async move {
+                let outcome = http.execute(&request).await;
+                guard.send(I::from_http(request.id, outcome));
+            });
+        }
+    }
+}
+
+/// Delivers exactly one outcome per sent request: the answer, or (if the request task ended
+/// without one, e.g. by panicking or being dropped at shutdown) a transport failure, so the
+/// in-flight count stays exact.
+struct OutcomeGuard<I: FromHttp> {
+    idx: usize,
+    id: RequestId,
+    tx: Option<mpsc::UnboundedSender<(usize, I)>>,
+}
+
+impl<I: FromHttp> OutcomeGuard<I> {
+    fn send(mut self, input: I) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((self.idx, input));
+        }
+    }
+}
+
+impl<I: FromHttp> Drop for OutcomeGuard<I> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let error = TransportError { kind: TransportErrorKind::Io, message: "the request task ended without an outcome".to_owned() };
+            let _ = tx.send((self.idx, I::from_http(self.id, Err(error))));
+        }
+    }
+}
