@@ -3,10 +3,12 @@
 
 use std::io::Write;
 
-/// A small multi-threaded runtime (2 workers: the machine class we target has 2 cores and
-/// the work is I/O bound).
+/// A single-threaded runtime. The work is I/O bound and everything that blocks (stdin,
+/// file writes, attachment reads) runs on tokio's blocking pool, so one thread keeps up;
+/// hopping wake-ups between two worker threads cost 15 % CPU per heartbeat and 26 % per
+/// poll in an A/B run of the scale benchmark (BENCHMARKS.md).
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 /// Resolves when the process is asked to terminate.
