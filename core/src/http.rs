@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::secret::Secret;
 
+/// The non-auth headers of a request, `(name, value)` in send order.
+pub type Headers = std::sync::Arc<[(&'static str, String)]>;
+
 /// Identifies one in-flight request. Strictly increasing per machine; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
@@ -57,8 +60,9 @@ pub struct HttpRequest {
     /// Bearer token for `Authorization: Bearer …`; kept apart from `headers` so it is
     /// redacted in `Debug` and never copied into a log line.
     pub bearer: Option<Secret>,
-    /// Other headers (`Origin`, `Content-Type`, …) in send order.
-    pub headers: Vec<(&'static str, String)>,
+    /// Other headers (`Origin`, `Content-Type`, …) in send order. Shared: a machine builds
+    /// its header list once and every request clones the pointer.
+    pub headers: Headers,
     /// Body bytes (JSON for POSTs); empty for GETs.
     pub body: Vec<u8>,
     /// The driver must give up at this instant and report [`TransportErrorKind::Timeout`].

@@ -3,15 +3,19 @@
 //!
 //! `Debug` and `Display` print a fixed placeholder; the only way to read the value is
 //! [`Secret::expose`], which makes every place that handles the raw value easy to audit.
+//!
+//! Shared (`Arc<str>`): every request carries the bearer, and cloning one must not allocate.
+
+use std::sync::Arc;
 
 /// A secret value (workspace token, inbound secret). Redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a value. The caller is responsible for having trimmed it.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Arc::from(value.into()))
     }
 
     /// The raw value. Use only to build an `Authorization` header or write a 0600 file.
@@ -31,7 +35,7 @@ impl Secret {
         if self.0.len() < 4 {
             return text.to_owned();
         }
-        text.replace(self.0.as_str(), "[REDACTED]")
+        text.replace(&*self.0, "[REDACTED]")
     }
 }
 

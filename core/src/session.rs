@@ -12,7 +12,7 @@
 //!
 //! `Failed` and `Stopped` are terminal: they absorb every later input and emit nothing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
 use crate::escalation::{self, AuthFailureLog};
 use crate::heartbeat_schedule::{HeartbeatSchedule, MAX_RETRY_AFTER, register_backoff};
-use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
 use crate::input::Input;
 use crate::platform_url::PlatformUrl;
 use crate::rng::Rng;
@@ -132,12 +132,15 @@ pub struct Session {
     rng: Rng,
     next_request: u64,
     next_persist: u64,
-    inflight: BTreeMap<RequestId, InFlight>,
+    /// In id order (ids only grow, so pushing keeps it sorted). A session has at most a
+    /// few requests out, and a `Vec` keeps its buffer: no allocation per beat.
+    inflight: Vec<(RequestId, InFlight)>,
     timers: TimerTable,
     actions: VecDeque<Action>,
     registered: bool,
     register_attempts: u32,
     heartbeat: Option<HeartbeatSchedule>,
+    beat_template: BeatTemplate,
     auth_failures: u32,
     secret: SecretTracker,
     token_persist: Option<PersistId>,
@@ -151,6 +154,7 @@ impl Session {
     pub fn new(cfg: SessionConfig, now: Instant, seed: u64) -> Self {
         let token = cfg.token.clone();
         let secret = SecretTracker { on_disk: cfg.known_inbound_secret.clone(), pending: None };
+        let beat_template = BeatTemplate::new(&cfg);
         let mut s = Session {
             cfg,
             token,
@@ -160,12 +164,13 @@ impl Session {
             rng: Rng::new(seed),
             next_request: 0,
             next_persist: 0,
-            inflight: BTreeMap::new(),
+            inflight: Vec::new(),
             timers: TimerTable::default(),
             actions: VecDeque::new(),
             registered: false,
             register_attempts: 0,
             heartbeat: None,
+            beat_template,
             auth_failures: 0,
             secret,
             token_persist: None,
@@ -204,7 +209,7 @@ impl Session {
 
     /// Ids of requests currently awaiting an outcome, ascending.
     pub fn in_flight(&self) -> impl Iterator<Item = RequestId> + '_ {
-        self.inflight.keys().copied()
+        self.inflight.iter().map(|(id, _)| *id)
     }
 
     /// Feeds one input. Never fails: unknown ids are counted and ignored, terminal states
@@ -326,11 +331,12 @@ impl Session {
     }
 
     fn take_inflight(&mut self, id: RequestId) -> Option<RequestKind> {
-        self.inflight.remove(&id).map(|f| f.kind)
+        let pos = self.inflight.iter().position(|(known, _)| *known == id)?;
+        Some(self.inflight.remove(pos).1.kind)
     }
 
     fn refresh_deadline_timer(&mut self) {
-        match self.inflight.values().map(|f| f.deadline).min() {
+        match self.inflight.iter().map(|(_, f)| f.deadline).min() {
             Some(at) if !self.is_terminal() => self.timers.set(Timer::RequestDeadline, at),
             Some(_) | None => self.timers.stop(Timer::RequestDeadline),
         }
@@ -340,23 +346,18 @@ impl Session {
         self.actions.push_back(Action::Log(LogLine { level, workspace_id: self.cfg.workspace_id.clone(), message }));
     }
 
-    fn send(&mut self, now: Instant, kind: RequestKind, path: &str, body: &Value, timeout: Duration) {
+    fn send(&mut self, now: Instant, kind: RequestKind, url: String, body: Vec<u8>, timeout: Duration) {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let deadline = now + timeout.max(Duration::from_millis(1));
-        self.inflight.insert(id, InFlight { kind, deadline });
-        // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
-        let body = serde_json::to_vec(body).unwrap_or_default();
+        self.inflight.push((id, InFlight { kind, deadline }));
         self.actions.push_back(Action::SendHttp(HttpRequest {
             id,
             kind,
             method: Method::Post,
-            url: self.cfg.platform.join(path),
+            url,
             bearer: Some(self.token.clone()),
-            headers: vec![
-                ("Origin", self.cfg.platform.origin().to_owned()),
-                ("Content-Type", "application/json".to_owned()),
-            ],
+            headers: self.beat_template.headers.clone(),
             body,
             deadline,
         }));
@@ -369,25 +370,23 @@ impl Session {
             "agent_card": self.cfg.agent_card,
             "delivery_mode": "poll",
         });
-        self.send(now, RequestKind::Register, "/registry/register", &body, self.cfg.request_timeout);
+        // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let url = self.cfg.platform.join("/registry/register");
+        self.send(now, RequestKind::Register, url, body, self.cfg.request_timeout);
     }
 
     /// Sends a heartbeat now (unless one is still outstanding) and schedules the next.
     fn beat(&mut self, now: Instant, not_before: Option<Instant>) {
-        let outstanding = self.inflight.values().any(|f| f.kind == RequestKind::Heartbeat);
+        let outstanding = self.inflight.iter().any(|(_, f)| f.kind == RequestKind::Heartbeat);
         if !outstanding {
             let uptime = now.saturating_duration_since(self.started_at).as_secs();
-            let body = json!({
-                "workspace_id": self.cfg.workspace_id,
-                "error_rate": 0.0,
-                "sample_error": "",
-                "active_tasks": 0,
-                "uptime_seconds": uptime,
-            });
+            let body = self.beat_template.body(uptime);
             // Well inside the interval: a hung beat must be settled before the next tick
             // (which jitter may bring a little early), or that tick would be skipped.
             let timeout = self.cfg.request_timeout.min(self.cfg.heartbeat_interval.mul_f64(0.75));
-            self.send(now, RequestKind::Heartbeat, "/registry/heartbeat", &body, timeout);
+            let url = self.beat_template.url.clone();
+            self.send(now, RequestKind::Heartbeat, url, body, timeout);
             self.heartbeats_sent += 1;
         }
         self.schedule_next_beat(now, not_before);
@@ -418,7 +417,7 @@ impl Session {
                     self.adopt_minted_token(Secret::new(token));
                 }
                 if let Some(secret) = non_empty_str(&obj, "platform_inbound_secret") {
-                    self.maybe_persist_secret(Secret::new(secret));
+                    self.maybe_persist_secret(&secret);
                 }
             }
             self.start_heartbeats(now);
@@ -493,20 +492,23 @@ impl Session {
     }
 
     fn on_heartbeat_response(&mut self, now: Instant, status: u16, retry_after: Option<Duration>, body: &[u8]) {
-        let ws = self.cfg.workspace_id.clone();
         if (200..300).contains(&status) {
             self.heartbeats_ok += 1;
             if self.auth_failures > 0 {
                 self.log(LogLevel::Info, format!("heartbeat accepted again after {} auth failure(s)", self.auth_failures));
             }
             self.auth_failures = 0;
-            if let Some(obj) = json_object(body)
-                && let Some(secret) = non_empty_str(&obj, "platform_inbound_secret")
+            // Only the secret matters; reading just that field (borrowed) instead of a whole
+            // `Value` tree is most of a beat's cost. Anything but an object whose
+            // `platform_inbound_secret` is a string counts as "no secret".
+            if let Some(reply) = BeatReply::parse(body)
+                && let Some(secret) = reply.platform_inbound_secret.as_deref().map(str::trim).filter(|s| !s.is_empty())
             {
-                self.maybe_persist_secret(Secret::new(secret));
+                self.maybe_persist_secret(secret);
             }
             return;
         }
+        let ws = self.cfg.workspace_id.clone();
         if escalation::is_auth_failure(status) {
             self.auth_failures = self.auth_failures.saturating_add(1);
             let n = self.auth_failures;
@@ -545,12 +547,13 @@ impl Session {
         self.log(LogLevel::Warn, format!("heartbeat failed ({:?}): {detail}", error.kind));
     }
 
-    fn maybe_persist_secret(&mut self, secret: Secret) {
-        let already = self.secret.on_disk.as_ref() == Some(&secret)
-            || self.secret.pending.as_ref().map(|(_, s)| s) == Some(&secret);
+    fn maybe_persist_secret(&mut self, secret: &str) {
+        let already = self.secret.on_disk.as_ref().is_some_and(|s| s.expose() == secret)
+            || self.secret.pending.as_ref().is_some_and(|(_, s)| s.expose() == secret);
         if already {
             return;
         }
+        let secret = Secret::new(secret);
         self.next_persist += 1;
         let id = PersistId(self.next_persist);
         self.secret.pending = Some((id, secret.clone()));
@@ -609,6 +612,78 @@ impl Session {
     }
 }
 
+/// The part of a heartbeat answer the session reads (unknown fields are skipped).
+#[derive(serde::Deserialize)]
+struct BeatReply<'a> {
+    #[serde(borrow, default)]
+    platform_inbound_secret: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> BeatReply<'a> {
+    /// `None` unless `body` is a JSON object (a derived struct would also accept an array
+    /// as positional fields).
+    fn parse(body: &'a [u8]) -> Option<Self> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+        if *first != b'{' {
+            return None;
+        }
+        serde_json::from_slice(body).ok()
+    }
+}
+
+/// Every heartbeat is the same request but for `uptime_seconds`: URL and body are rendered
+/// once, by serde_json itself (so key order and escaping are exactly what a `json!` body
+/// would give), split around the uptime.
+#[derive(Debug, Clone)]
+struct BeatTemplate {
+    url: String,
+    /// `Origin` + `Content-Type`, the same for register and every beat.
+    headers: Headers,
+    body_head: Vec<u8>,
+    body_tail: Vec<u8>,
+}
+
+impl BeatTemplate {
+    /// A number no real uptime reaches, to find where the uptime goes.
+    const MARKER: u64 = u64::MAX;
+
+    fn new(cfg: &SessionConfig) -> Self {
+        let sample = beat_body_value(&cfg.workspace_id, Self::MARKER);
+        let rendered = serde_json::to_vec(&sample).unwrap_or_default();
+        let marker = Self::MARKER.to_string();
+        let at = rendered.windows(marker.len()).position(|w| w == marker.as_bytes()).unwrap_or(rendered.len());
+        BeatTemplate {
+            url: cfg.platform.join("/registry/heartbeat"),
+            headers: Headers::from(vec![
+                ("Origin", cfg.platform.origin().to_owned()),
+                ("Content-Type", "application/json".to_owned()),
+            ]),
+            body_head: rendered.get(..at).unwrap_or_default().to_vec(),
+            body_tail: rendered.get(at + marker.len()..).unwrap_or_default().to_vec(),
+        }
+    }
+
+    fn body(&self, uptime_seconds: u64) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut body = Vec::with_capacity(self.body_head.len() + 20 + self.body_tail.len());
+        body.extend_from_slice(&self.body_head);
+        let _ = write!(body, "{uptime_seconds}");
+        body.extend_from_slice(&self.body_tail);
+        body
+    }
+}
+
+/// The heartbeat body of reference §3.1.
+fn beat_body_value(workspace_id: &str, uptime_seconds: u64) -> Value {
+    json!({
+        "workspace_id": workspace_id,
+        "error_rate": 0.0,
+        "sample_error": "",
+        "active_tasks": 0,
+        "uptime_seconds": uptime_seconds,
+    })
+}
+
 /// The body as a JSON object, if it is one.
 fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
@@ -638,4 +713,35 @@ pub(crate) fn excerpt(body: &[u8], token: &Secret) -> String {
         .collect();
     let cleaned = cleaned.trim().to_owned();
     if cleaned.is_empty() { escalation::EMPTY_BODY.to_owned() } else { cleaned }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_template_renders_exactly_the_json_body() {
+        let platform = PlatformUrl::parse("https://p.example").expect("url");
+        for ws in ["aaaaaaaa-0000-4000-8000-000000000001", "quote\"and\\slash", "ünïcode"] {
+            let cfg = SessionConfig::new(platform.clone(), ws, Secret::new("t"), "env", json!({}));
+            let t = BeatTemplate::new(&cfg);
+            assert_eq!(t.url, "https://p.example/registry/heartbeat");
+            for uptime in [0, 7, 86_400, u64::MAX - 1] {
+                let expected = serde_json::to_vec(&beat_body_value(ws, uptime)).expect("json");
+                assert_eq!(t.body(uptime), expected, "{ws} {uptime}");
+            }
+        }
+    }
+
+    #[test]
+    fn beat_reply_reads_only_a_string_secret() {
+        let secret = |b: &[u8]| BeatReply::parse(b).and_then(|r| r.platform_inbound_secret.map(|s| s.into_owned()));
+        assert_eq!(secret(br#"{"status":"ok","platform_inbound_secret":"s1","generation":3}"#).as_deref(), Some("s1"));
+        assert_eq!(secret(br#"{"platform_inbound_secret":"s\u0031"}"#).as_deref(), Some("s1"), "escapes decoded");
+        assert_eq!(secret(br#"{"status":"ok"}"#), None);
+        assert_eq!(secret(br#"{"platform_inbound_secret":null}"#), None);
+        assert_eq!(secret(br#"{"platform_inbound_secret":5}"#), None);
+        assert_eq!(secret(br#"["platform_inbound_secret"]"#), None);
+        assert_eq!(secret(b"not json"), None);
+    }
 }

@@ -187,7 +187,7 @@ pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>
     if let Some(token) = &request.bearer {
         builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
-    for (name, value) in &request.headers {
+    for (name, value) in request.headers.iter() {
         builder = builder.header(*name, value.as_str());
     }
     builder.body(Full::new(Bytes::from(request.body.clone()))).map_err(|e| TransportError {

@@ -219,7 +219,7 @@ fn first_poll_is_immediate_authenticated_and_asks_for_the_backlog() {
         format!("{PLATFORM}/workspaces/{WS}/activity?type=a2a_receive&limit=100&since_secs=86400")
     );
     assert_eq!(req.bearer.as_ref().map(Secret::expose), Some(TOKEN));
-    assert_eq!(req.headers, vec![("Origin", PLATFORM.to_owned())]);
+    assert_eq!(&*req.headers, [("Origin", PLATFORM.to_owned())]);
     assert_eq!(req.deadline, h.now + Duration::from_secs(10));
 }
 

@@ -14,7 +14,7 @@ use super::schedule::{FailureClass, FailureLog, error_backoff};
 use super::state::{InboxState, MAX_OUTBOUND};
 use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome};
 use crate::action::{LogLevel, LogLine, PersistId};
-use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
+use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError};
 use crate::rng::Rng;
 use crate::secret::Secret;
 use crate::session::excerpt;
@@ -100,6 +100,8 @@ struct Persistence {
 pub struct Inbox {
     pub(super) cfg: InboxConfig,
     pub(super) token: Secret,
+    /// `Origin`, built once (every request shares it).
+    headers: Headers,
     pub(super) state: InboxState,
     /// Ids handed out by `take_unreturned` in this process (defect 20).
     pub(super) returned: BTreeSet<String>,
@@ -127,9 +129,11 @@ impl Inbox {
     pub fn new(cfg: InboxConfig, restored: Option<&[u8]>, now: Instant, seed: u64) -> Self {
         let cfg = cfg.clamped();
         let token = cfg.token.clone();
+        let headers = Headers::from(vec![("Origin", cfg.platform.origin().to_owned())]);
         let mut inbox = Inbox {
             cfg,
             token,
+            headers,
             state: InboxState::new(),
             returned: BTreeSet::new(),
             last_now: now,
@@ -544,7 +548,7 @@ impl Inbox {
             method,
             url,
             bearer: (!self.token.is_empty()).then(|| self.token.clone()),
-            headers: vec![("Origin", self.cfg.platform.origin().to_owned())],
+            headers: self.headers.clone(),
             body: Vec::new(),
             deadline: now + timeout,
         }
