@@ -11,12 +11,12 @@
 //!
 //! The demo is also a smoke test: each step checks what it shows.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use molecule_mcp_tests::process::McpProcess;
 use molecule_mcp_tests::stub::{InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec};
+use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::{Value, json};
 
 /// Generous bound for any one step (the binary answers in milliseconds; beats are 1 s apart).
@@ -50,23 +50,6 @@ fn say(started: Instant, line: &str) {
     println!("[{:6.2}s] {line}", started.elapsed().as_secs_f64());
 }
 
-/// A private state directory for the child processes, removed afterwards.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, String> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("molecule-mcp-demo-{}-{nanos}", std::process::id()));
-        molecule_mcp_io_tokio::state_dir::create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn env<'a>(stub_url: &'a str, ws: &'a str, token: &'a str, state_dir: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -115,8 +98,9 @@ async fn demo(t0: Instant) -> Result<(), String> {
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("demo-agent").poll());
     let url = stub.url();
     say(t0, &format!("platform stub listening on {url}; workspace {ws} created with a token (canvas → Tokens tab)"));
-    let state = TempDir::new()?;
-    let state_dir = state.0.display().to_string();
+    // A private state directory for the child processes, removed afterwards.
+    let state = TempDir::new("demo").map_err(|e| format!("cannot create a state directory: {e}"))?;
+    let state_dir = state.as_str().to_owned();
 
     // ---- 1. start like an MCP client does ---------------------------------------------
     say(t0, "starting `molecule-mcp` over pipes, MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS=1");

@@ -8,12 +8,10 @@ use molecule_mcp_core::inbox::InboxConfig;
 use molecule_mcp_core::{PlatformUrl, Secret};
 use molecule_mcp_io_tokio::{HttpClient, InboxSpec, inbox_driver};
 use molecule_mcp_tests::stub::{InboundMessage, PlatformStub, WorkspaceSpec};
+use molecule_mcp_tests::temp_dir::TempDir;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mmcp-inbox-driver-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("inbox-driver-{name}")).expect("temp dir")
 }
 
 fn spec(stub: &PlatformStub, ws: &str, token: &str, dir: &std::path::Path) -> InboxSpec {
@@ -43,7 +41,7 @@ async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
     let dir = temp_dir("outbound");
-    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 7);
+    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, dir.path())], HttpClient::new(), 7);
     // As send_message_to_user does: begin before the upload request goes out…
     inbox.begin_outbound_upload(&ws);
     // …(status() is answered after begin, commands being handled in order)…
@@ -73,7 +71,6 @@ async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
     assert_eq!(staged.len(), 1, "{staged:?}");
     assert!(staged[0].ends_with("-theirs.txt"), "{staged:?}");
     inbox.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +78,7 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
     let dir = temp_dir("wait");
-    let (inbox, mut arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 1);
+    let (inbox, mut arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, dir.path())], HttpClient::new(), 1);
     assert!(inbox.wait_unreturned(Duration::from_millis(300)).await.is_none(), "empty inbox times out");
     let first = stub.inject_message(&ws, InboundMessage::canvas("one"));
     let second = stub.inject_message(&ws, InboundMessage::canvas("two"));
@@ -97,11 +94,10 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
     inbox.shutdown().await;
 
     // A restart from the same state: the popped message never comes back.
-    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, &dir)], HttpClient::new(), 2);
+    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, dir.path())], HttpClient::new(), 2);
     let ids: Vec<String> = inbox.peek(10).await.into_iter().map(|m| m.activity_id).collect();
     assert_eq!(ids, vec![second]);
     inbox.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,5 +121,4 @@ async fn a_stopped_workspace_stops_polling_and_the_others_go_on() {
     assert!(stub.wait_for(|j| polls_of(j, &b) >= b_now + 5, Duration::from_secs(10)).await, "b keeps polling");
     assert_eq!(polls_of(&stub.journal(), &a), a_stopped, "a polls no more");
     inbox.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,7 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use e2e_support::{
-    Reply, Rig, TempDir, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, send_call,
+    Reply, Rig, temp_dir, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, send_call,
     set_env, spawn_initialized, wait_reply,
 };
 use molecule_mcp_tests::process::McpProcess;
@@ -407,7 +407,7 @@ async fn arrivals_push_and_inbox_tools() {
 async fn kill_9_and_restart_loses_nothing() {
     let stub = PlatformStub::start().await.unwrap();
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("crashy").poll());
-    let dir = TempDir::new("crash");
+    let dir = temp_dir("crash");
     let env = base_env(&stub.url(), &ws, &token, dir.as_str());
     let file = dir.join(".mcp_inbox_state");
     let m: Vec<String> = (1..=3)
@@ -542,7 +542,7 @@ async fn cursor_gone_410_recovers_without_redelivery() {
 async fn backlog_of_250_is_delivered_completely_in_order() {
     let stub = PlatformStub::start().await.unwrap();
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("backlog").poll());
-    let dir = TempDir::new("backlog");
+    let dir = temp_dir("backlog");
     let expected: Vec<String> = (0..250)
         .map(|i| format!("backlog message {i:03}"))
         .collect();
@@ -681,7 +681,7 @@ async fn multi_workspace_one_process() {
     let online = |s: WorkspaceSpec| s.status(WorkspaceStatus::Online).poll();
     let (p1, _) = stub.create_workspace(online(WorkspaceSpec::named("child-of-a").parent(&a)));
     let (p2, _) = stub.create_workspace(online(WorkspaceSpec::named("child-of-b").parent(&b)));
-    let dir = TempDir::new("multi");
+    let dir = temp_dir("multi");
     let list = json!([{"id": a, "token": ta}, {"id": b, "token": tb}, {"id": c, "token": "not-the-token-of-c"}]);
     let mut env = base_env(&stub.url(), "", "", dir.as_str());
     env.retain(|(k, _)| k != "WORKSPACE_ID" && k != "MOLECULE_WORKSPACE_TOKEN");

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    Env, Fixture, HEARTBEAT, REGISTER, TempDir, WAIT, answered, assert_no_secret,
+    Env, Fixture, HEARTBEAT, REGISTER, temp_dir, WAIT, answered, assert_no_secret,
     assert_stdout_clean, call_tool, entries, initialize, log_lines, ping, run_to_exit, schema,
     secs_between, spawn, wait_answered,
 };
@@ -42,7 +42,7 @@ fn heartbeat_auth_warnings(stderr: &str) -> Vec<&str> {
 
 #[tokio::test]
 async fn missing_env_exits_2_with_help() {
-    let dir = TempDir::new("missing");
+    let dir = temp_dir("missing");
     let mut p = spawn(&Env::empty().set("CONFIGS_DIR", dir.as_str()), &[]);
     assert_eq!(exit_code(&mut p).await, Some(2));
     let err = p.stderr();
@@ -132,7 +132,7 @@ async fn a_token_minted_on_an_earlier_run_is_used_when_the_configured_one_is_sta
 async fn bad_token_from_file_exits_3_naming_the_file() {
     let f = Fixture::start("badtoken-file").await;
     let wrong = "wrong-token-from-file-bbbbbbbbbbbbbbbbbbbbbbbb";
-    let token_dir = TempDir::new("tokenfile");
+    let token_dir = temp_dir("tokenfile");
     let token_file = token_dir.join("workspace.token");
     std::fs::write(&token_file, format!("{wrong}\n")).expect("write token file");
     let env = f.env().unset("MOLECULE_WORKSPACE_TOKEN").set(
@@ -312,7 +312,7 @@ async fn register_timeout_keeps_serving_and_retries() {
 
 #[tokio::test]
 async fn register_connection_refused_keeps_serving_and_retries() {
-    let dir = TempDir::new("refused");
+    let dir = temp_dir("refused");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()

@@ -14,7 +14,7 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e_support::{Rig, TempDir, WAIT, bearer, hits, send_call, unknown_uuid, wait_reply};
+use e2e_support::{Rig, WAIT, temp_dir, bearer, hits, send_call, unknown_uuid, wait_reply};
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{Action, PlatformStub, Script, WorkspaceSpec, is_uuid};
 use serde_json::{Value, json};
@@ -1088,7 +1088,7 @@ async fn send_message_to_user_with_attachments() {
     let me = rig.ws.clone();
     let notify = format!("/workspaces/{me}/notify");
     let uploads = format!("/workspaces/{me}/chat/uploads");
-    let files = TempDir::new("attach");
+    let files = temp_dir("attach");
 
     let r = rig
         .call(
@@ -1741,7 +1741,7 @@ fn check_lines(out: &str) -> Vec<&str> {
 async fn doctor_against_the_stub() {
     let stub = PlatformStub::start().await.unwrap();
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("doctor").poll());
-    let dir = TempDir::new("doctor");
+    let dir = temp_dir("doctor");
     let bin_dir = molecule_mcp_bin().parent().unwrap().to_path_buf();
     let path = format!(
         "{}:{}",

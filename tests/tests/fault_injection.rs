@@ -18,12 +18,11 @@
 //! The whole file runs in well under two minutes (the tests run two at a time).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, WorkspaceSpec,
@@ -49,41 +48,6 @@ const WORKSPACE: &str = "/workspaces/:id";
 
 // ----- plumbing ------------------------------------------------------------------------------
 
-/// A private (0700) state directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "mmcp-fault-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`).
 fn proc_kb(pid: u32, field: &str) -> Option<u64> {
@@ -268,7 +232,7 @@ impl Rig {
         platform_url: &str,
         tag: &str,
     ) -> Rig {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::new(&format!("fault-{tag}")).expect("create temp dir");
         let p = launch(platform_url, &ws, &token, &dir).await;
         let pid = p.pid().expect("pid");
         Rig {

@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{PlatformStub, WorkspaceSpec};
 use serde_json::{Value, json};
@@ -55,34 +56,12 @@ struct Server {
     _dir: TempDir,
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 impl Server {
     async fn start(tag: &str) -> Server {
         let stub = PlatformStub::start().await.expect("stub");
         let (ws, token) = stub.create_workspace(WorkspaceSpec::named(tag).poll());
-        let dir = std::env::temp_dir().join(format!(
-            "mmcp-hardening-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(&dir)
-                .expect("state dir");
-        }
+        let dir = TempDir::new(&format!("hardening-{tag}")).expect("state dir");
         let bin = molecule_mcp_bin();
         assert!(
             bin.is_file(),
@@ -96,7 +75,7 @@ impl Server {
             .env("PLATFORM_URL", stub.url())
             .env("WORKSPACE_ID", &ws)
             .env("MOLECULE_WORKSPACE_TOKEN", &token)
-            .env("CONFIGS_DIR", &dir)
+            .env("CONFIGS_DIR", dir.path())
             .env("MOLECULE_MCP_DISABLE_HEARTBEAT", "1")
             .env("MOLECULE_MCP_DISABLE_INBOX", "1")
             .stdin(Stdio::piped())
@@ -131,7 +110,7 @@ impl Server {
             pid,
             token,
             _stub: stub,
-            _dir: TempDir(dir),
+            _dir: dir,
         }
     }
 

@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec};
 use serde_json::{Value, json};
@@ -71,35 +72,6 @@ fn python() -> Result<PathBuf, String> {
     Err(hint)
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::os::unix::fs::DirBuilderExt;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "mmcp-pyclient-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .expect("create temp dir");
-        TempDir(dir)
-    }
-    fn path(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One mode's seeded workspaces.
 struct Run {
@@ -147,7 +119,7 @@ async fn python_sdk_client_passes_in_every_mode() {
         bin.display()
     );
     let stub = PlatformStub::start().await.expect("stub starts");
-    let home = TempDir::new("home");
+    let home = TempDir::new("pyclient-home").expect("temp dir");
 
     let mut runs = Vec::new();
     for mode in MODES {
@@ -165,7 +137,7 @@ async fn python_sdk_client_passes_in_every_mode() {
             lead,
             lead_name,
             attachment: format!("attachment for the {mode} run\nline two\n"),
-            state: TempDir::new(mode),
+            state: TempDir::new(&format!("pyclient-{mode}")).expect("temp dir"),
         });
     }
     // The legacy run's message is in the feed before its client starts.
@@ -190,7 +162,7 @@ async fn python_sdk_client_passes_in_every_mode() {
         "runs": runs.iter().map(|r| {
             let mut run = json!({
                 "mode": r.mode,
-                "env": {"WORKSPACE_ID": r.ws, "MOLECULE_WORKSPACE_TOKEN": r.token, "CONFIGS_DIR": r.state.path()},
+                "env": {"WORKSPACE_ID": r.ws, "MOLECULE_WORKSPACE_TOKEN": r.token, "CONFIGS_DIR": r.state.as_str()},
                 "peer_id": r.lead,
                 "attachment_text": r.attachment,
                 "sync_before_wait": r.mode == "legacy",
@@ -207,7 +179,7 @@ async fn python_sdk_client_passes_in_every_mode() {
         .arg(&script)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home.0)
+        .env("HOME", home.path())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

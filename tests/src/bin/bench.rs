@@ -41,6 +41,7 @@ use http_body_util::Full;
 use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput};
 use molecule_mcp_core::{Action, Input, PersistId, PlatformUrl, RequestId, Secret, Session, SessionConfig};
 use molecule_mcp_io_tokio::HttpClient;
+use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros, unix_micros_now};
 use serde_json::{Value, json};
@@ -250,28 +251,10 @@ fn mem_total() -> String {
         .map_or_else(|| "unknown".to_owned(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
 }
 
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
 
-impl TempDir {
-    fn new(label: &str) -> Result<TempDir, String> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("molecule-mcp-bench-{}-{label}-{n}", std::process::id()));
-        molecule_mcp_io_tokio::state_dir::create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-
-    fn path(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A private temporary directory for one measurement, removed on drop.
+fn temp_dir(label: &str) -> Result<TempDir, String> {
+    TempDir::new(&format!("bench-{label}")).map_err(|e| format!("cannot create a temp dir: {e}"))
 }
 
 /// Counts journal entries under the stub's lock without cloning the journal.
@@ -360,8 +343,8 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     let registers_before = journal_count(&stub, |e| e.path == "/registry/register").await;
     for i in 0..=runs {
         for variant in 0..3 {
-            let dir = TempDir::new("start")?;
-            let state = dir.path();
+            let dir = temp_dir("start")?;
+            let state = dir.as_str().to_owned();
             let mut env = vec![("PLATFORM_URL", url.as_str()), ("WORKSPACE_ID", ws.as_str()), ("MOLECULE_WORKSPACE_TOKEN", token.as_str()), ("CONFIGS_DIR", state.as_str())];
             let (series, sample) = match variant {
                 0 => {
@@ -733,8 +716,8 @@ async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
         stub.create_workspace(WorkspaceSpec::named(&format!("peer-{i}")).poll());
     }
     let url = stub.url();
-    let dir = TempDir::new("tools")?;
-    let state = dir.path();
+    let dir = temp_dir("tools")?;
+    let state = dir.as_str().to_owned();
     let env = [
         ("PLATFORM_URL", url.as_str()),
         ("WORKSPACE_ID", ws.as_str()),
@@ -891,12 +874,12 @@ async fn scale_case(opts: &Options, case: &ScaleCase) -> Result<ScaleResult, Str
     let seeded = Instant::now();
     let workspaces: Vec<(String, String)> = (0..n).map(|i| stub.create_workspace(WorkspaceSpec::named(&format!("scale-{i}")).poll())).collect();
     progress(&format!("scale: seeded {n} workspaces in {:.2} s", seeded.elapsed().as_secs_f64()));
-    let dir = TempDir::new("scale")?;
+    let dir = temp_dir("scale")?;
     let list: Vec<Value> = workspaces.iter().map(|(id, token)| json!({"id": id, "token": token})).collect();
-    let file = dir.0.join("workspaces.json");
+    let file = dir.join("workspaces.json");
     std::fs::write(&file, serde_json::to_vec(&list).unwrap_or_default()).map_err(|e| format!("write {}: {e}", file.display()))?;
-    let state_dir = TempDir::new("scale-state")?;
-    let (url, state, file_s) = (stub.url(), state_dir.path(), file.display().to_string());
+    let state_dir = temp_dir("scale-state")?;
+    let (url, state, file_s) = (stub.url(), state_dir.as_str().to_owned(), file.display().to_string());
     let (hb, poll) = (case.heartbeat_secs.to_string(), case.poll_secs.to_string());
     let mut env = vec![("PLATFORM_URL", url.as_str()), ("CONFIGS_DIR", state.as_str()), ("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", hb.as_str())];
     if case.inbox {

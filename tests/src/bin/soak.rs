@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, WorkspaceSpec,
@@ -124,29 +125,6 @@ impl Rng {
     }
 }
 
-/// A private state directory kept across restarts, removed at the end.
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn new(seed: u64) -> std::io::Result<StateDir> {
-        let dir =
-            std::env::temp_dir().join(format!("molecule-mcp-soak-{}-{seed}", std::process::id()));
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(&dir)?;
-        Ok(StateDir(dir))
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn proc_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -229,7 +207,8 @@ struct Soak {
     peer: String,
     token: String,
     bin: PathBuf,
-    state: StateDir,
+    /// Kept across restarts, removed at the end.
+    state: TempDir,
     proc: Option<Proc>,
     tally: Tally,
     counter: u64,
@@ -243,7 +222,7 @@ impl Soak {
             ("PLATFORM_URL".into(), self.stub.url()),
             ("WORKSPACE_ID".into(), self.ws.clone()),
             ("MOLECULE_WORKSPACE_TOKEN".into(), self.token.clone()),
-            ("CONFIGS_DIR".into(), self.state.0.display().to_string()),
+            ("CONFIGS_DIR".into(), self.state.as_str().to_owned()),
             ("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS".into(), "1".into()),
             ("MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS".into(), "1".into()),
             ("MOLECULE_MCP_VERBOSE".into(), "1".into()),
@@ -539,7 +518,7 @@ async fn run(opts: Options) -> Result<bool, String> {
         .map_err(|e| format!("stub: {e}"))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("soak-agent").poll());
     let (peer, _) = stub.create_workspace(WorkspaceSpec::named("soak-peer").poll());
-    let state = StateDir::new(opts.seed).map_err(|e| format!("state dir: {e}"))?;
+    let state = TempDir::new(&format!("soak-{}", opts.seed)).map_err(|e| format!("state dir: {e}"))?;
     let mut soak = Soak {
         rng: Rng::new(opts.seed),
         stub,
@@ -558,7 +537,7 @@ async fn run(opts: Options) -> Result<bool, String> {
         opts.seed,
         opts.minutes,
         opts.bin.display(),
-        soak.state.0.display()
+        soak.state.as_str()
     ));
     soak.spawn().await?;
     let mut next_fault = Instant::now() + Duration::from_secs(3);

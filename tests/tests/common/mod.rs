@@ -11,7 +11,6 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
@@ -26,52 +25,11 @@ pub const HEARTBEAT: &str = "/registry/heartbeat";
 
 // ----- temp state directory -------------------------------------------------------------
 
-/// A fresh private (0700) directory under the system temp dir, removed on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
+pub use molecule_mcp_tests::temp_dir::TempDir;
 
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "molecule-mcp-e2e-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(&path).expect("create temp dir");
-        TempDir { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The path as a `&str` (temp paths are ASCII).
-    pub fn as_str(&self) -> &str {
-        self.path.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
+/// A fresh private state directory (panics when the temp dir is unusable: a test setup error).
+pub fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("e2e-{tag}")).expect("create temp dir")
 }
 
 // ----- environment ------------------------------------------------------------------------
@@ -171,7 +129,7 @@ impl Fixture {
             stub,
             ws,
             token,
-            dir: TempDir::new(tag),
+            dir: temp_dir(tag),
         }
     }
 

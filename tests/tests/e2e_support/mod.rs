@@ -12,7 +12,6 @@
 //! Included with `mod e2e_support;`; not every file uses every helper.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -27,49 +26,11 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 // ----- temp dir -----------------------------------------------------------------------------
 
-/// A fresh private (0700) directory under the system temp dir, removed on drop.
-pub struct TempDir(PathBuf);
+pub use molecule_mcp_tests::temp_dir::TempDir;
 
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "mmcp-e2e-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh private state directory (panics when the temp dir is unusable: a test setup error).
+pub fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("e2e-{tag}")).expect("create temp dir")
 }
 
 // ----- tools/call replies -------------------------------------------------------------------
@@ -236,7 +197,7 @@ impl Rig {
 
     pub async fn start_on(stub: PlatformStub, name: &str, extra: &[(&str, &str)]) -> Rig {
         let (ws, token) = stub.create_workspace(WorkspaceSpec::named(name).poll());
-        let dir = TempDir::new(name);
+        let dir = temp_dir(name);
         let mut env = base_env(&stub.url(), &ws, &token, dir.as_str());
         for (k, v) in extra {
             set_env(&mut env, k, v);
