@@ -1105,16 +1105,19 @@ fn mutated_corpus_cases_hold_the_fuzz_properties() {
         b"-1e999",
         b"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}",
     ];
-    let rounds: usize = std::env::var("MCP_MUTATION_ROUNDS")
+    // A total budget, spread over however many seeds the (fuzzer-grown) corpus holds, so
+    // CI time does not grow with the corpus; every seed still gets several mutations.
+    let budget: usize = std::env::var("MCP_MUTATION_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(16_000);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
     let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .expect("corpus dir")
         .map(|e| std::fs::read(e.expect("entry").path()).expect("corpus file"))
         .collect();
     seeds.sort();
+    let rounds = budget.div_ceil(seeds.len().max(1)).max(1);
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move |bound: usize| -> usize {
         state ^= state << 13;
