@@ -799,36 +799,18 @@ async fn multi_workspace_one_process() {
                 .iter()
                 .all(|e| e.header("x-workspace-id") == Some(b.as_str()))
     );
-    let w = call_on(&mut p, "wait_for_message", json!({"timeout_secs": 5}))
-        .await
-        .ok("wait");
-    assert_eq!(
-        (
-            w.structured()["activity_id"].clone(),
-            w.structured()["arrival_workspace_id"].clone()
-        ),
-        (json!(mb), json!(b))
-    );
-    let w = call_on(&mut p, "wait_for_message", json!({"timeout_secs": 5}))
-        .await
-        .ok("wait");
-    assert_eq!(
-        (
-            w.structured()["activity_id"].clone(),
-            w.structured()["arrival_workspace_id"].clone()
-        ),
-        (json!(ma), json!(a))
-    );
-    let w = call_on(&mut p, "wait_for_message", json!({"timeout_secs": 5}))
-        .await
-        .ok("wait");
-    assert_eq!(
-        (
-            w.structured()["activity_id"].clone(),
-            w.structured()["arrival_workspace_id"].clone()
-        ),
-        (json!(mb2), json!(b))
-    );
+    for (message, workspace) in [(&mb, &b), (&ma, &a), (&mb2, &b)] {
+        let w = call_on(&mut p, "wait_for_message", json!({"timeout_secs": 5}))
+            .await
+            .ok("wait");
+        assert_eq!(
+            (
+                w.structured()["activity_id"].clone(),
+                w.structured()["arrival_workspace_id"].clone()
+            ),
+            (json!(message), json!(workspace))
+        );
+    }
     // Per-workspace state files carry the full id (inbox state exists once a message came).
     for w in [&a, &b] {
         let secret = dir.join(&format!(".platform_inbound_secret_{w}"));
