@@ -9,14 +9,17 @@
 //! connections, short and past-the-deadline delays, 429s with `Retry-After`, 410 cursor
 //! resets (scripted, and real prunes of already-handled rows) — and now and then SIGKILLs the
 //! binary (sometimes right after an `inbox_pop` was confirmed) and restarts it with the same
-//! `CONFIGS_DIR`. Meanwhile messages are injected at random and the soak acts as the agent:
+//! `CONFIGS_DIR`. A path gets a new scripted fault only after its previous one fired, so faults
+//! stay faults and do not pile up into an outage while the inbox backs off. Meanwhile
+//! messages are injected at random and the soak acts as the agent:
 //! `wait_for_message` → `inbox_pop`. No kill happens in the last third of the run, so the
 //! final process lives long enough for its memory growth to mean something. After the run,
 //! faults stop and the agent drains the inbox (up to 90 s).
 //!
 //! Report: messages injected / delivered / lost (must be 0), deliveries of a message after
 //! its pop was confirmed (must be 0), re-offers before a pop (allowed: at-least-once after a
-//! crash), RSS at start and end and growth of the final process, heartbeat success ratio,
+//! crash), injection → first delivery latency, RSS at start and end and growth of the final
+//! process, heartbeat success ratio,
 //! faults by kind. Exit 1 if anything was lost or duplicated after a pop, a process panicked
 //! or logged the token, or a process died without being killed; exit 2 on bad arguments or a
 //! missing binary.
@@ -141,6 +144,10 @@ struct Tally {
     /// activity id → injected text.
     texts: HashMap<String, String>,
     delivered: HashSet<String>,
+    /// activity id → when it was injected (removed at its first delivery).
+    injected_at: HashMap<String, Instant>,
+    /// Injection → first delivery, per message.
+    latencies: Vec<Duration>,
     deliveries: u64,
     /// Delivered again before its pop was confirmed (allowed after a crash).
     reoffers_before_pop: u64,
@@ -307,6 +314,7 @@ impl Soak {
         };
         let id = self.stub.inject_message(&self.ws, msg);
         self.tally.texts.insert(id.clone(), text.clone());
+        self.tally.injected_at.insert(id.clone(), Instant::now());
         self.tally.injected.push((id, text));
     }
 
@@ -319,9 +327,23 @@ impl Soak {
     /// One random fault (or none). `kills` allows SIGKILL restarts.
     async fn fault(&mut self, kills: bool) -> Result<(), String> {
         let r = self.rng.unit();
-        let path = *self.rng.pick(&[HEARTBEAT, ACTIVITY, REGISTER]);
+        // Registers only happen at a restart; without kills a register fault would never fire.
+        let path = if kills {
+            *self.rng.pick(&[HEARTBEAT, ACTIVITY, REGISTER])
+        } else {
+            *self.rng.pick(&[HEARTBEAT, ACTIVITY])
+        };
         let method = if path == ACTIVITY { "GET" } else { "POST" };
         let n = 1 + self.rng.below(4) as u32;
+        let concrete = path.replace(":id", &self.ws);
+        if r < 0.53 && self.stub.has_live_script(method, &concrete) {
+            // Scripts are used up only by matching requests. While the inbox backs off (up to
+            // 60 s between polls), faults added every 1-5 s would pile up faster than polls
+            // consume them and turn random faults into a permanent outage; so a path gets a
+            // new scripted fault only once its previous one has fired.
+            self.tally.fault("skipped (previous fault on the path still pending)");
+            return Ok(());
+        }
         if r < 0.18 {
             let status = *self.rng.pick(&[500u16, 502, 503, 504]);
             let body = if status == 502 {
@@ -437,6 +459,9 @@ impl Soak {
             self.tally.dup_after_pop.push(activity.clone());
         } else if !self.tally.delivered.insert(activity.clone()) {
             self.tally.reoffers_before_pop += 1;
+        }
+        if let Some(at) = self.tally.injected_at.remove(&activity) {
+            self.tally.latencies.push(at.elapsed());
         }
         match self.tally.texts.get(&activity) {
             Some(text) if msg["text"].as_str() == Some(text.as_str()) => {}
@@ -664,6 +689,19 @@ async fn run(opts: Options) -> Result<bool, String> {
         t.wrong_text.len()
     ));
     say(&format!("pops confirmed: {}", t.popped.len()));
+    let mut lat = t.latencies.clone();
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .map_or("?".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+    };
+    say(&format!(
+        "injection → first delivery: p50 {}, p90 {}, p99 {}, max {} (faults, kills and inbox back-off included)",
+        pick(0.5),
+        pick(0.9),
+        pick(0.99),
+        pick(1.0)
+    ));
     say(&format!(
         "restarts (SIGKILL, same CONFIGS_DIR): {} ({} right after a confirmed pop, {} between a delivery and its pop); unexpected exits: {}",
         t.kills,

@@ -263,6 +263,15 @@ impl PlatformStub {
         self.state().scripts.push(rule);
     }
 
+    /// Whether a script that is not used up would answer a `method` request to `path` (a
+    /// concrete path such as `/workspaces/<id>/activity`).
+    pub fn has_live_script(&self, method: &str, path: &str) -> bool {
+        self.state()
+            .scripts
+            .iter()
+            .any(|s| s.matches(method, path))
+    }
+
     /// Removes every script, used up or not.
     pub fn clear_scripts(&self) {
         self.state().scripts.clear();
