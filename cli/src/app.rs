@@ -22,9 +22,15 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::mcp::{CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec, push_notification};
-use crate::tools::{BoxFuture, InboxAccess, ToolContext, ToolSettings, WorkspaceRegistry, call_tool, peers, tool_defs};
+use crate::mcp::{
+    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec,
+    push_notification,
+};
 use crate::tools::catalog::tool_def;
+use crate::tools::{
+    BoxFuture, InboxAccess, ToolContext, ToolSettings, WorkspaceRegistry, call_tool, peers,
+    tool_defs,
+};
 
 /// How long the push path waits for discovery to name an unknown peer before pushing anyway.
 const PUSH_ENRICH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,9 +48,21 @@ pub struct App {
 impl App {
     /// Builds the tool context and, unless disabled, starts the inbox driver (its first
     /// poll goes out at once, in the background).
-    pub fn new(config: &ValidConfig, state_dir: &Path, http: HttpClient, settings: ToolSettings, seed: u64) -> Result<App, String> {
-        let registry = WorkspaceRegistry::new(config.workspaces.iter().map(|w| (w.id.clone(), w.token.clone())).collect())
-            .map_err(|e| format!("invalid workspace list: {e}"))?;
+    pub fn new(
+        config: &ValidConfig,
+        state_dir: &Path,
+        http: HttpClient,
+        settings: ToolSettings,
+        seed: u64,
+    ) -> Result<App, String> {
+        let registry = WorkspaceRegistry::new(
+            config
+                .workspaces
+                .iter()
+                .map(|w| (w.id.clone(), w.token.clone()))
+                .collect(),
+        )
+        .map_err(|e| format!("invalid workspace list: {e}"))?;
         let (inbox, arrivals) = if config.inbox_enabled {
             let specs = (0..config.workspaces.len())
                 .filter_map(|i| config.inbox_config(i))
@@ -55,12 +73,15 @@ impl App {
         } else {
             (None, None)
         };
-        let mut ctx = ToolContext::new(Arc::new(http), config.platform.clone(), registry, settings).with_state_dir(state_dir.to_path_buf());
+        let mut ctx = ToolContext::new(Arc::new(http), config.platform.clone(), registry, settings)
+            .with_state_dir(state_dir.to_path_buf());
         if let Some(handle) = &inbox {
             ctx = ctx.with_inbox(Arc::new(InboxTools(handle.clone())));
         }
         let (poll_timeout, multi) = (config.poll_timeout_secs, config.multi_workspace);
-        let identity = ServerIdentity::molecule(move || crate::instructions::instructions(poll_timeout, multi));
+        let identity = ServerIdentity::molecule(move || {
+            crate::instructions::instructions(poll_timeout, multi)
+        });
         let (pushes_tx, pushes_rx) = mpsc::unbounded_channel();
         Ok(App {
             ctx: Arc::new(ctx),
@@ -81,7 +102,11 @@ impl App {
     /// Abort them with the returned set.
     pub fn start_background(&self) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
-        let arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let arrivals = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(mut arrivals) = arrivals {
             let ctx = Arc::clone(&self.ctx);
             let tx = self.pushes_tx.clone();
@@ -99,10 +124,21 @@ impl App {
 
     /// Serves MCP on the process's stdin/stdout until EOF (or a closed stdout). Call once.
     pub async fn serve_stdio(&self) -> ServeEnd {
-        let pushes = self.pushes_rx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let pushes = self
+            .pushes_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let pushes = pushes.unwrap_or_else(|| mpsc::unbounded_channel().1);
         let handler: Arc<dyn ToolHandler> = Arc::new(Tools(Arc::clone(&self.ctx)));
-        crate::mcp::serve(tokio::io::stdin(), tokio::io::stdout(), handler, self.identity.clone(), pushes).await
+        crate::mcp::serve(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            handler,
+            self.identity.clone(),
+            pushes,
+        )
+        .await
     }
 
     /// The platform minted a new token for `workspace_id`: tools and the inbox use it.
@@ -128,7 +164,9 @@ impl App {
         if let Some(inbox) = &self.inbox
             && tokio::time::timeout(grace, inbox.shutdown()).await.is_err()
         {
-            tracing::warn!("inbox state was not saved within {grace:?}; the next start re-reads what is missing");
+            tracing::warn!(
+                "inbox state was not saved within {grace:?}; the next start re-reads what is missing"
+            );
         }
     }
 }
@@ -167,7 +205,14 @@ impl InboxAccess for InboxTools {
     }
 
     fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>> {
-        Box::pin(async move { self.0.peek(limit).await.iter().map(InboxMessage::to_json).collect() })
+        Box::pin(async move {
+            self.0
+                .peek(limit)
+                .await
+                .iter()
+                .map(InboxMessage::to_json)
+                .collect()
+        })
     }
 
     fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>> {
@@ -196,10 +241,17 @@ async fn channel_notification(ctx: &ToolContext, message: &InboxMessage) -> Valu
             .filter(|ws| ctx.workspaces().contains(ws))
             .unwrap_or_else(|| ctx.workspaces().primary());
         // The result lands in the peer cache; a slow or failing lookup just means no name.
-        let _ = tokio::time::timeout(PUSH_ENRICH_TIMEOUT, peers::discover(ctx, &source, peer)).await;
+        let _ =
+            tokio::time::timeout(PUSH_ENRICH_TIMEOUT, peers::discover(ctx, &source, peer)).await;
     }
-    let info = peer.as_deref().and_then(|p| ctx.peers().get(p)).unwrap_or_default();
-    let label = PeerLabel { name: info.name, role: info.role };
+    let info = peer
+        .as_deref()
+        .and_then(|p| ctx.peers().get(p))
+        .unwrap_or_default();
+    let label = PeerLabel {
+        name: info.name,
+        role: info.role,
+    };
     push_notification(
         CHANNEL_NOTIFICATION,
         json!({

@@ -52,7 +52,9 @@ pub fn run() -> ExitCode {
     let rt = match crate::runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
-            crate::serve::print_fatal(&format!("molecule-mcp doctor: cannot start the async runtime: {e}"));
+            crate::serve::print_fatal(&format!(
+                "molecule-mcp doctor: cannot start the async runtime: {e}"
+            ));
             return ExitCode::from(1);
         }
     };
@@ -60,7 +62,11 @@ pub fn run() -> ExitCode {
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (text, failed) = render(&checks, color);
     print_stdout(&text);
-    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 #[allow(clippy::print_stdout)] // doctor is an interactive command; it never coexists with the MCP server
@@ -71,7 +77,14 @@ fn print_stdout(text: &str) {
 /// Runs all six checks.
 pub async fn run_checks() -> Vec<Check> {
     let mut checks = vec![
-        Check { label: "Binary".into(), verdict: Verdict::Ok(format!("molecule-mcp {} ({})", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH)) },
+        Check {
+            label: "Binary".into(),
+            verdict: Verdict::Ok(format!(
+                "molecule-mcp {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH
+            )),
+        },
         install_check(),
         path_check(),
     ];
@@ -85,8 +98,14 @@ pub async fn run_checks() -> Vec<Check> {
         }
         None => {
             let hint = "fix the Env vars check first".to_owned();
-            checks.push(Check { label: "Platform reachability".into(), verdict: Verdict::Warn("skipped: no valid configuration".into(), hint.clone()) });
-            checks.push(Check { label: "Token accepted".into(), verdict: Verdict::Warn("skipped: no valid configuration".into(), hint) });
+            checks.push(Check {
+                label: "Platform reachability".into(),
+                verdict: Verdict::Warn("skipped: no valid configuration".into(), hint.clone()),
+            });
+            checks.push(Check {
+                label: "Token accepted".into(),
+                verdict: Verdict::Warn("skipped: no valid configuration".into(), hint),
+            });
         }
     }
     checks
@@ -95,10 +114,16 @@ pub async fn run_checks() -> Vec<Check> {
 fn install_check() -> Check {
     let label = "Install".to_owned();
     match std::env::current_exe() {
-        Ok(path) => Check { label, verdict: Verdict::Ok(format!("running {}", path.display())) },
+        Ok(path) => Check {
+            label,
+            verdict: Verdict::Ok(format!("running {}", path.display())),
+        },
         Err(e) => Check {
             label,
-            verdict: Verdict::Warn(format!("cannot determine the executable's path: {e}"), "use an absolute path to molecule-mcp in your MCP config".into()),
+            verdict: Verdict::Warn(
+                format!("cannot determine the executable's path: {e}"),
+                "use an absolute path to molecule-mcp in your MCP config".into(),
+            ),
         },
     }
 }
@@ -106,14 +131,18 @@ fn install_check() -> Check {
 /// Finds `molecule-mcp` on `PATH`.
 pub fn find_on_path(path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     let path_var = path_var?;
-    std::env::split_paths(path_var).map(|dir| dir.join("molecule-mcp")).find(|p| is_executable(p))
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join("molecule-mcp"))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &std::path::Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
     }
     #[cfg(not(unix))]
     {
@@ -124,9 +153,15 @@ fn is_executable(p: &std::path::Path) -> bool {
 fn path_check() -> Check {
     let label = "PATH for molecule-mcp".to_owned();
     match find_on_path(std::env::var_os("PATH").as_deref()) {
-        Some(p) => Check { label, verdict: Verdict::Ok(format!("found {}", p.display())) },
+        Some(p) => Check {
+            label,
+            verdict: Verdict::Ok(format!("found {}", p.display())),
+        },
         None => {
-            let dir = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.display().to_string())).unwrap_or_else(|| "<install dir>".into());
+            let dir = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.display().to_string()))
+                .unwrap_or_else(|| "<install dir>".into());
             Check {
                 label,
                 verdict: Verdict::Fail(
@@ -142,29 +177,72 @@ fn env_check() -> (Check, Option<ValidConfig>) {
     let label = "Env vars".to_owned();
     let dir = match state_dir::resolve_from_env() {
         Ok(d) => d,
-        Err(e) => return (Check { label, verdict: Verdict::Fail(e.to_string(), "set CONFIGS_DIR to a writable directory".into()) }, None),
+        Err(e) => {
+            return (
+                Check {
+                    label,
+                    verdict: Verdict::Fail(
+                        e.to_string(),
+                        "set CONFIGS_DIR to a writable directory".into(),
+                    ),
+                },
+                None,
+            );
+        }
     };
     let raw = env_snapshot::from_process(&dir);
     match validate(&raw) {
         Ok(config) => {
             let msg = if config.multi_workspace {
-                format!("PLATFORM_URL + MOLECULE_WORKSPACES ({} workspaces) set; state dir {}", config.workspaces.len(), dir.display())
+                format!(
+                    "PLATFORM_URL + MOLECULE_WORKSPACES ({} workspaces) set; state dir {}",
+                    config.workspaces.len(),
+                    dir.display()
+                )
             } else {
-                let source = config.workspaces.first().map(|w| w.token_source.describe()).unwrap_or_default();
-                format!("PLATFORM_URL + WORKSPACE_ID set; token from {source}; state dir {}", dir.display())
+                let source = config
+                    .workspaces
+                    .first()
+                    .map(|w| w.token_source.describe())
+                    .unwrap_or_default();
+                format!(
+                    "PLATFORM_URL + WORKSPACE_ID set; token from {source}; state dir {}",
+                    dir.display()
+                )
             };
-            (Check { label, verdict: Verdict::Ok(msg) }, Some(config))
+            (
+                Check {
+                    label,
+                    verdict: Verdict::Ok(msg),
+                },
+                Some(config),
+            )
         }
         Err(errors) => {
             let text = errors.render(&raw);
-            let summary: Vec<&str> = text.lines().filter(|l| l.starts_with("molecule-mcp:") || l.starts_with("Currently missing")).collect();
-            (Check { label, verdict: Verdict::Fail(summary.join(" "), "set the variables listed above (see README › Environment)".into()) }, None)
+            let summary: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("molecule-mcp:") || l.starts_with("Currently missing"))
+                .collect();
+            (
+                Check {
+                    label,
+                    verdict: Verdict::Fail(
+                        summary.join(" "),
+                        "set the variables listed above (see README › Environment)".into(),
+                    ),
+                },
+                None,
+            )
         }
     }
 }
 
 fn get(url: &str, origin: &str, bearer: Option<&str>) -> Option<http::Request<Full<Bytes>>> {
-    let mut b = http::Request::builder().method(http::Method::GET).uri(url).header("Origin", origin);
+    let mut b = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(url)
+        .header("Origin", origin);
     if let Some(t) = bearer {
         b = b.header("Authorization", format!("Bearer {t}"));
     }
@@ -175,12 +253,26 @@ async fn reachability_check(http: &HttpClient, config: &ValidConfig) -> Check {
     let label = "Platform reachability".to_owned();
     let url = config.platform.join("/health");
     let Some(req) = get(&url, config.platform.origin(), None) else {
-        return Check { label, verdict: Verdict::Fail(format!("cannot build a request for {url}"), "check PLATFORM_URL".into()) };
+        return Check {
+            label,
+            verdict: Verdict::Fail(
+                format!("cannot build a request for {url}"),
+                "check PLATFORM_URL".into(),
+            ),
+        };
     };
     let verdict = match http.send(req, PROBE_TIMEOUT).await {
-        Ok(r) if (200..300).contains(&r.status) => Verdict::Ok(format!("GET {url} → HTTP {}", r.status)),
-        Ok(r) => Verdict::Fail(format!("GET {url} returned HTTP {}", r.status), "check PLATFORM_URL points at your Molecule platform".into()),
-        Err(e) => Verdict::Fail(format!("GET {url} failed: {}", e.message), "check DNS, firewall/proxy and the scheme (http vs https)".into()),
+        Ok(r) if (200..300).contains(&r.status) => {
+            Verdict::Ok(format!("GET {url} → HTTP {}", r.status))
+        }
+        Ok(r) => Verdict::Fail(
+            format!("GET {url} returned HTTP {}", r.status),
+            "check PLATFORM_URL points at your Molecule platform".into(),
+        ),
+        Err(e) => Verdict::Fail(
+            format!("GET {url} failed: {}", e.message),
+            "check DNS, firewall/proxy and the scheme (http vs https)".into(),
+        ),
     };
     Check { label, verdict }
 }
@@ -189,9 +281,18 @@ async fn auth_check(http: &HttpClient, config: &ValidConfig) -> Check {
     let label = "Token accepted".to_owned();
     let mut ok = Vec::new();
     for ws in &config.workspaces {
-        let url = config.platform.join(&format!("/workspaces/{}/activity?type=a2a_receive&limit=1", ws.id));
+        let url = config.platform.join(&format!(
+            "/workspaces/{}/activity?type=a2a_receive&limit=1",
+            ws.id
+        ));
         let Some(req) = get(&url, config.platform.origin(), Some(ws.token.expose())) else {
-            return Check { label, verdict: Verdict::Fail(format!("cannot build a request for workspace {}", ws.id), "check PLATFORM_URL".into()) };
+            return Check {
+                label,
+                verdict: Verdict::Fail(
+                    format!("cannot build a request for workspace {}", ws.id),
+                    "check PLATFORM_URL".into(),
+                ),
+            };
         };
         let source = ws.token_source.describe();
         match http.send(req, PROBE_TIMEOUT).await {
@@ -218,45 +319,85 @@ async fn auth_check(http: &HttpClient, config: &ValidConfig) -> Check {
                 return Check {
                     label,
                     verdict: Verdict::Fail(
-                        format!("workspace {} not found or removed (HTTP {})", ws.id, r.status),
+                        format!(
+                            "workspace {} not found or removed (HTTP {})",
+                            ws.id, r.status
+                        ),
                         "check WORKSPACE_ID, or recreate the workspace in the canvas".into(),
                     ),
                 };
             }
             Ok(r) => {
-                return Check { label, verdict: Verdict::Fail(format!("probe for workspace {} returned HTTP {}", ws.id, r.status), "retry; if it persists, check the platform status".into()) };
+                return Check {
+                    label,
+                    verdict: Verdict::Fail(
+                        format!("probe for workspace {} returned HTTP {}", ws.id, r.status),
+                        "retry; if it persists, check the platform status".into(),
+                    ),
+                };
             }
             Err(e) => {
-                return Check { label, verdict: Verdict::Fail(format!("probe for workspace {} failed: {}", ws.id, e.message), "check network access to PLATFORM_URL".into()) };
+                return Check {
+                    label,
+                    verdict: Verdict::Fail(
+                        format!("probe for workspace {} failed: {}", ws.id, e.message),
+                        "check network access to PLATFORM_URL".into(),
+                    ),
+                };
             }
         }
     }
-    Check { label, verdict: Verdict::Ok(format!("read-only probe accepted for {}", ok.join(", "))) }
+    Check {
+        label,
+        verdict: Verdict::Ok(format!("read-only probe accepted for {}", ok.join(", "))),
+    }
 }
 
 /// Renders the report; returns the text and whether any check failed.
 pub fn render(checks: &[Check], color: bool) -> (String, bool) {
-    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() };
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
     let mut out = String::from("molecule-mcp doctor — onboarding diagnostic\n\n");
     let (mut fails, mut warns) = (0, 0);
     for c in checks {
         match &c.verdict {
-            Verdict::Ok(msg) => out.push_str(&format!("  {}   {}: {msg}\n", paint("32", "[OK]"), c.label)),
+            Verdict::Ok(msg) => {
+                out.push_str(&format!("  {}   {}: {msg}\n", paint("32", "[OK]"), c.label))
+            }
             Verdict::Warn(msg, next) => {
                 warns += 1;
-                out.push_str(&format!("  {} {}: {msg}\n        {}\n", paint("33", "[WARN]"), c.label, paint("2", &format!("next: {next}"))));
+                out.push_str(&format!(
+                    "  {} {}: {msg}\n        {}\n",
+                    paint("33", "[WARN]"),
+                    c.label,
+                    paint("2", &format!("next: {next}"))
+                ));
             }
             Verdict::Fail(msg, next) => {
                 fails += 1;
-                out.push_str(&format!("  {} {}: {msg}\n        {}\n", paint("31", "[FAIL]"), c.label, paint("2", &format!("next: {next}"))));
+                out.push_str(&format!(
+                    "  {} {}: {msg}\n        {}\n",
+                    paint("31", "[FAIL]"),
+                    c.label,
+                    paint("2", &format!("next: {next}"))
+                ));
             }
         }
     }
     out.push('\n');
     if fails > 0 {
-        out.push_str(&format!("{fails} check(s) failed, {warns} warning(s). Fix the FAIL items above and re-run.\n"));
+        out.push_str(&format!(
+            "{fails} check(s) failed, {warns} warning(s). Fix the FAIL items above and re-run.\n"
+        ));
     } else if warns > 0 {
-        out.push_str(&format!("All required checks passed; {warns} warning(s) — review the next-step hints.\n"));
+        out.push_str(&format!(
+            "All required checks passed; {warns} warning(s) — review the next-step hints.\n"
+        ));
     } else {
         out.push_str("All checks passed.\n");
     }

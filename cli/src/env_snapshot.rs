@@ -7,7 +7,12 @@ use std::path::Path;
 use molecule_mcp_core::config::{FileRead, RawConfig, token_file_path};
 
 /// Variables read besides the ones config validation knows (`molecule_mcp_core::config::VARIABLES`).
-pub const EXTRA_VARIABLES: &[&str] = &["CONFIGS_DIR", "DELEGATION_SYNC_VIA_INBOX", "DELEGATION_TIMEOUT", "WORKSPACE_TIER"];
+pub const EXTRA_VARIABLES: &[&str] = &[
+    "CONFIGS_DIR",
+    "DELEGATION_SYNC_VIA_INBOX",
+    "DELEGATION_TIMEOUT",
+    "WORKSPACE_TIER",
+];
 
 /// True for every variable the program reads (documented in the README's table).
 pub fn is_read(name: &str) -> bool {
@@ -18,14 +23,18 @@ pub fn is_read(name: &str) -> bool {
 pub fn read_file(path: &Path) -> FileRead {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return FileRead::PermissionDenied,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return FileRead::PermissionDenied;
+        }
         Err(e) => return FileRead::Unreadable(e.to_string()),
         Ok(m) if !m.is_file() => return FileRead::NotRegularFile,
         Ok(_) => {}
     }
     // Tokens are tiny; refuse to slurp something huge by mistake.
     match std::fs::read(path) {
-        Ok(bytes) if bytes.len() > 64 * 1024 => FileRead::Unreadable("file is larger than 64 KiB; expected a single token".to_owned()),
+        Ok(bytes) if bytes.len() > 64 * 1024 => {
+            FileRead::Unreadable("file is larger than 64 KiB; expected a single token".to_owned())
+        }
         Ok(bytes) => FileRead::Contents(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FileRead::PermissionDenied,
         Err(e) => FileRead::Unreadable(e.to_string()),
@@ -46,7 +55,11 @@ pub fn raw_config(env: impl IntoIterator<Item = (String, String)>, state_dir: &P
 
 /// Snapshot of the real process environment (non-UTF-8 values are skipped).
 pub fn from_process(state_dir: &Path) -> RawConfig {
-    raw_config(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))), state_dir)
+    raw_config(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        state_dir,
+    )
 }
 
 /// Largest `--workspaces-file` accepted (10,000 workspaces take about 1.2 MB).
@@ -56,16 +69,23 @@ pub const MAX_WORKSPACES_FILE: u64 = 64 * 1024 * 1024;
 /// validated exactly like the variable. The error is the operator message.
 pub fn apply_workspaces_file(raw: &mut RawConfig, path: &Path) -> Result<(), String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
     if !meta.is_file() {
         return Err(format!("--workspaces-file '{shown}' is not a regular file"));
     }
     if meta.len() > MAX_WORKSPACES_FILE {
-        return Err(format!("--workspaces-file '{shown}' is larger than {} MiB", MAX_WORKSPACES_FILE / (1024 * 1024)));
+        return Err(format!(
+            "--workspaces-file '{shown}' is larger than {} MiB",
+            MAX_WORKSPACES_FILE / (1024 * 1024)
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("--workspaces-file '{shown}' is not valid UTF-8"))?;
-    raw.env.insert(molecule_mcp_core::config::WORKSPACES.to_owned(), text);
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("--workspaces-file '{shown}' is not valid UTF-8"))?;
+    raw.env
+        .insert(molecule_mcp_core::config::WORKSPACES.to_owned(), text);
     Ok(())
 }
 
@@ -78,15 +98,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mmcp-wsfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("ws.json");
-        std::fs::write(&file, r#"[{"id":"aaaaaaaa-0000-4000-8000-000000000001","token":"t"}]"#).expect("write");
+        std::fs::write(
+            &file,
+            r#"[{"id":"aaaaaaaa-0000-4000-8000-000000000001","token":"t"}]"#,
+        )
+        .expect("write");
         let mut raw = raw_config([("MOLECULE_WORKSPACES".to_owned(), "[]".to_owned())], &dir);
         apply_workspaces_file(&mut raw, &file).expect("applies");
         assert!(raw.env["MOLECULE_WORKSPACES"].contains("aaaaaaaa-0000-4000-8000-000000000001"));
-        let missing = apply_workspaces_file(&mut raw, &dir.join("nope.json")).expect_err("missing file");
+        let missing =
+            apply_workspaces_file(&mut raw, &dir.join("nope.json")).expect_err("missing file");
         assert!(missing.contains("nope.json"), "{missing}");
-        assert!(apply_workspaces_file(&mut raw, &dir).expect_err("a directory").contains("not a regular file"));
+        assert!(
+            apply_workspaces_file(&mut raw, &dir)
+                .expect_err("a directory")
+                .contains("not a regular file")
+        );
         std::fs::write(&file, [0xff, 0xfe]).expect("write");
-        assert!(apply_workspaces_file(&mut raw, &file).expect_err("bad utf-8").contains("UTF-8"));
+        assert!(
+            apply_workspaces_file(&mut raw, &file)
+                .expect_err("bad utf-8")
+                .contains("UTF-8")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

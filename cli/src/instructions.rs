@@ -110,9 +110,15 @@ mod tests {
             "registry resolved",
             "discover endpoint",
         ] {
-            assert!(text.contains(needle), "instructions lack {needle:?}:\n{text}");
+            assert!(
+                text.contains(needle),
+                "instructions lack {needle:?}:\n{text}"
+            );
         }
-        assert!(!text.contains("arrival_workspace_id"), "single-workspace text needs no routing rule");
+        assert!(
+            !text.contains("arrival_workspace_id"),
+            "single-workspace text needs no routing rule"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::io::Write;
 /// hopping wake-ups between two worker threads cost 15 % CPU per heartbeat and 26 % per
 /// poll in an A/B run of the scale benchmark (BENCHMARKS.md).
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Resolves when the process is asked to terminate.
@@ -21,7 +23,10 @@ pub fn termination_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             return Box::pin(async move {
                 tokio::select! {
                     _ = term.recv() => {}

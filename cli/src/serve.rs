@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use molecule_mcp_core::config::{ValidConfig, validate};
-use molecule_mcp_io_tokio::{DriverEvent, HttpClient, PersistPaths, SessionSpec, logging, persist, session_driver, state_dir};
+use molecule_mcp_io_tokio::{
+    DriverEvent, HttpClient, PersistPaths, SessionSpec, logging, persist, session_driver, state_dir,
+};
 use tokio::sync::mpsc;
 
 use crate::app::App;
@@ -27,7 +29,9 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
     let rt = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
-            print_fatal(&format!("molecule-mcp: cannot start the async runtime: {e}"));
+            print_fatal(&format!(
+                "molecule-mcp: cannot start the async runtime: {e}"
+            ));
             return ExitCode::from(1);
         }
     };
@@ -80,20 +84,33 @@ pub fn session_specs(config: &ValidConfig, state_dir: &std::path::Path) -> Vec<S
     (0..config.workspaces.len())
         .filter_map(|i| {
             let mut session = config.session_config(i)?;
-            let paths = PersistPaths::for_workspace(state_dir, &session.workspace_id, config.multi_workspace);
-            session.known_inbound_secret = persist::read_trimmed(&paths.inbound_secret).map(molecule_mcp_core::Secret::new);
+            let paths = PersistPaths::for_workspace(
+                state_dir,
+                &session.workspace_id,
+                config.multi_workspace,
+            );
+            session.known_inbound_secret =
+                persist::read_trimmed(&paths.inbound_secret).map(molecule_mcp_core::Secret::new);
             // A token the platform minted on an earlier run (saved there by us): tried if
             // register rejects the configured one, which is then stale.
             session.fallback_token = persist::read_trimmed(&paths.auth_token)
                 .map(molecule_mcp_core::Secret::new)
                 .filter(|saved| *saved != session.token)
                 .map(|saved| (saved, paths.auth_token.display().to_string()));
-            Some(SessionSpec { config: session, paths })
+            Some(SessionSpec {
+                config: session,
+                paths,
+            })
         })
         .collect()
 }
 
-async fn serve(config: ValidConfig, state_dir: std::path::PathBuf, settings: ToolSettings, mut signal: runtime::Signal) -> u8 {
+async fn serve(
+    config: ValidConfig,
+    state_dir: std::path::PathBuf,
+    settings: ToolSettings,
+    mut signal: runtime::Signal,
+) -> u8 {
     let http = HttpClient::new();
     let seed = seed();
     let app = match App::new(&config, &state_dir, http.clone(), settings, seed) {

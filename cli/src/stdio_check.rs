@@ -41,7 +41,9 @@ impl StdioProblem {
                 format!("molecule-mcp: cannot stat {name} (fd={fd}): {error}.\n{guidance}")
             }
             StdioProblem::NotAPipe { name, fd, kind } => {
-                format!("molecule-mcp: {name} (fd={fd}) is a {kind}, not a pipe, socket, or character device.\n{guidance}")
+                format!(
+                    "molecule-mcp: {name} (fd={fd}) is a {kind}, not a pipe, socket, or character device.\n{guidance}"
+                )
             }
         }
     }
@@ -57,8 +59,16 @@ fn check_one(name: &'static str, fd: u8) -> Result<(), StdioProblem> {
     // /proc/self/fd/N (or /dev/fd/N) resolves to the open file itself, pipes included, which
     // lets us stat a descriptor without unsafe code.
     let proc_path = format!("/proc/self/fd/{fd}");
-    let path = if Path::new(&proc_path).exists() { proc_path } else { format!("/dev/fd/{fd}") };
-    let meta = std::fs::metadata(&path).map_err(|e| StdioProblem::CannotStat { name, fd, error: e.to_string() })?;
+    let path = if Path::new(&proc_path).exists() {
+        proc_path
+    } else {
+        format!("/dev/fd/{fd}")
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| StdioProblem::CannotStat {
+        name,
+        fd,
+        error: e.to_string(),
+    })?;
     classify(name, fd, &meta.file_type())
 }
 

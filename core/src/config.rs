@@ -33,9 +33,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::inbox::{DEFAULT_POLL_INTERVAL, InboxConfig};
 use crate::platform_url::{PlatformUrl, PlatformUrlError};
 use crate::secret::Secret;
-use crate::inbox::{DEFAULT_POLL_INTERVAL, InboxConfig};
 use crate::session::{DEFAULT_HEARTBEAT_INTERVAL, SessionConfig};
 
 /// `PLATFORM_URL`.
@@ -452,7 +452,12 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
         }
     };
 
-    match (platform, workspaces, heartbeat_interval, inbox_poll_interval) {
+    match (
+        platform,
+        workspaces,
+        heartbeat_interval,
+        inbox_poll_interval,
+    ) {
         (Some(platform), Some(workspaces), Some(heartbeat_interval), Some(inbox_poll_interval))
             if !workspaces.is_empty() =>
         {
@@ -756,18 +761,33 @@ fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a st
 
 /// `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: blank ⇒ 20 s; a whole number 1..=60 ⇒ that.
 fn heartbeat_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
-    seconds_in_range(env, HEARTBEAT_INTERVAL_SECS, DEFAULT_HEARTBEAT_INTERVAL, MAX_HEARTBEAT_INTERVAL_SECS)
-        .map_err(|value| ConfigError::InvalidHeartbeatInterval { value })
+    seconds_in_range(
+        env,
+        HEARTBEAT_INTERVAL_SECS,
+        DEFAULT_HEARTBEAT_INTERVAL,
+        MAX_HEARTBEAT_INTERVAL_SECS,
+    )
+    .map_err(|value| ConfigError::InvalidHeartbeatInterval { value })
 }
 
 /// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS`: blank ⇒ 5 s; a whole number 1..=60 ⇒ that.
 fn inbox_poll_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
-    seconds_in_range(env, INBOX_POLL_INTERVAL_SECS, DEFAULT_POLL_INTERVAL, MAX_INBOX_POLL_INTERVAL_SECS)
-        .map_err(|value| ConfigError::InvalidInboxPollInterval { value })
+    seconds_in_range(
+        env,
+        INBOX_POLL_INTERVAL_SECS,
+        DEFAULT_POLL_INTERVAL,
+        MAX_INBOX_POLL_INTERVAL_SECS,
+    )
+    .map_err(|value| ConfigError::InvalidInboxPollInterval { value })
 }
 
 /// A whole number of seconds in `1..=max` (blank ⇒ `default`); `Err(raw value)` otherwise.
-fn seconds_in_range(env: &Env<'_>, name: &str, default: Duration, max: u64) -> Result<Duration, String> {
+fn seconds_in_range(
+    env: &Env<'_>,
+    name: &str,
+    default: Duration,
+    max: u64,
+) -> Result<Duration, String> {
     let Some(value) = env.get(name) else {
         return Ok(default);
     };

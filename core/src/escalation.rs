@@ -59,8 +59,17 @@ pub(crate) fn error_text(n: u32, status: u16, workspace_id: &str, token_source: 
     )
 }
 
-pub(crate) fn register_rejected_text(status: u16, workspace_id: &str, token_source: &str, excerpt: &str) -> String {
-    let detail = if excerpt.is_empty() { String::new() } else { format!(" Platform said: {excerpt}.") };
+pub(crate) fn register_rejected_text(
+    status: u16,
+    workspace_id: &str,
+    token_source: &str,
+    excerpt: &str,
+) -> String {
+    let detail = if excerpt.is_empty() {
+        String::new()
+    } else {
+        format!(" Platform said: {excerpt}.")
+    };
     // The platform's CORS check answers 403 with an empty body when `Origin` is not its own
     // URL (platform-api §2.1): then the token may be fine and PLATFORM_URL is the suspect.
     let cors = if status == 403 && (excerpt.is_empty() || excerpt == EMPTY_BODY) {
@@ -85,7 +94,9 @@ mod tests {
 
     #[test]
     fn ladder_matches_reference() {
-        let errors: Vec<u32> = (1..=100).filter(|n| classify(*n) == AuthFailureLog::Error).collect();
+        let errors: Vec<u32> = (1..=100)
+            .filter(|n| classify(*n) == AuthFailureLog::Error)
+            .collect();
         assert_eq!(errors, vec![3, 23, 43, 63, 83]);
         assert_eq!(classify(1), AuthFailureLog::Warning);
         assert_eq!(classify(2), AuthFailureLog::Warning);
@@ -97,16 +108,38 @@ mod tests {
     #[test]
     fn an_empty_403_at_register_points_at_the_origin_too() {
         let cors = register_rejected_text(403, "ws-1", "MOLECULE_WORKSPACE_TOKEN", EMPTY_BODY);
-        assert!(cors.contains("Tokens tab") && cors.contains("PLATFORM_URL") && cors.contains("Origin"), "{cors}");
-        let token = register_rejected_text(401, "ws-1", "MOLECULE_WORKSPACE_TOKEN", "invalid workspace auth token");
+        assert!(
+            cors.contains("Tokens tab") && cors.contains("PLATFORM_URL") && cors.contains("Origin"),
+            "{cors}"
+        );
+        let token = register_rejected_text(
+            401,
+            "ws-1",
+            "MOLECULE_WORKSPACE_TOKEN",
+            "invalid workspace auth token",
+        );
         assert!(!token.contains("Origin"), "{token}");
-        let policy = register_rejected_text(403, "ws-1", "MOLECULE_WORKSPACE_TOKEN", "forbidden by policy");
-        assert!(!policy.contains("Origin"), "a 403 with a reason is about that reason: {policy}");
+        let policy = register_rejected_text(
+            403,
+            "ws-1",
+            "MOLECULE_WORKSPACE_TOKEN",
+            "forbidden by policy",
+        );
+        assert!(
+            !policy.contains("Origin"),
+            "a 403 with a reason is about that reason: {policy}"
+        );
     }
 
     #[test]
     fn error_text_is_actionable() {
-        let t = error_text(3, 401, "ws-deleted-12345678", "MOLECULE_WORKSPACE_TOKEN_FILE").to_lowercase();
+        let t = error_text(
+            3,
+            401,
+            "ws-deleted-12345678",
+            "MOLECULE_WORKSPACE_TOKEN_FILE",
+        )
+        .to_lowercase();
         assert!(t.contains("revoked") && t.contains("deleted"));
         assert!(t.contains("regenerate") && t.contains("tokens"));
         assert!(t.contains("ws-deleted-12345678"));

@@ -21,19 +21,30 @@ pub(crate) struct HeartbeatSchedule {
 
 impl HeartbeatSchedule {
     pub(crate) fn new(anchor: Instant, interval: Duration) -> Self {
-        HeartbeatSchedule { anchor, interval, tick: 0 }
+        HeartbeatSchedule {
+            anchor,
+            interval,
+            tick: 0,
+        }
     }
 
     /// The grid time of tick `k` (no jitter).
     fn grid(&self, k: u64) -> Instant {
-        let offset = self.interval.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
+        let offset = self
+            .interval
+            .saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
         self.anchor.checked_add(offset).unwrap_or(self.anchor)
     }
 
     /// Advances to the first grid tick strictly after `now` that is also at or after
     /// `not_before`, and returns its deadline with jitter. Ticks that were missed (the
     /// driver slept, or a `Retry-After` asked us to wait) are skipped, never burst.
-    pub(crate) fn advance(&mut self, now: Instant, not_before: Option<Instant>, rng: &mut Rng) -> Instant {
+    pub(crate) fn advance(
+        &mut self,
+        now: Instant,
+        not_before: Option<Instant>,
+        rng: &mut Rng,
+    ) -> Instant {
         let floor = match not_before {
             Some(nb) if nb > now => nb,
             Some(_) | None => now,
@@ -49,13 +60,21 @@ impl HeartbeatSchedule {
         let max_jitter = (self.interval / JITTER_DIVISOR).as_millis();
         let jitter = Duration::from_millis(rng.below(u64::try_from(max_jitter).unwrap_or(0)));
         let at = self.grid(self.tick) + jitter;
-        if at <= now { now + Duration::from_millis(1) } else { at }
+        if at <= now {
+            now + Duration::from_millis(1)
+        } else {
+            at
+        }
     }
 }
 
 /// Delay before register retry number `attempt` (0-based): 1 s, 2 s, 4 s … capped at 60 s,
 /// plus up to 25 % seeded jitter, and never less than a server-provided `Retry-After`.
-pub(crate) fn register_backoff(attempt: u32, retry_after: Option<Duration>, rng: &mut Rng) -> Duration {
+pub(crate) fn register_backoff(
+    attempt: u32,
+    retry_after: Option<Duration>,
+    rng: &mut Rng,
+) -> Duration {
     let base = Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
     let jitter_ms = rng.below(u64::try_from(base.as_millis() / 4).unwrap_or(0));
     let backoff = base + Duration::from_millis(jitter_ms);
@@ -101,6 +120,9 @@ mod tests {
         let mut rng = Rng::new(3);
         assert!(register_backoff(0, None, &mut rng) < Duration::from_millis(1250));
         assert!(register_backoff(10, None, &mut rng) <= Duration::from_secs(75));
-        assert_eq!(register_backoff(0, Some(Duration::from_secs(9999)), &mut rng), MAX_RETRY_AFTER);
+        assert_eq!(
+            register_backoff(0, Some(Duration::from_secs(9999)), &mut rng),
+            MAX_RETRY_AFTER
+        );
     }
 }

@@ -21,9 +21,9 @@ use std::fmt::{self, Write as _};
 
 use crate::config::{
     ConfigError, ConfigErrors, HEARTBEAT_INTERVAL_SECS, INBOX_POLL_INTERVAL_SECS,
-    MAX_HEARTBEAT_INTERVAL_SECS, MAX_INBOX_POLL_INTERVAL_SECS, MissingItem,
-    PLATFORM_URL, RawConfig, TokenFileProblem, WORKSPACE_ID, WORKSPACE_TOKEN, WORKSPACE_TOKEN_FILE,
-    WORKSPACES, auth_token_path,
+    MAX_HEARTBEAT_INTERVAL_SECS, MAX_INBOX_POLL_INTERVAL_SECS, MissingItem, PLATFORM_URL,
+    RawConfig, TokenFileProblem, WORKSPACE_ID, WORKSPACE_TOKEN, WORKSPACE_TOKEN_FILE, WORKSPACES,
+    auth_token_path,
 };
 use crate::inbox::DEFAULT_POLL_INTERVAL;
 use crate::session::DEFAULT_HEARTBEAT_INTERVAL;

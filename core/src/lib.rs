@@ -52,7 +52,9 @@ pub mod testing;
 pub mod timer;
 
 pub use action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
-pub use http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+pub use http::{
+    Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
+};
 pub use input::Input;
 pub use platform_url::{PlatformUrl, PlatformUrlError};
 pub use secret::Secret;

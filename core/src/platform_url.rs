@@ -52,7 +52,9 @@ impl PlatformUrl {
             return Err(PlatformUrlError::Malformed("must not contain whitespace"));
         }
         if rest.contains('?') || rest.contains('#') {
-            return Err(PlatformUrlError::Malformed("must not contain a query or fragment"));
+            return Err(PlatformUrlError::Malformed(
+                "must not contain a query or fragment",
+            ));
         }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -62,7 +64,9 @@ impl PlatformUrl {
             return Err(PlatformUrlError::MissingHost);
         }
         if authority.contains('@') {
-            return Err(PlatformUrlError::Malformed("must not contain credentials (user@host)"));
+            return Err(PlatformUrlError::Malformed(
+                "must not contain credentials (user@host)",
+            ));
         }
         let authority = authority.to_ascii_lowercase();
         Ok(PlatformUrl {
@@ -96,7 +100,10 @@ mod tests {
         let u = PlatformUrl::parse("  https://Test.Example.com///  ").unwrap();
         assert_eq!(u.base(), "https://test.example.com");
         assert_eq!(u.origin(), "https://test.example.com");
-        assert_eq!(u.join("/registry/register"), "https://test.example.com/registry/register");
+        assert_eq!(
+            u.join("/registry/register"),
+            "https://test.example.com/registry/register"
+        );
     }
 
     #[test]
@@ -109,10 +116,19 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         assert_eq!(PlatformUrl::parse("   "), Err(PlatformUrlError::Blank));
-        assert_eq!(PlatformUrl::parse("ftp://x"), Err(PlatformUrlError::BadScheme));
-        assert_eq!(PlatformUrl::parse("localhost:8080"), Err(PlatformUrlError::BadScheme));
+        assert_eq!(
+            PlatformUrl::parse("ftp://x"),
+            Err(PlatformUrlError::BadScheme)
+        );
+        assert_eq!(
+            PlatformUrl::parse("localhost:8080"),
+            Err(PlatformUrlError::BadScheme)
+        );
         assert!(PlatformUrl::parse("https://").is_err());
-        assert_eq!(PlatformUrl::parse("https://:80"), Err(PlatformUrlError::MissingHost));
+        assert_eq!(
+            PlatformUrl::parse("https://:80"),
+            Err(PlatformUrlError::MissingHost)
+        );
         assert!(PlatformUrl::parse("https://u:p@host").is_err());
         assert!(PlatformUrl::parse("https://host/?q=1").is_err());
         assert!(PlatformUrl::parse("https://ho st").is_err());

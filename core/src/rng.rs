@@ -20,6 +20,10 @@ impl Rng {
 
     /// Uniform in `0..bound` (returns 0 when `bound` is 0).
     pub(crate) fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 { 0 } else { self.next_u64() % bound }
+        if bound == 0 {
+            0
+        } else {
+            self.next_u64() % bound
+        }
     }
 }

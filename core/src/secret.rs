@@ -66,6 +66,9 @@ mod tests {
     #[test]
     fn redact_in_replaces_every_occurrence() {
         let s = Secret::new("abcdef");
-        assert_eq!(s.redact_in("x abcdef y abcdef"), "x [REDACTED] y [REDACTED]");
+        assert_eq!(
+            s.redact_in("x abcdef y abcdef"),
+            "x [REDACTED] y [REDACTED]"
+        );
     }
 }

@@ -17,10 +17,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
+use crate::action::{
+    Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest,
+};
 use crate::escalation::{self, AuthFailureLog};
 use crate::heartbeat_schedule::{HeartbeatSchedule, MAX_RETRY_AFTER, register_backoff};
-use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+use crate::http::{
+    Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
+};
 use crate::input::Input;
 use crate::platform_url::PlatformUrl;
 use crate::rng::Rng;
@@ -64,7 +68,13 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// A config with default cadence and timeouts.
-    pub fn new(platform: PlatformUrl, workspace_id: impl Into<String>, token: Secret, token_source: impl Into<String>, agent_card: Value) -> Self {
+    pub fn new(
+        platform: PlatformUrl,
+        workspace_id: impl Into<String>,
+        token: Secret,
+        token_source: impl Into<String>,
+        agent_card: Value,
+    ) -> Self {
         SessionConfig {
             platform,
             workspace_id: workspace_id.into(),
@@ -153,7 +163,10 @@ impl Session {
     /// Creates the session and queues the register request.
     pub fn new(cfg: SessionConfig, now: Instant, seed: u64) -> Self {
         let token = cfg.token.clone();
-        let secret = SecretTracker { on_disk: cfg.known_inbound_secret.clone(), pending: None };
+        let secret = SecretTracker {
+            on_disk: cfg.known_inbound_secret.clone(),
+            pending: None,
+        };
         let beat_template = BeatTemplate::new(&cfg);
         let mut s = Session {
             cfg,
@@ -221,13 +234,20 @@ impl Session {
             return;
         }
         match input {
-            Input::HttpResponse { id, status, retry_after, body } => {
-                match self.take_inflight(id) {
-                    Some(RequestKind::Register) => self.on_register_response(now, status, retry_after, &body),
-                    Some(RequestKind::Heartbeat) => self.on_heartbeat_response(now, status, retry_after, &body),
-                    Some(RequestKind::InboxPoll) | None => self.ignored_inputs += 1,
+            Input::HttpResponse {
+                id,
+                status,
+                retry_after,
+                body,
+            } => match self.take_inflight(id) {
+                Some(RequestKind::Register) => {
+                    self.on_register_response(now, status, retry_after, &body)
                 }
-            }
+                Some(RequestKind::Heartbeat) => {
+                    self.on_heartbeat_response(now, status, retry_after, &body)
+                }
+                Some(RequestKind::InboxPoll) | None => self.ignored_inputs += 1,
+            },
             Input::HttpFailed { id, error } => match self.take_inflight(id) {
                 Some(RequestKind::Register) => self.on_register_failed(now, &error),
                 Some(RequestKind::Heartbeat) => self.on_heartbeat_failed(&error),
@@ -235,7 +255,10 @@ impl Session {
             },
             Input::PersistDone { id, result } => self.on_persist_done(id, result),
             Input::Shutdown => {
-                self.log(LogLevel::Info, "shutting down: heartbeats stopped".to_owned());
+                self.log(
+                    LogLevel::Info,
+                    "shutting down: heartbeats stopped".to_owned(),
+                );
                 self.phase = Phase::Stopped;
                 self.timers.clear();
                 self.inflight.clear();
@@ -253,10 +276,17 @@ impl Session {
         // Deadlines first, so a request that timed out is settled before a new one of the
         // same kind is considered.
         if self.timers.take_expired(Timer::RequestDeadline, now) {
-            let expired: Vec<RequestId> =
-                self.inflight.iter().filter(|(_, f)| f.deadline <= now).map(|(id, _)| *id).collect();
+            let expired: Vec<RequestId> = self
+                .inflight
+                .iter()
+                .filter(|(_, f)| f.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
             for id in expired {
-                let error = TransportError { kind: TransportErrorKind::Timeout, message: "request deadline exceeded".to_owned() };
+                let error = TransportError {
+                    kind: TransportErrorKind::Timeout,
+                    message: "request deadline exceeded".to_owned(),
+                };
                 match self.take_inflight(id) {
                     Some(RequestKind::Register) => self.on_register_failed(now, &error),
                     Some(RequestKind::Heartbeat) => self.on_heartbeat_failed(&error),
@@ -343,10 +373,21 @@ impl Session {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        self.actions.push_back(Action::Log(LogLine { level, workspace_id: self.cfg.workspace_id.clone(), message }));
+        self.actions.push_back(Action::Log(LogLine {
+            level,
+            workspace_id: self.cfg.workspace_id.clone(),
+            message,
+        }));
     }
 
-    fn send(&mut self, now: Instant, kind: RequestKind, url: String, body: Vec<u8>, timeout: Duration) {
+    fn send(
+        &mut self,
+        now: Instant,
+        kind: RequestKind,
+        url: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let deadline = now + timeout.max(Duration::from_millis(1));
@@ -373,18 +414,30 @@ impl Session {
         // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let url = self.cfg.platform.join("/registry/register");
-        self.send(now, RequestKind::Register, url, body, self.cfg.request_timeout);
+        self.send(
+            now,
+            RequestKind::Register,
+            url,
+            body,
+            self.cfg.request_timeout,
+        );
     }
 
     /// Sends a heartbeat now (unless one is still outstanding) and schedules the next.
     fn beat(&mut self, now: Instant, not_before: Option<Instant>) {
-        let outstanding = self.inflight.iter().any(|(_, f)| f.kind == RequestKind::Heartbeat);
+        let outstanding = self
+            .inflight
+            .iter()
+            .any(|(_, f)| f.kind == RequestKind::Heartbeat);
         if !outstanding {
             let uptime = now.saturating_duration_since(self.started_at).as_secs();
             let body = self.beat_template.body(uptime);
             // Well inside the interval: a hung beat must be settled before the next tick
             // (which jitter may bring a little early), or that tick would be skipped.
-            let timeout = self.cfg.request_timeout.min(self.cfg.heartbeat_interval.mul_f64(0.75));
+            let timeout = self
+                .cfg
+                .request_timeout
+                .min(self.cfg.heartbeat_interval.mul_f64(0.75));
             let url = self.beat_template.url.clone();
             self.send(now, RequestKind::Heartbeat, url, body, timeout);
             self.heartbeats_sent += 1;
@@ -394,7 +447,9 @@ impl Session {
 
     fn schedule_next_beat(&mut self, now: Instant, not_before: Option<Instant>) {
         let interval = self.cfg.heartbeat_interval;
-        let schedule = self.heartbeat.get_or_insert_with(|| HeartbeatSchedule::new(now, interval));
+        let schedule = self
+            .heartbeat
+            .get_or_insert_with(|| HeartbeatSchedule::new(now, interval));
         let at = schedule.advance(now, not_before, &mut self.rng);
         self.timers.set(Timer::Heartbeat, at);
     }
@@ -407,11 +462,20 @@ impl Session {
         }
     }
 
-    fn on_register_response(&mut self, now: Instant, status: u16, retry_after: Option<Duration>, body: &[u8]) {
+    fn on_register_response(
+        &mut self,
+        now: Instant,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) {
         let ws = self.cfg.workspace_id.clone();
         if (200..300).contains(&status) {
             self.registered = true;
-            self.log(LogLevel::Info, format!("registered workspace {ws} with platform"));
+            self.log(
+                LogLevel::Info,
+                format!("registered workspace {ws} with platform"),
+            );
             if let Some(obj) = json_object(body) {
                 if let Some(token) = non_empty_str(&obj, "auth_token") {
                     self.adopt_minted_token(Secret::new(token));
@@ -428,12 +492,17 @@ impl Session {
             return;
         }
         if escalation::is_auth_failure(status) {
-            let message = escalation::register_rejected_text(status, &ws, &self.cfg.token_source, &excerpt);
+            let message =
+                escalation::register_rejected_text(status, &ws, &self.cfg.token_source, &excerpt);
             let reason = FatalReason::RegisterRejected { status };
             self.phase = Phase::Failed(reason);
             self.timers.clear();
             self.inflight.clear();
-            self.actions.push_back(Action::Fatal { reason, workspace_id: ws, message });
+            self.actions.push_back(Action::Fatal {
+                reason,
+                workspace_id: ws,
+                message,
+            });
             return;
         }
         let retryable = status >= 500 || matches!(status, 404 | 408 | 425 | 429) || status < 200;
@@ -472,9 +541,15 @@ impl Session {
             ),
         );
         // Later operator messages must name the token actually in use.
-        self.cfg.token_source = format!("{source} (used after the token from {} was rejected)", self.cfg.token_source);
+        self.cfg.token_source = format!(
+            "{source} (used after the token from {} was rejected)",
+            self.cfg.token_source
+        );
         self.token = token.clone();
-        self.actions.push_back(Action::TokenChanged { workspace_id: self.cfg.workspace_id.clone(), token });
+        self.actions.push_back(Action::TokenChanged {
+            workspace_id: self.cfg.workspace_id.clone(),
+            token,
+        });
         self.send_register(now);
         true
     }
@@ -491,18 +566,34 @@ impl Session {
         self.start_heartbeats(now);
     }
 
-    fn on_heartbeat_response(&mut self, now: Instant, status: u16, retry_after: Option<Duration>, body: &[u8]) {
+    fn on_heartbeat_response(
+        &mut self,
+        now: Instant,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) {
         if (200..300).contains(&status) {
             self.heartbeats_ok += 1;
             if self.auth_failures > 0 {
-                self.log(LogLevel::Info, format!("heartbeat accepted again after {} auth failure(s)", self.auth_failures));
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "heartbeat accepted again after {} auth failure(s)",
+                        self.auth_failures
+                    ),
+                );
             }
             self.auth_failures = 0;
             // Only the secret matters; reading just that field (borrowed) instead of a whole
             // `Value` tree is most of a beat's cost. Anything but an object whose
             // `platform_inbound_secret` is a string counts as "no secret".
             if let Some(reply) = BeatReply::parse(body)
-                && let Some(secret) = reply.platform_inbound_secret.as_deref().map(str::trim).filter(|s| !s.is_empty())
+                && let Some(secret) = reply
+                    .platform_inbound_secret
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
             {
                 self.maybe_persist_secret(secret);
             }
@@ -513,7 +604,9 @@ impl Session {
             self.auth_failures = self.auth_failures.saturating_add(1);
             let n = self.auth_failures;
             match escalation::classify(n) {
-                AuthFailureLog::Warning => self.log(LogLevel::Warn, escalation::warning_text(n, status, &ws)),
+                AuthFailureLog::Warning => {
+                    self.log(LogLevel::Warn, escalation::warning_text(n, status, &ws))
+                }
                 AuthFailureLog::Error => {
                     let text = escalation::error_text(n, status, &ws, &self.cfg.token_source);
                     self.log(LogLevel::Error, text);
@@ -524,12 +617,23 @@ impl Session {
         }
         let excerpt = self.body_excerpt(body);
         if status == 429 {
-            let wait = retry_after.unwrap_or(self.cfg.heartbeat_interval).min(MAX_RETRY_AFTER);
-            self.log(LogLevel::Warn, format!("heartbeat HTTP 429 (rate limited); next beat in ≥{}s: {excerpt}", wait.as_secs()));
+            let wait = retry_after
+                .unwrap_or(self.cfg.heartbeat_interval)
+                .min(MAX_RETRY_AFTER);
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "heartbeat HTTP 429 (rate limited); next beat in ≥{}s: {excerpt}",
+                    wait.as_secs()
+                ),
+            );
             self.schedule_next_beat_after(now, now + wait);
             return;
         }
-        self.log(LogLevel::Warn, format!("heartbeat HTTP {status}: {excerpt}"));
+        self.log(
+            LogLevel::Warn,
+            format!("heartbeat HTTP {status}: {excerpt}"),
+        );
     }
 
     /// Re-plans the pending heartbeat so it fires no earlier than `not_before`.
@@ -544,12 +648,23 @@ impl Session {
 
     fn on_heartbeat_failed(&mut self, error: &TransportError) {
         let detail = self.redact(&error.message);
-        self.log(LogLevel::Warn, format!("heartbeat failed ({:?}): {detail}", error.kind));
+        self.log(
+            LogLevel::Warn,
+            format!("heartbeat failed ({:?}): {detail}", error.kind),
+        );
     }
 
     fn maybe_persist_secret(&mut self, secret: &str) {
-        let already = self.secret.on_disk.as_ref().is_some_and(|s| s.expose() == secret)
-            || self.secret.pending.as_ref().is_some_and(|(_, s)| s.expose() == secret);
+        let already = self
+            .secret
+            .on_disk
+            .as_ref()
+            .is_some_and(|s| s.expose() == secret)
+            || self
+                .secret
+                .pending
+                .as_ref()
+                .is_some_and(|(_, s)| s.expose() == secret);
         if already {
             return;
         }
@@ -582,8 +697,16 @@ impl Session {
                 self.cfg.token_source
             ),
         );
-        self.actions.push_back(Action::TokenChanged { workspace_id: ws.clone(), token: token.clone() });
-        self.actions.push_back(Action::Persist(PersistRequest { id, workspace_id: ws, file: PersistFile::AuthToken, value: token }));
+        self.actions.push_back(Action::TokenChanged {
+            workspace_id: ws.clone(),
+            token: token.clone(),
+        });
+        self.actions.push_back(Action::Persist(PersistRequest {
+            id,
+            workspace_id: ws,
+            file: PersistFile::AuthToken,
+            value: token,
+        }));
     }
 
     fn on_persist_done(&mut self, id: PersistId, result: Result<(), String>) {
@@ -592,7 +715,10 @@ impl Session {
                 match result {
                     Ok(()) => self.secret.on_disk = Some(value),
                     // Leave `on_disk` as it was, so the next delivery retries the write.
-                    Err(e) => self.log(LogLevel::Warn, format!("persist inbound secret failed: {e}")),
+                    Err(e) => self.log(
+                        LogLevel::Warn,
+                        format!("persist inbound secret failed: {e}"),
+                    ),
                 }
                 return;
             }
@@ -651,7 +777,10 @@ impl BeatTemplate {
         let sample = beat_body_value(&cfg.workspace_id, Self::MARKER);
         let rendered = serde_json::to_vec(&sample).unwrap_or_default();
         let marker = Self::MARKER.to_string();
-        let at = rendered.windows(marker.len()).position(|w| w == marker.as_bytes()).unwrap_or(rendered.len());
+        let at = rendered
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+            .unwrap_or(rendered.len());
         BeatTemplate {
             url: cfg.platform.join("/registry/heartbeat"),
             headers: Headers::from(vec![
@@ -659,7 +788,10 @@ impl BeatTemplate {
                 ("Content-Type", "application/json".to_owned()),
             ]),
             body_head: rendered.get(..at).unwrap_or_default().to_vec(),
-            body_tail: rendered.get(at + marker.len()..).unwrap_or_default().to_vec(),
+            body_tail: rendered
+                .get(at + marker.len()..)
+                .unwrap_or_default()
+                .to_vec(),
         }
     }
 
@@ -712,7 +844,11 @@ pub(crate) fn excerpt(body: &[u8], token: &Secret) -> String {
         .take(EXCERPT_CHARS)
         .collect();
     let cleaned = cleaned.trim().to_owned();
-    if cleaned.is_empty() { escalation::EMPTY_BODY.to_owned() } else { cleaned }
+    if cleaned.is_empty() {
+        escalation::EMPTY_BODY.to_owned()
+    } else {
+        cleaned
+    }
 }
 
 #[cfg(test)]
@@ -722,7 +858,11 @@ mod tests {
     #[test]
     fn heartbeat_template_renders_exactly_the_json_body() {
         let platform = PlatformUrl::parse("https://p.example").expect("url");
-        for ws in ["aaaaaaaa-0000-4000-8000-000000000001", "quote\"and\\slash", "ünïcode"] {
+        for ws in [
+            "aaaaaaaa-0000-4000-8000-000000000001",
+            "quote\"and\\slash",
+            "ünïcode",
+        ] {
             let cfg = SessionConfig::new(platform.clone(), ws, Secret::new("t"), "env", json!({}));
             let t = BeatTemplate::new(&cfg);
             assert_eq!(t.url, "https://p.example/registry/heartbeat");
@@ -735,9 +875,18 @@ mod tests {
 
     #[test]
     fn beat_reply_reads_only_a_string_secret() {
-        let secret = |b: &[u8]| BeatReply::parse(b).and_then(|r| r.platform_inbound_secret.map(|s| s.into_owned()));
-        assert_eq!(secret(br#"{"status":"ok","platform_inbound_secret":"s1","generation":3}"#).as_deref(), Some("s1"));
-        assert_eq!(secret(br#"{"platform_inbound_secret":"s\u0031"}"#).as_deref(), Some("s1"), "escapes decoded");
+        let secret = |b: &[u8]| {
+            BeatReply::parse(b).and_then(|r| r.platform_inbound_secret.map(|s| s.into_owned()))
+        };
+        assert_eq!(
+            secret(br#"{"status":"ok","platform_inbound_secret":"s1","generation":3}"#).as_deref(),
+            Some("s1")
+        );
+        assert_eq!(
+            secret(br#"{"platform_inbound_secret":"s\u0031"}"#).as_deref(),
+            Some("s1"),
+            "escapes decoded"
+        );
         assert_eq!(secret(br#"{"status":"ok"}"#), None);
         assert_eq!(secret(br#"{"platform_inbound_secret":null}"#), None);
         assert_eq!(secret(br#"{"platform_inbound_secret":5}"#), None);

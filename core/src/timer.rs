@@ -18,7 +18,11 @@ pub enum Timer {
 
 impl Timer {
     /// Every timer, in table order.
-    pub const ALL: [Timer; 3] = [Timer::Heartbeat, Timer::RegisterRetry, Timer::RequestDeadline];
+    pub const ALL: [Timer; 3] = [
+        Timer::Heartbeat,
+        Timer::RegisterRetry,
+        Timer::RequestDeadline,
+    ];
 
     fn index(self) -> usize {
         match self {

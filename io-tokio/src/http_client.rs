@@ -44,7 +44,13 @@ impl HttpResponse {
         self.headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
     }
 }
 
@@ -57,7 +63,9 @@ pub struct HttpClient {
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient").field("max_body", &self.max_body).finish()
+        f.debug_struct("HttpClient")
+            .field("max_body", &self.max_body)
+            .finish()
     }
 }
 
@@ -92,7 +100,11 @@ impl HttpClient {
     }
 
     /// Sends `request`, giving up after `timeout` (connect + headers + body).
-    pub async fn send(&self, request: http::Request<Full<Bytes>>, timeout: Duration) -> Result<HttpResponse, TransportError> {
+    pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<HttpResponse, TransportError> {
         self.send_capped(request, timeout, self.max_body).await
     }
 
@@ -107,15 +119,30 @@ impl HttpClient {
     ) -> Result<HttpResponse, TransportError> {
         match tokio::time::timeout(timeout, self.send_inner(request, max_body)).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError { kind: TransportErrorKind::Timeout, message: format!("no complete response within {}s", timeout.as_secs_f32()) }),
+            Err(_) => Err(TransportError {
+                kind: TransportErrorKind::Timeout,
+                message: format!("no complete response within {}s", timeout.as_secs_f32()),
+            }),
         }
     }
 
-    async fn send_inner(&self, request: http::Request<Full<Bytes>>, max_body: usize) -> Result<HttpResponse, TransportError> {
-        let response = self.inner.request(request).await.map_err(classify_client_error)?;
+    async fn send_inner(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> Result<HttpResponse, TransportError> {
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(classify_client_error)?;
         let (parts, body) = response.into_parts();
         let body = read_body(body, max_body).await?;
-        Ok(HttpResponse { status: parts.status.as_u16(), headers: parts.headers, body })
+        Ok(HttpResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// Sends a request described by the core, honouring its deadline.
@@ -124,8 +151,13 @@ impl HttpClient {
     }
 
     /// [`HttpClient::execute`] with its own body cap (see [`HttpClient::send_capped`]).
-    pub async fn execute_capped(&self, request: &HttpRequest, max_body: usize) -> Result<HttpResponse, TransportError> {
-        let timeout = tokio::time::Instant::from_std(request.deadline).saturating_duration_since(tokio::time::Instant::now());
+    pub async fn execute_capped(
+        &self,
+        request: &HttpRequest,
+        max_body: usize,
+    ) -> Result<HttpResponse, TransportError> {
+        let timeout = tokio::time::Instant::from_std(request.deadline)
+            .saturating_duration_since(tokio::time::Instant::now());
         let built = build_request(request)?;
         self.send_capped(built, timeout, max_body).await
     }
@@ -143,7 +175,10 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let too_large = || TransportError { kind: TransportErrorKind::BodyTooLarge, message: format!("response body larger than {max_body} bytes") };
+    let too_large = || TransportError {
+        kind: TransportErrorKind::BodyTooLarge,
+        message: format!("response body larger than {max_body} bytes"),
+    };
     let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
     if announced > max_body {
         return Err(too_large());
@@ -154,13 +189,20 @@ where
     let mut joined: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 too_large()
             } else {
-                TransportError { kind: TransportErrorKind::Io, message: format!("connection broke while reading the body: {e}") }
+                TransportError {
+                    kind: TransportErrorKind::Io,
+                    message: format!("connection broke while reading the body: {e}"),
+                }
             }
         })?;
-        let Ok(data) = frame.into_data() else { continue }; // trailers
+        let Ok(data) = frame.into_data() else {
+            continue;
+        }; // trailers
         if data.is_empty() {
             continue;
         }
@@ -183,22 +225,33 @@ pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>
         Method::Get => http::Method::GET,
         Method::Post => http::Method::POST,
     };
-    let mut builder = http::Request::builder().method(method).uri(request.url.as_str());
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(request.url.as_str());
     if let Some(token) = &request.bearer {
-        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+        builder = builder.header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.expose()),
+        );
     }
     for (name, value) in request.headers.iter() {
         builder = builder.header(*name, value.as_str());
     }
-    builder.body(Full::new(Bytes::from(request.body.clone()))).map_err(|e| TransportError {
-        kind: TransportErrorKind::Protocol,
-        // The error names the bad part (URL or header) without echoing header values.
-        message: format!("could not build request for {}: {e}", request.url),
-    })
+    builder
+        .body(Full::new(Bytes::from(request.body.clone())))
+        .map_err(|e| TransportError {
+            kind: TransportErrorKind::Protocol,
+            // The error names the bad part (URL or header) without echoing header values.
+            message: format!("could not build request for {}: {e}", request.url),
+        })
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> TransportError {
-    let kind = if e.is_connect() { TransportErrorKind::Connect } else { TransportErrorKind::Io };
+    let kind = if e.is_connect() {
+        TransportErrorKind::Connect
+    } else {
+        TransportErrorKind::Io
+    };
     // Walk the source chain for a readable cause ("connection refused", "connection reset").
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);

@@ -27,8 +27,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use molecule_mcp_core::inbox::{
+    Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus, UploadFetch,
+    UploadOutcome, parse_rfc3339,
+};
 use molecule_mcp_core::{RequestId, Secret, TransportError};
-use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus, UploadFetch, UploadOutcome, parse_rfc3339};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::http_client::{HttpClient, HttpResponse};
@@ -57,7 +60,11 @@ impl InboxSpec {
     /// in multi-workspace mode, so ids never collide — reference defect 34) and
     /// `chat-uploads/` (defect 18: never a hard-coded `/workspace/...`).
     pub fn in_state_dir(state_dir: &Path, config: InboxConfig, multi: bool) -> Self {
-        let suffix = if multi { format!("_{}", config.workspace_id) } else { String::new() };
+        let suffix = if multi {
+            format!("_{}", config.workspace_id)
+        } else {
+            String::new()
+        };
         InboxSpec {
             state_file: state_dir.join(format!(".mcp_inbox_state{suffix}")),
             uploads_dir: state_dir.join("chat-uploads"),
@@ -67,15 +74,37 @@ impl InboxSpec {
 }
 
 enum Command {
-    Peek { limit: usize, reply: oneshot::Sender<Vec<InboxMessage>> },
-    TakeUnreturned { reply: oneshot::Sender<Option<InboxMessage>> },
-    Pop { activity_id: String, reply: oneshot::Sender<Option<InboxMessage>> },
-    SetToken { workspace_id: String, token: Secret },
-    BeginOutbound { workspace_id: String },
-    StopWorkspace { workspace_id: String },
-    EndOutbound { workspace_id: String, file_ids: Vec<String> },
-    Status { reply: oneshot::Sender<Vec<(String, InboxStatus)>> },
-    Shutdown { reply: oneshot::Sender<()> },
+    Peek {
+        limit: usize,
+        reply: oneshot::Sender<Vec<InboxMessage>>,
+    },
+    TakeUnreturned {
+        reply: oneshot::Sender<Option<InboxMessage>>,
+    },
+    Pop {
+        activity_id: String,
+        reply: oneshot::Sender<Option<InboxMessage>>,
+    },
+    SetToken {
+        workspace_id: String,
+        token: Secret,
+    },
+    BeginOutbound {
+        workspace_id: String,
+    },
+    StopWorkspace {
+        workspace_id: String,
+    },
+    EndOutbound {
+        workspace_id: String,
+        file_ids: Vec<String>,
+    },
+    Status {
+        reply: oneshot::Sender<Vec<(String, InboxStatus)>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Tool-side handle to the running inboxes. Cheap to clone; when every clone is dropped the
@@ -112,12 +141,16 @@ impl InboxHandle {
 
     /// Up to `limit` deliverable messages, oldest first, not removed.
     pub async fn peek(&self, limit: usize) -> Vec<InboxMessage> {
-        self.ask(|reply| Command::Peek { limit, reply }).await.unwrap_or_default()
+        self.ask(|reply| Command::Peek { limit, reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// The oldest message not yet returned by this call (it stays queued until popped).
     pub async fn take_unreturned(&self) -> Option<InboxMessage> {
-        self.ask(|reply| Command::TakeUnreturned { reply }).await.flatten()
+        self.ask(|reply| Command::TakeUnreturned { reply })
+            .await
+            .flatten()
     }
 
     /// Waits up to `timeout` for a message not returned before (reference defect 20: an
@@ -145,36 +178,50 @@ impl InboxHandle {
     /// [`POP_SAVE_GRACE`] if the disk keeps failing).
     pub async fn pop(&self, activity_id: &str) -> Option<InboxMessage> {
         let activity_id = activity_id.to_owned();
-        self.ask(|reply| Command::Pop { activity_id, reply }).await.flatten()
+        self.ask(|reply| Command::Pop { activity_id, reply })
+            .await
+            .flatten()
     }
 
     /// The platform minted a new token for `workspace_id`.
     pub fn set_token(&self, workspace_id: &str, token: Secret) {
-        let _ = self.commands.send(Command::SetToken { workspace_id: workspace_id.to_owned(), token });
+        let _ = self.commands.send(Command::SetToken {
+            workspace_id: workspace_id.to_owned(),
+            token,
+        });
     }
 
     /// `workspace_id` is about to upload files itself: hold inbound downloads back until
     /// [`InboxHandle::end_outbound_upload`] says which file ids were ours. Every begin must be
     /// followed by one end (also when the upload failed: with no ids).
     pub fn begin_outbound_upload(&self, workspace_id: &str) {
-        let _ = self.commands.send(Command::BeginOutbound { workspace_id: workspace_id.to_owned() });
+        let _ = self.commands.send(Command::BeginOutbound {
+            workspace_id: workspace_id.to_owned(),
+        });
     }
 
     /// The upload is over; `file_ids` are the files it created (never fetched or acked as
     /// inbound uploads). Held downloads of other files start now.
     pub fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
-        let _ = self.commands.send(Command::EndOutbound { workspace_id: workspace_id.to_owned(), file_ids });
+        let _ = self.commands.send(Command::EndOutbound {
+            workspace_id: workspace_id.to_owned(),
+            file_ids,
+        });
     }
 
     /// Stops polling `workspace_id` (the platform rejected it at register: every poll would
     /// fail). Its queued messages stay readable and poppable.
     pub fn stop_workspace(&self, workspace_id: &str) {
-        let _ = self.commands.send(Command::StopWorkspace { workspace_id: workspace_id.to_owned() });
+        let _ = self.commands.send(Command::StopWorkspace {
+            workspace_id: workspace_id.to_owned(),
+        });
     }
 
     /// Status of every inbox, in spec order.
     pub async fn status(&self) -> Vec<(String, InboxStatus)> {
-        self.ask(|reply| Command::Status { reply }).await.unwrap_or_default()
+        self.ask(|reply| Command::Status { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// Stops polling and waits until the state of every inbox is on disk (bound it with a
@@ -186,7 +233,11 @@ impl InboxHandle {
 
 /// Starts the driver task. Returns the tool handle and the stream of newly arrived messages
 /// (for push notifications). `seed` makes jitter reproducible (inbox `i` gets `seed + i`).
-pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle, mpsc::UnboundedReceiver<InboxMessage>) {
+pub fn spawn(
+    specs: Vec<InboxSpec>,
+    http: HttpClient,
+    seed: u64,
+) -> (InboxHandle, mpsc::UnboundedReceiver<InboxMessage>) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (arrived_tx, arrived_rx) = mpsc::unbounded_channel();
     let (count_tx, count_rx) = watch::channel(0u64);
@@ -197,7 +248,12 @@ pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle
         .map(|(i, spec)| {
             let restored = read_state(&spec.state_file);
             Slot {
-                inbox: Inbox::new(spec.config, restored.as_deref(), start, seed.wrapping_add(i as u64)),
+                inbox: Inbox::new(
+                    spec.config,
+                    restored.as_deref(),
+                    start,
+                    seed.wrapping_add(i as u64),
+                ),
                 state_file: spec.state_file,
                 uploads_dir: spec.uploads_dir,
                 outbound_uploads: 0,
@@ -220,7 +276,13 @@ pub fn spawn(specs: Vec<InboxSpec>, http: HttpClient, seed: u64) -> (InboxHandle
         pending_pops: Vec::new(),
     };
     tokio::spawn(driver.run());
-    (InboxHandle { commands: cmd_tx, arrivals: count_rx }, arrived_rx)
+    (
+        InboxHandle {
+            commands: cmd_tx,
+            arrivals: count_rx,
+        },
+        arrived_rx,
+    )
 }
 
 fn read_state(path: &Path) -> Option<Vec<u8>> {
@@ -229,7 +291,10 @@ fn read_state(path: &Path) -> Option<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             // The machine treats a missing state as "first start" and re-reads the backlog.
-            tracing::warn!("inbox: cannot read {}: {e}; starting with an empty inbox", path.display());
+            tracing::warn!(
+                "inbox: cannot read {}: {e}; starting with an empty inbox",
+                path.display()
+            );
             None
         }
     }
@@ -277,7 +342,10 @@ struct PendingPop {
 
 /// Sort key for "oldest first" across inboxes: parsed `created_at`, unparsable last.
 fn age_key(message: &InboxMessage, slot: usize) -> (i128, usize) {
-    (parse_rfc3339(&message.created_at).unwrap_or(i128::MAX), slot)
+    (
+        parse_rfc3339(&message.created_at).unwrap_or(i128::MAX),
+        slot,
+    )
 }
 
 impl Driver {
@@ -343,9 +411,16 @@ impl Driver {
             return;
         }
         let t = tokio::time::Instant::now();
-        let (ready, waiting): (Vec<PendingPop>, Vec<PendingPop>) = std::mem::take(&mut self.pending_pops)
-            .into_iter()
-            .partition(|p| p.deadline <= t || self.slots.get(p.idx).is_none_or(|s| !s.inbox.status().unsaved_changes));
+        let (ready, waiting): (Vec<PendingPop>, Vec<PendingPop>) =
+            std::mem::take(&mut self.pending_pops)
+                .into_iter()
+                .partition(|p| {
+                    p.deadline <= t
+                        || self
+                            .slots
+                            .get(p.idx)
+                            .is_none_or(|s| !s.inbox.status().unsaved_changes)
+                });
         self.pending_pops = waiting;
         for pop in ready {
             let _ = pop.reply.send(Some(pop.message));
@@ -354,8 +429,12 @@ impl Driver {
 
     fn outcome(&mut self, idx: usize, input: InboxInput) {
         match input {
-            InboxInput::HttpResponse { .. } | InboxInput::HttpFailed { .. } => self.requests.settled(),
-            InboxInput::PersistDone { .. } | InboxInput::UploadDone { .. } | InboxInput::Shutdown => {}
+            InboxInput::HttpResponse { .. } | InboxInput::HttpFailed { .. } => {
+                self.requests.settled()
+            }
+            InboxInput::PersistDone { .. }
+            | InboxInput::UploadDone { .. }
+            | InboxInput::Shutdown => {}
         }
         if let Some(slot) = self.slots.get_mut(idx) {
             slot.inbox.handle(now(), input);
@@ -382,7 +461,9 @@ impl Driver {
     }
 
     fn slot_of(&self, workspace_id: &str) -> Option<usize> {
-        self.slots.iter().position(|s| s.inbox.workspace_id() == workspace_id)
+        self.slots
+            .iter()
+            .position(|s| s.inbox.workspace_id() == workspace_id)
     }
 
     fn command(&mut self, command: Command) {
@@ -391,7 +472,12 @@ impl Driver {
                 let mut all: Vec<((i128, usize), InboxMessage)> = Vec::new();
                 for (idx, slot) in self.slots.iter().enumerate() {
                     let limit = i64::try_from(limit).unwrap_or(i64::MAX).max(1);
-                    all.extend(slot.inbox.peek(limit).into_iter().map(|m| (age_key(&m, idx), m)));
+                    all.extend(
+                        slot.inbox
+                            .peek(limit)
+                            .into_iter()
+                            .map(|m| (age_key(&m, idx), m)),
+                    );
                 }
                 // Stable: each inbox's own order is kept among equal keys.
                 all.sort_by_key(|(key, _)| *key);
@@ -402,32 +488,52 @@ impl Driver {
                     .slots
                     .iter()
                     .enumerate()
-                    .filter_map(|(idx, slot)| slot.inbox.peek_unreturned().map(|m| (age_key(m, idx), idx)))
+                    .filter_map(|(idx, slot)| {
+                        slot.inbox.peek_unreturned().map(|m| (age_key(m, idx), idx))
+                    })
                     .min()
                     .map(|(_, idx)| idx);
-                let taken = oldest.and_then(|idx| self.slots.get_mut(idx)).and_then(|slot| slot.inbox.take_unreturned());
+                let taken = oldest
+                    .and_then(|idx| self.slots.get_mut(idx))
+                    .and_then(|slot| slot.inbox.take_unreturned());
                 let _ = reply.send(taken);
             }
             Command::Pop { activity_id, reply } => {
                 for idx in 0..self.slots.len() {
-                    let Some(slot) = self.slots.get_mut(idx) else { continue };
+                    let Some(slot) = self.slots.get_mut(idx) else {
+                        continue;
+                    };
                     if let Some(message) = slot.inbox.pop(&activity_id) {
                         self.drain(idx);
                         // Answered by `release_pops` once the removal is on disk.
                         let deadline = tokio::time::Instant::now() + POP_SAVE_GRACE;
-                        self.pending_pops.push(PendingPop { idx, message, reply, deadline });
+                        self.pending_pops.push(PendingPop {
+                            idx,
+                            message,
+                            reply,
+                            deadline,
+                        });
                         return;
                     }
                 }
                 let _ = reply.send(None);
             }
-            Command::SetToken { workspace_id, token } => {
-                if let Some(slot) = self.slot_of(&workspace_id).and_then(|idx| self.slots.get_mut(idx)) {
+            Command::SetToken {
+                workspace_id,
+                token,
+            } => {
+                if let Some(slot) = self
+                    .slot_of(&workspace_id)
+                    .and_then(|idx| self.slots.get_mut(idx))
+                {
                     slot.inbox.set_token(token);
                 }
             }
             Command::BeginOutbound { workspace_id } => {
-                if let Some(slot) = self.slot_of(&workspace_id).and_then(|idx| self.slots.get_mut(idx)) {
+                if let Some(slot) = self
+                    .slot_of(&workspace_id)
+                    .and_then(|idx| self.slots.get_mut(idx))
+                {
                     slot.outbound_uploads = slot.outbound_uploads.saturating_add(1);
                 }
             }
@@ -439,9 +545,16 @@ impl Driver {
                     self.drain(idx);
                 }
             }
-            Command::EndOutbound { workspace_id, file_ids } => {
-                let Some(idx) = self.slot_of(&workspace_id) else { return };
-                let Some(slot) = self.slots.get_mut(idx) else { return };
+            Command::EndOutbound {
+                workspace_id,
+                file_ids,
+            } => {
+                let Some(idx) = self.slot_of(&workspace_id) else {
+                    return;
+                };
+                let Some(slot) = self.slots.get_mut(idx) else {
+                    return;
+                };
                 for file_id in &file_ids {
                     slot.inbox.note_outbound_upload(file_id);
                 }
@@ -450,7 +563,11 @@ impl Driver {
                     let held = std::mem::take(&mut slot.held_fetches);
                     for fetch in held {
                         // The machine has dropped the ones that turned out to be ours.
-                        if self.slots.get(idx).is_some_and(|s| s.inbox.upload_wanted(fetch.request.id)) {
+                        if self
+                            .slots
+                            .get(idx)
+                            .is_some_and(|s| s.inbox.upload_wanted(fetch.request.id))
+                        {
                             self.start_fetch(idx, fetch);
                         }
                     }
@@ -458,7 +575,11 @@ impl Driver {
                 self.drain(idx);
             }
             Command::Status { reply } => {
-                let all = self.slots.iter().map(|s| (s.inbox.workspace_id().to_owned(), s.inbox.status())).collect();
+                let all = self
+                    .slots
+                    .iter()
+                    .map(|s| (s.inbox.workspace_id().to_owned(), s.inbox.status()))
+                    .collect();
                 let _ = reply.send(all);
             }
             Command::Shutdown { reply } => match self.stopping.take() {
@@ -474,7 +595,13 @@ impl Driver {
 
     fn start_fetch(&self, idx: usize, fetch: UploadFetch) {
         if let Some(slot) = self.slots.get(idx) {
-            spawn_fetch(&self.http, &self.outcome_tx, idx, slot.uploads_dir.clone(), fetch);
+            spawn_fetch(
+                &self.http,
+                &self.outcome_tx,
+                idx,
+                slot.uploads_dir.clone(),
+                fetch,
+            );
         }
     }
 
@@ -491,17 +618,28 @@ impl Driver {
 
     /// Performs every queued action of slot `idx`, then re-registers its wake-up.
     fn drain(&mut self, idx: usize) {
-        let Some(slot) = self.slots.get_mut(idx) else { return };
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
         while let Some(action) = slot.inbox.poll_action() {
             match action {
                 InboxAction::SendHttp(request) => self.requests.push(idx, request),
-                InboxAction::FetchUpload(fetch) if slot.outbound_uploads > 0 => slot.held_fetches.push(fetch),
-                InboxAction::FetchUpload(fetch) => spawn_fetch(&self.http, &self.outcome_tx, idx, slot.uploads_dir.clone(), fetch),
+                InboxAction::FetchUpload(fetch) if slot.outbound_uploads > 0 => {
+                    slot.held_fetches.push(fetch)
+                }
+                InboxAction::FetchUpload(fetch) => spawn_fetch(
+                    &self.http,
+                    &self.outcome_tx,
+                    idx,
+                    slot.uploads_dir.clone(),
+                    fetch,
+                ),
                 InboxAction::Persist { id, bytes } => {
                     let path = slot.state_file.clone();
                     let tx = self.outcome_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let result = persist::write_private_atomic(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()));
+                        let result = persist::write_private_atomic(&path, &bytes)
+                            .map_err(|e| format!("{}: {e}", path.display()));
                         let _ = tx.send((idx, InboxInput::PersistDone { id, result }));
                     });
                 }
@@ -533,7 +671,13 @@ impl FromHttp for InboxInput {
 }
 
 /// Runs one download on its own task and reports the outcome for slot `idx`.
-fn spawn_fetch(http: &HttpClient, tx: &mpsc::UnboundedSender<(usize, InboxInput)>, idx: usize, dir: PathBuf, fetch: UploadFetch) {
+fn spawn_fetch(
+    http: &HttpClient,
+    tx: &mpsc::UnboundedSender<(usize, InboxInput)>,
+    idx: usize,
+    dir: PathBuf,
+    fetch: UploadFetch,
+) {
     let http = http.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
@@ -542,7 +686,6 @@ fn spawn_fetch(http: &HttpClient, tx: &mpsc::UnboundedSender<(usize, InboxInput)
         let _ = tx.send((idx, InboxInput::UploadDone { id, outcome }));
     });
 }
-
 
 /// Downloads one upload (cap enforced while streaming) and stages it privately.
 async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) -> UploadOutcome {
@@ -557,7 +700,10 @@ async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) ->
                 | molecule_mcp_core::TransportErrorKind::Io
                 | molecule_mcp_core::TransportErrorKind::Protocol => true,
             };
-            return UploadOutcome::Failed { detail: e.message, retryable };
+            return UploadOutcome::Failed {
+                detail: e.message,
+                retryable,
+            };
         }
     };
     match response.status {
@@ -565,7 +711,10 @@ async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) ->
         404 => return UploadOutcome::Gone,
         status => {
             let retryable = status >= 500 || matches!(status, 408 | 425 | 429);
-            return UploadOutcome::Failed { detail: format!("download answered HTTP {status}"), retryable };
+            return UploadOutcome::Failed {
+                detail: format!("download answered HTTP {status}"),
+                retryable,
+            };
         }
     }
     let path = dir.join(format!("{}-{}", random_hex32(), fetch.name));
@@ -578,10 +727,18 @@ async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) ->
     match written {
         Ok(Ok(())) => {
             let absolute = std::path::absolute(&path).unwrap_or(path);
-            UploadOutcome::Staged { local_uri: format!("workspace:{}", absolute.display()) }
+            UploadOutcome::Staged {
+                local_uri: format!("workspace:{}", absolute.display()),
+            }
         }
-        Ok(Err(e)) => UploadOutcome::Failed { detail: format!("cannot write {}: {e}", path.display()), retryable: true },
-        Err(e) => UploadOutcome::Failed { detail: format!("staging task failed: {e}"), retryable: true },
+        Ok(Err(e)) => UploadOutcome::Failed {
+            detail: format!("cannot write {}: {e}", path.display()),
+            retryable: true,
+        },
+        Err(e) => UploadOutcome::Failed {
+            detail: format!("staging task failed: {e}"),
+            retryable: true,
+        },
     }
 }
 
@@ -589,7 +746,9 @@ async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, dir: PathBuf) ->
 fn random_hex32() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 16];
-    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
+    let from_os = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
     if !from_os {
         // No /dev/urandom (exotic platforms): std's per-process random hasher keys plus
         // time and a counter still give unique, unpredictable-enough names.
@@ -598,7 +757,12 @@ fn random_hex32() -> String {
         for half in bytes.chunks_mut(8) {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
             half.copy_from_slice(&h.finish().to_le_bytes());
         }
     }
@@ -621,11 +785,18 @@ mod tests {
     #[test]
     fn layout_separates_workspaces_in_multi_mode() {
         let platform = molecule_mcp_core::PlatformUrl::parse("http://127.0.0.1:1").expect("url");
-        let cfg = InboxConfig::new(platform, "aaaaaaaa-0000-4000-8000-000000000001", Secret::new("t"));
+        let cfg = InboxConfig::new(
+            platform,
+            "aaaaaaaa-0000-4000-8000-000000000001",
+            Secret::new("t"),
+        );
         let single = InboxSpec::in_state_dir(Path::new("/s"), cfg.clone(), false);
         let multi = InboxSpec::in_state_dir(Path::new("/s"), cfg, true);
         assert_eq!(single.state_file, Path::new("/s/.mcp_inbox_state"));
-        assert_eq!(multi.state_file, Path::new("/s/.mcp_inbox_state_aaaaaaaa-0000-4000-8000-000000000001"));
+        assert_eq!(
+            multi.state_file,
+            Path::new("/s/.mcp_inbox_state_aaaaaaaa-0000-4000-8000-000000000001")
+        );
         assert_eq!(multi.uploads_dir, Path::new("/s/chat-uploads"));
     }
 }

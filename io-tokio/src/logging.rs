@@ -12,10 +12,17 @@ pub fn init(verbose: bool) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let ours = if verbose { LevelFilter::DEBUG } else { LevelFilter::WARN };
+    let ours = if verbose {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
     // Every molecule-mcp crate's target starts with `molecule_mcp` (the binary, `_cli`, `_core`, `_io_tokio`).
-    let filter = Targets::new().with_default(LevelFilter::WARN).with_target("molecule_mcp", ours);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("molecule_mcp", ours);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(ours)

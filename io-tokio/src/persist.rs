@@ -62,7 +62,11 @@ fn libc_o_nofollow() -> i32 {
 pub fn read_trimmed(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let t = text.trim();
-    if t.is_empty() { None } else { Some(t.to_owned()) }
+    if t.is_empty() {
+        None
+    } else {
+        Some(t.to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -71,7 +75,9 @@ mod tests {
 
     #[test]
     fn writes_atomically_with_private_mode_and_replaces() {
-        let dir = std::env::temp_dir().join(format!("mmcp-persist-{}", std::process::id())).join("sub");
+        let dir = std::env::temp_dir()
+            .join(format!("mmcp-persist-{}", std::process::id()))
+            .join("sub");
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join(".platform_inbound_secret");
         write_private_atomic(&path, b"first").unwrap();
@@ -80,10 +86,20 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
         }
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
         assert!(leftovers.is_empty());
     }
 }

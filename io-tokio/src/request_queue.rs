@@ -33,8 +33,18 @@ pub(crate) struct RequestQueue<I> {
 impl<I: FromHttp> RequestQueue<I> {
     /// A queue sending through `http`, at most `max` at once, outcomes to `outcomes` tagged
     /// with the slot index they were queued for.
-    pub(crate) fn new(http: HttpClient, max: usize, outcomes: mpsc::UnboundedSender<(usize, I)>) -> Self {
-        RequestQueue { queued: VecDeque::new(), in_flight: 0, max: max.max(1), http, outcomes }
+    pub(crate) fn new(
+        http: HttpClient,
+        max: usize,
+        outcomes: mpsc::UnboundedSender<(usize, I)>,
+    ) -> Self {
+        RequestQueue {
+            queued: VecDeque::new(),
+            in_flight: 0,
+            max: max.max(1),
+            http,
+            outcomes,
+        }
     }
 
     /// Queues `request` for slot `idx` (sent by the next [`RequestQueue::pump`]).
@@ -55,10 +65,16 @@ impl<I: FromHttp> RequestQueue<I> {
     /// Starts queued requests while fewer than `max` are out.
     pub(crate) fn pump(&mut self) {
         while self.in_flight < self.max {
-            let Some((idx, request)) = self.queued.pop_front() else { return };
+            let Some((idx, request)) = self.queued.pop_front() else {
+                return;
+            };
             self.in_flight += 1;
             let http = self.http.clone();
-            let guard = OutcomeGuard { idx, id: request.id, tx: Some(self.outcomes.clone()) };
+            let guard = OutcomeGuard {
+                idx,
+                id: request.id,
+                tx: Some(self.outcomes.clone()),
+            };
             tokio::spawn(async move {
                 let outcome = http.execute(&request).await;
                 guard.send(I::from_http(request.id, outcome));
@@ -87,7 +103,10 @@ impl<I: FromHttp> OutcomeGuard<I> {
 impl<I: FromHttp> Drop for OutcomeGuard<I> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            let error = TransportError { kind: TransportErrorKind::Io, message: "the request task ended without an outcome".to_owned() };
+            let error = TransportError {
+                kind: TransportErrorKind::Io,
+                message: "the request task ended without an outcome".to_owned(),
+            };
             let _ = tx.send((self.idx, I::from_http(self.id, Err(error))));
         }
     }

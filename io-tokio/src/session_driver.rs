@@ -11,7 +11,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use molecule_mcp_core::{Action, FatalReason, Input, PersistFile, PersistRequest, RequestId, Secret, Session, SessionConfig, SessionStatus, TransportError};
+use molecule_mcp_core::{
+    Action, FatalReason, Input, PersistFile, PersistRequest, RequestId, Secret, Session,
+    SessionConfig, SessionStatus, TransportError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http_client::{HttpClient, HttpResponse};
@@ -32,7 +35,11 @@ impl PersistPaths {
     /// The layout for `workspace_id` in `state_dir`: plain names in single-workspace mode,
     /// suffixed with the full workspace id in multi-workspace mode (no shared files).
     pub fn for_workspace(state_dir: &std::path::Path, workspace_id: &str, multi: bool) -> Self {
-        let suffix = if multi { format!("_{workspace_id}") } else { String::new() };
+        let suffix = if multi {
+            format!("_{workspace_id}")
+        } else {
+            String::new()
+        };
         PersistPaths {
             inbound_secret: state_dir.join(format!(".platform_inbound_secret{suffix}")),
             auth_token: state_dir.join(format!(".auth_token{suffix}")),
@@ -123,7 +130,11 @@ pub fn now() -> Instant {
 }
 
 /// Starts the driver task. `seed` makes jitter reproducible (each session gets `seed + index`).
-pub fn spawn(specs: Vec<SessionSpec>, http: HttpClient, seed: u64) -> (DriverHandle, mpsc::UnboundedReceiver<DriverEvent>) {
+pub fn spawn(
+    specs: Vec<SessionSpec>,
+    http: HttpClient,
+    seed: u64,
+) -> (DriverHandle, mpsc::UnboundedReceiver<DriverEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let start = now();
@@ -257,7 +268,9 @@ impl Driver {
 
     /// Performs every queued action of slot `idx`, then re-registers its wake-up.
     fn drain(&mut self, idx: usize) {
-        let Some(slot) = self.slots.get_mut(idx) else { return };
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
         while let Some(action) = slot.session.poll_action() {
             match action {
                 Action::SendHttp(request) => self.requests.push(idx, request),
@@ -266,11 +279,25 @@ impl Driver {
                     let path = slot.paths.path(request.file).clone();
                     spawn_persist(idx, path, request, self.outcome_tx.clone());
                 }
-                Action::TokenChanged { workspace_id, token } => {
-                    let _ = self.events.send(DriverEvent::TokenChanged { workspace_id, token });
+                Action::TokenChanged {
+                    workspace_id,
+                    token,
+                } => {
+                    let _ = self.events.send(DriverEvent::TokenChanged {
+                        workspace_id,
+                        token,
+                    });
                 }
-                Action::Fatal { reason, workspace_id, message } => {
-                    let _ = self.events.send(DriverEvent::Fatal { workspace_id, reason, message });
+                Action::Fatal {
+                    reason,
+                    workspace_id,
+                    message,
+                } => {
+                    let _ = self.events.send(DriverEvent::Fatal {
+                        workspace_id,
+                        reason,
+                        message,
+                    });
                 }
             }
         }
@@ -294,11 +321,22 @@ impl FromHttp for Input {
     }
 }
 
-fn spawn_persist(idx: usize, path: PathBuf, request: PersistRequest, tx: mpsc::UnboundedSender<(usize, Input)>) {
+fn spawn_persist(
+    idx: usize,
+    path: PathBuf,
+    request: PersistRequest,
+    tx: mpsc::UnboundedSender<(usize, Input)>,
+) {
     tokio::task::spawn_blocking(move || {
         let result = persist::write_private_atomic(&path, request.value.expose().as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()));
-        let _ = tx.send((idx, Input::PersistDone { id: request.id, result }));
+        let _ = tx.send((
+            idx,
+            Input::PersistDone {
+                id: request.id,
+                result,
+            },
+        ));
     });
 }
 
@@ -323,7 +361,9 @@ mod tests {
 
     /// A minimal keep-alive HTTP/1.1 server that answers every request with `{}` after 500 ms.
     async fn slow_server(load: Arc<Load>) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
@@ -383,14 +423,27 @@ mod tests {
         let specs = (0..sessions)
             .map(|i| {
                 let id = format!("00000000-0000-4000-8000-{i:012x}");
-                let config = SessionConfig::new(platform.clone(), id.clone(), Secret::new("tok"), "test", serde_json::json!({"name": "t"}));
-                SessionSpec { config, paths: PersistPaths::for_workspace(&dir, &id, true) }
+                let config = SessionConfig::new(
+                    platform.clone(),
+                    id.clone(),
+                    Secret::new("tok"),
+                    "test",
+                    serde_json::json!({"name": "t"}),
+                );
+                SessionSpec {
+                    config,
+                    paths: PersistPaths::for_workspace(&dir, &id, true),
+                }
             })
             .collect();
         let (handle, _events) = spawn(specs, HttpClient::new(), 1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while load.registers.load(Ordering::SeqCst) < sessions {
-            assert!(tokio::time::Instant::now() < deadline, "only {} of {sessions} registers arrived", load.registers.load(Ordering::SeqCst));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {sessions} registers arrived",
+                load.registers.load(Ordering::SeqCst)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let statuses = handle.status().await;
@@ -398,7 +451,13 @@ mod tests {
         let peak = load.peak.load(Ordering::SeqCst);
         // Every session was served, and the server saw a full window but never more.
         assert_eq!(statuses.len(), sessions);
-        assert!(peak <= MAX_IN_FLIGHT, "{peak} requests were open at once (bound {MAX_IN_FLIGHT})");
-        assert!(peak >= MAX_IN_FLIGHT / 2, "only {peak} requests were ever open at once: the bound is not what limits");
+        assert!(
+            peak <= MAX_IN_FLIGHT,
+            "{peak} requests were open at once (bound {MAX_IN_FLIGHT})"
+        );
+        assert!(
+            peak >= MAX_IN_FLIGHT / 2,
+            "only {peak} requests were ever open at once: the bound is not what limits"
+        );
     }
 }

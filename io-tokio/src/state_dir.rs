@@ -23,7 +23,8 @@ impl std::fmt::Display for StateDirError {
 pub fn resolve(configs_dir: Option<&str>, home: Option<&str>) -> Result<PathBuf, StateDirError> {
     if let Some(dir) = configs_dir.map(str::trim).filter(|d| !d.is_empty()) {
         let path = PathBuf::from(dir);
-        create_private_dir(&path).map_err(|e| StateDirError(format!("CONFIGS_DIR='{dir}' cannot be created: {e}")))?;
+        create_private_dir(&path)
+            .map_err(|e| StateDirError(format!("CONFIGS_DIR='{dir}' cannot be created: {e}")))?;
         return Ok(path);
     }
     let configs = Path::new("/configs");
@@ -34,7 +35,8 @@ pub fn resolve(configs_dir: Option<&str>, home: Option<&str>) -> Result<PathBuf,
         StateDirError("neither CONFIGS_DIR nor HOME is set, so there is no place for molecule-mcp's state; set CONFIGS_DIR".to_owned())
     })?;
     let path = Path::new(home).join(".molecule-workspace");
-    create_private_dir(&path).map_err(|e| StateDirError(format!("cannot create {}: {e}", path.display())))?;
+    create_private_dir(&path)
+        .map_err(|e| StateDirError(format!("cannot create {}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -63,7 +65,11 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 fn is_writable(dir: &Path) -> bool {
     // Probe by creating a uniquely named file: permission bits alone lie for root and ACLs.
     let probe = dir.join(format!(".molecule-mcp-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             true
@@ -90,7 +96,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
         }
     }
 

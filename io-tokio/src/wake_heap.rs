@@ -21,12 +21,17 @@ pub(crate) struct WakeHeap {
 impl WakeHeap {
     /// A heap for `slots` machines, none of them due.
     pub(crate) fn new(slots: usize) -> Self {
-        WakeHeap { heap: BinaryHeap::with_capacity(slots), current: vec![None; slots] }
+        WakeHeap {
+            heap: BinaryHeap::with_capacity(slots),
+            current: vec![None; slots],
+        }
     }
 
     /// Records slot `idx`'s next deadline (`None`: it never needs a timeout).
     pub(crate) fn set(&mut self, idx: usize, next: Option<Instant>) {
-        let Some(current) = self.current.get_mut(idx) else { return };
+        let Some(current) = self.current.get_mut(idx) else {
+            return;
+        };
         if *current == next {
             return;
         }
@@ -49,7 +54,9 @@ impl WakeHeap {
                 return None;
             }
             self.heap.pop();
-            let Some(current) = self.current.get_mut(idx) else { continue };
+            let Some(current) = self.current.get_mut(idx) else {
+                continue;
+            };
             if *current == Some(at) {
                 *current = None;
                 return Some(idx);
@@ -80,9 +87,17 @@ mod tests {
         let now = t0 + 10 * s;
         assert_eq!(h.pop_due(now), Some(0));
         assert_eq!(h.pop_due(now), Some(1));
-        assert_eq!(h.pop_due(now), None, "stale entries for slots 0 and 2 are skipped");
+        assert_eq!(
+            h.pop_due(now),
+            None,
+            "stale entries for slots 0 and 2 are skipped"
+        );
         h.set(1, Some(t0 + 2 * s));
-        assert_eq!(h.pop_due(now), Some(1), "a slot can be re-armed with its old deadline");
+        assert_eq!(
+            h.pop_due(now),
+            Some(1),
+            "a slot can be re-armed with its old deadline"
+        );
         h.set(7, Some(t0)); // out of range: ignored, never panics
         assert_eq!(h.pop_due(now), None);
     }

@@ -22,18 +22,27 @@ fn spec(stub: &PlatformStub, ws: &str, token: &str, dir: &std::path::Path) -> In
 }
 
 fn polls(j: &[molecule_mcp_tests::JournalEntry]) -> usize {
-    j.iter().filter(|e| e.path.ends_with("/activity") && e.status.is_some()).count()
+    j.iter()
+        .filter(|e| e.path.ends_with("/activity") && e.status.is_some())
+        .count()
 }
 
 /// Waits until the inbox has completed `n` more polls: a window defined by progress, not time.
 async fn more_polls(stub: &PlatformStub, n: usize) {
     let target = polls(&stub.journal()) + n;
-    assert!(stub.wait_for(|j| polls(j) >= target, Duration::from_secs(10)).await, "the inbox keeps polling");
+    assert!(
+        stub.wait_for(|j| polls(j) >= target, Duration::from_secs(10))
+            .await,
+        "the inbox keeps polling"
+    );
 }
 
 fn downloads_of(stub: &PlatformStub, file_id: &str) -> usize {
     let path = format!("/pending-uploads/{file_id}/content");
-    stub.journal().iter().filter(|e| e.path.ends_with(&path)).count()
+    stub.journal()
+        .iter()
+        .filter(|e| e.path.ends_with(&path))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +50,11 @@ async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
     let dir = temp_dir("outbound");
-    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, dir.path())], HttpClient::new(), 7);
+    let (inbox, _arrivals) = inbox_driver::spawn(
+        vec![spec(&stub, &ws, &token, dir.path())],
+        HttpClient::new(),
+        7,
+    );
     // As send_message_to_user does: begin before the upload request goes out…
     inbox.begin_outbound_upload(&ws);
     // …(status() is answered after begin, commands being handled in order)…
@@ -50,17 +63,34 @@ async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
     let (own, _) = stub.inject_upload(&ws, "mine.txt", "text/plain", &b"ours"[..]);
     let (theirs, _) = stub.inject_upload(&ws, "theirs.txt", "text/plain", &b"from the user"[..]);
     more_polls(&stub, 3).await; // nothing may be fetched meanwhile
-    assert_eq!(downloads_of(&stub, &theirs) + downloads_of(&stub, &own), 0, "downloads are held while our upload is in flight");
+    assert_eq!(
+        downloads_of(&stub, &theirs) + downloads_of(&stub, &own),
+        0,
+        "downloads are held while our upload is in flight"
+    );
     // …and end with the file ids the upload answer named.
     inbox.end_outbound_upload(&ws, vec![own.clone()]);
     let acked = stub
-        .wait_until(|s| s.pending_uploads(&ws).iter().any(|u| u.file_id == theirs && u.acked), Duration::from_secs(10))
+        .wait_until(
+            |s| {
+                s.pending_uploads(&ws)
+                    .iter()
+                    .any(|u| u.file_id == theirs && u.acked)
+            },
+            Duration::from_secs(10),
+        )
         .await;
     assert!(acked, "the other upload is downloaded, staged and acked");
     more_polls(&stub, 3).await;
-    assert_eq!(downloads_of(&stub, &own), 0, "our own attachment is never downloaded");
+    assert_eq!(
+        downloads_of(&stub, &own),
+        0,
+        "our own attachment is never downloaded"
+    );
     assert!(
-        stub.pending_uploads(&ws).iter().any(|u| u.file_id == own && !u.acked),
+        stub.pending_uploads(&ws)
+            .iter()
+            .any(|u| u.file_id == own && !u.acked),
         "nor acked, so the canvas link keeps working"
     );
     let staged: Vec<String> = std::fs::read_dir(dir.join("chat-uploads"))
@@ -78,24 +108,62 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
     let dir = temp_dir("wait");
-    let (inbox, mut arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, dir.path())], HttpClient::new(), 1);
-    assert!(inbox.wait_unreturned(Duration::from_millis(300)).await.is_none(), "empty inbox times out");
+    let (inbox, mut arrivals) = inbox_driver::spawn(
+        vec![spec(&stub, &ws, &token, dir.path())],
+        HttpClient::new(),
+        1,
+    );
+    assert!(
+        inbox
+            .wait_unreturned(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "empty inbox times out"
+    );
     let first = stub.inject_message(&ws, InboundMessage::canvas("one"));
     let second = stub.inject_message(&ws, InboundMessage::canvas("two"));
-    let got = inbox.wait_unreturned(Duration::from_secs(10)).await.expect("first message");
+    let got = inbox
+        .wait_unreturned(Duration::from_secs(10))
+        .await
+        .expect("first message");
     assert_eq!(got.activity_id, first);
-    let pushed = tokio::time::timeout(Duration::from_secs(10), arrivals.recv()).await.expect("arrival").expect("open");
-    assert_eq!(pushed.activity_id, first, "arrivals are announced for the push path");
-    let next = inbox.wait_unreturned(Duration::from_secs(10)).await.expect("second message");
-    assert_eq!(next.activity_id, second, "a message already returned is not returned again");
-    assert_eq!(inbox.peek(10).await.len(), 2, "both stay queued until popped");
+    let pushed = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+        .await
+        .expect("arrival")
+        .expect("open");
+    assert_eq!(
+        pushed.activity_id, first,
+        "arrivals are announced for the push path"
+    );
+    let next = inbox
+        .wait_unreturned(Duration::from_secs(10))
+        .await
+        .expect("second message");
+    assert_eq!(
+        next.activity_id, second,
+        "a message already returned is not returned again"
+    );
+    assert_eq!(
+        inbox.peek(10).await.len(),
+        2,
+        "both stay queued until popped"
+    );
     assert!(inbox.pop(&first).await.is_some());
     assert!(inbox.pop(&first).await.is_none(), "pop is idempotent");
     inbox.shutdown().await;
 
     // A restart from the same state: the popped message never comes back.
-    let (inbox, _arrivals) = inbox_driver::spawn(vec![spec(&stub, &ws, &token, dir.path())], HttpClient::new(), 2);
-    let ids: Vec<String> = inbox.peek(10).await.into_iter().map(|m| m.activity_id).collect();
+    let (inbox, _arrivals) = inbox_driver::spawn(
+        vec![spec(&stub, &ws, &token, dir.path())],
+        HttpClient::new(),
+        2,
+    );
+    let ids: Vec<String> = inbox
+        .peek(10)
+        .await
+        .into_iter()
+        .map(|m| m.activity_id)
+        .collect();
     assert_eq!(ids, vec![second]);
     inbox.shutdown().await;
 }
@@ -106,19 +174,37 @@ async fn a_stopped_workspace_stops_polling_and_the_others_go_on() {
     let (a, token_a) = stub.create_workspace(WorkspaceSpec::named("a").poll());
     let (b, token_b) = stub.create_workspace(WorkspaceSpec::named("b").poll());
     let dir = temp_dir("stop");
-    let specs = vec![spec(&stub, &a, &token_a, &dir.join("a")), spec(&stub, &b, &token_b, &dir.join("b"))];
+    let specs = vec![
+        spec(&stub, &a, &token_a, &dir.join("a")),
+        spec(&stub, &b, &token_b, &dir.join("b")),
+    ];
     let (inbox, _arrivals) = inbox_driver::spawn(specs, HttpClient::new(), 3);
     let polls_of = |j: &[molecule_mcp_tests::JournalEntry], ws: &str| {
         let path = format!("/workspaces/{ws}/activity");
-        j.iter().filter(|e| e.path == path && e.status.is_some()).count()
+        j.iter()
+            .filter(|e| e.path == path && e.status.is_some())
+            .count()
     };
-    assert!(stub.wait_for(|j| polls_of(j, &a) >= 1 && polls_of(j, &b) >= 1, Duration::from_secs(10)).await);
+    assert!(
+        stub.wait_for(
+            |j| polls_of(j, &a) >= 1 && polls_of(j, &b) >= 1,
+            Duration::from_secs(10)
+        )
+        .await
+    );
     inbox.stop_workspace(&a);
     // Let any poll of `a` already in flight land, then count.
     let b_now = polls_of(&stub.journal(), &b);
-    assert!(stub.wait_for(|j| polls_of(j, &b) >= b_now + 2, Duration::from_secs(10)).await);
+    assert!(
+        stub.wait_for(|j| polls_of(j, &b) >= b_now + 2, Duration::from_secs(10))
+            .await
+    );
     let a_stopped = polls_of(&stub.journal(), &a);
-    assert!(stub.wait_for(|j| polls_of(j, &b) >= b_now + 5, Duration::from_secs(10)).await, "b keeps polling");
+    assert!(
+        stub.wait_for(|j| polls_of(j, &b) >= b_now + 5, Duration::from_secs(10))
+            .await,
+        "b keeps polling"
+    );
     assert_eq!(polls_of(&stub.journal(), &a), a_stopped, "a polls no more");
     inbox.shutdown().await;
 }

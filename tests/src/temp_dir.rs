@@ -77,7 +77,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(a.path()).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(a.path())
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o700);
         }
         let kept = a.path().to_path_buf();

@@ -10,8 +10,8 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use e2e_support::{
-    Reply, Rig, temp_dir, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, send_call,
-    set_env, spawn_initialized, wait_reply,
+    Reply, Rig, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, send_call, set_env,
+    spawn_initialized, temp_dir, wait_reply,
 };
 use molecule_mcp_tests::process::McpProcess;
 use molecule_mcp_tests::stub::{

@@ -13,9 +13,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    Env, Fixture, HEARTBEAT, REGISTER, temp_dir, WAIT, answered, assert_no_secret,
-    assert_stdout_clean, call_tool, entries, initialize, log_lines, ping, run_to_exit, schema,
-    secs_between, spawn, wait_answered,
+    Env, Fixture, HEARTBEAT, REGISTER, WAIT, answered, assert_no_secret, assert_stdout_clean,
+    call_tool, entries, initialize, log_lines, ping, run_to_exit, schema, secs_between, spawn,
+    temp_dir, wait_answered,
 };
 use molecule_mcp_tests::process::McpProcess;
 use molecule_mcp_tests::stub::{Action, Script};
@@ -110,17 +110,35 @@ async fn a_token_minted_on_an_earlier_run_is_used_when_the_configured_one_is_sta
     std::fs::write(f.dir.join(".auth_token"), &f.token).expect("saved token");
     let mut p = f.spawn(&f.env().set("MOLECULE_WORKSPACE_TOKEN", stale));
     initialize(&mut p).await;
-    assert!(wait_answered(&f.stub, REGISTER, 200, 1).await, "register succeeds with the saved token; stderr:\n{}", p.stderr());
-    assert!(wait_answered(&f.stub, HEARTBEAT, 200, 2).await, "heartbeats use it too");
+    assert!(
+        wait_answered(&f.stub, REGISTER, 200, 1).await,
+        "register succeeds with the saved token; stderr:\n{}",
+        p.stderr()
+    );
+    assert!(
+        wait_answered(&f.stub, HEARTBEAT, 200, 2).await,
+        "heartbeats use it too"
+    );
     let journal = f.stub.journal();
-    assert_eq!(answered(&journal, REGISTER, 401), 1, "the stale token was tried exactly once");
+    assert_eq!(
+        answered(&journal, REGISTER, 401),
+        1,
+        "the stale token was tried exactly once"
+    );
     let bearer = format!("Bearer {}", f.token);
-    assert!(entries(&journal, HEARTBEAT).iter().all(|e| e.header("authorization") == Some(bearer.as_str())));
+    assert!(
+        entries(&journal, HEARTBEAT)
+            .iter()
+            .all(|e| e.header("authorization") == Some(bearer.as_str()))
+    );
     // Tools act with it as well (list_peers needs a valid bearer).
     let peers = call_tool(&mut p, 7, "list_peers", json!({})).await;
     assert_ne!(peers["result"]["isError"], json!(true), "{peers}");
     let text = peers["result"]["content"][0]["text"].as_str().unwrap_or("");
-    assert!(text.contains("no peers in the platform registry"), "authenticated and answered: {peers}");
+    assert!(
+        text.contains("no peers in the platform registry"),
+        "authenticated and answered: {peers}"
+    );
     let err = p.stderr();
     assert!(err.contains("retrying with the token saved in"), "{err}");
     assert_no_secret(&err, &[stale, &f.token]);

@@ -14,7 +14,7 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e_support::{Rig, WAIT, temp_dir, bearer, hits, send_call, unknown_uuid, wait_reply};
+use e2e_support::{Rig, WAIT, bearer, hits, send_call, temp_dir, unknown_uuid, wait_reply};
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{Action, PlatformStub, Script, WorkspaceSpec, is_uuid};
 use serde_json::{Value, json};

@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, WorkspaceSpec,
 };
+use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -47,7 +47,6 @@ const ACTIVITY: &str = "/workspaces/:id/activity";
 const WORKSPACE: &str = "/workspaces/:id";
 
 // ----- plumbing ------------------------------------------------------------------------------
-
 
 /// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`).
 fn proc_kb(pid: u32, field: &str) -> Option<u64> {

@@ -831,14 +831,21 @@ fn an_own_attachment_noted_after_its_row_was_fetched_is_dropped_and_never_acked(
     let mut h = H::new(cfg());
     h.feed.push(upload_row(WS, "file-9", "build.zip"));
     h.sync();
-    assert_eq!(h.downloads.len(), 1, "the row was picked up as an inbound upload");
+    assert_eq!(
+        h.downloads.len(),
+        1,
+        "the row was picked up as an inbound upload"
+    );
     let download = h.downloads[0].clone();
     assert!(h.inbox.upload_wanted(download.request.id));
     let acks_before = h.other_http.len();
 
     h.inbox.note_outbound_upload("file-9");
     h.drain();
-    assert!(!h.inbox.upload_wanted(download.request.id), "a held-back fetch must not start");
+    assert!(
+        !h.inbox.upload_wanted(download.request.id),
+        "a held-back fetch must not start"
+    );
     assert_eq!(h.inbox.status().uploads, 0, "the job is settled");
     // The download that was already under way finishes: ignored, no ack.
     h.handle(InboxInput::UploadDone {
@@ -847,7 +854,11 @@ fn an_own_attachment_noted_after_its_row_was_fetched_is_dropped_and_never_acked(
             local_uri: "workspace:/tmp/x-build.zip".into(),
         },
     });
-    assert_eq!(h.other_http.len(), acks_before, "our own attachment is never acked");
+    assert_eq!(
+        h.other_http.len(),
+        acks_before,
+        "our own attachment is never acked"
+    );
     h.save();
     let mut h = h.restart();
     h.sync();

@@ -22,9 +22,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{PlatformStub, WorkspaceSpec};
+use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -55,7 +55,6 @@ struct Server {
     _stub: PlatformStub,
     _dir: TempDir,
 }
-
 
 impl Server {
     async fn start(tag: &str) -> Server {

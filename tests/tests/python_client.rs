@@ -18,9 +18,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec};
+use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -71,7 +71,6 @@ fn python() -> Result<PathBuf, String> {
     }
     Err(hint)
 }
-
 
 /// One mode's seeded workspaces.
 struct Run {

@@ -551,17 +551,30 @@ fn hung_heartbeats_at_a_one_second_cadence_never_cost_a_tick() {
     let mut h = Harness::new(cfg);
     h.drain();
     h.respond_oldest(RequestKind::Register, 200, REGISTERED);
-    let before = h.sent().filter(|r| r.kind == RequestKind::Heartbeat).count();
+    let before = h
+        .sent()
+        .filter(|r| r.kind == RequestKind::Heartbeat)
+        .count();
     let until = h.elapsed() + secs(120.0);
     while h.elapsed() < until {
         h.advance_to_next_timeout(); // nothing is ever answered
     }
-    let sent = h.sent().filter(|r| r.kind == RequestKind::Heartbeat).count() - before;
-    assert!((119..=121).contains(&sent), "{sent} beats in 120 s of hangs");
+    let sent = h
+        .sent()
+        .filter(|r| r.kind == RequestKind::Heartbeat)
+        .count()
+        - before;
+    assert!(
+        (119..=121).contains(&sent),
+        "{sent} beats in 120 s of hangs"
+    );
     let start = h.now() - h.elapsed();
     for req in h.sent().filter(|r| r.kind == RequestKind::Heartbeat) {
         let at = h.sent_at(req.id).expect("sent");
-        assert!(req.deadline <= start + at + secs(0.75), "deadline within ¾ of the interval");
+        assert!(
+            req.deadline <= start + at + secs(0.75),
+            "deadline within ¾ of the interval"
+        );
     }
 }
 
@@ -571,15 +584,33 @@ fn register_rejection_falls_back_once_to_the_saved_minted_token() {
     cfg.fallback_token = Some((Secret::new("saved-minted"), "/state/.auth_token".to_owned()));
     let mut h = Harness::new(cfg);
     h.drain();
-    let actions = h.respond_oldest(RequestKind::Register, 401, r#"{"error":"invalid workspace auth token"}"#);
-    assert!(fatal(&actions).is_none(), "not fatal while the saved token is untried: {actions:?}");
-    assert!(actions.iter().any(|a| matches!(a, Action::TokenChanged { token, .. } if token.expose() == "saved-minted")));
+    let actions = h.respond_oldest(
+        RequestKind::Register,
+        401,
+        r#"{"error":"invalid workspace auth token"}"#,
+    );
+    assert!(
+        fatal(&actions).is_none(),
+        "not fatal while the saved token is untried: {actions:?}"
+    );
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::TokenChanged { token, .. } if token.expose() == "saved-minted")
+    ));
     let warn = logs(&actions, LogLevel::Warn).join("\n");
-    assert!(warn.contains("saved in /state/.auth_token") && warn.contains("HTTP 401"), "{warn}");
-    assert!(!warn.contains("stale-configured") && !warn.contains("saved-minted"), "no token in logs: {warn}");
+    assert!(
+        warn.contains("saved in /state/.auth_token") && warn.contains("HTTP 401"),
+        "{warn}"
+    );
+    assert!(
+        !warn.contains("stale-configured") && !warn.contains("saved-minted"),
+        "no token in logs: {warn}"
+    );
     let retry = sends(&actions);
     assert_eq!(retry.len(), 1, "register is sent again at once");
-    assert_eq!(authorization(retry[0]).as_deref(), Some("Bearer saved-minted"));
+    assert_eq!(
+        authorization(retry[0]).as_deref(),
+        Some("Bearer saved-minted")
+    );
 
     // The saved token is rejected too: now it is fatal, naming what was tried.
     let actions = h.respond_latest(RequestKind::Register, 403, "");

@@ -171,7 +171,10 @@ impl std::fmt::Display for CallError {
             CallError::NotRegistered(id) => {
                 write!(f, "workspace {id} is not configured in this runtime")
             }
-            CallError::Rejected { workspace_id, reason } => write!(
+            CallError::Rejected {
+                workspace_id,
+                reason,
+            } => write!(
                 f,
                 "workspace {workspace_id} was rejected by the platform at start-up, so this runtime does not act as it: {reason}"
             ),
@@ -216,7 +219,10 @@ impl ApiResponse {
     pub fn snippet(&self, max: usize) -> String {
         // `max` characters take at most 4·max bytes: decoding more of a 10 MB error page
         // would cost memory for nothing.
-        let head = self.body.get(..self.body.len().min(max.saturating_mul(4))).unwrap_or_default();
+        let head = self
+            .body
+            .get(..self.body.len().min(max.saturating_mul(4)))
+            .unwrap_or_default();
         snippet(&String::from_utf8_lossy(head), max)
     }
 

@@ -483,7 +483,10 @@ mod tests {
     #[test]
     fn pending_file_ids_are_read_from_poll_mode_uris() {
         let id = |uri: &str| pending_file_id(&json!({"uri": uri})).map(str::to_owned);
-        assert_eq!(id("platform-pending:ws-1/file-9").as_deref(), Some("file-9"));
+        assert_eq!(
+            id("platform-pending:ws-1/file-9").as_deref(),
+            Some("file-9")
+        );
         assert_eq!(id("platform-pending:ws-1/"), None);
         assert_eq!(id("https://cdn.example/f"), None);
         assert_eq!(pending_file_id(&json!({"name": "a"})), None);

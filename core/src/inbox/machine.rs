@@ -321,7 +321,9 @@ impl Inbox {
     /// True while the download request `id` is still wanted (a driver that held a
     /// [`InboxAction::FetchUpload`] back asks before starting it).
     pub fn upload_wanted(&self, id: RequestId) -> bool {
-        self.inflight.get(&id).is_some_and(|f| matches!(f.purpose, Purpose::UploadFetch { .. }))
+        self.inflight
+            .get(&id)
+            .is_some_and(|f| matches!(f.purpose, Purpose::UploadFetch { .. }))
     }
 
     /// Waits for an upload it refers to (not peeked, not announced yet).

@@ -39,11 +39,15 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::Full;
 use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput};
-use molecule_mcp_core::{Action, Input, PersistId, PlatformUrl, RequestId, Secret, Session, SessionConfig};
+use molecule_mcp_core::{
+    Action, Input, PersistId, PlatformUrl, RequestId, Secret, Session, SessionConfig,
+};
 use molecule_mcp_io_tokio::HttpClient;
-use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
-use molecule_mcp_tests::stub::{JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros, unix_micros_now};
+use molecule_mcp_tests::stub::{
+    JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros, unix_micros_now,
+};
+use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::{Value, json};
 
 /// Generous bound for one protocol step on a loaded machine.
@@ -79,7 +83,11 @@ impl Report {
 
     fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         let _ = writeln!(self.0, "| {} |", header.join(" | "));
-        let _ = writeln!(self.0, "|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+        let _ = writeln!(
+            self.0,
+            "|{}|",
+            header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+        );
         for row in rows {
             let _ = writeln!(self.0, "| {} |", row.join(" | "));
         }
@@ -111,7 +119,10 @@ struct Options {
 
 impl Options {
     fn parse() -> Result<Options, String> {
-        let repo_default = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+        let repo_default = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut opts = Options {
             quick: false,
             bin: molecule_mcp_bin(),
@@ -121,7 +132,8 @@ impl Options {
             sizes: None,
             real_sizes: None,
             window: None,
-            command: std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+            command: std::env::var("BENCH_COMMAND")
+                .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
         };
         let mut python = None;
         let mut args = std::env::args().skip(1);
@@ -133,12 +145,24 @@ impl Options {
                 "--bin" => opts.bin = PathBuf::from(value("--bin")?),
                 "--python" => python = Some(PathBuf::from(value("--python")?)),
                 "--repo" => opts.repo = PathBuf::from(value("--repo")?),
-                "--only" => opts.only = Some(value("--only")?.split(',').map(|s| s.trim().to_owned()).collect()),
+                "--only" => {
+                    opts.only = Some(
+                        value("--only")?
+                            .split(',')
+                            .map(|s| s.trim().to_owned())
+                            .collect(),
+                    )
+                }
                 "--sizes" => opts.sizes = Some(parse_sizes("--sizes", &value("--sizes")?)?),
-                "--real-sizes" => opts.real_sizes = Some(parse_sizes("--real-sizes", &value("--real-sizes")?)?),
+                "--real-sizes" => {
+                    opts.real_sizes = Some(parse_sizes("--real-sizes", &value("--real-sizes")?)?)
+                }
                 "--window" => {
                     let secs = value("--window")?;
-                    opts.window = Some(Duration::from_secs(secs.parse().map_err(|e| format!("--window {secs:?}: {e}"))?));
+                    opts.window = Some(Duration::from_secs(
+                        secs.parse()
+                            .map_err(|e| format!("--window {secs:?}: {e}"))?,
+                    ));
                 }
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -149,7 +173,9 @@ impl Options {
     }
 
     fn wants(&self, section: &str) -> bool {
-        self.only.as_ref().is_none_or(|list| list.iter().any(|s| s == section))
+        self.only
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == section))
     }
 }
 
@@ -172,7 +198,11 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 }
 
 fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -180,7 +210,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn fmt_ms(v: f64) -> String {
-    if v < 10.0 { format!("{v:.2} ms") } else { format!("{v:.0} ms") }
+    if v < 10.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
 }
 
 fn fmt_mib(kb: f64) -> String {
@@ -188,11 +222,19 @@ fn fmt_mib(kb: f64) -> String {
 }
 
 fn fmt_rate(per_sec: f64) -> String {
-    if per_sec >= 100_000.0 { format!("{:.2} M/s", per_sec / 1e6) } else { format!("{:.1} k/s", per_sec / 1e3) }
+    if per_sec >= 100_000.0 {
+        format!("{:.2} M/s", per_sec / 1e6)
+    } else {
+        format!("{:.1} k/s", per_sec / 1e3)
+    }
 }
 
 fn fmt_ratio(r: f64) -> String {
-    if r.is_finite() { format!("{r:.1}×") } else { "n/a".to_owned() }
+    if r.is_finite() {
+        format!("{r:.1}×")
+    } else {
+        "n/a".to_owned()
+    }
 }
 
 /// A `/proc/<pid>/status` value in kB (`VmHWM`, `VmRSS`) or a count (`Threads`).
@@ -227,8 +269,13 @@ fn clock_ticks_per_sec() -> u64 {
 }
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn load_average() -> String {
@@ -240,17 +287,29 @@ fn load_average() -> String {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn mem_total() -> String {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
-        .map_or_else(|| "unknown".to_owned(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown".to_owned(),
+            |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0),
+        )
 }
-
 
 /// A private temporary directory for one measurement, removed on drop.
 fn temp_dir(label: &str) -> Result<TempDir, String> {
@@ -263,13 +322,17 @@ async fn journal_count(stub: &PlatformStub, pred: impl Fn(&JournalEntry) -> bool
     stub.wait_for(
         |j| {
             let n = j.iter().filter(|e| pred(e)).count() as u64;
-            *count.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+            *count
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = n;
             true
         },
         Duration::ZERO,
     )
     .await;
-    count.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    count
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn init_params() -> Value {
@@ -286,29 +349,55 @@ struct StartSample {
     hwm_kb: u64,
 }
 
-async fn one_start(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<StartSample, String> {
+async fn one_start(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<StartSample, String> {
     let t0 = Instant::now();
-    let mut p = McpProcess::spawn_bin(program, env, args).map_err(|e| format!("cannot spawn {}: {e}", program.display()))?;
+    let mut p = McpProcess::spawn_bin(program, env, args)
+        .map_err(|e| format!("cannot spawn {}: {e}", program.display()))?;
     let init = p.request(0, "initialize", init_params(), STEP).await;
     let init_at = t0.elapsed();
-    let init = init.ok_or_else(|| format!("no initialize reply from {}; stderr: {}", program.display(), p.stderr()))?;
+    let init = init.ok_or_else(|| {
+        format!(
+            "no initialize reply from {}; stderr: {}",
+            program.display(),
+            p.stderr()
+        )
+    })?;
     if init.get("result").is_none() {
         return Err(format!("initialize failed: {init}"));
     }
-    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.map_err(|e| e.to_string())?;
+    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .map_err(|e| e.to_string())?;
     let list = p.request(1, "tools/list", json!({}), STEP).await;
     let list_at = t0.elapsed();
     let list = list.ok_or_else(|| format!("no tools/list reply; stderr: {}", p.stderr()))?;
     let tools = list["result"]["tools"].as_array().map_or(0, Vec::len);
     if tools != 12 {
-        return Err(format!("expected 12 tools from {}, got {tools}", program.display()));
+        return Err(format!(
+            "expected 12 tools from {}, got {tools}",
+            program.display()
+        ));
     }
-    let hwm_kb = p.pid().and_then(|pid| proc_status(pid, "VmHWM")).unwrap_or(0);
+    let hwm_kb = p
+        .pid()
+        .and_then(|pid| proc_status(pid, "VmHWM"))
+        .unwrap_or(0);
     p.close_stdin();
     if p.wait_exit(Duration::from_secs(10)).await.is_none() {
-        return Err(format!("{} did not exit within 10 s of stdin EOF", program.display()));
+        return Err(format!(
+            "{} did not exit within 10 s of stdin EOF",
+            program.display()
+        ));
     }
-    Ok(StartSample { init: init_at, list: list_at, hwm_kb })
+    Ok(StartSample {
+        init: init_at,
+        list: list_at,
+        hwm_kb,
+    })
 }
 
 struct StartSeries {
@@ -330,29 +419,50 @@ impl StartSeries {
 
 async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     let runs = if opts.quick { 5 } else { 20 };
-    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let stub = PlatformStub::start()
+        .await
+        .map_err(|e| format!("stub: {e}"))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("bench-startup").poll());
     let url = stub.url();
     let python_ok = opts.python.is_file();
     let script = opts.repo.join("tests/python/baseline_server.py");
     let script_s = script.display().to_string();
-    let mut quiet = StartSeries { label: "molecule-mcp, `MOLECULE_MCP_DISABLE_HEARTBEAT=1`".to_owned(), samples: Vec::new() };
-    let mut live = StartSeries { label: "molecule-mcp, heartbeats live (register in background)".to_owned(), samples: Vec::new() };
-    let mut python = StartSeries { label: "Python `mcp` 2.x `MCPServer`, 12 trivial tools".to_owned(), samples: Vec::new() };
-    progress(&format!("startup: {runs} interleaved runs per server (+1 warm-up each)"));
+    let mut quiet = StartSeries {
+        label: "molecule-mcp, `MOLECULE_MCP_DISABLE_HEARTBEAT=1`".to_owned(),
+        samples: Vec::new(),
+    };
+    let mut live = StartSeries {
+        label: "molecule-mcp, heartbeats live (register in background)".to_owned(),
+        samples: Vec::new(),
+    };
+    let mut python = StartSeries {
+        label: "Python `mcp` 2.x `MCPServer`, 12 trivial tools".to_owned(),
+        samples: Vec::new(),
+    };
+    progress(&format!(
+        "startup: {runs} interleaved runs per server (+1 warm-up each)"
+    ));
     let registers_before = journal_count(&stub, |e| e.path == "/registry/register").await;
     for i in 0..=runs {
         for variant in 0..3 {
             let dir = temp_dir("start")?;
             let state = dir.as_str().to_owned();
-            let mut env = vec![("PLATFORM_URL", url.as_str()), ("WORKSPACE_ID", ws.as_str()), ("MOLECULE_WORKSPACE_TOKEN", token.as_str()), ("CONFIGS_DIR", state.as_str())];
+            let mut env = vec![
+                ("PLATFORM_URL", url.as_str()),
+                ("WORKSPACE_ID", ws.as_str()),
+                ("MOLECULE_WORKSPACE_TOKEN", token.as_str()),
+                ("CONFIGS_DIR", state.as_str()),
+            ];
             let (series, sample) = match variant {
                 0 => {
                     env.push(("MOLECULE_MCP_DISABLE_HEARTBEAT", "1"));
                     (&mut quiet, one_start(&opts.bin, &[], &env).await?)
                 }
                 1 => (&mut live, one_start(&opts.bin, &[], &env).await?),
-                _ if python_ok => (&mut python, one_start(&opts.python, &[script_s.as_str()], &[]).await?),
+                _ if python_ok => (
+                    &mut python,
+                    one_start(&opts.python, &[script_s.as_str()], &[]).await?,
+                ),
                 _ => continue,
             };
             // Run 0 is the warm-up (page cache, Python bytecode cache).
@@ -361,7 +471,8 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
             }
         }
     }
-    let registers = journal_count(&stub, |e| e.path == "/registry/register").await - registers_before;
+    let registers =
+        journal_count(&stub, |e| e.path == "/registry/register").await - registers_before;
     let size = std::fs::metadata(&opts.bin).map(|m| m.len()).unwrap_or(0);
 
     report.line("## 1. Cold start");
@@ -374,7 +485,11 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     ));
     report.blank();
     let mut rows = Vec::new();
-    let all: Vec<&StartSeries> = if python_ok { vec![&quiet, &live, &python] } else { vec![&quiet, &live] };
+    let all: Vec<&StartSeries> = if python_ok {
+        vec![&quiet, &live, &python]
+    } else {
+        vec![&quiet, &live]
+    };
     for s in &all {
         let (init, list, hwm) = (s.init_ms(), s.list_ms(), s.hwm_kb());
         rows.push(vec![
@@ -387,11 +502,32 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
             fmt_mib(percentile(&hwm, 1.0)),
         ]);
     }
-    report.table(&["server", "→ initialize p50", "p90", "→ tools/list p50", "p90", "peak RSS p50", "max"], &rows);
-    report.line(&format!("Release binary `{}`: {:.2} MiB ({size} bytes, stripped, thin LTO).", opts.bin.display(), size as f64 / 1024.0 / 1024.0));
+    report.table(
+        &[
+            "server",
+            "→ initialize p50",
+            "p90",
+            "→ tools/list p50",
+            "p90",
+            "peak RSS p50",
+            "max",
+        ],
+        &rows,
+    );
+    report.line(&format!(
+        "Release binary `{}`: {:.2} MiB ({size} bytes, stripped, thin LTO).",
+        opts.bin.display(),
+        size as f64 / 1024.0 / 1024.0
+    ));
     report.blank();
     if python_ok {
-        let p = |s: &StartSeries| (percentile(&s.init_ms(), 0.5), percentile(&s.list_ms(), 0.5), percentile(&s.hwm_kb(), 0.5));
+        let p = |s: &StartSeries| {
+            (
+                percentile(&s.init_ms(), 0.5),
+                percentile(&s.list_ms(), 0.5),
+                percentile(&s.hwm_kb(), 0.5),
+            )
+        };
         let (qi, ql, qm) = p(&quiet);
         let (li, ll, _) = p(&live);
         let (pi, pl, pm) = p(&python);
@@ -420,7 +556,8 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
 const BENCH_WS: &str = "5b0c3c2e-8a11-4c55-9e0e-3d5f6a7b8c9d";
 const BENCH_TOKEN: &str = "bench-token-0123456789abcdef0123456789abcdef";
 const REGISTER_OK: &[u8] = br#"{"status":"registered","delivery_mode":"poll","platform_inbound_secret":"inbound-secret-0123456789abcdef"}"#;
-const HEARTBEAT_OK: &[u8] = br#"{"status":"ok","platform_inbound_secret":"inbound-secret-0123456789abcdef"}"#;
+const HEARTBEAT_OK: &[u8] =
+    br#"{"status":"ok","platform_inbound_secret":"inbound-secret-0123456789abcdef"}"#;
 const HEARTBEAT_401: &[u8] = br#"{"error":"invalid workspace auth token"}"#;
 
 fn bench_platform() -> Result<PlatformUrl, String> {
@@ -444,7 +581,12 @@ fn drain_session(s: &mut Session) -> (Option<RequestId>, Option<PersistId>) {
 }
 
 fn response(id: RequestId, status: u16, body: &[u8]) -> Input {
-    Input::HttpResponse { id, status, retry_after: None, body: body.to_vec() }
+    Input::HttpResponse {
+        id,
+        status,
+        retry_after: None,
+        body: body.to_vec(),
+    }
 }
 
 struct Throughput {
@@ -464,7 +606,13 @@ impl Throughput {
 /// One session heartbeating `beats` times. With `auth_mix`, beats 40–49 of every 50 are
 /// answered 401 (WARN, WARN, ERROR, silent…, then the INFO on recovery).
 fn session_loop(beats: u64, auth_mix: bool) -> Result<Throughput, String> {
-    let cfg = SessionConfig::new(bench_platform()?, BENCH_WS, Secret::new(BENCH_TOKEN), "MOLECULE_WORKSPACE_TOKEN", json!({"name": "bench", "skills": []}));
+    let cfg = SessionConfig::new(
+        bench_platform()?,
+        BENCH_WS,
+        Secret::new(BENCH_TOKEN),
+        "MOLECULE_WORKSPACE_TOKEN",
+        json!({"name": "bench", "skills": []}),
+    );
     let origin = Instant::now();
     let mut now = origin;
     let started = Instant::now();
@@ -484,7 +632,11 @@ fn session_loop(beats: u64, auth_mix: bool) -> Result<Throughput, String> {
     for i in 0..beats {
         let id = pending.ok_or_else(|| format!("no heartbeat request at beat {i}"))?;
         now += Duration::from_millis(3);
-        let (status, body) = if auth_mix && i % 50 >= 40 { (401, HEARTBEAT_401) } else { (200, HEARTBEAT_OK) };
+        let (status, body) = if auth_mix && i % 50 >= 40 {
+            (401, HEARTBEAT_401)
+        } else {
+            (200, HEARTBEAT_OK)
+        };
         s.handle(now, response(id, status, body));
         events += 1;
         let _ = drain_session(&mut s);
@@ -557,7 +709,13 @@ struct InboxRun {
 }
 
 /// Settles every state write at once (as a prompt driver would), counting the events.
-fn settle_persists(ib: &mut Inbox, now: Instant, mut d: InboxDrain, events: &mut u64, arrived: &mut VecDeque<String>) -> Option<RequestId> {
+fn settle_persists(
+    ib: &mut Inbox,
+    now: Instant,
+    mut d: InboxDrain,
+    events: &mut u64,
+    arrived: &mut VecDeque<String>,
+) -> Option<RequestId> {
     let mut send = d.send;
     arrived.extend(d.arrived.drain(..));
     while let Some(id) = d.persist {
@@ -578,7 +736,9 @@ fn inbox_loop(polls: u64, per_poll: u64) -> Result<InboxRun, String> {
     // Pages are built before the clock starts: they stand for the network, not the machine.
     let pages: Vec<Vec<u8>> = (0..polls)
         .map(|p| {
-            let rows: Vec<Value> = (0..per_poll).map(|k| activity_row(1 + p * per_poll + k, base)).collect();
+            let rows: Vec<Value> = (0..per_poll)
+                .map(|k| activity_row(1 + p * per_poll + k, base))
+                .collect();
             serde_json::to_vec(&Value::Array(rows)).unwrap_or_default()
         })
         .collect();
@@ -592,7 +752,15 @@ fn inbox_loop(polls: u64, per_poll: u64) -> Result<InboxRun, String> {
     let first = drain_inbox(&mut ib).send.ok_or("no first poll")?;
     // The backlog answer with one message gives the inbox its cursor.
     now += Duration::from_millis(2);
-    ib.handle(now, InboxInput::HttpResponse { id: first, status: 200, retry_after: None, body: first_page });
+    ib.handle(
+        now,
+        InboxInput::HttpResponse {
+            id: first,
+            status: 200,
+            retry_after: None,
+            body: first_page,
+        },
+    );
     events += 1;
     let d = drain_inbox(&mut ib);
     let mut pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
@@ -619,7 +787,15 @@ fn inbox_loop(polls: u64, per_poll: u64) -> Result<InboxRun, String> {
         }
         let id = pending.take().ok_or("no poll after the timeout")?;
         now += Duration::from_millis(2);
-        ib.handle(now, InboxInput::HttpResponse { id, status: 200, retry_after: None, body: page });
+        ib.handle(
+            now,
+            InboxInput::HttpResponse {
+                id,
+                status: 200,
+                retry_after: None,
+                body: page,
+            },
+        );
         events += 1;
         let d = drain_inbox(&mut ib);
         pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
@@ -629,10 +805,20 @@ fn inbox_loop(polls: u64, per_poll: u64) -> Result<InboxRun, String> {
     if status.polls_sent < polls {
         return Err(format!("only {} polls sent", status.polls_sent));
     }
-    Ok(InboxRun { throughput: Throughput { events, elapsed }, polls: status.polls_sent, messages, tool_ops, handled: status.handled })
+    Ok(InboxRun {
+        throughput: Throughput { events, elapsed },
+        polls: status.polls_sent,
+        messages,
+        tool_ops,
+        handled: status.handled,
+    })
 }
 
-fn best_of<T>(reps: usize, mut run: impl FnMut() -> Result<T, String>, rate: impl Fn(&T) -> f64) -> Result<(T, Vec<f64>), String> {
+fn best_of<T>(
+    reps: usize,
+    mut run: impl FnMut() -> Result<T, String>,
+    rate: impl Fn(&T) -> f64,
+) -> Result<(T, Vec<f64>), String> {
     let mut best: Option<T> = None;
     let mut rates = Vec::new();
     for _ in 0..reps {
@@ -642,18 +828,37 @@ fn best_of<T>(reps: usize, mut run: impl FnMut() -> Result<T, String>, rate: imp
             best = Some(r);
         }
     }
-    best.map(|b| (b, sorted(rates))).ok_or_else(|| "no repetitions".to_owned())
+    best.map(|b| (b, sorted(rates)))
+        .ok_or_else(|| "no repetitions".to_owned())
 }
 
 fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let (beats, reps) = if opts.quick { (50_000, 3) } else { (1_000_000, 5) };
-    let (idle_polls, busy_polls, per_poll) = if opts.quick { (20_000, 400, 5) } else { (500_000, 2_000, 5) };
-    progress(&format!("core: session {beats} beats × {reps} reps (steady and 401 mix), inbox {idle_polls} idle polls, {busy_polls} polls × {per_poll} messages"));
+    let (beats, reps) = if opts.quick {
+        (50_000, 3)
+    } else {
+        (1_000_000, 5)
+    };
+    let (idle_polls, busy_polls, per_poll) = if opts.quick {
+        (20_000, 400, 5)
+    } else {
+        (500_000, 2_000, 5)
+    };
+    progress(&format!(
+        "core: session {beats} beats × {reps} reps (steady and 401 mix), inbox {idle_polls} idle polls, {busy_polls} polls × {per_poll} messages"
+    ));
     let rate = |t: &Throughput| t.per_sec();
     let (steady, steady_rates) = best_of(reps, || session_loop(beats, false), rate)?;
     let (mix, mix_rates) = best_of(reps, || session_loop(beats, true), rate)?;
-    let (idle, idle_rates) = best_of(reps, || inbox_loop(idle_polls, 0), |r| r.throughput.per_sec())?;
-    let (busy, busy_rates) = best_of(reps.min(3), || inbox_loop(busy_polls, per_poll), |r| r.throughput.per_sec())?;
+    let (idle, idle_rates) = best_of(
+        reps,
+        || inbox_loop(idle_polls, 0),
+        |r| r.throughput.per_sec(),
+    )?;
+    let (busy, busy_rates) = best_of(
+        reps.min(3),
+        || inbox_loop(busy_polls, per_poll),
+        |r| r.throughput.per_sec(),
+    )?;
 
     report.line("## 2. Core throughput (one machine, simulated time, one thread)");
     report.blank();
@@ -669,16 +874,31 @@ fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
         vec![
             name.to_owned(),
             format!("{}", t.events),
-            format!("{} (median {})", fmt_rate(t.per_sec()), fmt_rate(percentile(rates, 0.5))),
+            format!(
+                "{} (median {})",
+                fmt_rate(t.per_sec()),
+                fmt_rate(percentile(rates, 0.5))
+            ),
             format!("{:.0} ns", t.ns_per_event()),
         ]
     };
     let rows = vec![
         row("`Session`, steady heartbeats (200)", &steady, &steady_rates),
-        row("`Session`, heartbeats with 401 escalation mix", &mix, &mix_rates),
-        row(&format!("`Inbox`, idle polls (empty pages), {} polls", idle.polls), &idle.throughput, &idle_rates),
         row(
-            &format!("`Inbox`, {} polls × {per_poll} messages, peek + pop each ({} tool calls)", busy.polls, busy.tool_ops),
+            "`Session`, heartbeats with 401 escalation mix",
+            &mix,
+            &mix_rates,
+        ),
+        row(
+            &format!("`Inbox`, idle polls (empty pages), {} polls", idle.polls),
+            &idle.throughput,
+            &idle_rates,
+        ),
+        row(
+            &format!(
+                "`Inbox`, {} polls × {per_poll} messages, peek + pop each ({} tool calls)",
+                busy.polls, busy.tool_ops
+            ),
             &busy.throughput,
             &busy_rates,
         ),
@@ -698,7 +918,11 @@ fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
     report.line(&format!(
         "Goal ≥ 10 M events/s through one `Session`: steady {:.2} M/s → **{}**.",
         steady.per_sec() / 1e6,
-        if steady.per_sec() >= goal { "met" } else { "missed" }
+        if steady.per_sec() >= goal {
+            "met"
+        } else {
+            "missed"
+        }
     ));
     report.blank();
     Ok(())
@@ -709,8 +933,14 @@ fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 
 async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let (calls, warmup, block) = if opts.quick { (500usize, 50usize, 50usize) } else { (5_000, 300, 100) };
-    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let (calls, warmup, block) = if opts.quick {
+        (500usize, 50usize, 50usize)
+    } else {
+        (5_000, 300, 100)
+    };
+    let stub = PlatformStub::start()
+        .await
+        .map_err(|e| format!("stub: {e}"))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("bench-agent").poll());
     for i in 1..=3 {
         stub.create_workspace(WorkspaceSpec::named(&format!("peer-{i}")).poll());
@@ -727,14 +957,18 @@ async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
         ("MOLECULE_MCP_DISABLE_INBOX", "1"),
     ];
     let mut p = McpProcess::spawn_bin(&opts.bin, &env, &[]).map_err(|e| format!("spawn: {e}"))?;
-    p.initialize(STEP).await.ok_or_else(|| format!("no initialize reply; stderr: {}", p.stderr()))?;
+    p.initialize(STEP)
+        .await
+        .ok_or_else(|| format!("no initialize reply; stderr: {}", p.stderr()))?;
     let pid = p.pid().ok_or("no pid")?;
     let client = HttpClient::new();
     let platform = PlatformUrl::parse(&url).map_err(|e| format!("{e:?}"))?;
     let peers_url = format!("{url}/registry/{ws}/peers");
     let mut next_id = 10i64;
 
-    progress(&format!("tools: {warmup} warm-up + {calls} list_peers calls through the binary and {calls} direct, blocks of {block}"));
+    progress(&format!(
+        "tools: {warmup} warm-up + {calls} list_peers calls through the binary and {calls} direct, blocks of {block}"
+    ));
     let mut through = Vec::with_capacity(calls);
     let mut direct = Vec::with_capacity(calls);
     let mut cpu_ticks = 0u64;
@@ -746,11 +980,18 @@ async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
             next_id += 1;
             let t = Instant::now();
             let reply = p
-                .request(next_id, "tools/call", json!({"name": "list_peers", "arguments": {}}), STEP)
+                .request(
+                    next_id,
+                    "tools/call",
+                    json!({"name": "list_peers", "arguments": {}}),
+                    STEP,
+                )
                 .await
                 .ok_or_else(|| format!("no list_peers reply; stderr: {}", p.stderr()))?;
             let rtt = t.elapsed();
-            let text = reply["result"]["content"][0]["text"].as_str().unwrap_or_default();
+            let text = reply["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
             if reply["result"]["isError"].as_bool() == Some(true) || !text.contains("peer-1") {
                 return Err(format!("list_peers did not list the peers: {reply}"));
             }
@@ -769,11 +1010,20 @@ async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
                 .header("X-Workspace-ID", ws.as_str())
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| e.to_string())?;
-            let resp = client.send(request, Duration::from_secs(10)).await.map_err(|e| format!("direct GET: {}", e.message))?;
-            let peers = serde_json::from_slice::<Value>(&resp.body).ok().and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0);
+            let resp = client
+                .send(request, Duration::from_secs(10))
+                .await
+                .map_err(|e| format!("direct GET: {}", e.message))?;
+            let peers = serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .unwrap_or(0);
             let rtt = t.elapsed();
             if resp.status != 200 || peers != 3 {
-                return Err(format!("direct GET answered {} with {peers} peers", resp.status));
+                return Err(format!(
+                    "direct GET answered {} with {peers} peers",
+                    resp.status
+                ));
             }
             if measuring {
                 direct.push(ms(rtt));
@@ -808,10 +1058,19 @@ async fn tools(opts: &Options, report: &mut Report) -> Result<(), String> {
     };
     report.table(
         &["path", "calls", "p50", "p90", "p99", "mean"],
-        &[row("through molecule-mcp (MCP stdio → tool → HTTP)", &through), row("direct pooled `HttpClient`", &direct)],
+        &[
+            row("through molecule-mcp (MCP stdio → tool → HTTP)", &through),
+            row("direct pooled `HttpClient`", &direct),
+        ],
     );
-    let (b50, d50, b99, d99) = (percentile(&through, 0.5), percentile(&direct, 0.5), percentile(&through, 0.99), percentile(&direct, 0.99));
-    let cpu_per_call_us = cpu_ticks as f64 / clock_ticks_per_sec() as f64 * 1e6 / through.len().max(1) as f64;
+    let (b50, d50, b99, d99) = (
+        percentile(&through, 0.5),
+        percentile(&direct, 0.5),
+        percentile(&through, 0.99),
+        percentile(&direct, 0.99),
+    );
+    let cpu_per_call_us =
+        cpu_ticks as f64 / clock_ticks_per_sec() as f64 * 1e6 / through.len().max(1) as f64;
     report.line(&format!(
         "Overhead of the binary = binary RTT − direct RTT: p50 {} ({} the direct RTT), p99 {}. molecule-mcp process CPU: \
          {cpu_per_call_us:.0} µs per call. Goal p50 < 1 ms → **{}**.",
@@ -870,44 +1129,81 @@ impl ScaleResult {
 
 async fn scale_case(opts: &Options, case: &ScaleCase) -> Result<ScaleResult, String> {
     let n = case.workspaces;
-    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let stub = PlatformStub::start()
+        .await
+        .map_err(|e| format!("stub: {e}"))?;
     let seeded = Instant::now();
-    let workspaces: Vec<(String, String)> = (0..n).map(|i| stub.create_workspace(WorkspaceSpec::named(&format!("scale-{i}")).poll())).collect();
-    progress(&format!("scale: seeded {n} workspaces in {:.2} s", seeded.elapsed().as_secs_f64()));
+    let workspaces: Vec<(String, String)> = (0..n)
+        .map(|i| stub.create_workspace(WorkspaceSpec::named(&format!("scale-{i}")).poll()))
+        .collect();
+    progress(&format!(
+        "scale: seeded {n} workspaces in {:.2} s",
+        seeded.elapsed().as_secs_f64()
+    ));
     let dir = temp_dir("scale")?;
-    let list: Vec<Value> = workspaces.iter().map(|(id, token)| json!({"id": id, "token": token})).collect();
+    let list: Vec<Value> = workspaces
+        .iter()
+        .map(|(id, token)| json!({"id": id, "token": token}))
+        .collect();
     let file = dir.join("workspaces.json");
-    std::fs::write(&file, serde_json::to_vec(&list).unwrap_or_default()).map_err(|e| format!("write {}: {e}", file.display()))?;
+    std::fs::write(&file, serde_json::to_vec(&list).unwrap_or_default())
+        .map_err(|e| format!("write {}: {e}", file.display()))?;
     let state_dir = temp_dir("scale-state")?;
-    let (url, state, file_s) = (stub.url(), state_dir.as_str().to_owned(), file.display().to_string());
+    let (url, state, file_s) = (
+        stub.url(),
+        state_dir.as_str().to_owned(),
+        file.display().to_string(),
+    );
     let (hb, poll) = (case.heartbeat_secs.to_string(), case.poll_secs.to_string());
-    let mut env = vec![("PLATFORM_URL", url.as_str()), ("CONFIGS_DIR", state.as_str()), ("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", hb.as_str())];
+    let mut env = vec![
+        ("PLATFORM_URL", url.as_str()),
+        ("CONFIGS_DIR", state.as_str()),
+        ("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", hb.as_str()),
+    ];
     if case.inbox {
         env.push(("MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS", poll.as_str()));
     } else {
         env.push(("MOLECULE_MCP_DISABLE_INBOX", "1"));
     }
     let started = Instant::now();
-    let mut p = McpProcess::spawn_bin(&opts.bin, &env, &["--workspaces-file", file_s.as_str()]).map_err(|e| format!("spawn: {e}"))?;
-    p.initialize(Duration::from_secs(60)).await.ok_or_else(|| format!("no initialize reply; stderr: {}", p.stderr()))?;
+    let mut p = McpProcess::spawn_bin(&opts.bin, &env, &["--workspaces-file", file_s.as_str()])
+        .map_err(|e| format!("spawn: {e}"))?;
+    p.initialize(Duration::from_secs(60))
+        .await
+        .ok_or_else(|| format!("no initialize reply; stderr: {}", p.stderr()))?;
     let pid = p.pid().ok_or("no pid")?;
 
     // Wait until the stub has seen every workspace register and heartbeat at least once.
     let mut waiting: Vec<&str> = workspaces.iter().map(|(id, _)| id.as_str()).collect();
     let deadline = Instant::now() + Duration::from_secs(180);
     while !waiting.is_empty() {
-        waiting.retain(|id| stub.workspace(id).is_none_or(|w| w.register_count == 0 || w.heartbeat_count == 0));
+        waiting.retain(|id| {
+            stub.workspace(id)
+                .is_none_or(|w| w.register_count == 0 || w.heartbeat_count == 0)
+        });
         if Instant::now() > deadline {
-            return Err(format!("{} of {n} workspaces never registered and heartbeated; stderr tail: {}", waiting.len(), tail(&p.stderr())));
+            return Err(format!(
+                "{} of {n} workspaces never registered and heartbeated; stderr tail: {}",
+                waiting.len(),
+                tail(&p.stderr())
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         stub.clear_journal();
     }
     let registered_after = started.elapsed();
-    progress(&format!("scale: all {n} registered and beating after {:.1} s; settling", registered_after.as_secs_f64()));
+    progress(&format!(
+        "scale: all {n} registered and beating after {:.1} s; settling",
+        registered_after.as_secs_f64()
+    ));
     // Settle: one more beat (and poll) interval plus 5 s, so start-up writes are done and every
     // session is on its steady grid.
-    tokio::time::sleep(Duration::from_secs(case.heartbeat_secs.max(if case.inbox { case.poll_secs } else { 0 }) + 5)).await;
+    tokio::time::sleep(Duration::from_secs(
+        case.heartbeat_secs
+            .max(if case.inbox { case.poll_secs } else { 0 })
+            + 5,
+    ))
+    .await;
 
     stub.clear_journal();
     let window_start = SystemTime::now();
@@ -915,20 +1211,31 @@ async fn scale_case(opts: &Options, case: &ScaleCase) -> Result<ScaleResult, Str
     let cpu0 = proc_cpu_ticks(pid).ok_or("cannot read /proc/<pid>/stat")?;
     let stub_cpu0 = proc_cpu_ticks(std::process::id()).unwrap_or(0);
     let t0 = Instant::now();
-    progress(&format!("scale: measuring {:.0} s", case.window.as_secs_f64()));
+    progress(&format!(
+        "scale: measuring {:.0} s",
+        case.window.as_secs_f64()
+    ));
     tokio::time::sleep(case.window).await;
     let cpu1 = proc_cpu_ticks(pid).ok_or("cannot read /proc/<pid>/stat")?;
     let stub_cpu1 = proc_cpu_ticks(std::process::id()).unwrap_or(0);
     let window = t0.elapsed();
-    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0);
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0);
     let warn_window = count_warns(&p.stderr()).saturating_sub(warn_before);
     let window_end = SystemTime::now();
     let rss_kb = proc_status(pid, "VmRSS").unwrap_or(0);
     let hwm_kb = proc_status(pid, "VmHWM").unwrap_or(0);
     let threads = proc_status(pid, "Threads").unwrap_or(0);
     let inside = move |e: &JournalEntry| e.at >= window_start && e.at <= window_end;
-    let heartbeats = journal_count(&stub, |e| inside(e) && e.path == "/registry/heartbeat" && e.status == Some(200)).await;
-    let polls = journal_count(&stub, |e| inside(e) && e.path.ends_with("/activity") && e.method == "GET" && e.status == Some(200)).await;
+    let heartbeats = journal_count(&stub, |e| {
+        inside(e) && e.path == "/registry/heartbeat" && e.status == Some(200)
+    })
+    .await;
+    let polls = journal_count(&stub, |e| {
+        inside(e) && e.path.ends_with("/activity") && e.method == "GET" && e.status == Some(200)
+    })
+    .await;
     let all = journal_count(&stub, inside).await;
     stub.clear_journal();
     p.close_stdin();
@@ -962,23 +1269,39 @@ async fn scale_case(opts: &Options, case: &ScaleCase) -> Result<ScaleResult, Str
 }
 
 fn count_warns(stderr: &str) -> usize {
-    stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count()
+    stderr
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count()
 }
 
 fn parse_sizes(flag: &str, list: &str) -> Result<Vec<usize>, String> {
     if list.trim() == "none" || list.trim().is_empty() {
         return Ok(Vec::new());
     }
-    list.split(',').map(|s| s.trim().replace('_', "").parse::<usize>().map_err(|e| format!("{flag} {list:?}: {e}"))).collect()
+    list.split(',')
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .map_err(|e| format!("{flag} {list:?}: {e}"))
+        })
+        .collect()
 }
 
 /// The most frequent WARN/ERROR messages (digits blanked so ids and counts group), with counts.
 fn warn_summary(stderr: &str) -> Vec<(usize, String)> {
     let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for line in stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+    {
         // Drop the timestamp and the workspace field; blank digits; keep it short.
         let text = line.split_once(' ').map_or(line, |(_, rest)| rest);
-        let text = text.rsplit_once(" workspace=").map_or(text, |(msg, _)| msg).trim();
+        let text = text
+            .rsplit_once(" workspace=")
+            .map_or(text, |(msg, _)| msg)
+            .trim();
         let mut key = String::new();
         for c in text.chars().take(160) {
             let c = if c.is_ascii_digit() { '#' } else { c };
@@ -1000,18 +1323,52 @@ fn tail(text: &str) -> String {
 }
 
 async fn scale(opts: &Options, report: &mut Report) -> Result<(), String> {
-    let fast_window = opts.window.unwrap_or(if opts.quick { Duration::from_secs(4) } else { Duration::from_secs(20) });
+    let fast_window = opts.window.unwrap_or(if opts.quick {
+        Duration::from_secs(4)
+    } else {
+        Duration::from_secs(20)
+    });
     let real_window = Duration::from_secs(40);
     let mut cases = Vec::new();
-    let sizes = opts.sizes.clone().unwrap_or(if opts.quick { vec![200] } else { vec![1_000] });
+    let sizes = opts
+        .sizes
+        .clone()
+        .unwrap_or(if opts.quick { vec![200] } else { vec![1_000] });
     for &n in &sizes {
-        cases.push(ScaleCase { workspaces: n, inbox: false, heartbeat_secs: 2, poll_secs: 5, window: fast_window });
-        cases.push(ScaleCase { workspaces: n, inbox: true, heartbeat_secs: 4, poll_secs: 1, window: fast_window });
+        cases.push(ScaleCase {
+            workspaces: n,
+            inbox: false,
+            heartbeat_secs: 2,
+            poll_secs: 5,
+            window: fast_window,
+        });
+        cases.push(ScaleCase {
+            workspaces: n,
+            inbox: true,
+            heartbeat_secs: 4,
+            poll_secs: 1,
+            window: fast_window,
+        });
     }
-    let real_sizes = opts.real_sizes.clone().unwrap_or(if opts.quick { Vec::new() } else { vec![10_000] });
+    let real_sizes =
+        opts.real_sizes
+            .clone()
+            .unwrap_or(if opts.quick { Vec::new() } else { vec![10_000] });
     for &n in &real_sizes {
-        cases.push(ScaleCase { workspaces: n, inbox: false, heartbeat_secs: 20, poll_secs: 5, window: real_window });
-        cases.push(ScaleCase { workspaces: n, inbox: true, heartbeat_secs: 20, poll_secs: 5, window: real_window });
+        cases.push(ScaleCase {
+            workspaces: n,
+            inbox: false,
+            heartbeat_secs: 20,
+            poll_secs: 5,
+            window: real_window,
+        });
+        cases.push(ScaleCase {
+            workspaces: n,
+            inbox: true,
+            heartbeat_secs: 20,
+            poll_secs: 5,
+            window: real_window,
+        });
     }
     let mut results = Vec::new();
     for case in &cases {
@@ -1020,7 +1377,11 @@ async fn scale(opts: &Options, report: &mut Report) -> Result<(), String> {
             case.workspaces,
             if case.inbox { "on" } else { "off" },
             case.heartbeat_secs,
-            if case.inbox { format!(", poll {} s", case.poll_secs) } else { String::new() }
+            if case.inbox {
+                format!(", poll {} s", case.poll_secs)
+            } else {
+                String::new()
+            }
         ));
         results.push(scale_case(opts, case).await?);
     }
@@ -1044,11 +1405,19 @@ async fn scale(opts: &Options, report: &mut Report) -> Result<(), String> {
     for (case, r) in cases.iter().zip(&results) {
         rows.push(vec![
             r.case_label.clone(),
-            if case.inbox { format!("on ({} s)", case.poll_secs) } else { "off".to_owned() },
+            if case.inbox {
+                format!("on ({} s)", case.poll_secs)
+            } else {
+                "off".to_owned()
+            },
             format!("{} s", case.heartbeat_secs),
             format!("{:.1} s", r.registered_after.as_secs_f64()),
             format!("{:.0} s", r.window.as_secs_f64()),
-            format!("{:.0} + {:.0}", r.heartbeats as f64 / r.window.as_secs_f64(), r.polls as f64 / r.window.as_secs_f64()),
+            format!(
+                "{:.0} + {:.0}",
+                r.heartbeats as f64 / r.window.as_secs_f64(),
+                r.polls as f64 / r.window.as_secs_f64()
+            ),
             format!("{:.1} %", r.share() * 100.0),
             format!("{:.1} µs", r.cpu_secs * 1e6 / r.requests().max(1) as f64),
             format!("**{:.2} %**", r.real_share() * 100.0),
@@ -1094,7 +1463,9 @@ async fn scale(opts: &Options, report: &mut Report) -> Result<(), String> {
     }
     let other: u64 = results.iter().map(|r| r.other).sum();
     if other > 0 {
-        report.line(&format!("({other} other requests were journaled in the windows, e.g. register retries.)"));
+        report.line(&format!(
+            "({other} other requests were journaled in the windows, e.g. register retries.)"
+        ));
         report.blank();
     }
     let goal_rows: Vec<String> = cases
@@ -1130,17 +1501,48 @@ async fn scale(opts: &Options, report: &mut Report) -> Result<(), String> {
 fn header(opts: &Options, report: &mut Report, load_start: &str) {
     report.line("# molecule-mcp benchmark report");
     report.blank();
-    let commit = command_output("git", &["-C", &opts.repo.display().to_string(), "rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    let commit = command_output(
+        "git",
+        &[
+            "-C",
+            &opts.repo.display().to_string(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    )
+    .unwrap_or_else(|| "unknown".to_owned());
     let rustc = command_output("rustc", &["-V"]).unwrap_or_else(|| "unknown".to_owned());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(std::num::NonZero::get).unwrap_or(0);
-    let mode = if opts.quick { "quick (smoke run: fewer runs, smaller N, short windows)" } else { "full" };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(std::num::NonZero::get)
+        .unwrap_or(0);
+    let mode = if opts.quick {
+        "quick (smoke run: fewer runs, smaller N, short windows)"
+    } else {
+        "full"
+    };
     report.line(&format!("- Command: `{}` ({mode})", opts.command));
-    report.line(&format!("- Date (UTC): {}", format_rfc3339_micros(unix_micros_now())));
-    report.line(&format!("- Commit: {commit} (plus any uncommitted changes in the working tree)"));
-    report.line(&format!("- Machine: {cores} cores (nproc), CPU `{}`, {} RAM, Linux {kernel}", cpu_model(), mem_total()));
-    report.line(&format!("- Toolchain: {rustc}; release profile (thin LTO, 4 codegen units, stripped)"));
-    report.line(&format!("- Load average at start (1/5/15 min): {load_start}"));
+    report.line(&format!(
+        "- Date (UTC): {}",
+        format_rfc3339_micros(unix_micros_now())
+    ));
+    report.line(&format!(
+        "- Commit: {commit} (plus any uncommitted changes in the working tree)"
+    ));
+    report.line(&format!(
+        "- Machine: {cores} cores (nproc), CPU `{}`, {} RAM, Linux {kernel}",
+        cpu_model(),
+        mem_total()
+    ));
+    report.line(&format!(
+        "- Toolchain: {rustc}; release profile (thin LTO, 4 codegen units, stripped)"
+    ));
+    report.line(&format!(
+        "- Load average at start (1/5/15 min): {load_start}"
+    ));
     report.blank();
 }
 
@@ -1153,10 +1555,17 @@ fn main() -> ExitCode {
         }
     };
     if !opts.bin.is_file() {
-        progress(&format!("molecule-mcp binary not found at {} (build it: bash scripts/bench.sh)", opts.bin.display()));
+        progress(&format!(
+            "molecule-mcp binary not found at {} (build it: bash scripts/bench.sh)",
+            opts.bin.display()
+        ));
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             progress(&format!("cannot start the runtime: {e}"));
@@ -1198,5 +1607,9 @@ fn main() -> ExitCode {
         load_average()
     ));
     emit(&report.0);
-    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -30,11 +30,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use molecule_mcp_tests::temp_dir::TempDir;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, WorkspaceSpec,
 };
+use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::json;
 
 const HEARTBEAT: &str = "/registry/heartbeat";
@@ -127,7 +127,6 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
-
 
 fn proc_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -341,7 +340,8 @@ impl Soak {
             // 60 s between polls), faults added every 1-5 s would pile up faster than polls
             // consume them and turn random faults into a permanent outage; so a path gets a
             // new scripted fault only once its previous one has fired.
-            self.tally.fault("skipped (previous fault on the path still pending)");
+            self.tally
+                .fault("skipped (previous fault on the path still pending)");
             return Ok(());
         }
         if r < 0.18 {
@@ -543,7 +543,8 @@ async fn run(opts: Options) -> Result<bool, String> {
         .map_err(|e| format!("stub: {e}"))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("soak-agent").poll());
     let (peer, _) = stub.create_workspace(WorkspaceSpec::named("soak-peer").poll());
-    let state = TempDir::new(&format!("soak-{}", opts.seed)).map_err(|e| format!("state dir: {e}"))?;
+    let state =
+        TempDir::new(&format!("soak-{}", opts.seed)).map_err(|e| format!("state dir: {e}"))?;
     let mut soak = Soak {
         rng: Rng::new(opts.seed),
         stub,

@@ -266,10 +266,7 @@ impl PlatformStub {
     /// Whether a script that is not used up would answer a `method` request to `path` (a
     /// concrete path such as `/workspaces/<id>/activity`).
     pub fn has_live_script(&self, method: &str, path: &str) -> bool {
-        self.state()
-            .scripts
-            .iter()
-            .any(|s| s.matches(method, path))
+        self.state().scripts.iter().any(|s| s.matches(method, path))
     }
 
     /// Removes every script, used up or not.

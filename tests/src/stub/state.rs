@@ -520,16 +520,42 @@ mod tests {
     fn cached_lookups_match_plain_scans_after_outside_changes() {
         fn check(st: &State, ids: &[String], tokens: &[String]) {
             for id in ids {
-                let scan = st.workspaces.iter().find(|w| &w.id == id).map(|w| w.id.clone());
+                let scan = st
+                    .workspaces
+                    .iter()
+                    .find(|w| &w.id == id)
+                    .map(|w| w.id.clone());
                 assert_eq!(st.ws(id).map(|w| w.id.clone()), scan, "ws {id}");
-                let removed = st.workspaces.iter().any(|w| &w.id == id && w.status == WorkspaceStatus::Removed);
-                let live = if removed { 0 } else { st.tokens.iter().filter(|t| &t.workspace_id == id && !t.revoked).count() };
+                let removed = st
+                    .workspaces
+                    .iter()
+                    .any(|w| &w.id == id && w.status == WorkspaceStatus::Removed);
+                let live = if removed {
+                    0
+                } else {
+                    st.tokens
+                        .iter()
+                        .filter(|t| &t.workspace_id == id && !t.revoked)
+                        .count()
+                };
                 assert_eq!(st.live_tokens(id), live, "live tokens of {id}");
             }
             for token in tokens {
-                let scan = st.tokens.iter().find(|t| &t.token == token && !t.revoked).map(|t| t.workspace_id.clone());
-                let scan = scan.filter(|ws| !st.workspaces.iter().any(|w| &w.id == ws && w.status == WorkspaceStatus::Removed));
-                assert_eq!(st.token_owner(token).map(str::to_string), scan, "owner of a token");
+                let scan = st
+                    .tokens
+                    .iter()
+                    .find(|t| &t.token == token && !t.revoked)
+                    .map(|t| t.workspace_id.clone());
+                let scan = scan.filter(|ws| {
+                    !st.workspaces
+                        .iter()
+                        .any(|w| &w.id == ws && w.status == WorkspaceStatus::Removed)
+                });
+                assert_eq!(
+                    st.token_owner(token).map(str::to_string),
+                    scan,
+                    "owner of a token"
+                );
             }
         }
         let mut st = State::new(StubOptions::default());
@@ -550,7 +576,12 @@ mod tests {
         st.tokens.retain(|t| t.workspace_id != gone);
         check(&st, &ids, &tokens);
         // Register of a new id pushes a row directly; a re-seed replaces one.
-        st.workspaces.push(WorkspaceSnapshot::new(&gone, &gone, WorkspaceStatus::Online, crate::stub::DeliveryMode::Poll));
+        st.workspaces.push(WorkspaceSnapshot::new(
+            &gone,
+            &gone,
+            WorkspaceStatus::Online,
+            crate::stub::DeliveryMode::Poll,
+        ));
         tokens.push(st.mint_token(&gone));
         let (again, token) = st.create_workspace(WorkspaceSpec::named("again").id(&ids[0]));
         assert_eq!(again, ids[0]);
