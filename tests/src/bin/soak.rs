@@ -9,8 +9,9 @@
 //! connections, short and past-the-deadline delays, 429s with `Retry-After`, 410 cursor
 //! resets (scripted, and real prunes of already-handled rows) — and now and then SIGKILLs the
 //! binary (sometimes right after an `inbox_pop` was confirmed) and restarts it with the same
-//! `CONFIGS_DIR`. A path gets a new scripted fault only after its previous one fired, so faults
-//! stay faults and do not pile up into an outage while the inbox backs off. Meanwhile
+//! `CONFIGS_DIR`. Each scripted fault is armed for a few seconds only ([`window`]) and a path
+//! gets a new one only after its previous one fired or expired, so faults stay random in time
+//! and never pile up into a permanent outage while the inbox backs off. Meanwhile
 //! messages are injected at random and the soak acts as the agent:
 //! `wait_for_message` → `inbox_pop`. No kill happens in the last third of the run, so the
 //! final process lives long enough for its memory growth to mean something. After the run,
@@ -27,7 +28,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
@@ -41,6 +42,14 @@ const HEARTBEAT: &str = "/registry/heartbeat";
 const ACTIVITY: &str = "/workspaces/:id/activity";
 const REGISTER: &str = "/registry/register";
 /// Bound for one MCP round trip that does not wait on purpose.
+/// How long a fault of `n` requests stays armed: about `n` requests' worth of the 1 s cadence
+/// plus slack. Faults are random in time, like a real platform's; a fault that waited for the
+/// next request however late would turn the inbox's back-off (up to 60 s between polls) into
+/// a feedback loop in which every poll fails.
+fn window(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) + 2)
+}
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the agent's `wait_for_message` blocks.
 const WAIT_SECS: f64 = 1.0;
@@ -166,6 +175,12 @@ struct Tally {
     heartbeats_ok: u64,
     polls: u64,
     polls_ok: u64,
+    /// Arrival of the latest inbox poll, for the longest gap between two polls.
+    last_poll: Option<SystemTime>,
+    max_poll_gap: Duration,
+    /// Consecutive failed polls now, and the longest such run.
+    failed_poll_run: u32,
+    max_failed_poll_run: u32,
     failed_calls: u64,
 }
 
@@ -182,7 +197,17 @@ impl Tally {
                 self.heartbeats_ok += u64::from(e.status == Some(200));
             } else if e.method == "GET" && e.path.ends_with("/activity") {
                 self.polls += 1;
-                self.polls_ok += u64::from(e.status == Some(200));
+                let ok = e.status == Some(200);
+                self.polls_ok += u64::from(ok);
+                if let Some(gap) = self
+                    .last_poll
+                    .and_then(|last| e.at.duration_since(last).ok())
+                {
+                    self.max_poll_gap = self.max_poll_gap.max(gap);
+                }
+                self.last_poll = Some(e.at);
+                self.failed_poll_run = if ok { 0 } else { self.failed_poll_run + 1 };
+                self.max_failed_poll_run = self.max_failed_poll_run.max(self.failed_poll_run);
             }
         }
     }
@@ -336,10 +361,7 @@ impl Soak {
         let n = 1 + self.rng.below(4) as u32;
         let concrete = path.replace(":id", &self.ws);
         if r < 0.53 && self.stub.has_live_script(method, &concrete) {
-            // Scripts are used up only by matching requests. While the inbox backs off (up to
-            // 60 s between polls), faults added every 1-5 s would pile up faster than polls
-            // consume them and turn random faults into a permanent outage; so a path gets a
-            // new scripted fault only once its previous one has fired.
+            // One armed fault per path at a time: stacked ones would add up to one long outage.
             self.tally
                 .fault("skipped (previous fault on the path still pending)");
             return Ok(());
@@ -355,16 +377,23 @@ impl Soak {
             } else {
                 Action::json(status, &json!({"error": "soak: internal error"}))
             };
-            self.stub.script(Script::new(method, path, body).times(n));
+            self.stub
+                .script(Script::new(method, path, body).times(n).within(window(n)));
             self.tally.fault("5xx");
         } else if r < 0.28 {
-            self.stub
-                .script(Script::new(method, path, Action::Drop).times(n));
+            self.stub.script(
+                Script::new(method, path, Action::Drop)
+                    .times(n)
+                    .within(window(n)),
+            );
             self.tally.fault("drop");
         } else if r < 0.31 {
             // A short full outage: every request dropped.
-            self.stub
-                .script(Script::new("*", "/*", Action::Drop).times(2 + n * 2));
+            self.stub.script(
+                Script::new("*", "/*", Action::Drop)
+                    .times(2 + n * 2)
+                    .within(window(n)),
+            );
             self.tally.fault("outage");
         } else if r < 0.40 {
             let secs = if self.rng.below(4) == 0 {
@@ -373,7 +402,9 @@ impl Soak {
                 self.rng.between(0.2, 3.0)
             };
             self.stub.script(
-                Script::new(method, path, Action::Delay(Duration::from_secs_f64(secs))).times(1),
+                Script::new(method, path, Action::Delay(Duration::from_secs_f64(secs)))
+                    .times(1)
+                    .within(window(1)),
             );
             self.tally.fault(if secs > 10.0 {
                 "delay past deadline"
@@ -390,16 +421,22 @@ impl Soak {
                 ],
                 body: Bytes::from_static(br#"{"error":"rate limit exceeded"}"#),
             };
-            self.stub
-                .script(Script::new(method, path, limited).times(1));
+            self.stub.script(
+                Script::new(method, path, limited)
+                    .times(1)
+                    .within(window(1)),
+            );
             self.tally.fault("429");
         } else if r < 0.53 {
             let gone = Action::json(
                 410,
                 &json!({"error": "since_id cursor not found (row may have been pruned or belongs to a different workspace); omit since_id to reset"}),
             );
-            self.stub
-                .script(Script::new("GET", ACTIVITY, gone).times(1));
+            self.stub.script(
+                Script::new("GET", ACTIVITY, gone)
+                    .times(1)
+                    .within(window(1)),
+            );
             self.tally.fault("410 scripted");
         } else if r < 0.58 {
             // Prune the newest row if it is already handled: the cursor (most likely that
@@ -721,10 +758,12 @@ async fn run(opts: Options) -> Result<bool, String> {
         t.heartbeats
     ));
     say(&format!(
-        "inbox poll success ratio: {:.3} ({} of {})",
+        "inbox poll success ratio: {:.3} ({} of {}); longest gap between polls {:.1} s; longest run of failed polls {}",
         ratio(t.polls_ok, t.polls),
         t.polls_ok,
-        t.polls
+        t.polls,
+        t.max_poll_gap.as_secs_f64(),
+        t.max_failed_poll_run
     ));
     say(&format!(
         "tool calls without a usable answer (mostly across kills): {}",

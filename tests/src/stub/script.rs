@@ -2,14 +2,15 @@
 //!
 //! Scripts run before every other stub behaviour (CORS, rate limit, auth, handlers), so they
 //! can fake anything a real platform, proxy or network might do. Matching scripts are tried in
-//! the order they were added; the first one with uses left wins and consumes one use.
+//! the order they were added; the first one with uses left (and, with [`Script::within`], not
+//! yet expired) wins and consumes one use.
 //!
 //! Path patterns (the query string is never part of the match):
 //! * `/registry/heartbeat` — exact path;
 //! * `/workspaces/:id/activity` — `:name` segments match any one non-empty segment;
 //! * `/workspaces/*` — a trailing `*` matches any path starting with what precedes it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -77,6 +78,8 @@ pub struct Script {
     method: String,
     pattern: String,
     remaining: Option<u32>,
+    /// After this instant the script no longer matches (see [`Script::within`]).
+    expires: Option<Instant>,
     pub(crate) action: Action,
 }
 
@@ -88,6 +91,7 @@ impl Script {
             method: method.to_ascii_uppercase(),
             pattern: pattern.to_string(),
             remaining: None,
+            expires: None,
             action,
         }
     }
@@ -98,8 +102,15 @@ impl Script {
         self
     }
 
+    /// Only requests arriving within `window` from now: a fault that lasts for a while, like a
+    /// real outage, instead of waiting for however long the client takes to ask again.
+    pub fn within(mut self, window: Duration) -> Script {
+        self.expires = Instant::now().checked_add(window);
+        self
+    }
+
     pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
-        if self.remaining == Some(0) {
+        if self.exhausted() {
             return false;
         }
         if self.method != "*" && !self.method.eq_ignore_ascii_case(method) {
@@ -133,12 +144,13 @@ impl Script {
     }
 
     pub(crate) fn exhausted(&self) -> bool {
-        self.remaining == Some(0)
+        self.remaining == Some(0) || self.expires.is_some_and(|at| Instant::now() >= at)
     }
 }
 
 /// Removes and returns the action of the first live script matching the request.
 pub(crate) fn take(scripts: &mut Vec<Script>, method: &str, path: &str) -> Option<Action> {
+    scripts.retain(|s| !s.exhausted());
     let idx = scripts.iter().position(|s| s.matches(method, path))?;
     let script = scripts.get_mut(idx)?;
     let action = script.consume().then(|| script.action.clone());
@@ -151,6 +163,24 @@ pub(crate) fn take(scripts: &mut Vec<Script>, method: &str, path: &str) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_within_a_window_stops_matching_when_it_ends() {
+        let mut scripts = vec![
+            Script::new("GET", "/x", Action::status(500)).within(Duration::ZERO),
+            Script::new("GET", "/x", Action::status(503))
+                .times(2)
+                .within(Duration::from_secs(3600)),
+        ];
+        let status = |a: Option<Action>| match a {
+            Some(Action::Respond { status, .. }) => Some(status),
+            _ => None,
+        };
+        assert_eq!(status(take(&mut scripts, "GET", "/x")), Some(503));
+        assert_eq!(scripts.len(), 1, "the expired script is dropped");
+        assert_eq!(status(take(&mut scripts, "GET", "/x")), Some(503));
+        assert_eq!(status(take(&mut scripts, "GET", "/x")), None);
+    }
 
     #[test]
     fn patterns_match_exact_param_and_prefix() {
