@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use molecule_mcp_tests::measure::proc_status;
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, WorkspaceSpec,
@@ -47,15 +48,6 @@ const ACTIVITY: &str = "/workspaces/:id/activity";
 const WORKSPACE: &str = "/workspaces/:id";
 
 // ----- plumbing ------------------------------------------------------------------------------
-
-/// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`).
-fn proc_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-        rest.trim().trim_end_matches("kB").trim().parse().ok()
-    })
-}
 
 fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
     match b.duration_since(a) {
@@ -357,7 +349,7 @@ impl Rig {
     }
 
     fn rss_kb(&self) -> u64 {
-        proc_kb(self.pid, "VmRSS").expect("VmRSS readable")
+        proc_status(self.pid, "VmRSS").expect("VmRSS readable")
     }
 
     fn assert_rss_bounded(&self, after: &str) -> u64 {
@@ -462,7 +454,7 @@ impl Rig {
     async fn finish(mut self, scenario: &str) -> String {
         self.assert_ping(&format!("after {scenario}")).await;
         let rss = self.assert_rss_bounded(scenario);
-        let hwm = proc_kb(self.pid, "VmHWM").unwrap_or(0);
+        let hwm = proc_status(self.pid, "VmHWM").unwrap_or(0);
         eprintln!("[{scenario}] VmRSS after the storm: {rss} kB (peak VmHWM {hwm} kB)");
         self.p.close_stdin();
         let status = self.p.wait_exit(WAIT).await;

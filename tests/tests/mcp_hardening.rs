@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use molecule_mcp_tests::measure::proc_status;
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{PlatformStub, WorkspaceSpec};
 use molecule_mcp_tests::temp_dir::TempDir;
@@ -118,12 +119,7 @@ impl Server {
     }
 
     fn hwm_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
+        proc_status(self.pid, "VmHWM").expect("VmHWM readable")
     }
 
     fn alive(&mut self) -> bool {

@@ -43,6 +43,7 @@ use molecule_mcp_core::{
     Action, Input, PersistId, PlatformUrl, RequestId, Secret, Session, SessionConfig,
 };
 use molecule_mcp_io_tokio::HttpClient;
+use molecule_mcp_tests::measure::{percentile, proc_status};
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros, unix_micros_now,
@@ -183,15 +184,6 @@ impl Options {
 // Small helpers: statistics, /proc, temp dirs, machine facts
 // ---------------------------------------------------------------------------------------
 
-/// Nearest-rank percentile of an ascending slice (`q` in 0..=1).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     v
@@ -235,15 +227,6 @@ fn fmt_ratio(r: f64) -> String {
     } else {
         "n/a".to_owned()
     }
-}
-
-/// A `/proc/<pid>/status` value in kB (`VmHWM`, `VmRSS`) or a count (`Threads`).
-fn proc_status(pid: u32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix(':')))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// utime + stime of a process, in clock ticks.

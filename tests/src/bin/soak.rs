@@ -20,8 +20,7 @@
 //! Report: messages injected / delivered / lost (must be 0), deliveries of a message after
 //! its pop was confirmed (must be 0), re-offers before a pop (allowed: at-least-once after a
 //! crash), injection → first delivery latency, RSS at start and end and growth of the final
-//! process, heartbeat success ratio,
-//! faults by kind. Exit 1 if anything was lost or duplicated after a pop, a process panicked
+//! process, heartbeat success ratio, poll gaps, faults by kind. Exit 1 if anything was lost or duplicated after a pop, a process panicked
 //! or logged the token, or a process died without being killed; exit 2 on bad arguments or a
 //! missing binary.
 
@@ -31,6 +30,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use molecule_mcp_tests::measure::{percentile, proc_status};
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, WorkspaceSpec,
@@ -41,7 +41,6 @@ use serde_json::json;
 const HEARTBEAT: &str = "/registry/heartbeat";
 const ACTIVITY: &str = "/workspaces/:id/activity";
 const REGISTER: &str = "/registry/register";
-/// Bound for one MCP round trip that does not wait on purpose.
 /// How long a fault of `n` requests stays armed: about `n` requests' worth of the 1 s cadence
 /// plus slack. Faults are random in time, like a real platform's; a fault that waited for the
 /// next request however late would turn the inbox's back-off (up to 60 s between polls) into
@@ -50,6 +49,7 @@ fn window(n: u32) -> Duration {
     Duration::from_secs(u64::from(n) + 2)
 }
 
+/// Bound for one MCP round trip that does not wait on purpose.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the agent's `wait_for_message` blocks.
 const WAIT_SECS: f64 = 1.0;
@@ -135,14 +135,6 @@ impl Rng {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
-}
-
-fn proc_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-        rest.trim().trim_end_matches("kB").trim().parse().ok()
-    })
 }
 
 /// Everything the report needs.
@@ -547,7 +539,7 @@ impl Soak {
             return;
         };
         let age = proc.started.elapsed();
-        if let Some(rss) = proc_kb(proc.pid, "VmRSS") {
+        if let Some(rss) = proc_status(proc.pid, "VmRSS") {
             // The first sample once start-up has settled (register, backlog read).
             if proc.rss_first.is_none() && age >= Duration::from_secs(5) {
                 proc.rss_first = Some((age, rss));
@@ -727,11 +719,15 @@ async fn run(opts: Options) -> Result<bool, String> {
         t.wrong_text.len()
     ));
     say(&format!("pops confirmed: {}", t.popped.len()));
-    let mut lat = t.latencies.clone();
-    lat.sort();
+    let mut lat: Vec<f64> = t.latencies.iter().map(Duration::as_secs_f64).collect();
+    lat.sort_by(f64::total_cmp);
     let pick = |q: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
-            .map_or("?".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+        let secs = percentile(&lat, q);
+        if secs.is_nan() {
+            "?".to_owned()
+        } else {
+            format!("{secs:.1} s")
+        }
     };
     say(&format!(
         "injection → first delivery: p50 {}, p90 {}, p99 {}, max {} (faults, kills and inbox back-off included)",
