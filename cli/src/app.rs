@@ -7,8 +7,9 @@
 //!   stdout ◄──────┴── push notifications ◄── inbox driver ◄─┘ (InboxAccess: wait/peek/pop)
 //! ```
 //!
-//! The session driver (register + heartbeats) is started by `serve.rs`; it reports minted
-//! tokens and rejected workspaces here ([`App::set_token`], [`App::mark_failed`]).
+//! The fleet driver (register, heartbeats, inbox) is started by `serve.rs`; it reports
+//! arrivals, minted tokens and rejected workspaces here ([`App::arrived`],
+//! [`App::set_token`], [`App::mark_failed`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use molecule_mcp_core::Secret;
 use molecule_mcp_core::config::ValidConfig;
 use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, normalize_uuid, push_content, push_meta};
-use molecule_mcp_io_tokio::{HttpClient, InboxHandle, InboxSpec, inbox_driver};
+use molecule_mcp_io_tokio::{FleetHandle, HttpClient};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -38,7 +39,7 @@ const PUSH_ENRICH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Everything the MCP server serves.
 pub struct App {
     ctx: Arc<ToolContext>,
-    inbox: Option<InboxHandle>,
+    arrivals_tx: mpsc::UnboundedSender<InboxMessage>,
     arrivals: Mutex<Option<mpsc::UnboundedReceiver<InboxMessage>>>,
     pushes_tx: mpsc::UnboundedSender<Value>,
     pushes_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
@@ -46,14 +47,14 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the tool context and, unless disabled, starts the inbox driver (its first
-    /// poll goes out at once, in the background).
+    /// Builds the tool context over the running `fleet` (the inbox tools use it unless the
+    /// inbox is disabled).
     pub fn new(
         config: &ValidConfig,
         state_dir: &Path,
         http: HttpClient,
         settings: ToolSettings,
-        seed: u64,
+        fleet: FleetHandle,
     ) -> Result<App, String> {
         let registry = WorkspaceRegistry::new(
             config
@@ -63,30 +64,21 @@ impl App {
                 .collect(),
         )
         .map_err(|e| format!("invalid workspace list: {e}"))?;
-        let (inbox, arrivals) = if config.inbox_enabled {
-            let specs = (0..config.workspaces.len())
-                .filter_map(|i| config.inbox_config(i))
-                .map(|cfg| InboxSpec::in_state_dir(state_dir, cfg, config.multi_workspace))
-                .collect();
-            let (handle, arrivals) = inbox_driver::spawn(specs, http.clone(), seed);
-            (Some(handle), Some(arrivals))
-        } else {
-            (None, None)
-        };
         let mut ctx = ToolContext::new(Arc::new(http), config.platform.clone(), registry, settings)
             .with_state_dir(state_dir.to_path_buf());
-        if let Some(handle) = &inbox {
-            ctx = ctx.with_inbox(Arc::new(InboxTools(handle.clone())));
+        if config.inbox_enabled {
+            ctx = ctx.with_inbox(Arc::new(InboxTools(fleet)));
         }
         let (poll_timeout, multi) = (config.poll_timeout_secs, config.multi_workspace);
         let identity = ServerIdentity::molecule(move || {
             crate::instructions::instructions(poll_timeout, multi)
         });
         let (pushes_tx, pushes_rx) = mpsc::unbounded_channel();
+        let (arrivals_tx, arrivals) = mpsc::unbounded_channel();
         Ok(App {
             ctx: Arc::new(ctx),
-            inbox,
-            arrivals: Mutex::new(arrivals),
+            arrivals_tx,
+            arrivals: Mutex::new(Some(arrivals)),
             pushes_tx,
             pushes_rx: Mutex::new(Some(pushes_rx)),
             identity,
@@ -141,33 +133,22 @@ impl App {
         .await
     }
 
-    /// The platform minted a new token for `workspace_id`: tools and the inbox use it.
+    /// A message arrived: push it to the client (through the background push path).
+    pub fn arrived(&self, message: InboxMessage) {
+        let _ = self.arrivals_tx.send(message);
+    }
+
+    /// The platform minted a new token for `workspace_id`: tools use it (the inbox already
+    /// does).
     pub fn set_token(&self, workspace_id: &str, token: Secret) {
-        self.ctx.workspaces().set_token(workspace_id, token.clone());
-        if let Some(inbox) = &self.inbox {
-            inbox.set_token(workspace_id, token);
-        }
+        self.ctx.workspaces().set_token(workspace_id, token);
     }
 
     /// The platform rejected `workspace_id` at register (multi-workspace mode): tools acting
-    /// as it fail with `message` instead of sending requests that cannot succeed.
+    /// as it fail with `message` instead of sending requests that cannot succeed (its inbox
+    /// already stopped polling).
     pub fn mark_failed(&self, workspace_id: &str, message: &str) {
         self.ctx.workspaces().mark_failed(workspace_id, message);
-        if let Some(inbox) = &self.inbox {
-            // Every poll with the rejected token would fail too.
-            inbox.stop_workspace(workspace_id);
-        }
-    }
-
-    /// Stops inbox polling and waits (at most `grace`) until its state is on disk.
-    pub async fn shutdown(&self, grace: Duration) {
-        if let Some(inbox) = &self.inbox
-            && tokio::time::timeout(grace, inbox.shutdown()).await.is_err()
-        {
-            tracing::warn!(
-                "inbox state was not saved within {grace:?}; the next start re-reads what is missing"
-            );
-        }
     }
 }
 
@@ -192,8 +173,8 @@ impl ToolHandler for Tools {
     }
 }
 
-/// [`InboxAccess`] over the inbox driver.
-struct InboxTools(InboxHandle);
+/// [`InboxAccess`] over the fleet driver.
+struct InboxTools(FleetHandle);
 
 impl InboxAccess for InboxTools {
     fn enabled(&self) -> bool {

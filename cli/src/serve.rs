@@ -11,10 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use molecule_mcp_core::config::{ValidConfig, validate};
-use molecule_mcp_io_tokio::{
-    DriverEvent, HttpClient, PersistPaths, SessionSpec, logging, persist, session_driver, state_dir,
-};
-use tokio::sync::mpsc;
+use molecule_mcp_core::workspace::FleetPlan;
+use molecule_mcp_io_tokio::{Event, HttpClient, driver, logging, state_dir};
 
 use crate::app::App;
 use crate::tools::ToolSettings;
@@ -79,32 +77,6 @@ pub fn print_fatal(message: &str) {
     eprintln!("{message}");
 }
 
-/// Session specs for every configured workspace.
-pub fn session_specs(config: &ValidConfig, state_dir: &std::path::Path) -> Vec<SessionSpec> {
-    (0..config.workspaces.len())
-        .filter_map(|i| {
-            let mut session = config.session_config(i)?;
-            let paths = PersistPaths::for_workspace(
-                state_dir,
-                &session.workspace_id,
-                config.multi_workspace,
-            );
-            session.known_inbound_secret =
-                persist::read_trimmed(&paths.inbound_secret).map(molecule_mcp_core::Secret::new);
-            // A token the platform minted on an earlier run (saved there by us): tried if
-            // register rejects the configured one, which is then stale.
-            session.fallback_token = persist::read_trimmed(&paths.auth_token)
-                .map(molecule_mcp_core::Secret::new)
-                .filter(|saved| *saved != session.token)
-                .map(|saved| (saved, paths.auth_token.display().to_string()));
-            Some(SessionSpec {
-                config: session,
-                paths,
-            })
-        })
-        .collect()
-}
-
 async fn serve(
     config: ValidConfig,
     state_dir: std::path::PathBuf,
@@ -112,28 +84,22 @@ async fn serve(
     mut signal: runtime::Signal,
 ) -> u8 {
     let http = HttpClient::new();
-    let seed = seed();
-    let app = match App::new(&config, &state_dir, http.clone(), settings, seed) {
+    if !config.heartbeat_enabled {
+        tracing::info!("MOLECULE_MCP_DISABLE_HEARTBEAT is set: not registering or heartbeating");
+    }
+    let mut plan = FleetPlan::from_config(&config, &state_dir.display().to_string());
+    driver::restore(&mut plan, &state_dir);
+    let (fleet, mut events) = driver::spawn(plan, state_dir.clone(), http.clone(), seed());
+    let app = match App::new(&config, &state_dir, http, settings, fleet.clone()) {
         Ok(app) => app,
         Err(e) => {
             print_fatal(&format!("molecule-mcp: {e}"));
             return 2;
         }
     };
-    let (driver, mut events) = if config.heartbeat_enabled {
-        let specs = session_specs(&config, &state_dir);
-        let (handle, events) = session_driver::spawn(specs, http.clone(), seed);
-        (Some(handle), events)
-    } else {
-        tracing::info!("MOLECULE_MCP_DISABLE_HEARTBEAT is set: not registering or heartbeating");
-        let (_tx, rx) = mpsc::unbounded_channel();
-        (None, rx)
-    };
     let mut background = app.start_background();
     let server = app.serve_stdio();
     tokio::pin!(server);
-    let mut failed: Vec<String> = Vec::new();
-    let total = config.workspaces.len();
     let code = loop {
         tokio::select! {
             end = &mut server => {
@@ -145,32 +111,25 @@ async fn serve(
                 break 0;
             }
             Some(event) = events.recv() => match event {
-                DriverEvent::Fatal { workspace_id, reason, message } => {
-                    if !config.multi_workspace {
-                        print_fatal(&format!("molecule-mcp: {message}"));
-                        break reason.exit_code();
-                    }
-                    tracing::error!(workspace = %workspace_id, "{message} This workspace is marked failed; the others keep running.");
-                    app.mark_failed(&workspace_id, &message);
-                    if !failed.contains(&workspace_id) {
-                        failed.push(workspace_id);
-                    }
-                    if failed.len() == total {
-                        print_fatal("molecule-mcp: every configured workspace was rejected at register; exiting.");
-                        break reason.exit_code();
-                    }
+                Event::Arrived(message) => app.arrived(message),
+                Event::TokenChanged { workspace_id, token } => app.set_token(&workspace_id, token),
+                Event::Rejected { workspace_id, message, .. } => app.mark_failed(&workspace_id, &message),
+                Event::Exit { code, message } => {
+                    print_fatal(&format!("molecule-mcp: {message}"));
+                    break code;
                 }
-                DriverEvent::TokenChanged { workspace_id, token } => app.set_token(&workspace_id, token),
             },
         }
     };
     background.abort_all();
-    let stop_sessions = async {
-        if let Some(driver) = driver {
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, driver.shutdown()).await;
-        }
-    };
-    tokio::join!(stop_sessions, app.shutdown(SHUTDOWN_GRACE));
+    if tokio::time::timeout(SHUTDOWN_GRACE, fleet.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "inbox state was not saved within {SHUTDOWN_GRACE:?}; the next start re-reads what is missing"
+        );
+    }
     code
 }
 

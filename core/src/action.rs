@@ -41,14 +41,38 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// Which state-dir file a [`PersistRequest`] targets. Drivers choose the concrete path
-/// (single-workspace and multi-workspace layouts differ).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PersistFile {
-    /// `platform_inbound_secret` delivered by register/heartbeat.
-    InboundSecret,
-    /// `auth_token` minted by the platform on a bootstrap register.
-    AuthToken,
+/// Which state-dir file a [`PersistRequest`] targets; its name comes from
+/// [`crate::state_layout::StateLayout`].
+pub type PersistFile = crate::state_layout::StateFile;
+
+/// Why a state-file write failed, as the driver describes it (the path and the OS error;
+/// never the value being written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistError {
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl std::fmt::Display for PersistError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for PersistError {}
+
+impl From<String> for PersistError {
+    fn from(detail: String) -> Self {
+        PersistError { detail }
+    }
+}
+
+impl From<&str> for PersistError {
+    fn from(detail: &str) -> Self {
+        PersistError {
+            detail: detail.to_owned(),
+        }
+    }
 }
 
 /// Identifies one persist request so its outcome can be matched.

@@ -42,8 +42,10 @@ pub enum RequestKind {
     Register,
     /// `POST /registry/heartbeat`
     Heartbeat,
-    /// `GET /workspaces/:id/activity` (inbox poll)
+    /// The inbox's traffic: `GET /workspaces/:id/activity` polls, upload downloads and acks
     InboxPoll,
+    /// A tool call (`delegate_task`, `list_peers`, …) or a `doctor` check.
+    Tool,
 }
 
 /// A fully described HTTP request. `Debug` never prints the bearer token.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::action::PersistId;
+use crate::action::{PersistError, PersistId};
 use crate::http::{RequestId, TransportError};
 
 /// An event for [`crate::Session::handle`].
@@ -31,7 +31,7 @@ pub enum Input {
         /// The id from the `Persist` action.
         id: PersistId,
         /// `Err(detail)` when the write failed (detail must not contain the value).
-        result: Result<(), String>,
+        result: Result<(), PersistError>,
     },
     /// Stop: no further requests; the session becomes terminal.
     Shutdown,

@@ -43,20 +43,28 @@ pub mod help;
 pub mod http;
 pub mod inbox;
 pub mod input;
+pub mod platform_request;
 pub mod platform_url;
 mod rng;
 pub mod secret;
 pub mod session;
+pub mod state_layout;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timer;
+pub mod workspace;
 
-pub use action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
+pub use action::{
+    Action, FatalReason, LogLevel, LogLine, PersistError, PersistFile, PersistId, PersistRequest,
+};
 pub use http::{
     Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
 };
 pub use input::Input;
+pub use platform_request::{Body, PlatformRequests, USER_AGENT, percent_encode};
 pub use platform_url::{PlatformUrl, PlatformUrlError};
 pub use secret::Secret;
 pub use session::{Phase, Session, SessionConfig, SessionStatus};
+pub use state_layout::{StateFile, StateLayout};
 pub use timer::Timer;
+pub use workspace::{Fleet, FleetPlan, Workspace, WorkspacePlan};

@@ -18,6 +18,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// 32 lower-case hex characters (128 bits).
+    pub(crate) fn hex32(&mut self) -> String {
+        format!("{:016x}{:016x}", self.next_u64(), self.next_u64())
+    }
+
     /// Uniform in `0..bound` (returns 0 when `bound` is 0).
     pub(crate) fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 {

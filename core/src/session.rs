@@ -18,14 +18,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::action::{
-    Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest,
+    Action, FatalReason, LogLevel, LogLine, PersistError, PersistFile, PersistId, PersistRequest,
 };
 use crate::escalation::{self, AuthFailureLog};
 use crate::heartbeat_schedule::{HeartbeatSchedule, MAX_RETRY_AFTER, register_backoff};
-use crate::http::{
-    Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
-};
+use crate::http::{Method, RequestId, RequestKind, TransportError, TransportErrorKind};
 use crate::input::Input;
+use crate::platform_request::{Body, PlatformRequests};
 use crate::platform_url::PlatformUrl;
 use crate::rng::Rng;
 use crate::secret::Secret;
@@ -246,12 +245,12 @@ impl Session {
                 Some(RequestKind::Heartbeat) => {
                     self.on_heartbeat_response(now, status, retry_after, &body)
                 }
-                Some(RequestKind::InboxPoll) | None => self.ignored_inputs += 1,
+                Some(RequestKind::InboxPoll | RequestKind::Tool) | None => self.ignored_inputs += 1,
             },
             Input::HttpFailed { id, error } => match self.take_inflight(id) {
                 Some(RequestKind::Register) => self.on_register_failed(now, &error),
                 Some(RequestKind::Heartbeat) => self.on_heartbeat_failed(&error),
-                Some(RequestKind::InboxPoll) | None => self.ignored_inputs += 1,
+                Some(RequestKind::InboxPoll | RequestKind::Tool) | None => self.ignored_inputs += 1,
             },
             Input::PersistDone { id, result } => self.on_persist_done(id, result),
             Input::Shutdown => {
@@ -290,7 +289,7 @@ impl Session {
                 match self.take_inflight(id) {
                     Some(RequestKind::Register) => self.on_register_failed(now, &error),
                     Some(RequestKind::Heartbeat) => self.on_heartbeat_failed(&error),
-                    Some(RequestKind::InboxPoll) | None => {}
+                    Some(RequestKind::InboxPoll | RequestKind::Tool) | None => {}
                 }
                 if self.is_terminal() {
                     return;
@@ -392,16 +391,17 @@ impl Session {
         let id = RequestId(self.next_request);
         let deadline = now + timeout.max(Duration::from_millis(1));
         self.inflight.push((id, InFlight { kind, deadline }));
-        self.actions.push_back(Action::SendHttp(HttpRequest {
+        let request = self.beat_template.requests.build(
             id,
             kind,
-            method: Method::Post,
+            Method::Post,
             url,
-            bearer: Some(self.token.clone()),
-            headers: self.beat_template.headers.clone(),
-            body,
+            &self.token,
+            Body::Json(body),
+            &[],
             deadline,
-        }));
+        );
+        self.actions.push_back(Action::SendHttp(request));
     }
 
     fn send_register(&mut self, now: Instant) {
@@ -413,7 +413,7 @@ impl Session {
         });
         // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let url = self.cfg.platform.join("/registry/register");
+        let url = self.beat_template.requests.url("/registry/register", &[]);
         self.send(
             now,
             RequestKind::Register,
@@ -709,7 +709,7 @@ impl Session {
         }));
     }
 
-    fn on_persist_done(&mut self, id: PersistId, result: Result<(), String>) {
+    fn on_persist_done(&mut self, id: PersistId, result: Result<(), PersistError>) {
         if let Some((pending_id, value)) = self.secret.pending.take() {
             if pending_id == id {
                 match result {
@@ -763,8 +763,8 @@ impl<'a> BeatReply<'a> {
 #[derive(Debug, Clone)]
 struct BeatTemplate {
     url: String,
-    /// `Origin` + `Content-Type`, the same for register and every beat.
-    headers: Headers,
+    /// Register and every beat share one request builder (and its header list).
+    requests: PlatformRequests,
     body_head: Vec<u8>,
     body_tail: Vec<u8>,
 }
@@ -781,12 +781,10 @@ impl BeatTemplate {
             .windows(marker.len())
             .position(|w| w == marker.as_bytes())
             .unwrap_or(rendered.len());
+        let requests = PlatformRequests::new(cfg.platform.clone());
         BeatTemplate {
-            url: cfg.platform.join("/registry/heartbeat"),
-            headers: Headers::from(vec![
-                ("Origin", cfg.platform.origin().to_owned()),
-                ("Content-Type", "application/json".to_owned()),
-            ]),
+            url: requests.url("/registry/heartbeat", &[]),
+            requests,
             body_head: rendered.get(..at).unwrap_or_default().to_vec(),
             body_tail: rendered
                 .get(at + marker.len()..)

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::PersistError;
 use crate::action::{Action, FatalReason, LogLevel, PersistFile, PersistId, PersistRequest};
 use crate::http::{
     HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
@@ -344,7 +345,10 @@ impl Harness {
 
     /// Reports the outcome of persist `id`.
     pub fn persist_done(&mut self, id: PersistId, result: Result<(), String>) -> Vec<Action> {
-        self.deliver(Input::PersistDone { id, result })
+        self.deliver(Input::PersistDone {
+            id,
+            result: result.map_err(PersistError::from),
+        })
     }
 
     /// Requests shutdown.
@@ -480,6 +484,7 @@ fn kind_name(kind: RequestKind) -> &'static str {
         RequestKind::Register => "register",
         RequestKind::Heartbeat => "heartbeat",
         RequestKind::InboxPoll => "inbox",
+        RequestKind::Tool => "tool",
     }
 }
 
@@ -1287,7 +1292,7 @@ impl Checker {
                         }
                     }
                     RequestKind::Heartbeat => self.heartbeat_outcome(status),
-                    RequestKind::InboxPoll => {}
+                    RequestKind::InboxPoll | RequestKind::Tool => {}
                 }
                 let actions = self.h.deliver(input);
                 self.check_response_actions(k, status, body, &actions);
@@ -1390,6 +1395,7 @@ impl Checker {
                     self.secret_pending = Some((p.id, p.value.expose().to_owned()))
                 }
                 PersistFile::AuthToken => self.token_persist = Some(p.id),
+                PersistFile::InboxState => self.fail("the session must not write the inbox state"),
             }
         }
     }
@@ -1451,7 +1457,10 @@ impl Checker {
         } else {
             Err("No space left on device (os error 28)".to_owned())
         };
-        let input = Input::PersistDone { id, result };
+        let input = Input::PersistDone {
+            id,
+            result: result.map_err(PersistError::from),
+        };
         let delivered = Delivered::Persist { id, ok, file };
         // The session tracks only the newest write of each file; a superseded write's
         // outcome (or any outcome once terminal) is counted and ignored.
@@ -1590,7 +1599,9 @@ impl Checker {
         let path = match req.kind {
             RequestKind::Register => "/registry/register",
             RequestKind::Heartbeat => "/registry/heartbeat",
-            RequestKind::InboxPoll => self.fail("the session must not poll the inbox"),
+            RequestKind::InboxPoll | RequestKind::Tool => {
+                self.fail("the session must not poll the inbox or call tools")
+            }
         };
         self.ensure(
             req.method == Method::Post && req.url == format!("{PLATFORM}{path}"),
@@ -1655,7 +1666,7 @@ impl Checker {
                     || format!("bad heartbeat body {json}"),
                 );
             }
-            RequestKind::InboxPoll => {}
+            RequestKind::InboxPoll | RequestKind::Tool => {}
         }
         self.live.insert(req.id, (req.kind, req.deadline));
     }

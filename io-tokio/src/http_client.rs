@@ -228,14 +228,9 @@ pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>
     let mut builder = http::Request::builder()
         .method(method)
         .uri(request.url.as_str());
-    if let Some(token) = &request.bearer {
-        builder = builder.header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", token.expose()),
-        );
-    }
-    for (name, value) in request.headers.iter() {
-        builder = builder.header(*name, value.as_str());
+    // The core decides every header (Authorization, User-Agent, Origin, …) and their order.
+    for (name, value) in request.wire_headers() {
+        builder = builder.header(name, value.as_ref());
     }
     builder
         .body(Full::new(Bytes::from(request.body.clone())))

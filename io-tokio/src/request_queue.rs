@@ -1,42 +1,50 @@
 //! The HTTP requests a driver's machines want sent, with a bound on how many are out at once.
 //!
-//! Both drivers queue every `SendHttp` here. [`RequestQueue::pump`] starts queued requests
+//! The driver queues every `SendHttp` here. [`RequestQueue::pump`] starts queued requests
 //! (oldest first) on their own tasks while fewer than `max` are out; each task reports
-//! exactly one outcome back to the driver as the machine's own input type ([`FromHttp`]),
-//! and the driver calls [`RequestQueue::settled`] when it sees one. Without the bound, N
+//! exactly one outcome back to the driver as a fleet [`Input`], and the driver calls
+//! [`RequestQueue::settled`] when it sees one. Without the bound, N
 //! workspaces starting together open N connections at once (10,000 at start-up kept
 //! ~230 MB of buffers resident); a queued request's deadline keeps running meanwhile, as
 //! for any local delay, and the core enforces it.
 
 use std::collections::VecDeque;
 
+use molecule_mcp_core::workspace::Input;
 use molecule_mcp_core::{HttpRequest, RequestId, TransportError, TransportErrorKind};
 use tokio::sync::mpsc;
 
 use crate::http_client::{HttpClient, HttpResponse};
 
-/// A machine input that carries the outcome of one HTTP request.
-pub(crate) trait FromHttp: Send + 'static {
-    /// The input for request `id`'s response or transport failure.
-    fn from_http(id: RequestId, outcome: Result<HttpResponse, TransportError>) -> Self;
+/// The fleet input for request `id`'s response or transport failure.
+fn input_for(id: RequestId, outcome: Result<HttpResponse, TransportError>) -> Input {
+    match outcome {
+        Ok(resp) => Input::HttpResponse {
+            id,
+            status: resp.status,
+            retry_after: resp.retry_after(),
+            // No copy: a body read into one buffer becomes the Vec as it is.
+            body: Vec::from(resp.body),
+        },
+        Err(error) => Input::HttpFailed { id, error },
+    }
 }
 
-/// Queued and in-flight requests of one driver; `I` is its machines' input type.
-pub(crate) struct RequestQueue<I> {
-    queued: VecDeque<(usize, HttpRequest)>,
+/// Queued and in-flight requests of the driver.
+pub(crate) struct RequestQueue {
+    queued: VecDeque<HttpRequest>,
     in_flight: usize,
     max: usize,
     http: HttpClient,
-    outcomes: mpsc::UnboundedSender<(usize, I)>,
+    outcomes: mpsc::UnboundedSender<Input>,
 }
 
-impl<I: FromHttp> RequestQueue<I> {
-    /// A queue sending through `http`, at most `max` at once, outcomes to `outcomes` tagged
-    /// with the slot index they were queued for.
+impl RequestQueue {
+    /// A queue sending through `http`, at most `max` at once, outcomes to `outcomes`.
     pub(crate) fn new(
         http: HttpClient,
         max: usize,
-        outcomes: mpsc::UnboundedSender<(usize, I)>,
+        outcomes: mpsc::UnboundedSender<Input>,
     ) -> Self {
         RequestQueue {
             queued: VecDeque::new(),
@@ -47,9 +55,9 @@ impl<I: FromHttp> RequestQueue<I> {
         }
     }
 
-    /// Queues `request` for slot `idx` (sent by the next [`RequestQueue::pump`]).
-    pub(crate) fn push(&mut self, idx: usize, request: HttpRequest) {
-        self.queued.push_back((idx, request));
+    /// Queues `request` (sent by the next [`RequestQueue::pump`]).
+    pub(crate) fn push(&mut self, request: HttpRequest) {
+        self.queued.push_back(request);
     }
 
     /// One request's outcome came back.
@@ -65,19 +73,18 @@ impl<I: FromHttp> RequestQueue<I> {
     /// Starts queued requests while fewer than `max` are out.
     pub(crate) fn pump(&mut self) {
         while self.in_flight < self.max {
-            let Some((idx, request)) = self.queued.pop_front() else {
+            let Some(request) = self.queued.pop_front() else {
                 return;
             };
             self.in_flight += 1;
             let http = self.http.clone();
             let guard = OutcomeGuard {
-                idx,
                 id: request.id,
                 tx: Some(self.outcomes.clone()),
             };
             tokio::spawn(async move {
                 let outcome = http.execute(&request).await;
-                guard.send(I::from_http(request.id, outcome));
+                guard.send(input_for(request.id, outcome));
             });
         }
     }
@@ -86,28 +93,27 @@ impl<I: FromHttp> RequestQueue<I> {
 /// Delivers exactly one outcome per sent request: the answer, or (if the request task ended
 /// without one, e.g. by panicking or being dropped at shutdown) a transport failure, so the
 /// in-flight count stays exact.
-struct OutcomeGuard<I: FromHttp> {
-    idx: usize,
+struct OutcomeGuard {
     id: RequestId,
-    tx: Option<mpsc::UnboundedSender<(usize, I)>>,
+    tx: Option<mpsc::UnboundedSender<Input>>,
 }
 
-impl<I: FromHttp> OutcomeGuard<I> {
-    fn send(mut self, input: I) {
+impl OutcomeGuard {
+    fn send(mut self, input: Input) {
         if let Some(tx) = self.tx.take() {
-            let _ = tx.send((self.idx, input));
+            let _ = tx.send(input);
         }
     }
 }
 
-impl<I: FromHttp> Drop for OutcomeGuard<I> {
+impl Drop for OutcomeGuard {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             let error = TransportError {
                 kind: TransportErrorKind::Io,
                 message: "the request task ended without an outcome".to_owned(),
             };
-            let _ = tx.send((self.idx, I::from_http(self.id, Err(error))));
+            let _ = tx.send(input_for(self.id, Err(error)));
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::message::InboxMessage;
 use super::upload::UploadOutcome;
-use crate::action::{LogLine, PersistId};
+use crate::action::{LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, RequestId, TransportError};
 
 /// Download one pending upload (reference §4.6, defect 18).
@@ -28,6 +28,10 @@ pub struct UploadFetch {
     pub mime_type: Option<String>,
     /// Refuse larger bodies ([`super::upload::MAX_UPLOAD_BYTES`]).
     pub max_bytes: u64,
+    /// The file name to stage the bytes under, inside the uploads directory
+    /// ([`crate::state_layout::UPLOADS_DIR`]): `<32 random hex>-<name>`, so names never
+    /// collide and cannot be guessed from the upload's own name.
+    pub staged_name: String,
 }
 
 /// An instruction from the inbox machine.
@@ -96,7 +100,7 @@ pub enum InboxInput {
         /// The id from the `Persist` action.
         id: PersistId,
         /// Write result.
-        result: Result<(), String>,
+        result: Result<(), PersistError>,
     },
     /// Outcome of a `FetchUpload` action.
     UploadDone {

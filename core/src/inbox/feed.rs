@@ -19,6 +19,7 @@
 use serde_json::Value;
 
 use super::timestamp::parse_rfc3339;
+use crate::platform_request::percent_encode as encode;
 use crate::platform_url::PlatformUrl;
 
 /// Which rows a poll asks for.
@@ -75,20 +76,6 @@ pub(crate) fn pending_upload_url(
         encode(workspace_id),
         encode(file_id)
     ))
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, so ids and timestamps
-/// (`+00:00`!) survive as one query value or path segment.
-pub(crate) fn encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// How to ask for the page before a full backlog page.

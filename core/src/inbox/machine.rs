@@ -12,9 +12,10 @@ use super::message::InboxMessage;
 use super::poll::BacklogScan;
 use super::schedule::{FailureClass, FailureLog, error_backoff};
 use super::state::{InboxState, MAX_OUTBOUND};
-use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome};
-use crate::action::{LogLevel, LogLine, PersistId};
-use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError};
+use super::upload::{MAX_CONCURRENT_UPLOADS, download_answer, download_failed};
+use crate::action::{LogLevel, LogLine, PersistError, PersistId};
+use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
+use crate::platform_request::{Body, PlatformRequests};
 use crate::rng::Rng;
 use crate::secret::Secret;
 use crate::session::excerpt;
@@ -100,13 +101,16 @@ struct Persistence {
 pub struct Inbox {
     pub(super) cfg: InboxConfig,
     pub(super) token: Secret,
-    /// `Origin`, built once (every request shares it).
-    headers: Headers,
+    /// Builds every poll, download and ack (headers built once, shared by every request).
+    requests: PlatformRequests,
     pub(super) state: InboxState,
     /// Ids handed out by `take_unreturned` in this process (defect 20).
     pub(super) returned: BTreeSet<String>,
     pub(super) last_now: Instant,
     pub(super) rng: Rng,
+    /// Random names for staged uploads; separate from `rng` so naming a file never shifts
+    /// the poll jitter.
+    pub(super) names: Rng,
     pub(super) next_request: u64,
     pub(super) next_persist: u64,
     pub(super) inflight: BTreeMap<RequestId, InFlight>,
@@ -129,15 +133,16 @@ impl Inbox {
     pub fn new(cfg: InboxConfig, restored: Option<&[u8]>, now: Instant, seed: u64) -> Self {
         let cfg = cfg.clamped();
         let token = cfg.token.clone();
-        let headers = Headers::from(vec![("Origin", cfg.platform.origin().to_owned())]);
+        let requests = PlatformRequests::new(cfg.platform.clone());
         let mut inbox = Inbox {
             cfg,
             token,
-            headers,
+            requests,
             state: InboxState::new(),
             returned: BTreeSet::new(),
             last_now: now,
             rng: Rng::new(seed),
+            names: Rng::new(seed ^ 0x5EED_F11E_0000_0001),
             next_request: 0,
             next_persist: 0,
             inflight: BTreeMap::new(),
@@ -275,6 +280,17 @@ impl Inbox {
             .find(|m| !self.returned.contains(&m.activity_id) && !self.is_held(m))
     }
 
+    /// A mark for "the state as it is now": [`Inbox::is_saved`] tells when everything up
+    /// to this mark is on disk (later changes do not delay it).
+    pub fn save_mark(&self) -> u64 {
+        self.persist.generation
+    }
+
+    /// Everything up to `mark` ([`Inbox::save_mark`]) has been written successfully.
+    pub fn is_saved(&self, mark: u64) -> bool {
+        self.persist.saved_generation >= mark
+    }
+
     /// Messages queued (including ones waiting for an upload).
     pub fn pending_len(&self) -> usize {
         self.state.pending.len()
@@ -358,15 +374,7 @@ impl Inbox {
                     purpose: Purpose::UploadFetch { activity_id },
                     ..
                 }) => {
-                    let outcome = match status {
-                        404 => UploadOutcome::Gone,
-                        _ => UploadOutcome::Failed {
-                            detail: format!("HTTP {status}: {}", excerpt(&body, &self.token)),
-                            retryable: status >= 500
-                                || status == 429
-                                || (200..300).contains(&status),
-                        },
-                    };
+                    let outcome = download_answer(status, &excerpt(&body, &self.token));
                     self.on_upload_done(now, id, &activity_id, outcome);
                 }
                 None => self.ignored_inputs += 1,
@@ -524,7 +532,7 @@ impl Inbox {
                 self.poll_failed(now, FailureClass::Transport, format!("GET /activity failed ({:?}: {detail})", error.kind), None);
             }
             Purpose::UploadFetch { activity_id } => {
-                let outcome = UploadOutcome::Failed { detail: format!("{:?}: {detail}", error.kind), retryable: true };
+                let outcome = download_failed(error.kind, &detail);
                 self.on_upload_done(now, id, &activity_id, outcome);
             }
             Purpose::UploadAck { name } => self.log(
@@ -542,18 +550,18 @@ impl Inbox {
         timeout: Duration,
     ) -> HttpRequest {
         self.next_request += 1;
-        HttpRequest {
-            id: RequestId(self.next_request),
-            // The shared vocabulary has one kind for the inbox's traffic; FetchUpload is
-            // told apart by its action variant.
-            kind: RequestKind::InboxPoll,
+        // The shared vocabulary has one kind for the inbox's traffic; FetchUpload is told
+        // apart by its action variant.
+        self.requests.build(
+            RequestId(self.next_request),
+            RequestKind::InboxPoll,
             method,
             url,
-            bearer: (!self.token.is_empty()).then(|| self.token.clone()),
-            headers: self.headers.clone(),
-            body: Vec::new(),
-            deadline: now + timeout,
-        }
+            &self.token,
+            Body::Empty,
+            &[],
+            now + timeout,
+        )
     }
 
     // ----- back-pressure ---------------------------------------------------------------
@@ -620,7 +628,7 @@ impl Inbox {
         self.actions.push_back(InboxAction::Persist { id, bytes });
     }
 
-    fn on_persist_done(&mut self, now: Instant, id: PersistId, result: Result<(), String>) {
+    fn on_persist_done(&mut self, now: Instant, id: PersistId, result: Result<(), PersistError>) {
         let Some(write) = self.persist.in_flight.take_if(|w| w.id == id) else {
             self.ignored_inputs += 1;
             return;

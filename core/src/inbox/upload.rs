@@ -19,7 +19,7 @@ use super::feed::pending_upload_url;
 use super::machine::{InFlight, Inbox, Purpose};
 use super::message::{InboxMessage, UploadRow};
 use crate::action::LogLevel;
-use crate::http::{Method, RequestId};
+use crate::http::{Method, RequestId, TransportErrorKind};
 use crate::session::excerpt;
 
 /// Extra time the core allows after a download's deadline for the driver to finish
@@ -100,6 +100,38 @@ impl UploadJob {
     /// Ready to (re)start at `now`.
     pub(crate) fn ready(&self, now: Instant) -> bool {
         self.in_flight.is_none() && self.retry_at.is_none_or(|at| at <= now)
+    }
+}
+
+/// How a download that staged no file ended, from the platform's answer: 404 means the
+/// upload is gone (expired, acked, or never ours); 5xx, 408, 425 and 429 may pass; a 2xx
+/// that reached the machine as a plain answer means the driver could not stage the body,
+/// which may pass too; any other 4xx will not change.
+pub(crate) fn download_answer(status: u16, excerpt: &str) -> UploadOutcome {
+    if status == 404 {
+        return UploadOutcome::Gone;
+    }
+    UploadOutcome::Failed {
+        detail: format!("HTTP {status}: {excerpt}"),
+        retryable: status >= 500
+            || matches!(status, 408 | 425 | 429)
+            || (200..300).contains(&status),
+    }
+}
+
+/// How a download that got no answer ended: a body over the cap will be over it again;
+/// every other transport failure may pass.
+pub(crate) fn download_failed(kind: TransportErrorKind, detail: &str) -> UploadOutcome {
+    let retryable = match kind {
+        TransportErrorKind::BodyTooLarge => false,
+        TransportErrorKind::Connect
+        | TransportErrorKind::Timeout
+        | TransportErrorKind::Io
+        | TransportErrorKind::Protocol => true,
+    };
+    UploadOutcome::Failed {
+        detail: format!("{kind:?}: {detail}"),
+        retryable,
     }
 }
 
@@ -191,6 +223,7 @@ impl Inbox {
         );
         let request = self.request(now, Method::Get, url, self.cfg.upload_timeout);
         let id = request.id;
+        let name_for_file = name.clone();
         self.inflight.insert(
             id,
             InFlight {
@@ -210,6 +243,7 @@ impl Inbox {
                 uri,
                 mime_type,
                 max_bytes: MAX_UPLOAD_BYTES,
+                staged_name: format!("{}-{name_for_file}", self.names.hex32()),
             }));
     }
 

@@ -1,8 +1,8 @@
-//! When to wake which machine: a min-heap of `(deadline, slot)` with lazy invalidation.
+//! When to wake which workspace: a min-heap of `(deadline, slot)` with lazy invalidation.
 //!
-//! Each driver owns many sans-io machines (one per workspace). After draining a machine it
-//! records the machine's `poll_timeout()` here; the driver sleeps until [`WakeHeap::next`]
-//! and then asks [`WakeHeap::pop_due`] which slots to call `handle_timeout` on. A slot whose
+//! The [`super::Fleet`] owns many [`super::Workspace`] machines. After draining one it
+//! records the workspace's `poll_timeout()` here; [`WakeHeap::next`] is the fleet's own
+//! timeout and [`WakeHeap::pop_due`] says which workspaces to call `handle_timeout` on. A slot whose
 //! deadline moved leaves a stale entry behind, which is skipped when it surfaces, so every
 //! update is O(log n) and thousands of workspaces cost almost nothing while idle.
 
@@ -47,6 +47,16 @@ impl WakeHeap {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Drops stale entries from the top, so [`WakeHeap::next`] is exact.
+    pub(crate) fn prune(&mut self) {
+        while let Some(Reverse((at, idx))) = self.heap.peek().copied() {
+            if self.current.get(idx).copied().flatten() == Some(at) {
+                return;
+            }
+            self.heap.pop();
+        }
+    }
+
     /// The next slot due at `now`, removing its deadline; `None` when nothing is due.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<usize> {
         while let Some(Reverse((at, idx))) = self.heap.peek().copied() {
@@ -74,6 +84,7 @@ mod tests {
 
     #[test]
     fn stale_entries_are_skipped_and_order_is_by_deadline() {
+        #[allow(clippy::disallowed_methods)] // any origin will do: the test only adds to it
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut h = WakeHeap::new(3);

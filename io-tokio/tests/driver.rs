@@ -1,24 +1,64 @@
-//! The inbox driver against the loopback platform stub: our own attachments are held back
-//! and never downloaded or acked (defect 19), other uploads are, and the tool handle's
-//! wait / peek / pop work over the real HTTP path.
+//! The fleet driver against the loopback platform stub: our own attachments are held back
+//! and never downloaded or acked (acking them would break the canvas's download link), other
+//! uploads are, the tool handle's wait / peek / pop work over the real HTTP path, and a
+//! workspace rejected at register stops polling while the others go on.
 
 use std::time::Duration;
 
-use molecule_mcp_core::inbox::InboxConfig;
-use molecule_mcp_core::{PlatformUrl, Secret};
-use molecule_mcp_io_tokio::{HttpClient, InboxSpec, inbox_driver};
+use molecule_mcp_core::inbox::{InboxConfig, InboxMessage};
+use molecule_mcp_core::workspace::{FleetPlan, Restored, WorkspacePlan};
+use molecule_mcp_core::{PlatformUrl, Secret, SessionConfig, StateLayout};
+use molecule_mcp_io_tokio::{Event, FleetHandle, HttpClient, driver};
 use molecule_mcp_tests::stub::{InboundMessage, PlatformStub, WorkspaceSpec};
 use molecule_mcp_tests::temp_dir::TempDir;
+use tokio::sync::mpsc;
 
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(&format!("inbox-driver-{name}")).expect("temp dir")
 }
 
-fn spec(stub: &PlatformStub, ws: &str, token: &str, dir: &std::path::Path) -> InboxSpec {
+/// An inbox-only workspace (no heartbeats) polling every 200 ms.
+fn spec(stub: &PlatformStub, ws: &str, token: &str) -> WorkspacePlan {
     let platform = PlatformUrl::parse(&stub.url()).expect("stub url");
     let mut cfg = InboxConfig::new(platform, ws, Secret::new(token));
     cfg.poll_interval = Duration::from_millis(200);
-    InboxSpec::in_state_dir(dir, cfg, false)
+    WorkspacePlan {
+        workspace_id: ws.to_owned(),
+        session: None,
+        inbox: Some(cfg),
+        layout: StateLayout::SINGLE,
+        state_dir_display: String::new(),
+        restored: Restored::default(),
+    }
+}
+
+/// Runs `workspaces` on the fleet driver with `dir` as the state directory.
+fn spawn(
+    mut workspaces: Vec<WorkspacePlan>,
+    dir: &std::path::Path,
+    seed: u64,
+) -> (FleetHandle, mpsc::UnboundedReceiver<Event>) {
+    let multi_workspace = workspaces.len() > 1;
+    for w in &mut workspaces {
+        w.layout = StateLayout::new(multi_workspace);
+        w.state_dir_display = dir.display().to_string();
+    }
+    let mut plan = FleetPlan {
+        workspaces,
+        multi_workspace,
+    };
+    driver::restore(&mut plan, dir);
+    driver::spawn(plan, dir.to_path_buf(), HttpClient::new(), seed)
+}
+
+/// The next message announced on the event stream.
+async fn next_arrival(events: &mut mpsc::UnboundedReceiver<Event>) -> Option<InboxMessage> {
+    loop {
+        match events.recv().await? {
+            Event::Arrived(message) => return Some(message),
+            Event::TokenChanged { .. } | Event::Rejected { .. } | Event::Exit { .. } => {}
+        }
+    }
 }
 
 fn polls(j: &[molecule_mcp_tests::JournalEntry]) -> usize {
@@ -50,11 +90,7 @@ async fn own_uploads_are_held_back_and_dropped_others_are_staged() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
     let dir = temp_dir("outbound");
-    let (inbox, _arrivals) = inbox_driver::spawn(
-        vec![spec(&stub, &ws, &token, dir.path())],
-        HttpClient::new(),
-        7,
-    );
+    let (inbox, _events) = spawn(vec![spec(&stub, &ws, &token)], dir.path(), 7);
     // As send_message_to_user does: begin before the upload request goes out…
     inbox.begin_outbound_upload(&ws);
     // …(status() is answered after begin, commands being handled in order)…
@@ -108,11 +144,7 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
     let stub = PlatformStub::start().await.expect("stub");
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
     let dir = temp_dir("wait");
-    let (inbox, mut arrivals) = inbox_driver::spawn(
-        vec![spec(&stub, &ws, &token, dir.path())],
-        HttpClient::new(),
-        1,
-    );
+    let (inbox, mut events) = spawn(vec![spec(&stub, &ws, &token)], dir.path(), 1);
     assert!(
         inbox
             .wait_unreturned(Duration::from_millis(300))
@@ -127,7 +159,7 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
         .await
         .expect("first message");
     assert_eq!(got.activity_id, first);
-    let pushed = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+    let pushed = tokio::time::timeout(Duration::from_secs(10), next_arrival(&mut events))
         .await
         .expect("arrival")
         .expect("open");
@@ -153,11 +185,7 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
     inbox.shutdown().await;
 
     // A restart from the same state: the popped message never comes back.
-    let (inbox, _arrivals) = inbox_driver::spawn(
-        vec![spec(&stub, &ws, &token, dir.path())],
-        HttpClient::new(),
-        2,
-    );
+    let (inbox, _events) = spawn(vec![spec(&stub, &ws, &token)], dir.path(), 2);
     let ids: Vec<String> = inbox
         .peek(10)
         .await
@@ -171,28 +199,43 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_workspace_stops_polling_and_the_others_go_on() {
     let stub = PlatformStub::start().await.expect("stub");
-    let (a, token_a) = stub.create_workspace(WorkspaceSpec::named("a").poll());
+    let (a, _token_a) = stub.create_workspace(WorkspaceSpec::named("a").poll());
     let (b, token_b) = stub.create_workspace(WorkspaceSpec::named("b").poll());
     let dir = temp_dir("stop");
-    let specs = vec![
-        spec(&stub, &a, &token_a, &dir.join("a")),
-        spec(&stub, &b, &token_b, &dir.join("b")),
-    ];
-    let (inbox, _arrivals) = inbox_driver::spawn(specs, HttpClient::new(), 3);
+    let platform = PlatformUrl::parse(&stub.url()).expect("stub url");
+    // Workspace `a` registers with a token the platform rejects: the core stops its inbox.
+    let mut rejected = spec(&stub, &a, "not-the-token-of-a");
+    rejected.session = Some(SessionConfig::new(
+        platform,
+        a.clone(),
+        Secret::new("not-the-token-of-a"),
+        "test",
+        serde_json::json!({"name": "a"}),
+    ));
+    let specs = vec![rejected, spec(&stub, &b, &token_b)];
+    let (inbox, mut events) = spawn(specs, dir.path(), 3);
     let polls_of = |j: &[molecule_mcp_tests::JournalEntry], ws: &str| {
         let path = format!("/workspaces/{ws}/activity");
         j.iter()
             .filter(|e| e.path == path && e.status.is_some())
             .count()
     };
+    let was_rejected = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Rejected { workspace_id, .. }) => return workspace_id,
+                Some(_) => {}
+                None => return String::new(),
+            }
+        }
+    })
+    .await
+    .expect("a rejection is reported");
+    assert_eq!(was_rejected, a);
     assert!(
-        stub.wait_for(
-            |j| polls_of(j, &a) >= 1 && polls_of(j, &b) >= 1,
-            Duration::from_secs(10)
-        )
-        .await
+        stub.wait_for(|j| polls_of(j, &b) >= 1, Duration::from_secs(10))
+            .await
     );
-    inbox.stop_workspace(&a);
     // Let any poll of `a` already in flight land, then count.
     let b_now = polls_of(&stub.journal(), &b);
     assert!(

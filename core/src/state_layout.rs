@@ -1,0 +1,117 @@
+//! The state directory's layout: every file name molecule-mcp reads or writes there, in one
+//! place. Drivers resolve the directory itself (an environment question) and join these
+//! names onto it; nothing else spells a state file's name.
+//!
+//! | file | single-workspace name | multi-workspace name |
+//! |---|---|---|
+//! | [`StateFile::AuthToken`] | `.auth_token` | `.auth_token_<workspace id>` |
+//! | [`StateFile::InboundSecret`] | `.platform_inbound_secret` | `.platform_inbound_secret_<workspace id>` |
+//! | [`StateFile::InboxState`] | `.mcp_inbox_state` | `.mcp_inbox_state_<workspace id>` |
+//! | staged chat uploads | `chat-uploads/` | `chat-uploads/` (file names are random, never shared) |
+//!
+//! Multi-workspace names carry the *full* workspace id: two workspaces whose ids share a
+//! prefix must never share a file, so no truncated id is used.
+
+/// A per-workspace file in the state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateFile {
+    /// A token the platform minted at register; read back as the fallback token.
+    AuthToken,
+    /// The `platform_inbound_secret` register and heartbeats hand out.
+    InboundSecret,
+    /// The inbox's durable state (queue, cursor, handled ids, unfinished uploads).
+    InboxState,
+}
+
+impl StateFile {
+    /// Every per-workspace file.
+    pub const ALL: [StateFile; 3] = [
+        StateFile::AuthToken,
+        StateFile::InboundSecret,
+        StateFile::InboxState,
+    ];
+
+    /// The single-workspace file name.
+    pub fn base_name(self) -> &'static str {
+        match self {
+            StateFile::AuthToken => ".auth_token",
+            StateFile::InboundSecret => ".platform_inbound_secret",
+            StateFile::InboxState => ".mcp_inbox_state",
+        }
+    }
+
+    /// Whether the file holds a secret (the attachment guard and permission checks use it).
+    pub fn is_secret(self) -> bool {
+        match self {
+            StateFile::AuthToken | StateFile::InboundSecret => true,
+            StateFile::InboxState => false,
+        }
+    }
+}
+
+/// The directory, relative to the state directory, where downloaded chat uploads are staged.
+pub const UPLOADS_DIR: &str = "chat-uploads";
+
+/// How file names are chosen: plain in single-workspace mode, suffixed with the full
+/// workspace id when one process serves several workspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLayout {
+    /// More than one workspace shares the directory.
+    pub multi_workspace: bool,
+}
+
+impl StateLayout {
+    /// The single-workspace layout.
+    pub const SINGLE: StateLayout = StateLayout {
+        multi_workspace: false,
+    };
+
+    /// The layout for a process serving one (`false`) or several (`true`) workspaces.
+    pub fn new(multi_workspace: bool) -> Self {
+        StateLayout { multi_workspace }
+    }
+
+    /// The file name (relative to the state directory) of `file` for `workspace_id`.
+    pub fn file_name(self, file: StateFile, workspace_id: &str) -> String {
+        if self.multi_workspace {
+            format!("{}_{workspace_id}", file.base_name())
+        } else {
+            file.base_name().to_owned()
+        }
+    }
+
+    /// The relative path of a staged upload whose random file name is `name`.
+    pub fn upload_path(self, name: &str) -> String {
+        format!("{UPLOADS_DIR}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_names_are_plain_and_multi_names_carry_the_full_id() {
+        let ws = "aaaaaaaa-0000-4000-8000-000000000001";
+        assert_eq!(
+            StateLayout::SINGLE.file_name(StateFile::InboxState, ws),
+            ".mcp_inbox_state"
+        );
+        assert_eq!(
+            StateLayout::new(true).file_name(StateFile::InboxState, ws),
+            ".mcp_inbox_state_aaaaaaaa-0000-4000-8000-000000000001"
+        );
+        assert_eq!(
+            StateLayout::new(true).file_name(StateFile::AuthToken, ws),
+            ".auth_token_aaaaaaaa-0000-4000-8000-000000000001"
+        );
+        assert_eq!(
+            StateLayout::SINGLE.file_name(StateFile::InboundSecret, ws),
+            ".platform_inbound_secret"
+        );
+        assert_eq!(
+            StateLayout::SINGLE.upload_path("ab-x.txt"),
+            "chat-uploads/ab-x.txt"
+        );
+    }
+}

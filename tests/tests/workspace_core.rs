@@ -1,0 +1,634 @@
+//! The workspace and fleet machines (`molecule_mcp_core::workspace`) under simulated time:
+//! the rules that join a workspace's session and inbox (pop durability, upload hold-back,
+//! minted tokens, rejection and the exit rule), ordering across workspaces, id routing,
+//! and a property test that no input sequence panics or loses the routing.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use molecule_mcp_core::inbox::fuzz::{
+    FakeFeed, PLATFORM, epoch, message_row, test_config, upload_row,
+};
+use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
+use molecule_mcp_core::workspace::{
+    Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, Restored, WorkspacePlan,
+};
+use molecule_mcp_core::{
+    HttpRequest, LogLevel, LogLine, PersistError, PlatformUrl, RequestId, Secret, SessionConfig,
+    StateFile, StateLayout, TransportError, TransportErrorKind,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+const A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
+const B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
+const TOKEN: &str = "tok-workspace-core-0123456789";
+
+fn platform() -> PlatformUrl {
+    PlatformUrl::parse(PLATFORM).expect("platform")
+}
+
+fn plan_for(ids: &[&str], session: bool, inbox: bool) -> FleetPlan {
+    let multi = ids.len() > 1;
+    FleetPlan {
+        multi_workspace: multi,
+        workspaces: ids
+            .iter()
+            .map(|id| WorkspacePlan {
+                workspace_id: (*id).to_owned(),
+                session: session.then(|| {
+                    SessionConfig::new(
+                        platform(),
+                        *id,
+                        Secret::new(TOKEN),
+                        "MOLECULE_WORKSPACE_TOKEN",
+                        json!({"name": "t"}),
+                    )
+                }),
+                inbox: inbox.then(|| {
+                    let mut cfg = test_config(id, TOKEN);
+                    cfg.arrival_workspace_id = multi.then(|| (*id).to_owned());
+                    cfg
+                }),
+                layout: StateLayout::new(multi),
+                state_dir_display: "/state".to_owned(),
+                restored: Restored::default(),
+            })
+            .collect(),
+    }
+}
+
+/// A fleet, a fake platform (register/heartbeat always 200 unless scripted, one activity
+/// feed per workspace), a disk, and a simulated clock.
+struct H {
+    fleet: Fleet,
+    now: Instant,
+    feeds: BTreeMap<String, FakeFeed>,
+    /// Requests sent and not answered yet.
+    http: BTreeMap<RequestId, HttpRequest>,
+    fetches: Vec<UploadFetch>,
+    writes: Vec<PersistWrite>,
+    disk: BTreeMap<String, Vec<u8>>,
+    logs: Vec<LogLine>,
+    arrived: Vec<InboxMessage>,
+    pops: BTreeMap<PopTicket, Option<InboxMessage>>,
+    outputs: Vec<Output>,
+    register_status: u16,
+}
+
+impl H {
+    fn new(plan: FleetPlan) -> Self {
+        let feeds = plan
+            .workspaces
+            .iter()
+            .map(|w| (w.workspace_id.clone(), FakeFeed::new(&w.workspace_id)))
+            .collect();
+        let now = epoch();
+        let mut h = H {
+            fleet: Fleet::new(plan, now, 7),
+            now,
+            feeds,
+            http: BTreeMap::new(),
+            fetches: Vec::new(),
+            writes: Vec::new(),
+            disk: BTreeMap::new(),
+            logs: Vec::new(),
+            arrived: Vec::new(),
+            pops: BTreeMap::new(),
+            outputs: Vec::new(),
+            register_status: 200,
+        };
+        h.drain();
+        h
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.fleet.poll_output() {
+            assert!(
+                !format!("{output:?}").contains(TOKEN),
+                "token in an output: {output:?}"
+            );
+            match &output {
+                Output::SendHttp(r) => {
+                    self.http.insert(r.id, r.clone());
+                }
+                Output::FetchUpload(f) => self.fetches.push(f.clone()),
+                Output::Persist(w) => self.writes.push(w.clone()),
+                Output::Log(l) => self.logs.push(l.clone()),
+                Output::Arrived(m) => self.arrived.push(m.clone()),
+                Output::PopDone { ticket, message } => {
+                    self.pops.insert(*ticket, message.clone());
+                }
+                Output::TokenChanged { .. } | Output::Rejected { .. } | Output::Exit { .. } => {}
+            }
+            self.outputs.push(output);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        self.fleet.handle(self.now, input);
+        self.drain();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while let Some(at) = self.fleet.poll_timeout().filter(|at| *at <= end) {
+            self.now = at.max(self.now);
+            self.fleet.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+        self.fleet.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// Answers every outstanding request like the platform would.
+    fn answer_all(&mut self) {
+        let requests: Vec<HttpRequest> = std::mem::take(&mut self.http).into_values().collect();
+        for r in requests {
+            let (status, body) = if r.url.ends_with("/registry/register") {
+                (self.register_status, b"{}".to_vec())
+            } else if r.url.ends_with("/registry/heartbeat") || r.url.ends_with("/ack") {
+                (200, b"{}".to_vec())
+            } else if r.url.contains("/activity?") {
+                let ws = self
+                    .feeds
+                    .keys()
+                    .find(|w| r.url.contains(w.as_str()))
+                    .cloned()
+                    .unwrap_or_default();
+                self.feeds
+                    .get(&ws)
+                    .map(|f| f.answer(&r.url))
+                    .unwrap_or((404, Vec::new()))
+            } else {
+                (404, Vec::new())
+            };
+            self.handle(Input::HttpResponse {
+                id: r.id,
+                status,
+                retry_after: None,
+                body,
+            });
+        }
+    }
+
+    /// Completes every pending write (or fails them with `fail`).
+    fn save(&mut self, fail: bool) {
+        for w in std::mem::take(&mut self.writes) {
+            let result = if fail {
+                Err(PersistError::from("No space left on device"))
+            } else {
+                self.disk.insert(w.path.clone(), w.contents.clone());
+                Ok(())
+            };
+            self.handle(Input::PersistDone { id: w.id, result });
+        }
+    }
+
+    /// Polls, answers and saves until quiet.
+    fn settle(&mut self) {
+        for _ in 0..10 {
+            self.answer_all();
+            self.save(false);
+        }
+    }
+
+    fn requests_to(&self, path_part: &str) -> Vec<HttpRequest> {
+        self.http
+            .values()
+            .filter(|r| r.url.contains(path_part))
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn a_pop_is_answered_only_once_its_removal_is_saved() {
+    let mut h = H::new(plan_for(&[A], false, true));
+    let id = h
+        .feeds
+        .get_mut(A)
+        .expect("feed")
+        .push(message_row("hello", None));
+    h.settle();
+    assert_eq!(h.arrived.len(), 1);
+    h.handle(Input::Pop {
+        ticket: PopTicket(1),
+        activity_id: id.clone(),
+    });
+    assert!(h.pops.is_empty(), "not answered before the write completes");
+    assert_eq!(h.writes.len(), 1, "the removal is written");
+    assert_eq!(h.writes[0].file, StateFile::InboxState);
+    assert_eq!(h.writes[0].path, ".mcp_inbox_state");
+    h.save(false);
+    let answered = h.pops.get(&PopTicket(1)).cloned().flatten();
+    assert_eq!(answered.map(|m| m.activity_id), Some(id.clone()));
+    h.handle(Input::Pop {
+        ticket: PopTicket(2),
+        activity_id: id,
+    });
+    assert_eq!(
+        h.pops.get(&PopTicket(2)),
+        Some(&None),
+        "a second pop of the same id is answered at once: not queued"
+    );
+}
+
+#[test]
+fn a_pop_whose_write_keeps_failing_is_answered_after_the_grace() {
+    let mut h = H::new(plan_for(&[A], false, true));
+    let id = h
+        .feeds
+        .get_mut(A)
+        .expect("feed")
+        .push(message_row("hello", None));
+    h.settle();
+    h.handle(Input::Pop {
+        ticket: PopTicket(9),
+        activity_id: id,
+    });
+    h.save(true);
+    h.advance(Duration::from_secs(4));
+    h.save(true);
+    assert!(h.pops.is_empty(), "still waiting inside the grace");
+    h.advance(Duration::from_secs(2));
+    assert!(
+        h.pops.contains_key(&PopTicket(9)),
+        "answered once the grace is over"
+    );
+}
+
+#[test]
+fn own_uploads_are_held_back_until_the_upload_answer_names_them() {
+    let mut h = H::new(plan_for(&[A], false, true));
+    h.handle(Input::OutboundUploadStarted {
+        workspace_id: A.to_owned(),
+    });
+    {
+        let feed = h.feeds.get_mut(A).expect("feed");
+        feed.push(upload_row(A, "own-file", "mine.txt"));
+        feed.push(upload_row(A, "their-file", "theirs.txt"));
+    }
+    h.settle();
+    assert!(h.fetches.is_empty(), "no download while our upload is out");
+    h.handle(Input::OutboundUploadFinished {
+        workspace_id: A.to_owned(),
+        file_ids: vec!["own-file".to_owned()],
+    });
+    let names: Vec<String> = h.fetches.iter().map(|f| f.file_id.clone()).collect();
+    assert_eq!(names, ["their-file"], "ours is dropped, theirs starts");
+    let fetch = h.fetches.remove(0);
+    assert!(
+        fetch.staged_name.ends_with("-theirs.txt") && fetch.staged_name.len() == 32 + 1 + 10,
+        "{}",
+        fetch.staged_name
+    );
+    h.handle(Input::UploadStaged {
+        id: fetch.request.id,
+        result: Ok("workspace:/state/chat-uploads/x-theirs.txt".to_owned()),
+    });
+    assert!(
+        !h.requests_to("/pending-uploads/their-file/ack").is_empty(),
+        "a staged upload is acked by the core"
+    );
+    assert!(h.requests_to("/pending-uploads/own-file/").is_empty());
+}
+
+#[test]
+fn download_failures_are_classified_by_the_core() {
+    let mut h = H::new(plan_for(&[A], false, true));
+    h.feeds
+        .get_mut(A)
+        .expect("feed")
+        .push(upload_row(A, "big", "big.bin"));
+    h.settle();
+    let fetch = h.fetches.remove(0);
+    h.handle(Input::HttpFailed {
+        id: fetch.request.id,
+        error: TransportError {
+            kind: TransportErrorKind::BodyTooLarge,
+            message: "response body larger than 26214400 bytes".to_owned(),
+        },
+    });
+    h.advance(Duration::from_secs(120));
+    h.settle();
+    assert!(h.fetches.is_empty(), "a body over the cap is not retried");
+    assert!(
+        h.logs
+            .iter()
+            .any(|l| l.level == LogLevel::Warn && l.message.contains("big.bin")),
+        "the failure is reported with the file name: {:?}",
+        h.logs
+    );
+
+    let mut h = H::new(plan_for(&[A], false, true));
+    h.feeds
+        .get_mut(A)
+        .expect("feed")
+        .push(upload_row(A, "slow", "slow.bin"));
+    h.settle();
+    let fetch = h.fetches.remove(0);
+    h.handle(Input::HttpResponse {
+        id: fetch.request.id,
+        status: 408,
+        retry_after: None,
+        body: Vec::new(),
+    });
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.fetches.len(), 1, "a 408 is retried");
+}
+
+#[test]
+fn a_minted_token_reaches_the_inbox_and_the_program() {
+    let mut h = H::new(plan_for(&[A], true, true));
+    let register = h.requests_to("/registry/register").remove(0);
+    h.http.remove(&register.id);
+    h.handle(Input::HttpResponse {
+        id: register.id,
+        status: 200,
+        retry_after: None,
+        body: br#"{"auth_token":"minted-token-value-0000"}"#.to_vec(),
+    });
+    assert!(h.outputs.iter().any(|o| matches!(
+        o,
+        Output::TokenChanged { workspace_id, token } if workspace_id == A && token.expose() == "minted-token-value-0000"
+    )));
+    assert!(
+        h.writes
+            .iter()
+            .any(|w| w.file == StateFile::AuthToken && w.path == ".auth_token"),
+        "the minted token is saved under its layout name"
+    );
+    h.settle();
+    h.advance(Duration::from_secs(6));
+    let polls = h.requests_to("/activity?");
+    assert!(!polls.is_empty());
+    assert!(
+        polls.iter().all(|p| p
+            .wire_headers()
+            .any(|(n, v)| n == "Authorization" && v == "Bearer minted-token-value-0000")),
+        "the inbox polls with the minted token"
+    );
+}
+
+#[test]
+fn a_single_rejected_workspace_ends_the_process_with_exit_3() {
+    let mut h = H::new(plan_for(&[A], true, true));
+    h.register_status = 401;
+    h.answer_all();
+    let exits: Vec<(u8, String)> = h
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Exit { code, message } => Some((*code, message.clone())),
+            Output::SendHttp(_)
+            | Output::FetchUpload(_)
+            | Output::Persist(_)
+            | Output::Log(_)
+            | Output::Arrived(_)
+            | Output::TokenChanged { .. }
+            | Output::Rejected { .. }
+            | Output::PopDone { .. } => None,
+        })
+        .collect();
+    assert_eq!(exits.len(), 1, "{:?}", h.outputs);
+    assert_eq!(exits[0].0, 3);
+    assert!(exits[0].1.contains("401"), "{}", exits[0].1);
+}
+
+#[test]
+fn in_multi_mode_a_rejected_workspace_stops_and_the_others_go_on() {
+    let mut h = H::new(plan_for(&[A, B], true, true));
+    // Only A's register is rejected.
+    let register_a = h
+        .requests_to("/registry/register")
+        .into_iter()
+        .find(|r| String::from_utf8_lossy(&r.body).contains(A))
+        .expect("register of A");
+    h.http.remove(&register_a.id);
+    h.handle(Input::HttpResponse {
+        id: register_a.id,
+        status: 403,
+        retry_after: None,
+        body: Vec::new(),
+    });
+    assert!(
+        h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Rejected { workspace_id, .. } if workspace_id == A))
+    );
+    assert!(!h.outputs.iter().any(|o| matches!(o, Output::Exit { .. })));
+    assert!(h.logs.iter().any(|l| l.level == LogLevel::Error
+        && l.workspace_id == A
+        && l.message.contains("the others keep running")));
+    h.settle();
+    h.http.clear();
+    h.advance(Duration::from_secs(30));
+    let polls = h.requests_to("/activity?");
+    assert!(polls.iter().all(|p| p.url.contains(B)), "A polls no more");
+    assert!(polls.iter().any(|p| p.url.contains(B)), "B keeps polling");
+    let status = h.fleet.status();
+    assert!(status[0].rejected && !status[1].rejected);
+}
+
+#[test]
+fn in_multi_mode_the_process_exits_when_every_workspace_is_rejected() {
+    let mut h = H::new(plan_for(&[A, B], true, false));
+    h.register_status = 401;
+    h.answer_all();
+    let exits: Vec<&Output> = h
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Exit { .. }))
+        .collect();
+    assert_eq!(exits.len(), 1);
+    assert!(
+        matches!(exits[0], Output::Exit { code: 3, message } if message.contains("every configured workspace"))
+    );
+}
+
+#[test]
+fn the_next_message_is_the_oldest_across_workspaces() {
+    let mut h = H::new(plan_for(&[A, B], false, true));
+    // Distinct activity ids for B (each fake feed numbers its rows from 1).
+    {
+        let b = h.feeds.get_mut(B).expect("feed b");
+        for _ in 0..100 {
+            let id = b.push(message_row("filler", None));
+            b.remove(&id);
+        }
+    }
+    let b_old = {
+        let b = h.feeds.get_mut(B).expect("feed b");
+        b.push(message_row("b-old", None))
+    };
+    let a_new = {
+        let a = h.feeds.get_mut(A).expect("feed a");
+        a.advance_clock(Duration::from_secs(60));
+        a.push(message_row("a-new", None))
+    };
+    h.settle();
+    let peeked: Vec<String> = h
+        .fleet
+        .peek(10)
+        .into_iter()
+        .map(|m| m.activity_id)
+        .collect();
+    assert_eq!(peeked, [b_old.clone(), a_new.clone()]);
+    let first = h.fleet.take_unreturned().map(|m| m.activity_id);
+    let second = h.fleet.take_unreturned().map(|m| m.activity_id);
+    assert_eq!(first, Some(b_old));
+    assert_eq!(second, Some(a_new));
+    assert!(h.fleet.take_unreturned().is_none(), "each message once");
+}
+
+#[test]
+fn restored_files_seed_the_session_and_the_inbox() {
+    let mut plan = plan_for(&[A], true, true);
+    let files = plan.files_to_restore();
+    let names: Vec<&str> = files.iter().map(|(_, _, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            ".platform_inbound_secret",
+            ".auth_token",
+            ".mcp_inbox_state"
+        ]
+    );
+    plan.restore(0, StateFile::InboundSecret, b"secret-on-disk\n".to_vec());
+    plan.restore(0, StateFile::AuthToken, b"saved-token-0000\n".to_vec());
+    let mut h = H::new(plan);
+    // The configured token is rejected; the saved one is tried once.
+    let register = h.requests_to("/registry/register").remove(0);
+    h.http.remove(&register.id);
+    h.handle(Input::HttpResponse {
+        id: register.id,
+        status: 401,
+        retry_after: None,
+        body: Vec::new(),
+    });
+    assert!(
+        h.logs
+            .iter()
+            .any(|l| l.message.contains("/state/.auth_token")),
+        "the fallback names the saved file: {:?}",
+        h.logs
+    );
+    let again = h.requests_to("/registry/register");
+    assert_eq!(again.len(), 1, "register again with the saved token");
+    // The inbound secret already on disk is not written again.
+    h.http.remove(&again[0].id);
+    h.handle(Input::HttpResponse {
+        id: again[0].id,
+        status: 200,
+        retry_after: None,
+        body: br#"{"platform_inbound_secret":"secret-on-disk"}"#.to_vec(),
+    });
+    assert!(
+        !h.writes.iter().any(|w| w.file == StateFile::InboundSecret),
+        "{:?}",
+        h.writes
+    );
+}
+
+#[test]
+fn multi_workspace_files_carry_the_full_id() {
+    let plan = plan_for(&[A, B], true, true);
+    let names: Vec<String> = plan
+        .files_to_restore()
+        .into_iter()
+        .map(|(_, _, n)| n)
+        .collect();
+    assert!(names.contains(&format!(".mcp_inbox_state_{B}")));
+    assert!(names.contains(&format!(".auth_token_{A}")));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    AnswerAll,
+    Save(bool),
+    Advance(u16),
+    Bogus(u64, u16),
+    BogusPersist(u64),
+    Pop(u8),
+    Begin(bool),
+    Finish(bool),
+    Inject(bool),
+    Shutdown,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::AnswerAll),
+        3 => any::<bool>().prop_map(Op::Save),
+        3 => (0u16..30_000).prop_map(Op::Advance),
+        1 => (any::<u64>(), 100u16..600).prop_map(|(id, s)| Op::Bogus(id, s)),
+        1 => any::<u64>().prop_map(Op::BogusPersist),
+        2 => any::<u8>().prop_map(Op::Pop),
+        1 => any::<bool>().prop_map(Op::Begin),
+        1 => any::<bool>().prop_map(Op::Finish),
+        2 => any::<bool>().prop_map(Op::Inject),
+        1 => Just(Op::Shutdown),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever happens, the fleet never panics, never busy-loops (a timeout is never in
+    /// the past once the outputs are drained, except for work already due), every pop is
+    /// answered exactly once, and no message is handed out twice by `take_unreturned`.
+    #[test]
+    fn fleet_survives_any_input_sequence(ops in proptest::collection::vec(op(), 1..120)) {
+        let mut h = H::new(plan_for(&[A, B], true, true));
+        let mut next_ticket = 0u64;
+        let mut asked = 0usize;
+        let mut taken = std::collections::BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::AnswerAll => h.answer_all(),
+                Op::Save(fail) => h.save(fail),
+                Op::Advance(ms) => h.advance(Duration::from_millis(u64::from(ms))),
+                Op::Bogus(id, status) => h.handle(Input::HttpResponse {
+                    id: RequestId(id), status, retry_after: None, body: b"{".to_vec(),
+                }),
+                Op::BogusPersist(id) => h.handle(Input::PersistDone {
+                    id: molecule_mcp_core::PersistId(id), result: Ok(()),
+                }),
+                Op::Pop(n) => {
+                    next_ticket += 1;
+                    asked += 1;
+                    let ids: Vec<String> = h.arrived.iter().map(|m| m.activity_id.clone()).collect();
+                    let id = ids.get(usize::from(n) % ids.len().max(1)).cloned().unwrap_or_default();
+                    h.handle(Input::Pop { ticket: PopTicket(next_ticket), activity_id: id });
+                }
+                Op::Begin(a) => h.handle(Input::OutboundUploadStarted {
+                    workspace_id: if a { A } else { B }.to_owned(),
+                }),
+                Op::Finish(a) => h.handle(Input::OutboundUploadFinished {
+                    workspace_id: if a { A } else { B }.to_owned(), file_ids: vec!["f".to_owned()],
+                }),
+                Op::Inject(a) => {
+                    let ws = if a { A } else { B };
+                    if let Some(feed) = h.feeds.get_mut(ws) {
+                        feed.push(message_row("m", None));
+                    }
+                }
+                Op::Shutdown => h.handle(Input::Shutdown),
+            }
+            while let Some(m) = h.fleet.take_unreturned() {
+                prop_assert!(taken.insert((m.arrival_workspace_id.clone(), m.activity_id.clone())),
+                    "{} handed out twice", m.activity_id);
+            }
+        }
+        // Everything settles: saves complete, graces run out, every pop is answered.
+        h.save(false);
+        h.advance(Duration::from_secs(10));
+        h.save(false);
+        h.advance(Duration::from_secs(10));
+        let answered = h.outputs.iter().filter(|o| matches!(o, Output::PopDone { .. })).count();
+        prop_assert_eq!(answered, asked, "every pop answered exactly once");
+        prop_assert_eq!(h.pops.len(), asked);
+    }
+}
