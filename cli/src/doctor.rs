@@ -18,10 +18,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use molecule_mcp_core::config::{ValidConfig, validate};
-use molecule_mcp_io_tokio::{HttpClient, state_dir};
+use molecule_mcp_core::{
+    Body, HttpRequest, Method, PlatformRequests, RequestId, RequestKind, Secret, percent_encode,
+};
+use molecule_mcp_io_tokio::{HttpClient, driver, state_dir};
 
 use crate::env_snapshot;
 
@@ -238,30 +239,26 @@ fn env_check() -> (Check, Option<ValidConfig>) {
     }
 }
 
-fn get(url: &str, origin: &str, bearer: Option<&str>) -> Option<http::Request<Full<Bytes>>> {
-    let mut b = http::Request::builder()
-        .method(http::Method::GET)
-        .uri(url)
-        .header("Origin", origin);
-    if let Some(t) = bearer {
-        b = b.header("Authorization", format!("Bearer {t}"));
-    }
-    b.body(Full::new(Bytes::new())).ok()
+/// A `GET` probe built by the same request builder as every other platform request (so it
+/// carries the same Origin and User-Agent, and Authorization when `token` is non-empty).
+fn probe(config: &ValidConfig, url: String, token: &Secret) -> HttpRequest {
+    PlatformRequests::new(config.platform.clone()).build(
+        RequestId(0),
+        RequestKind::Tool,
+        Method::Get,
+        url,
+        token,
+        Body::Empty,
+        &[],
+        driver::now() + PROBE_TIMEOUT,
+    )
 }
 
 async fn reachability_check(http: &HttpClient, config: &ValidConfig) -> Check {
     let label = "Platform reachability".to_owned();
     let url = config.platform.join("/health");
-    let Some(req) = get(&url, config.platform.origin(), None) else {
-        return Check {
-            label,
-            verdict: Verdict::Fail(
-                format!("cannot build a request for {url}"),
-                "check PLATFORM_URL".into(),
-            ),
-        };
-    };
-    let verdict = match http.send(req, PROBE_TIMEOUT).await {
+    let req = probe(config, url.clone(), &Secret::new(""));
+    let verdict = match http.execute(&req).await {
         Ok(r) if (200..300).contains(&r.status) => {
             Verdict::Ok(format!("GET {url} → HTTP {}", r.status))
         }
@@ -281,21 +278,14 @@ async fn auth_check(http: &HttpClient, config: &ValidConfig) -> Check {
     let label = "Token accepted".to_owned();
     let mut ok = Vec::new();
     for ws in &config.workspaces {
-        let url = config.platform.join(&format!(
-            "/workspaces/{}/activity?type=a2a_receive&limit=1",
-            ws.id
-        ));
-        let Some(req) = get(&url, config.platform.origin(), Some(ws.token.expose())) else {
-            return Check {
-                label,
-                verdict: Verdict::Fail(
-                    format!("cannot build a request for workspace {}", ws.id),
-                    "check PLATFORM_URL".into(),
-                ),
-            };
-        };
+        let requests = PlatformRequests::new(config.platform.clone());
+        let url = requests.url(
+            &format!("/workspaces/{}/activity", percent_encode(&ws.id)),
+            &[("type", "a2a_receive"), ("limit", "1")],
+        );
+        let req = probe(config, url, &ws.token);
         let source = ws.token_source.describe();
-        match http.send(req, PROBE_TIMEOUT).await {
+        match http.execute(&req).await {
             Ok(r) if (200..300).contains(&r.status) => ok.push(ws.id.clone()),
             Ok(r) if r.status == 401 => {
                 return Check {

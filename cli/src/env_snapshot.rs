@@ -47,7 +47,9 @@ pub fn raw_config(env: impl IntoIterator<Item = (String, String)>, state_dir: &P
     let token_file = token_file_path(&env).map(|p| read_file(Path::new(p)));
     RawConfig {
         token_file,
-        state_auth_token: read_file(&state_dir.join(".auth_token")),
+        state_auth_token: read_file(
+            &state_dir.join(molecule_mcp_core::StateFile::AuthToken.base_name()),
+        ),
         state_dir: state_dir.display().to_string(),
         env,
     }

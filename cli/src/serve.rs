@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use molecule_mcp_core::config::{ValidConfig, validate};
-use molecule_mcp_core::workspace::FleetPlan;
-use molecule_mcp_io_tokio::{Event, HttpClient, driver, logging, state_dir};
+use molecule_mcp_core::workspace::{FleetPlan, Output};
+use molecule_mcp_io_tokio::{HttpClient, driver, logging, state_dir};
 
 use crate::app::App;
 use crate::tools::ToolSettings;
@@ -89,7 +89,7 @@ async fn serve(
     }
     let mut plan = FleetPlan::from_config(&config, &state_dir.display().to_string());
     driver::restore(&mut plan, &state_dir);
-    let (fleet, mut events) = driver::spawn(plan, state_dir.clone(), http.clone(), seed());
+    let (fleet, mut outputs) = driver::spawn(plan, state_dir.clone(), http.clone(), seed());
     let app = match App::new(&config, &state_dir, http, settings, fleet.clone()) {
         Ok(app) => app,
         Err(e) => {
@@ -110,14 +110,16 @@ async fn serve(
                 tracing::info!("termination signal received; shutting down");
                 break 0;
             }
-            Some(event) = events.recv() => match event {
-                Event::Arrived(message) => app.arrived(message),
-                Event::TokenChanged { workspace_id, token } => app.set_token(&workspace_id, token),
-                Event::Rejected { workspace_id, message, .. } => app.mark_failed(&workspace_id, &message),
-                Event::Exit { code, message } => {
+            Some(output) = outputs.recv() => match output {
+                Output::Arrived(message) => app.arrived(message),
+                Output::TokenChanged { workspace_id, token } => app.set_token(&workspace_id, token),
+                Output::Rejected { workspace_id, message, .. } => app.mark_failed(&workspace_id, &message),
+                Output::Exit { code, message } => {
                     print_fatal(&format!("molecule-mcp: {message}"));
                     break code;
                 }
+                // The driver performs these itself and never forwards them.
+                Output::SendHttp(_) | Output::FetchUpload(_) | Output::Persist(_) | Output::Log(_) | Output::PopDone { .. } => {}
             },
         }
     };

@@ -636,11 +636,11 @@ fn token_from_file(read: &FileRead) -> Result<String, TokenFileProblem> {
 
 /// `<state dir>/.auth_token`, for messages.
 pub fn auth_token_path(state_dir: &str) -> String {
-    if state_dir.ends_with('/') || state_dir.ends_with('\\') {
-        format!("{state_dir}.auth_token")
-    } else {
-        format!("{state_dir}/.auth_token")
-    }
+    crate::state_layout::StateLayout::SINGLE.display_path(
+        state_dir,
+        crate::state_layout::StateFile::AuthToken,
+        "",
+    )
 }
 
 /// The shape message of reference §6.1.

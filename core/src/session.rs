@@ -28,7 +28,7 @@ use crate::platform_request::{Body, PlatformRequests};
 use crate::platform_url::PlatformUrl;
 use crate::rng::Rng;
 use crate::secret::Secret;
-use crate::timer::{Timer, TimerTable};
+use crate::timer::{LastNow, Timer, TimerTable};
 
 /// Default per-request deadline (register; heartbeats use `min(this, ¾ interval)`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +137,7 @@ pub struct Session {
     token: Secret,
     phase: Phase,
     started_at: Instant,
-    last_now: Instant,
+    last_now: LastNow,
     rng: Rng,
     next_request: u64,
     next_persist: u64,
@@ -172,7 +172,7 @@ impl Session {
             token,
             phase: Phase::Running,
             started_at: now,
-            last_now: now,
+            last_now: LastNow::new(now),
             rng: Rng::new(seed),
             next_request: 0,
             next_persist: 0,
@@ -320,7 +320,7 @@ impl Session {
             return None;
         }
         if !self.actions.is_empty() {
-            return Some(self.last_now);
+            return Some(self.last_now.get());
         }
         self.timers.next().map(|(_, at)| at)
     }
@@ -338,10 +338,7 @@ impl Session {
     }
 
     fn clamp(&mut self, now: Instant) -> Instant {
-        if now > self.last_now {
-            self.last_now = now;
-        }
-        self.last_now
+        self.last_now.advance(now)
     }
 
     /// Redacts both the configured and the current token: they differ once the platform

@@ -80,6 +80,17 @@ impl StateLayout {
         }
     }
 
+    /// `<dir>/<file name>` as text, for operator messages (`dir` as the operator wrote it;
+    /// no separator is doubled when it already ends with one).
+    pub fn display_path(self, dir: &str, file: StateFile, workspace_id: &str) -> String {
+        let name = self.file_name(file, workspace_id);
+        if dir.is_empty() || dir.ends_with('/') || dir.ends_with('\\') {
+            format!("{dir}{name}")
+        } else {
+            format!("{dir}/{name}")
+        }
+    }
+
     /// The relative path of a staged upload whose random file name is `name`.
     pub fn upload_path(self, name: &str) -> String {
         format!("{UPLOADS_DIR}/{name}")

@@ -5,6 +5,31 @@
 
 use std::time::Instant;
 
+/// The latest `now` a machine has seen. Every machine treats an earlier `now` as the
+/// latest one (drivers' clocks can step back across threads), so time never runs
+/// backwards inside a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastNow(Instant);
+
+impl LastNow {
+    pub(crate) fn new(now: Instant) -> Self {
+        LastNow(now)
+    }
+
+    /// Moves forward to `now` if it is later; returns the (possibly unchanged) latest.
+    pub(crate) fn advance(&mut self, now: Instant) -> Instant {
+        if now > self.0 {
+            self.0 = now;
+        }
+        self.0
+    }
+
+    /// The latest `now` seen.
+    pub(crate) fn get(self) -> Instant {
+        self.0
+    }
+}
+
 /// Why the session wants to be woken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {

@@ -10,8 +10,9 @@
 //!   a 2xx body is written (0600) to the file the core named under the uploads directory,
 //!   anything else goes back to the core as the answer or failure it was;
 //! * `Persist`: the contents written atomically to the state file the core named;
-//! * `Log` through `tracing` (stderr); `Arrived`, `TokenChanged`, `Rejected` and `Exit` to
-//!   the embedding program as [`Event`]s; `PopDone` to the waiting tool call.
+//! * `Log` through `tracing` (stderr); `PopDone` to the waiting tool call; `Arrived`,
+//!   `TokenChanged`, `Rejected` and `Exit` are forwarded as they are to the embedding
+//!   program, which reacts to them (push notifications, tool tokens, exit).
 //!
 //! Every decision (what to send, when, what a status means, when a pop is durable, which
 //! workspace's message is next) is the core's; this file only moves bytes.
@@ -20,12 +21,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use molecule_mcp_core::PersistError;
 use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
 use molecule_mcp_core::state_layout::UPLOADS_DIR;
 use molecule_mcp_core::workspace::{
     Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, WorkspaceStatus,
 };
-use molecule_mcp_core::{FatalReason, PersistError, Secret};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::http_client::HttpClient;
@@ -36,36 +37,6 @@ use crate::{logging, persist};
 /// 10,000 workspaces' heartbeats and polls (2,500/s) up to ~300 ms round trips; steady
 /// state is far below it. Upload downloads are not counted (few, and long).
 pub const MAX_IN_FLIGHT: usize = 768;
-
-/// What the embedding program must react to.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// A message arrived: push it to the MCP client.
-    Arrived(InboxMessage),
-    /// The platform minted a token: tools must use it from now on.
-    TokenChanged {
-        /// Which workspace.
-        workspace_id: String,
-        /// The new token.
-        token: Secret,
-    },
-    /// A workspace was rejected at register: tools acting as it fail with `message`.
-    Rejected {
-        /// Which workspace.
-        workspace_id: String,
-        /// Why.
-        reason: FatalReason,
-        /// Operator message (no secrets).
-        message: String,
-    },
-    /// The process should print `molecule-mcp: <message>` and exit with `code`.
-    Exit {
-        /// Exit code.
-        code: u8,
-        /// Operator message (no secrets).
-        message: String,
-    },
-}
 
 /// The current time in the form the core expects. Taken from tokio's clock so tests with
 /// paused time stay consistent.
@@ -212,13 +183,14 @@ impl FleetHandle {
 }
 
 /// Starts the driver task for `plan` (restored with [`restore`]); state files live in
-/// `state_dir`. Returns the handle and the program's event stream.
+/// `state_dir`. Returns the handle and the outputs the program must react to (only
+/// `Arrived`, `TokenChanged`, `Rejected` and `Exit`; the driver performs every other one).
 pub fn spawn(
     plan: FleetPlan,
     state_dir: PathBuf,
     http: HttpClient,
     seed: u64,
-) -> (FleetHandle, mpsc::UnboundedReceiver<Event>) {
+) -> (FleetHandle, mpsc::UnboundedReceiver<Output>) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (count_tx, count_rx) = watch::channel(0u64);
@@ -257,7 +229,7 @@ struct Driver {
     outcome_tx: mpsc::UnboundedSender<Input>,
     outcome_rx: mpsc::UnboundedReceiver<Input>,
     commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Output>,
     arrival_count: watch::Sender<u64>,
     pops: HashMap<PopTicket, oneshot::Sender<Option<InboxMessage>>>,
     next_ticket: u64,
@@ -378,37 +350,17 @@ impl Driver {
                 Output::FetchUpload(fetch) => self.fetch(fetch),
                 Output::Persist(write) => self.persist(write),
                 Output::Log(line) => logging::emit(&line),
-                Output::Arrived(message) => {
+                Output::Arrived(_) => {
                     self.arrival_count.send_modify(|n| *n = n.wrapping_add(1));
-                    let _ = self.events.send(Event::Arrived(message));
+                    let _ = self.events.send(output);
                 }
-                Output::TokenChanged {
-                    workspace_id,
-                    token,
-                } => {
-                    let _ = self.events.send(Event::TokenChanged {
-                        workspace_id,
-                        token,
-                    });
-                }
-                Output::Rejected {
-                    workspace_id,
-                    reason,
-                    message,
-                } => {
-                    let _ = self.events.send(Event::Rejected {
-                        workspace_id,
-                        reason,
-                        message,
-                    });
+                Output::TokenChanged { .. } | Output::Rejected { .. } | Output::Exit { .. } => {
+                    let _ = self.events.send(output);
                 }
                 Output::PopDone { ticket, message } => {
                     if let Some(reply) = self.pops.remove(&ticket) {
                         let _ = reply.send(message);
                     }
-                }
-                Output::Exit { code, message } => {
-                    let _ = self.events.send(Event::Exit { code, message });
                 }
             }
         }
@@ -581,7 +533,7 @@ mod tests {
             workspaces,
             multi_workspace: true,
         };
-        let (handle, _events) = spawn(plan, dir.clone(), HttpClient::new(), 1);
+        let (handle, _outputs) = spawn(plan, dir.clone(), HttpClient::new(), 1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while load.registers.load(Ordering::SeqCst) < sessions {
             assert!(

@@ -21,5 +21,5 @@ pub mod persist;
 mod request_queue;
 pub mod state_dir;
 
-pub use driver::{Event, FleetHandle};
+pub use driver::FleetHandle;
 pub use http_client::{HttpClient, HttpResponse};

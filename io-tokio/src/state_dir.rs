@@ -4,8 +4,7 @@
 //! 2. else `/configs` when it exists and is writable (the in-container layout);
 //! 3. else `$HOME/.molecule-workspace` (created 0700).
 //!
-//! Files kept there: `.auth_token` (read; written only when the platform mints a token),
-//! `.platform_inbound_secret[_<workspace id>]`, inbox state, staged uploads.
+//! What is kept there, and under which names, is `molecule_mcp_core::state_layout`.
 
 use std::path::{Path, PathBuf};
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use molecule_mcp_core::inbox::{InboxConfig, InboxMessage};
-use molecule_mcp_core::workspace::{FleetPlan, Restored, WorkspacePlan};
+use molecule_mcp_core::workspace::{FleetPlan, Output, Restored, WorkspacePlan};
 use molecule_mcp_core::{PlatformUrl, Secret, SessionConfig, StateLayout};
-use molecule_mcp_io_tokio::{Event, FleetHandle, HttpClient, driver};
+use molecule_mcp_io_tokio::{FleetHandle, HttpClient, driver};
 use molecule_mcp_tests::stub::{InboundMessage, PlatformStub, WorkspaceSpec};
 use molecule_mcp_tests::temp_dir::TempDir;
 use tokio::sync::mpsc;
@@ -37,7 +37,7 @@ fn spawn(
     mut workspaces: Vec<WorkspacePlan>,
     dir: &std::path::Path,
     seed: u64,
-) -> (FleetHandle, mpsc::UnboundedReceiver<Event>) {
+) -> (FleetHandle, mpsc::UnboundedReceiver<Output>) {
     let multi_workspace = workspaces.len() > 1;
     for w in &mut workspaces {
         w.layout = StateLayout::new(multi_workspace);
@@ -52,11 +52,18 @@ fn spawn(
 }
 
 /// The next message announced on the event stream.
-async fn next_arrival(events: &mut mpsc::UnboundedReceiver<Event>) -> Option<InboxMessage> {
+async fn next_arrival(events: &mut mpsc::UnboundedReceiver<Output>) -> Option<InboxMessage> {
     loop {
         match events.recv().await? {
-            Event::Arrived(message) => return Some(message),
-            Event::TokenChanged { .. } | Event::Rejected { .. } | Event::Exit { .. } => {}
+            Output::Arrived(message) => return Some(message),
+            Output::SendHttp(_)
+            | Output::FetchUpload(_)
+            | Output::Persist(_)
+            | Output::Log(_)
+            | Output::TokenChanged { .. }
+            | Output::Rejected { .. }
+            | Output::PopDone { .. }
+            | Output::Exit { .. } => {}
         }
     }
 }
@@ -223,7 +230,7 @@ async fn a_stopped_workspace_stops_polling_and_the_others_go_on() {
     let was_rejected = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.recv().await {
-                Some(Event::Rejected { workspace_id, .. }) => return workspace_id,
+                Some(Output::Rejected { workspace_id, .. }) => return workspace_id,
                 Some(_) => {}
                 None => return String::new(),
             }

@@ -1,8 +1,9 @@
 //! The one way tools talk to the platform.
 //!
 //! [`PlatformCall`] describes a request by *path* (built only from validated UUIDs) and by the
-//! registered workspace whose token authenticates it; [`ToolContext::call`] turns it into an
-//! HTTP request with:
+//! registered workspace whose token authenticates it; [`ToolContext::call`] has the core's
+//! request builder (`molecule_mcp_core::platform_request`, shared with register, heartbeats
+//! and the inbox) turn it into an HTTP request with:
 //!
 //! * `Authorization: Bearer <token of auth_as>` — an unregistered workspace is an error, never
 //!   a fallback token (reference defect 27);
@@ -21,8 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use molecule_mcp_core::{TransportError, TransportErrorKind};
-use molecule_mcp_io_tokio::{HttpClient, HttpResponse};
+use molecule_mcp_core::{Body, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+use molecule_mcp_io_tokio::http_client::build_request;
+use molecule_mcp_io_tokio::{HttpClient, HttpResponse, driver};
 use serde_json::Value;
 
 use super::context::ToolContext;
@@ -267,30 +269,11 @@ pub fn snippet(s: &str, max: usize) -> String {
         .collect()
 }
 
-/// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
-pub fn encode_query_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl ToolContext {
     /// The absolute URL for `call` (base + path + encoded query).
     pub(crate) fn url_for(&self, call: &PlatformCall) -> String {
-        let mut url = self.platform.join(&call.path);
-        for (i, (k, v)) in call.query.iter().enumerate() {
-            url.push(if i == 0 { '?' } else { '&' });
-            url.push_str(k);
-            url.push('=');
-            url.push_str(&encode_query_component(v));
-        }
-        url
+        let query: Vec<(&str, &str)> = call.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.requests.url(&call.path, &query)
     }
 
     /// Sends `call` and returns the full response (any status).
@@ -305,42 +288,36 @@ impl ToolContext {
                 reason,
             });
         }
-        let url = self.url_for(&call);
-        let mut builder = http::Request::builder()
-            .method(call.method.clone())
-            .uri(url.as_str())
-            .header(http::header::ORIGIN, self.platform.origin())
-            .header(
-                http::header::USER_AGENT,
-                concat!("molecule-mcp/", env!("CARGO_PKG_VERSION")),
-            );
-        if !token.is_empty() {
-            builder = builder.header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", token.expose()),
-            );
-        }
-        if call.workspace_header {
-            builder = builder.header("X-Workspace-ID", call.auth_as.as_str());
-        }
-        let body = match call.body {
-            CallBody::Empty => Bytes::new(),
-            CallBody::Json(v) => {
-                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-            }
-            CallBody::Multipart { boundary, bytes } => {
-                builder = builder.header(
-                    http::header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                );
-                Bytes::from(bytes)
-            }
+        let method = match call.method {
+            http::Method::GET => Method::Get,
+            http::Method::POST => Method::Post,
+            other => return Err(CallError::Build(format!("unsupported method {other}"))),
         };
+        let url = self.url_for(&call);
+        let body = match call.body {
+            CallBody::Empty => Body::Empty,
+            // serde_json::to_vec on a Value cannot fail (no non-string keys).
+            CallBody::Json(v) => Body::Json(serde_json::to_vec(&v).unwrap_or_default()),
+            CallBody::Multipart { boundary, bytes } => Body::Multipart { boundary, bytes },
+        };
+        let extra = if call.workspace_header {
+            vec![("X-Workspace-ID", call.auth_as.clone())]
+        } else {
+            Vec::new()
+        };
+        let described = self.requests.build(
+            // Tool calls are awaited directly, not routed through a machine: no id needed.
+            RequestId(0),
+            RequestKind::Tool,
+            method,
+            url,
+            &token,
+            body,
+            &extra,
+            driver::now() + call.timeout,
+        );
         // The error names the failing part without echoing header values (the token).
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| CallError::Build(format!("{url}: {e}")))?;
+        let request = build_request(&described).map_err(|e| CallError::Build(e.message))?;
         match self.transport.send(request, call.timeout).await {
             Ok(r) => Ok(ApiResponse {
                 status: r.status,
@@ -361,6 +338,7 @@ mod tests {
 
     #[test]
     fn query_encoding() {
+        use molecule_mcp_core::percent_encode as encode_query_component;
         assert_eq!(
             encode_query_component("a b&c=d/é"),
             "a%20b%26c%3Dd%2F%C3%A9"

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use molecule_mcp_core::PlatformRequests;
 use molecule_mcp_core::{PlatformUrl, Secret};
 use serde_json::Value;
 
@@ -356,7 +357,9 @@ fn is_true(v: &str) -> bool {
 /// Everything the tools share.
 pub struct ToolContext {
     pub(crate) transport: Arc<dyn PlatformTransport>,
-    pub(crate) platform: PlatformUrl,
+    /// Builds every tool request (URL, Authorization, User-Agent, Origin): the same
+    /// builder the session and the inbox use.
+    pub(crate) requests: PlatformRequests,
     pub(crate) workspaces: WorkspaceRegistry,
     pub(crate) peers: PeerCache,
     pub(crate) state_dir: Option<PathBuf>,
@@ -367,7 +370,7 @@ pub struct ToolContext {
 impl std::fmt::Debug for ToolContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ToolContext")
-            .field("platform", &self.platform)
+            .field("platform", self.requests.platform())
             .field("workspaces", &self.workspaces)
             .field("state_dir", &self.state_dir)
             .field("settings", &self.settings)
@@ -386,7 +389,7 @@ impl ToolContext {
     ) -> Self {
         ToolContext {
             transport,
-            platform,
+            requests: PlatformRequests::new(platform),
             workspaces,
             peers: PeerCache::default(),
             state_dir: None,
@@ -420,7 +423,7 @@ impl ToolContext {
 
     /// The normalised platform URL.
     pub fn platform(&self) -> &PlatformUrl {
-        &self.platform
+        self.requests.platform()
     }
 
     /// The settings.

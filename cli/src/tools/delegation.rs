@@ -151,7 +151,7 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
             ToolResult::Text(queued_text(&peer_name, &target, &how))
         }
         SyncOutcome::Done(A2aOutcome::Failed { detail, .. }) => {
-            let url = ctx.platform.join(&format!("/workspaces/{target}/a2a"));
+            let url = ctx.platform().join(&format!("/workspaces/{target}/a2a"));
             ToolResult::error(failure_text(
                 &peer_name,
                 &format!("{detail} [target={url}]"),

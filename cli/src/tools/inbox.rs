@@ -54,7 +54,7 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
         Some(peer) => {
             map.insert(
                 "agent_card_url".to_owned(),
-                Value::String(ctx.platform.join(&format!("/registry/discover/{peer}"))),
+                Value::String(ctx.platform().join(&format!("/registry/discover/{peer}"))),
             );
             if let Some(info) = ctx.peers.get(&peer) {
                 if let Some(name) = info.name.and_then(|n| display_string(&n)) {

@@ -58,7 +58,7 @@ fn diagnostic(
         Err(e @ (CallError::Build(_) | CallError::Transport(_))) => {
             return Err(format!(
                 "Cannot reach platform at {}: {e}",
-                ctx.platform.base()
+                ctx.platform().base()
             ));
         }
         Ok(r) => r,

@@ -19,6 +19,7 @@ use crate::platform_request::{Body, PlatformRequests};
 use crate::rng::Rng;
 use crate::secret::Secret;
 use crate::session::excerpt;
+use crate::timer::LastNow;
 
 /// Default `peek` size.
 const DEFAULT_PEEK: usize = 10;
@@ -106,7 +107,7 @@ pub struct Inbox {
     pub(super) state: InboxState,
     /// Ids handed out by `take_unreturned` in this process (defect 20).
     pub(super) returned: BTreeSet<String>,
-    pub(super) last_now: Instant,
+    pub(super) last_now: LastNow,
     pub(super) rng: Rng,
     /// Random names for staged uploads; separate from `rng` so naming a file never shifts
     /// the poll jitter.
@@ -140,7 +141,7 @@ impl Inbox {
             requests,
             state: InboxState::new(),
             returned: BTreeSet::new(),
-            last_now: now,
+            last_now: LastNow::new(now),
             rng: Rng::new(seed),
             names: Rng::new(seed ^ 0x5EED_F11E_0000_0001),
             next_request: 0,
@@ -330,7 +331,7 @@ impl Inbox {
             self.touch();
             self.flush_persist();
             // A dropped download frees a slot for the next upload.
-            self.start_uploads(self.last_now);
+            self.start_uploads(self.last_now.get());
         }
     }
 
@@ -432,9 +433,10 @@ impl Inbox {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.actions.is_empty() {
-            return Some(self.last_now);
+            return Some(self.last_now.get());
         }
-        self.next_deadline().map(|(_, at)| at.max(self.last_now))
+        self.next_deadline()
+            .map(|(_, at)| at.max(self.last_now.get()))
     }
 
     /// Which timer [`Inbox::poll_timeout`] refers to (for logs and tests).
@@ -475,10 +477,7 @@ impl Inbox {
     // ----- internals ---------------------------------------------------------------------
 
     fn clamp(&mut self, now: Instant) -> Instant {
-        if now > self.last_now {
-            self.last_now = now;
-        }
-        self.last_now
+        self.last_now.advance(now)
     }
 
     pub(super) fn log(&mut self, level: LogLevel, message: String) {

@@ -22,6 +22,7 @@ use crate::config::ValidConfig;
 use crate::http::RequestId;
 use crate::inbox::{InboxMessage, parse_rfc3339};
 use crate::state_layout::{StateFile, StateLayout};
+use crate::timer::LastNow;
 
 /// What a fleet starts from: one plan per workspace, in configuration order.
 #[derive(Debug, Clone)]
@@ -93,7 +94,7 @@ pub struct Fleet {
     multi_workspace: bool,
     rejected: usize,
     exited: bool,
-    last_now: Instant,
+    last_now: LastNow,
 }
 
 impl Fleet {
@@ -112,7 +113,7 @@ impl Fleet {
             multi_workspace: plan.multi_workspace,
             rejected: 0,
             exited: false,
-            last_now: now,
+            last_now: LastNow::new(now),
         };
         for idx in 0..fleet.workspaces.len() {
             fleet.drain(idx);
@@ -249,7 +250,7 @@ impl Fleet {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.out.is_empty() {
-            return Some(self.last_now);
+            return Some(self.last_now.get());
         }
         self.wakes.next()
     }
@@ -296,10 +297,7 @@ impl Fleet {
     // ----- internals -----------------------------------------------------------------
 
     fn clamp(&mut self, now: Instant) -> Instant {
-        if now > self.last_now {
-            self.last_now = now;
-        }
-        self.last_now
+        self.last_now.advance(now)
     }
 
     fn slots(&self) -> u64 {

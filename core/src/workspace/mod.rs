@@ -48,7 +48,7 @@ use crate::input::Input as SessionInput;
 use crate::secret::Secret;
 use crate::session::{Session, SessionConfig, SessionStatus};
 use crate::state_layout::{StateFile, StateLayout};
-use crate::timer::Timer as SessionTimer;
+use crate::timer::{LastNow, Timer as SessionTimer};
 
 /// Longest a pop waits for its state write before it is answered anyway (a failing disk is
 /// logged by the inbox and retried; the tool call must not hang on it).
@@ -270,13 +270,8 @@ impl WorkspacePlan {
     }
 
     fn display_path(&self, file: StateFile) -> String {
-        let name = self.layout.file_name(file, &self.workspace_id);
-        let dir = &self.state_dir_display;
-        if dir.ends_with('/') || dir.ends_with('\\') || dir.is_empty() {
-            format!("{dir}{name}")
-        } else {
-            format!("{dir}/{name}")
-        }
+        self.layout
+            .display_path(&self.state_dir_display, file, &self.workspace_id)
     }
 }
 
@@ -336,7 +331,7 @@ pub struct Workspace {
     held_fetches: Vec<UploadFetch>,
     pops: Vec<PendingPop>,
     rejected: bool,
-    last_now: Instant,
+    last_now: LastNow,
 }
 
 impl Workspace {
@@ -367,7 +362,7 @@ impl Workspace {
             held_fetches: Vec::new(),
             pops: Vec::new(),
             rejected: false,
-            last_now: now,
+            last_now: LastNow::new(now),
         };
         ws.drain(now);
         ws
@@ -508,7 +503,7 @@ impl Workspace {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.out.is_empty() {
-            return Some(self.last_now);
+            return Some(self.last_now.get());
         }
         self.next_deadline().map(|(_, at)| at)
     }
@@ -589,10 +584,7 @@ impl Workspace {
     // ----- internals -----------------------------------------------------------------
 
     fn clamp(&mut self, now: Instant) -> Instant {
-        if now > self.last_now {
-            self.last_now = now;
-        }
-        self.last_now
+        self.last_now.advance(now)
     }
 
     fn feed_session(&mut self, now: Instant, input: SessionInput) {
