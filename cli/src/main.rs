@@ -8,9 +8,13 @@ use molecule_mcp_cli::{demo, doctor, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         None | Some(Command::Serve) => serve::run(cli.workspaces_file.as_deref()),
         Some(Command::Doctor) => doctor::run(),
         Some(Command::Demo) => demo::run(),
-    }
+    };
+    // Operator messages go to stderr through a non-blocking queue: let it drain (bounded,
+    // so an unread stderr cannot hold the exit).
+    molecule_mcp_io_tokio::logging::flush(std::time::Duration::from_secs(1));
+    code
 }

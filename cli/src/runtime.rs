@@ -1,8 +1,6 @@
 //! Process plumbing shared by the subcommands: the tokio runtime, termination signals and a
 //! prompt exit.
 
-use std::io::Write;
-
 /// A single-threaded runtime. The work is I/O bound and everything that blocks (stdin,
 /// file writes, attachment reads) runs on tokio's blocking pool, so one thread keeps up;
 /// hopping wake-ups between two worker threads cost 15 % CPU per heartbeat and 26 % per
@@ -40,10 +38,12 @@ pub fn termination_signal() -> Signal {
     })
 }
 
-/// Flushes stdio and exits immediately. Dropping a tokio runtime would wait for the blocking
-/// thread stuck reading stdin; the MCP client expects us gone within a second.
+/// Exits now. Dropping a tokio runtime would wait for the blocking thread stuck reading
+/// stdin, and the MCP client expects us gone within a second. Stdout is not flushed: our
+/// MCP writer already flushed what it could within its grace, and a client that stopped
+/// reading would make that flush wait forever (the stdout lock is held by the blocked
+/// write). Stderr gets a bounded second to drain its queue.
 pub fn exit(code: u8) -> ! {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    molecule_mcp_io_tokio::logging::flush(std::time::Duration::from_secs(1));
     std::process::exit(i32::from(code))
 }

@@ -71,10 +71,11 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
     runtime::exit(code)
 }
 
-/// Writes a message for the operator to stderr (the MCP client shows it in its server log).
-#[allow(clippy::print_stderr)] // stderr is ours; this runs before/after the logger exists
+/// Writes a message for the operator to stderr (the MCP client shows it in its server log)
+/// through the same non-blocking queue as the log, so a closed or unread stderr can neither
+/// panic nor block the exit that usually follows.
 pub fn print_fatal(message: &str) {
-    eprintln!("{message}");
+    logging::write_line(message);
 }
 
 async fn serve(

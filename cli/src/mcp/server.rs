@@ -166,9 +166,11 @@ async fn read_loop<R: AsyncRead>(
     let mut chunk = vec![0u8; config.read_chunk.max(1)];
     let mut calls = InFlight::default();
     let mut pushes_open = true;
-    let end = loop {
+    // Input read while an answer waited for room in the output queue (see `send_line`).
+    let mut stash = InputStash::new(config.max_line);
+    let end = 'serve: loop {
         tokio::select! {
-            read = input.read(&mut chunk) => {
+            read = stash.read(input.as_mut(), &mut chunk) => {
                 let eof = match read {
                     Ok(0) => true,
                     Ok(n) => {
@@ -190,10 +192,12 @@ async fn read_loop<R: AsyncRead>(
                         }
                         Outcome::Call(call) => calls.start(call),
                     };
-                    if let Some(line) = line
-                        && lines.send(line).await.is_err()
-                    {
-                        break;
+                    if let Some(line) = line {
+                        match send_line(&lines, line, input.as_mut(), &mut stash).await {
+                            Sent::Queued => {}
+                            Sent::OutputClosed => break 'serve ServeEnd::OutputClosed,
+                            Sent::InputEnded => break 'serve ServeEnd::InputClosed,
+                        }
                     }
                 }
                 if eof {
@@ -204,19 +208,23 @@ async fn read_loop<R: AsyncRead>(
                 }
             }
             Some(joined) = calls.tasks.join_next() => {
-                if let Some(line) = calls.finished(joined)
-                    && lines.send(line).await.is_err()
-                {
-                    break ServeEnd::OutputClosed;
+                if let Some(line) = calls.finished(joined) {
+                    match send_line(&lines, line, input.as_mut(), &mut stash).await {
+                        Sent::Queued => {}
+                        Sent::OutputClosed => break ServeEnd::OutputClosed,
+                        Sent::InputEnded => break ServeEnd::InputClosed,
+                    }
                 }
             }
             push = pushes.recv(), if pushes_open => match push {
                 None => pushes_open = false,
                 Some(message) => {
-                    if let Some(line) = push_line(message)
-                        && lines.send(line).await.is_err()
-                    {
-                        break ServeEnd::OutputClosed;
+                    if let Some(line) = push_line(message) {
+                        match send_line(&lines, line, input.as_mut(), &mut stash).await {
+                            Sent::Queued => {}
+                            Sent::OutputClosed => break ServeEnd::OutputClosed,
+                            Sent::InputEnded => break ServeEnd::InputClosed,
+                        }
                     }
                 }
             },
@@ -229,6 +237,129 @@ async fn read_loop<R: AsyncRead>(
     // Whatever still runs will never be answered: stop it now.
     calls.tasks.abort_all();
     end
+}
+
+/// How [`send_line`] ended.
+enum Sent {
+    /// The line is in the output queue.
+    Queued,
+    /// The writer is gone (the client closed our stdout).
+    OutputClosed,
+    /// The client closed our stdin while the output queue stayed full: it is not reading
+    /// our answers either, so waiting for room would only delay the exit.
+    InputEnded,
+}
+
+/// Queues `line` for output. While the queue is full (the client is not reading our stdout)
+/// input is still read into `stash`, up to its bound, so an EOF is noticed at once instead
+/// of when the client reads again — which it may never do.
+async fn send_line<R: AsyncRead>(
+    lines: &mpsc::Sender<String>,
+    line: String,
+    mut input: Pin<&mut R>,
+    stash: &mut InputStash,
+) -> Sent {
+    let permit = lines.reserve();
+    tokio::pin!(permit);
+    loop {
+        tokio::select! {
+            biased;
+            permit = &mut permit => {
+                return match permit {
+                    Ok(permit) => {
+                        permit.send(line);
+                        Sent::Queued
+                    }
+                    Err(_) => Sent::OutputClosed,
+                };
+            }
+            more = stash.fill(input.as_mut()), if stash.has_room() => {
+                if !more {
+                    return Sent::InputEnded;
+                }
+            }
+        }
+    }
+}
+
+/// Input read ahead while output was blocked, handed back before any new read. Bounded: it
+/// never holds more than one maximal line.
+struct InputStash {
+    bytes: Vec<u8>,
+    /// Bytes already handed back.
+    taken: usize,
+    limit: usize,
+    /// EOF or a read error was seen while stashing (reported after the stashed bytes).
+    ended: Option<io::Result<()>>,
+}
+
+impl InputStash {
+    fn new(limit: usize) -> Self {
+        InputStash {
+            bytes: Vec::new(),
+            taken: 0,
+            limit: limit.max(1),
+            ended: None,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.ended.is_none() && self.bytes.len() < self.limit
+    }
+
+    /// Reads once into the stash; false on EOF or error (kept for [`InputStash::read`]).
+    async fn fill<R: AsyncRead>(&mut self, input: Pin<&mut R>) -> bool {
+        let mut buf = [0u8; 8 * 1024];
+        let mut input = input;
+        match input.as_mut().read(&mut buf).await {
+            Ok(0) => {
+                self.ended = Some(Ok(()));
+                false
+            }
+            Ok(n) => {
+                self.bytes
+                    .extend_from_slice(buf.get(..n).unwrap_or_default());
+                true
+            }
+            Err(e) => {
+                self.ended = Some(Err(e));
+                false
+            }
+        }
+    }
+
+    /// Stashed bytes first, then the stashed end, then the input itself.
+    async fn read<R: AsyncRead>(
+        &mut self,
+        input: Pin<&mut R>,
+        chunk: &mut [u8],
+    ) -> io::Result<usize> {
+        let rest = self.bytes.get(self.taken..).unwrap_or_default();
+        if !rest.is_empty() {
+            let n = rest.len().min(chunk.len());
+            if let (Some(dst), Some(src)) = (chunk.get_mut(..n), rest.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            self.taken += n;
+            if self.taken >= self.bytes.len() {
+                self.bytes.clear();
+                self.taken = 0;
+            }
+            return Ok(n);
+        }
+        match self.ended.take() {
+            Some(Ok(())) => {
+                // Report EOF again on every later read, as a stream would.
+                self.ended = Some(Ok(()));
+                Ok(0)
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                let mut input = input;
+                input.as_mut().read(chunk).await
+            }
+        }
+    }
 }
 
 /// Validates one pushed message and serialises it.
