@@ -681,6 +681,19 @@ impl Session {
         if token == self.token {
             return;
         }
+        if let Some(problem) = crate::secret::bearer_token_problem(token.expose()) {
+            // Adopting it would break every later request until a restart.
+            let ws = self.cfg.workspace_id.clone();
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "register for workspace {ws} returned a new token that cannot be used ({problem}); \
+                     ignoring it and keeping the token from {}",
+                    self.cfg.token_source
+                ),
+            );
+            return;
+        }
         self.token = token.clone();
         self.next_persist += 1;
         let id = PersistId(self.next_persist);

@@ -632,3 +632,40 @@ proptest! {
         prop_assert_eq!(h.pops.len(), asked);
     }
 }
+
+#[test]
+fn a_minted_token_that_is_not_a_bearer_token_is_refused() {
+    let mut h = H::new(plan_for(&[A], true, false));
+    let register = h.requests_to("/registry/register").remove(0);
+    h.http.remove(&register.id);
+    h.handle(Input::HttpResponse {
+        id: register.id,
+        status: 200,
+        retry_after: None,
+        body: br#"{"auth_token":"minted\r\nX-Injected: 1"}"#.to_vec(),
+    });
+    assert!(
+        !h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::TokenChanged { .. })),
+        "not adopted"
+    );
+    assert!(!h.writes.iter().any(|w| w.file == StateFile::AuthToken));
+    assert!(
+        h.logs
+            .iter()
+            .any(|l| l.level == LogLevel::Warn && l.message.contains("cannot be used")),
+        "{:?}",
+        h.logs
+    );
+    h.answer_all();
+    h.advance(Duration::from_secs(25));
+    let beats = h.requests_to("/registry/heartbeat");
+    assert!(!beats.is_empty());
+    assert!(
+        beats.iter().all(|b| b
+            .wire_headers()
+            .any(|(n, v)| n == "Authorization" && v == format!("Bearer {TOKEN}"))),
+        "the configured token stays in use"
+    );
+}
