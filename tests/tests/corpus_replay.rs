@@ -5,9 +5,9 @@
 //!
 //! | target            | case function                                          |
 //! |-------------------|--------------------------------------------------------|
-//! | `session_ops`     | `molecule_mcp_core::testing::session_ops_case`         |
-//! | `config_validate` | `molecule_mcp_core::config_fuzz::config_validate_case` |
-//! | `inbox_ops`       | `molecule_mcp_core::inbox::fuzz::inbox_ops_case`       |
+//! | `session_ops`     | `molecule_mcp_core::testing::session::session_ops_case`         |
+//! | `config_validate` | `molecule_mcp_core::testing::config::config_validate_case` |
+//! | `inbox_ops`       | `molecule_mcp_core::testing::inbox::inbox_ops_case`       |
 //! | `mcp_frames`      | replayed by `cli/tests/mcp_protocol.rs`                |
 //!
 //! Every file of each corpus directory is replayed (including inputs a fuzzing run added).
@@ -19,11 +19,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
-use molecule_mcp_core::config_fuzz::config_validate_case;
-use molecule_mcp_core::inbox::fuzz::{
+use molecule_mcp_core::testing::config::config_validate_case;
+use molecule_mcp_core::testing::inbox::{
     InboxOp, PEER, decode_inbox_ops, encode_inbox_ops, inbox_ops_case, run_inbox_ops,
 };
-use molecule_mcp_core::testing::session_ops_case;
+use molecule_mcp_core::testing::session::session_ops_case;
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -98,15 +98,15 @@ fn every_fuzz_target_is_declared_seeded_and_replayed() {
     let replayed = [
         (
             "session_ops",
-            "molecule_mcp_core::testing::session_ops_case",
+            "molecule_mcp_core::testing::session::session_ops_case",
         ),
         (
             "config_validate",
-            "molecule_mcp_core::config_fuzz::config_validate_case",
+            "molecule_mcp_core::testing::config::config_validate_case",
         ),
         (
             "inbox_ops",
-            "molecule_mcp_core::inbox::fuzz::inbox_ops_case",
+            "molecule_mcp_core::testing::inbox::inbox_ops_case",
         ),
         ("mcp_frames", "molecule_mcp_cli::mcp::fuzz::frames_case"),
     ];
@@ -352,7 +352,7 @@ fn arrived(trace: &[String], needle: &str) -> usize {
 
 /// Activity id of the n-th row the runner's feed creates (1-based).
 fn row(n: u64) -> String {
-    molecule_mcp_core::inbox::fuzz::row_uuid(n)
+    molecule_mcp_core::testing::inbox::row_uuid(n)
 }
 
 /// The committed seeds are exactly the encodings of the named scripts.
