@@ -108,6 +108,41 @@ fn the_default_build_links_the_stub_for_the_demo_and_no_test_package() {
     );
 }
 
+/// `cargo build -p molecule-mcp-cli` (`--release` resolves features the same way) enables
+/// neither the core's test support nor the cli's fuzz entry point, and that entry point is
+/// gated by the feature.
+#[test]
+fn the_product_build_compiles_no_test_support_and_no_fuzz_entry_point() {
+    let graph = cli_build_graph(&[]);
+    let cli = &graph["molecule-mcp-cli"];
+    let core = &graph["molecule-mcp-core"];
+    assert!(!cli.contains("fuzzing"), "cli features: {cli:?}");
+    assert!(
+        !core.contains("testing") && !core.contains("arbitrary"),
+        "core features: {core:?}"
+    );
+    let mcp = std::fs::read_to_string(repo().join("cli/src/mcp/mod.rs")).expect("mcp/mod.rs");
+    assert!(
+        fuzz_module_is_gated(&mcp),
+        "cli/src/mcp/mod.rs must declare `pub mod fuzz;` under #[cfg(feature = \"fuzzing\")]"
+    );
+}
+
+/// `pub mod fuzz;` is declared, and only right under `#[cfg(feature = "fuzzing")]`.
+fn fuzz_module_is_gated(source: &str) -> bool {
+    let lines: Vec<&str> = source.lines().map(str::trim).collect();
+    let declarations: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == "pub mod fuzz;" || **l == "mod fuzz;")
+        .map(|(i, _)| i)
+        .collect();
+    !declarations.is_empty()
+        && declarations
+            .iter()
+            .all(|&i| i > 0 && lines[i - 1] == "#[cfg(feature = \"fuzzing\")]")
+}
+
 #[test]
 fn the_build_without_default_features_has_no_stub() {
     let graph = cli_build_graph(&["--no-default-features"]);
@@ -295,6 +330,12 @@ fn the_checks_catch_what_they_should() {
     let mut mandatory_stub = graph;
     mandatory_stub.insert("molecule-mcp-cli".into(), vec![edge(STUB, "normal", false)]);
     assert_eq!(product_rule_violations(&mandatory_stub).len(), 1);
+
+    assert!(fuzz_module_is_gated(
+        "pub mod framing;\n#[cfg(feature = \"fuzzing\")]\npub mod fuzz;\n"
+    ));
+    assert!(!fuzz_module_is_gated("pub mod framing;\npub mod fuzz;\n"));
+    assert!(!fuzz_module_is_gated("pub mod framing;\n"));
 }
 
 // ---------------------------------------------------------------------------------------
