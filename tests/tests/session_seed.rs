@@ -33,7 +33,7 @@ fn registered(workspace_id: &str, token: &str) -> Harness {
     h
 }
 
-/// The seed file's `_multi_iter_runner`: register OK, then one heartbeat per status.
+/// The Python suite's `_multi_iter_runner` helper: register OK, then one heartbeat per status.
 /// Returns every action emitted by the heartbeat loop.
 fn multi_iter_runner(statuses: &[u16]) -> Vec<Action> {
     let mut h = registered(DELETED_WS, "stale-token");
