@@ -159,9 +159,12 @@ fn the_build_without_default_features_has_no_stub() {
     );
 }
 
+/// Package → its dependencies on other workspace packages: `(name, kind, optional)`.
+type Graph = BTreeMap<String, Vec<(String, String, bool)>>;
+
 /// `cargo metadata --no-deps`: every workspace package → its declared dependencies on other
 /// workspace packages, as `(name, kind, optional)` (kind `normal`, `dev` or `build`).
-fn workspace_dependencies() -> BTreeMap<String, Vec<(String, String, bool)>> {
+fn workspace_dependencies() -> Graph {
     let text = cargo(&[
         "metadata",
         "--offline",
@@ -194,10 +197,24 @@ fn workspace_dependencies() -> BTreeMap<String, Vec<(String, String, bool)>> {
     graph
 }
 
+/// A graph from `(from, to, kind, optional)` edges (every package named is in it).
+fn graph_of(edges: &[(&str, &str, &str, bool)]) -> Graph {
+    let mut graph = Graph::new();
+    for (from, to, kind, optional) in edges {
+        graph.entry((*to).to_owned()).or_default();
+        graph.entry((*from).to_owned()).or_default().push((
+            (*to).to_owned(),
+            (*kind).to_owned(),
+            *optional,
+        ));
+    }
+    graph
+}
+
 /// A cycle through the graph's edges, as the packages on it, if there is one.
-fn find_cycle(graph: &BTreeMap<String, Vec<(String, String, bool)>>) -> Option<Vec<String>> {
+fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
     fn visit(
-        graph: &BTreeMap<String, Vec<(String, String, bool)>>,
+        graph: &Graph,
         node: &str,
         path: &mut Vec<String>,
         done: &mut BTreeSet<String>,
@@ -228,7 +245,7 @@ fn find_cycle(graph: &BTreeMap<String, Vec<(String, String, bool)>>) -> Option<V
 
 /// What a product package may not declare: any non-dev dependency on the tests package, and
 /// a non-optional one on the stub.
-fn product_rule_violations(graph: &BTreeMap<String, Vec<(String, String, bool)>>) -> Vec<String> {
+fn product_rule_violations(graph: &Graph) -> Vec<String> {
     let mut violations = Vec::new();
     for package in PRODUCT {
         for (dep, kind, optional) in graph.get(package).into_iter().flatten() {
@@ -273,62 +290,34 @@ fn the_checks_catch_what_they_should() {
     );
     assert!(tree["molecule-mcp-core"].is_empty());
 
-    let edge = |to: &str, kind: &str, optional: bool| (to.to_owned(), kind.to_owned(), optional);
-    let mut graph: BTreeMap<String, Vec<(String, String, bool)>> = BTreeMap::new();
-    graph.insert("molecule-mcp-core".into(), vec![]);
-    graph.insert(
-        "molecule-mcp-io-tokio".into(),
-        vec![
-            edge("molecule-mcp-core", "normal", false),
-            edge(STUB, "dev", false),
-        ],
-    );
-    graph.insert(
-        "molecule-mcp-cli".into(),
-        vec![
-            edge("molecule-mcp-io-tokio", "normal", false),
-            edge(STUB, "normal", true),
-        ],
-    );
-    graph.insert(STUB.into(), vec![]);
-    graph.insert(
-        TESTS.into(),
-        vec![edge("molecule-mcp-cli", "normal", false)],
-    );
-    assert_eq!(find_cycle(&graph), None);
-    assert!(product_rule_violations(&graph).is_empty());
+    let io = "molecule-mcp-io-tokio";
+    let cli = "molecule-mcp-cli";
+    let layout = graph_of(&[
+        (io, "molecule-mcp-core", "normal", false),
+        (io, STUB, "dev", false),
+        (cli, io, "normal", false),
+        (cli, STUB, "normal", true),
+        (TESTS, cli, "normal", false),
+    ]);
+    assert_eq!(find_cycle(&layout), None);
+    assert!(product_rule_violations(&layout).is_empty());
 
     // The old layout: io-tokio's tests used the tests package, which depends on io-tokio;
     // and the cli linked the tests package for the demo.
-    let mut old = graph.clone();
-    old.insert(
-        "molecule-mcp-io-tokio".into(),
-        vec![
-            edge("molecule-mcp-core", "normal", false),
-            edge(TESTS, "dev", false),
-        ],
-    );
-    old.insert(
-        TESTS.into(),
-        vec![edge("molecule-mcp-io-tokio", "normal", false)],
-    );
-    old.insert(
-        "molecule-mcp-cli".into(),
-        vec![
-            edge("molecule-mcp-io-tokio", "normal", false),
-            edge(TESTS, "normal", false),
-        ],
-    );
+    let old = graph_of(&[
+        (io, "molecule-mcp-core", "normal", false),
+        (io, TESTS, "dev", false),
+        (cli, io, "normal", false),
+        (cli, TESTS, "normal", false),
+        (TESTS, io, "normal", false),
+    ]);
     let cycle = find_cycle(&old).expect("the dev-dependency cycle is found");
     assert!(cycle.contains(&TESTS.to_owned()), "{cycle:?}");
     assert_eq!(
         product_rule_violations(&old),
-        vec![format!(
-            "molecule-mcp-cli → {TESTS} (normal, optional: false)"
-        )]
+        vec![format!("{cli} → {TESTS} (normal, optional: false)")]
     );
-    let mut mandatory_stub = graph;
-    mandatory_stub.insert("molecule-mcp-cli".into(), vec![edge(STUB, "normal", false)]);
+    let mandatory_stub = graph_of(&[(cli, STUB, "normal", false)]);
     assert_eq!(product_rule_violations(&mandatory_stub).len(), 1);
 
     assert!(fuzz_module_is_gated(
