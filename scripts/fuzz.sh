@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long fuzzing run (NOT part of CI, which only replays the committed corpora through
-# tests/tests/corpus_replay.rs and cli/tests/mcp_protocol.rs).
+# tests/tests/corpus_replay.rs).
 #
 #   bash scripts/fuzz.sh [seconds per target, default 600] [target ...]
 #

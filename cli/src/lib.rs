@@ -11,13 +11,31 @@
 //! | `env_snapshot.rs` | environment + token files → the core's config input |
 //! | `runtime.rs` | tokio runtime, signals, prompt exit |
 //! | `doctor.rs` | `molecule-mcp doctor` |
-//! | `demo.rs` | `molecule-mcp demo` against the built-in platform stub |
+//! | `demo/` | `molecule-mcp demo` against the built-in platform stub (cargo feature `demo`) |
 //! | `mcp/` | the MCP protocol over stdio (framing, JSON-RPC, dual-era rules, serve loop) |
 //! | `tools/` | the 12 platform tools as plain async functions |
 
 pub mod app;
 pub mod args;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(not(feature = "demo"))]
+pub mod demo {
+    //! This build has no demo: it was made without the `demo` cargo feature, so the
+    //! loopback platform stub is not linked in.
+
+    use std::process::ExitCode;
+
+    /// Says that this build has no demo and how to get one; exit code 2.
+    pub fn run() -> ExitCode {
+        crate::serve::print_fatal(
+            "molecule-mcp demo: this build has no demo (it was built without the `demo` \
+             cargo feature, so the platform stub is not linked in). Build with default \
+             features, e.g. `cargo run -p molecule-mcp-cli -- demo`.",
+        );
+        ExitCode::from(2)
+    }
+}
 pub mod doctor;
 pub mod env_snapshot;
 pub mod instructions;

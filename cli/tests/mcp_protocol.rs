@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use molecule_mcp_cli::mcp::framing::{Frame, LineFramer};
-use molecule_mcp_cli::mcp::fuzz::frames_case;
 use molecule_mcp_cli::mcp::{
     Outcome, Protocol, ServeConfig, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput,
     ToolSpec, push_notification, serve, serve_with,
@@ -1052,102 +1051,4 @@ async fn stuck_output_does_not_delay_exit_past_the_flush_grace() {
         "took {:?}",
         started.elapsed()
     );
-}
-
-// ---------------------------------------------------------------------------------------
-// Fuzz corpus replay
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn committed_mcp_frames_corpus_replays_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        frames_case(&std::fs::read(&path).unwrap());
-        count += 1;
-    }
-    assert!(
-        count >= 10,
-        "expected a committed corpus in {}",
-        dir.display()
-    );
-}
-
-#[test]
-fn frames_case_accepts_tricky_inputs() {
-    for data in [
-        &b""[..],
-        b"\n\n\r\n",
-        b"\xff\xfe\n{}",
-        b"{\"jsonrpc\":\"2.0\",\"id\":-0,\"method\":\"ping\"}\n",
-        b"{\"jsonrpc\":\"2.0\",\"id\":1e400,\"method\":\"ping\"}\n",
-        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"a\":[[[[]]]]}}}",
-    ] {
-        frames_case(data);
-    }
-}
-
-/// A cheap stand-in for the fuzzer on stable: deterministic mutations of the corpus.
-#[test]
-fn mutated_corpus_cases_hold_the_fuzz_properties() {
-    const TOKENS: [&[u8]; 12] = [
-        b"\n",
-        b"\r\n",
-        b"\"",
-        b"{",
-        b"}",
-        b"[",
-        b"null",
-        b"\"id\":",
-        b"\"method\":\"tools/call\"",
-        b"\xf0\x9f",
-        b"-1e999",
-        b"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}",
-    ];
-    // A total budget, spread over however many seeds the (fuzzer-grown) corpus holds, so
-    // CI time does not grow with the corpus; every seed still gets several mutations.
-    let budget: usize = std::env::var("MCP_MUTATION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16_000);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
-    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .expect("corpus dir")
-        .map(|e| std::fs::read(e.expect("entry").path()).expect("corpus file"))
-        .collect();
-    seeds.sort();
-    let rounds = budget.div_ceil(seeds.len().max(1)).max(1);
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move |bound: usize| -> usize {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % bound.max(1) as u64) as usize
-    };
-    for seed in &seeds {
-        for _ in 0..rounds {
-            let mut data = seed.clone();
-            for _ in 0..1 + next(4) {
-                let at = next(data.len() + 1);
-                match next(4) {
-                    0 if !data.is_empty() => {
-                        let i = at.min(data.len() - 1);
-                        data[i] ^= 1 << next(8);
-                    }
-                    1 => data
-                        .splice(at..at, TOKENS[next(TOKENS.len())].iter().copied())
-                        .for_each(drop),
-                    2 => data.truncate(at),
-                    _ => {
-                        let other = &seeds[next(seeds.len())];
-                        let from = next(other.len() + 1);
-                        data.splice(at..at, other[from..].iter().copied())
-                            .for_each(drop);
-                    }
-                }
-            }
-            frames_case(&data);
-        }
-    }
 }

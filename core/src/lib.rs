@@ -35,8 +35,6 @@
 
 pub mod action;
 pub mod config;
-#[cfg(feature = "testing")]
-pub mod config_fuzz;
 pub mod escalation;
 mod heartbeat_schedule;
 pub mod help;
@@ -49,7 +47,7 @@ mod rng;
 pub mod secret;
 pub mod session;
 pub mod state_layout;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timer;
 pub mod workspace;

@@ -1,6 +1,6 @@
 #![no_main]
-//! Config validation never panics and never leaks a token: see `molecule_mcp_core::config_fuzz`.
+//! Config validation never panics and never leaks a token: see `molecule_mcp_core::testing::config`.
 
 libfuzzer_sys::fuzz_target!(
-    |data: &[u8]| molecule_mcp_core::config_fuzz::config_validate_case(data)
+    |data: &[u8]| molecule_mcp_core::testing::config::config_validate_case(data)
 );

@@ -3,18 +3,43 @@
 //! uploads are, the tool handle's wait / peek / pop work over the real HTTP path, and a
 //! workspace rejected at register stops polling while the others go on.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use molecule_mcp_core::inbox::{InboxConfig, InboxMessage};
 use molecule_mcp_core::workspace::{FleetPlan, Output, Restored, WorkspacePlan};
 use molecule_mcp_core::{PlatformUrl, Secret, SessionConfig, StateLayout};
+use molecule_mcp_io_tokio::state_dir::create_private_dir;
 use molecule_mcp_io_tokio::{FleetHandle, HttpClient, driver};
-use molecule_mcp_tests::stub::{InboundMessage, PlatformStub, WorkspaceSpec};
-use molecule_mcp_tests::temp_dir::TempDir;
+use molecule_mcp_stub::{InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec};
 use tokio::sync::mpsc;
 
+/// One test's private state directory (created 0700 the way the runtime creates its own),
+/// removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn temp_dir(name: &str) -> TempDir {
-    TempDir::new(&format!("inbox-driver-{name}")).expect("temp dir")
+    let path =
+        std::env::temp_dir().join(format!("molecule-mcp-driver-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    create_private_dir(&path).expect("temp dir");
+    TempDir(path)
 }
 
 /// An inbox-only workspace (no heartbeats) polling every 200 ms.
@@ -35,7 +60,7 @@ fn spec(stub: &PlatformStub, ws: &str, token: &str) -> WorkspacePlan {
 /// Runs `workspaces` on the fleet driver with `dir` as the state directory.
 fn spawn(
     mut workspaces: Vec<WorkspacePlan>,
-    dir: &std::path::Path,
+    dir: &Path,
     seed: u64,
 ) -> (FleetHandle, mpsc::UnboundedReceiver<Output>) {
     let multi_workspace = workspaces.len() > 1;
@@ -68,7 +93,7 @@ async fn next_arrival(events: &mut mpsc::UnboundedReceiver<Output>) -> Option<In
     }
 }
 
-fn polls(j: &[molecule_mcp_tests::JournalEntry]) -> usize {
+fn polls(j: &[JournalEntry]) -> usize {
     j.iter()
         .filter(|e| e.path.ends_with("/activity") && e.status.is_some())
         .count()
@@ -221,7 +246,7 @@ async fn a_stopped_workspace_stops_polling_and_the_others_go_on() {
     ));
     let specs = vec![rejected, spec(&stub, &b, &token_b)];
     let (inbox, mut events) = spawn(specs, dir.path(), 3);
-    let polls_of = |j: &[molecule_mcp_tests::JournalEntry], ws: &str| {
+    let polls_of = |j: &[JournalEntry], ws: &str| {
         let path = format!("/workspaces/{ws}/activity");
         j.iter()
             .filter(|e| e.path == path && e.status.is_some())

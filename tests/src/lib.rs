@@ -1,16 +1,20 @@
-//! Test support for molecule-mcp, shared by the integration tests and `molecule-mcp demo`:
+//! Test support for molecule-mcp, shared by the integration tests, the bench and the soak:
 //!
-//! * [`stub`] — [`PlatformStub`], a loopback fake of the Molecule platform (M1 contract);
+//! * [`stub`] — [`PlatformStub`], the loopback fake of the Molecule platform: the
+//!   `molecule-mcp-stub` package, re-exported so tests name it `molecule_mcp_tests::stub`;
 //! * [`http`] — [`http::TestClient`], a tiny HTTP client for asserting on raw responses;
-//! * [`process`] — [`process::McpProcess`], the real binary driven over stdio;
-//! * [`temp_dir`] — [`temp_dir::TempDir`], a private state directory removed on drop;
+//! * [`process`] — [`process::McpProcess`], the real binary driven over stdio (the demo's
+//!   driver from `molecule-mcp-cli`, plus the test-only extras);
+//! * [`temp_dir`] — [`temp_dir::TempDir`], a private state directory removed on drop (the
+//!   demo's, re-exported);
 //! * [`measure`] — `/proc/<pid>/status` fields and percentiles for the reports.
 
 pub mod http;
 pub mod measure;
 pub mod process;
-pub mod stub;
-pub mod temp_dir;
+
+pub use molecule_mcp_cli::demo::temp_dir;
+pub use molecule_mcp_stub as stub;
 
 pub use stub::{
     Action, InboundMessage, JournalEntry, PlatformStub, Script, StubOptions, WorkspaceSpec,

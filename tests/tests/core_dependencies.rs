@@ -342,9 +342,9 @@ const NEVER: [&str; 7] = [
     "eprint!",
     "dbg!",
 ];
-/// May appear only in test-only code (`#[cfg(test)]` items and the modules compiled only
-/// with the `testing` feature), which needs one real `Instant` as the origin of simulated
-/// time.
+/// May appear only in test-only code (`#[cfg(test)]` items and the test-support module
+/// compiled only for tests and with the `testing` feature), which needs one real `Instant`
+/// as the origin of simulated time.
 const PRODUCTION_NEVER: [&str; 1] = ["Instant::now"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -513,9 +513,15 @@ fn production_code(lexed: &[(char, Kind)]) -> String {
     out
 }
 
-/// Files of modules declared `#[cfg(feature = "testing")] [pub] mod x;`.
+/// Files of modules declared `#[cfg(any(test, feature = "testing"))] [pub] mod x;` (or with
+/// `#[cfg(feature = "testing")]`): `x.rs`, and every file under `x/`.
 fn testing_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
-    let mut only = BTreeSet::new();
+    const GATES: [&str; 2] = [
+        "#[cfg(any(test, feature = \"testing\"))]",
+        "#[cfg(feature = \"testing\")]",
+    ];
+    // `dir/x` for every gated `mod x;` declared in a file of `dir`.
+    let mut gated = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).expect("source");
         let dir = match file.file_name().and_then(|n| n.to_str()) {
@@ -524,17 +530,24 @@ fn testing_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
         };
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         for pair in lines.windows(2) {
-            if pair[0] != "#[cfg(feature = \"testing\")]" {
+            if !GATES.contains(&pair[0]) {
                 continue;
             }
             let decl = pair[1].strip_prefix("pub ").unwrap_or(pair[1]);
             if let Some(name) = decl.strip_prefix("mod ").and_then(|m| m.strip_suffix(';')) {
-                only.insert(dir.join(format!("{name}.rs")));
-                only.insert(dir.join(name).join("mod.rs"));
+                gated.push(dir.join(name));
             }
         }
     }
-    only
+    files
+        .iter()
+        .filter(|f| {
+            gated
+                .iter()
+                .any(|m| **f == m.with_extension("rs") || f.starts_with(m))
+        })
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -545,12 +558,24 @@ fn core_source_reads_no_clock_sleeps_on_no_thread_and_prints_nothing() {
     files.sort();
     assert!(files.len() >= 10, "found only {files:?}");
     let testing_only = testing_only_files(&files);
-    for expected in ["testing.rs", "config_fuzz.rs", "inbox/fuzz.rs"] {
+    for expected in [
+        "testing/mod.rs",
+        "testing/session.rs",
+        "testing/config.rs",
+        "testing/inbox.rs",
+    ] {
         assert!(
             testing_only.contains(&src.join(expected)),
-            "{expected} should be a testing-feature module: {testing_only:?}"
+            "{expected} should be in the test-only module: {testing_only:?}"
         );
     }
+    // Test support lives in that one module: no other file is exempt.
+    assert!(
+        testing_only
+            .iter()
+            .all(|f| f.starts_with(src.join("testing"))),
+        "test-only files outside core/src/testing/: {testing_only:?}"
+    );
     let mut violations = Vec::new();
     for file in &files {
         let lexed = lex(&std::fs::read_to_string(file).expect("source"));

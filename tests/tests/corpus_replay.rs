@@ -3,12 +3,12 @@
 //! shim), so a corpus input that breaks an invariant fails `cargo test` without nightly or
 //! libFuzzer:
 //!
-//! | target            | case function                                          |
-//! |-------------------|--------------------------------------------------------|
-//! | `session_ops`     | `molecule_mcp_core::testing::session_ops_case`         |
-//! | `config_validate` | `molecule_mcp_core::config_fuzz::config_validate_case` |
-//! | `inbox_ops`       | `molecule_mcp_core::inbox::fuzz::inbox_ops_case`       |
-//! | `mcp_frames`      | replayed by `cli/tests/mcp_protocol.rs`                |
+//! | target            | case function                                              |
+//! |-------------------|------------------------------------------------------------|
+//! | `session_ops`     | `molecule_mcp_core::testing::session::session_ops_case`    |
+//! | `config_validate` | `molecule_mcp_core::testing::config::config_validate_case` |
+//! | `inbox_ops`       | `molecule_mcp_core::testing::inbox::inbox_ops_case`        |
+//! | `mcp_frames`      | `molecule_mcp_cli::mcp::fuzz::frames_case` (cli feature `fuzzing`) |
 //!
 //! Every file of each corpus directory is replayed (including inputs a fuzzing run added).
 //! The `inbox_ops` seeds are, like the `session_ops` ones (`session_properties.rs`), the
@@ -19,11 +19,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
-use molecule_mcp_core::config_fuzz::config_validate_case;
-use molecule_mcp_core::inbox::fuzz::{
+use molecule_mcp_cli::mcp::fuzz::frames_case;
+use molecule_mcp_core::testing::config::config_validate_case;
+use molecule_mcp_core::testing::inbox::{
     InboxOp, PEER, decode_inbox_ops, encode_inbox_ops, inbox_ops_case, run_inbox_ops,
 };
-use molecule_mcp_core::testing::session_ops_case;
+use molecule_mcp_core::testing::session::session_ops_case;
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -92,21 +93,21 @@ fn inbox_ops_corpus_replays_cleanly() {
 }
 
 /// Each fuzz target is a `[[bin]]` of `fuzz/Cargo.toml`, calls the case function replayed
-/// here (or, for `mcp_frames`, in the cli tests), and has a non-empty committed corpus.
+/// here, and has a non-empty committed corpus.
 #[test]
 fn every_fuzz_target_is_declared_seeded_and_replayed() {
     let replayed = [
         (
             "session_ops",
-            "molecule_mcp_core::testing::session_ops_case",
+            "molecule_mcp_core::testing::session::session_ops_case",
         ),
         (
             "config_validate",
-            "molecule_mcp_core::config_fuzz::config_validate_case",
+            "molecule_mcp_core::testing::config::config_validate_case",
         ),
         (
             "inbox_ops",
-            "molecule_mcp_core::inbox::fuzz::inbox_ops_case",
+            "molecule_mcp_core::testing::inbox::inbox_ops_case",
         ),
         ("mcp_frames", "molecule_mcp_cli::mcp::fuzz::frames_case"),
     ];
@@ -140,14 +141,104 @@ fn every_fuzz_target_is_declared_seeded_and_replayed() {
         );
         assert!(!corpus(target).is_empty());
     }
-    let cli_replay = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cli/tests/mcp_protocol.rs"),
-    )
-    .expect("cli/tests/mcp_protocol.rs");
+}
+
+// ---------------------------------------------------------------------------------------
+// The mcp_frames corpus (the MCP framing and request handling of the cli).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn committed_mcp_frames_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        frames_case(&std::fs::read(&path).unwrap());
+        count += 1;
+    }
     assert!(
-        cli_replay.contains("fuzz/corpus/mcp_frames") && cli_replay.contains("frames_case"),
-        "the mcp_frames corpus is no longer replayed by cli/tests/mcp_protocol.rs"
+        count >= 10,
+        "expected a committed corpus in {}",
+        dir.display()
     );
+}
+
+#[test]
+fn frames_case_accepts_tricky_inputs() {
+    for data in [
+        &b""[..],
+        b"\n\n\r\n",
+        b"\xff\xfe\n{}",
+        b"{\"jsonrpc\":\"2.0\",\"id\":-0,\"method\":\"ping\"}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1e400,\"method\":\"ping\"}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"a\":[[[[]]]]}}}",
+    ] {
+        frames_case(data);
+    }
+}
+
+/// A cheap stand-in for the fuzzer on stable: deterministic mutations of the corpus.
+#[test]
+fn mutated_corpus_cases_hold_the_fuzz_properties() {
+    const TOKENS: [&[u8]; 12] = [
+        b"\n",
+        b"\r\n",
+        b"\"",
+        b"{",
+        b"}",
+        b"[",
+        b"null",
+        b"\"id\":",
+        b"\"method\":\"tools/call\"",
+        b"\xf0\x9f",
+        b"-1e999",
+        b"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}",
+    ];
+    // A total budget, spread over however many seeds the (fuzzer-grown) corpus holds, so
+    // CI time does not grow with the corpus; every seed still gets several mutations.
+    let budget: usize = std::env::var("MCP_MUTATION_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16_000);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mcp_frames");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("corpus file"))
+        .collect();
+    seeds.sort();
+    let rounds = budget.div_ceil(seeds.len().max(1)).max(1);
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |bound: usize| -> usize {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound.max(1) as u64) as usize
+    };
+    for seed in &seeds {
+        for _ in 0..rounds {
+            let mut data = seed.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(data.len() + 1);
+                match next(4) {
+                    0 if !data.is_empty() => {
+                        let i = at.min(data.len() - 1);
+                        data[i] ^= 1 << next(8);
+                    }
+                    1 => data
+                        .splice(at..at, TOKENS[next(TOKENS.len())].iter().copied())
+                        .for_each(drop),
+                    2 => data.truncate(at),
+                    _ => {
+                        let other = &seeds[next(seeds.len())];
+                        let from = next(other.len() + 1);
+                        data.splice(at..at, other[from..].iter().copied())
+                            .for_each(drop);
+                    }
+                }
+            }
+            frames_case(&data);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -352,7 +443,7 @@ fn arrived(trace: &[String], needle: &str) -> usize {
 
 /// Activity id of the n-th row the runner's feed creates (1-based).
 fn row(n: u64) -> String {
-    molecule_mcp_core::inbox::fuzz::row_uuid(n)
+    molecule_mcp_core::testing::inbox::row_uuid(n)
 }
 
 /// The committed seeds are exactly the encodings of the named scripts.

@@ -14,9 +14,11 @@
 
 use std::time::{Duration, Instant};
 
-use molecule_mcp_core::inbox::fuzz::{FakeFeed, epoch, message_row, test_config as inbox_config};
 use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxInput, MAX_BACKOFF};
-use molecule_mcp_core::testing::{Harness, logs, sends, test_config};
+use molecule_mcp_core::testing::inbox::{
+    FakeFeed, epoch, message_row, test_config as inbox_config,
+};
+use molecule_mcp_core::testing::session::{Harness, logs, sends, test_config};
 use molecule_mcp_core::{
     Action, LogLevel, Phase, RequestId, RequestKind, TransportError, TransportErrorKind,
 };

@@ -1,19 +1,25 @@
 //! The inbox machine (`molecule_mcp_core::inbox`) under simulated time, against the fake
-//! activity feed of `inbox::fuzz` (platform paging semantics). Covers the reference
-//! behaviour of §4 and the fixes for defects 11–20 and 29, plus a property test over random
-//! scripts of feed injections, answers, failures, pops and crashes.
+//! activity feed of `testing::inbox` (platform paging semantics). Covers polling, the
+//! durable queue and what it guarantees: nothing unacknowledged is lost in a crash, the
+//! backlog is paged fully, popped messages are never delivered again (not even after a 410
+//! replay), the queue stops fetching instead of evicting when full, polling backs off on
+//! errors, our own rows and non-chat methods never become messages, file parts and uploads
+//! reach the agent, our own attachments are never downloaded or acked, a waiter gets each
+//! message once, and peer labels are sanitised and say where a message arrived; plus a
+//! property test over random scripts of feed injections, answers, failures, pops and
+//! crashes.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use molecule_mcp_core::inbox::fuzz::{
-    FUZZ_WORKSPACE, FakeFeed, InboxOp, PEER, PLATFORM, epoch, message_row, message_with_file_row,
-    query_param, run_inbox_ops, test_config, upload_row,
-};
 use molecule_mcp_core::inbox::{
     EMPTY_MESSAGE_TEXT, FilePart, Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage,
     MAX_BACKOFF, MAX_UPLOAD_BYTES, PeerLabel, REMINDER_EVERY, UploadFetch, UploadOutcome,
     push_content, push_meta, sanitize_filename,
+};
+use molecule_mcp_core::testing::inbox::{
+    FUZZ_WORKSPACE, FakeFeed, InboxOp, PEER, PLATFORM, epoch, message_row, message_with_file_row,
+    query_param, run_inbox_ops, test_config, upload_row,
 };
 use molecule_mcp_core::{
     HttpRequest, LogLevel, LogLine, Method, PersistId, PlatformUrl, RequestId, Secret,
@@ -826,8 +832,9 @@ fn our_own_outbound_attachments_are_not_fetched() {
 
 #[test]
 fn an_own_attachment_noted_after_its_row_was_fetched_is_dropped_and_never_acked() {
-    // The race behind defect 19: the poll sees the platform's inbound copy of our upload
-    // before send_message_to_user has read the upload answer that names its file id.
+    // The race this guards against: the poll sees the platform's inbound copy of our upload
+    // before send_message_to_user has read the upload answer that names its file id; acking
+    // that copy would break the canvas's download link of our own attachment.
     let mut h = H::new(cfg());
     h.feed.push(upload_row(WS, "file-9", "build.zip"));
     h.sync();
@@ -1261,7 +1268,7 @@ proptest! {
 
     /// Random feeds, failures, pops and crashes: every injected message ends up popped or
     /// queued, a popped (and saved) message is never delivered again, and the runner's
-    /// per-step invariants hold (see `inbox::fuzz`).
+    /// per-step invariants hold (see `testing::inbox`).
     #[test]
     fn random_scripts_never_lose_or_redeliver(ops in prop::collection::vec(op(), 0..60)) {
         run_inbox_ops(&ops);

@@ -14,8 +14,8 @@
 //!   `-32600` and `id: null` without being held in memory (peak `VmHWM` stays below
 //!   [`HWM_LIMIT_KB`]) and the ping is answered.
 //!
-//! The fuzz target `fuzz/fuzz_targets/mcp_frames.rs` and the corpus replay in
-//! `cli/tests/mcp_protocol.rs` cover the sans-io layers; this drives the whole process.
+//! The fuzz target `fuzz/fuzz_targets/mcp_frames.rs` and its corpus replay in
+//! `tests/tests/corpus_replay.rs` cover the sans-io layers; this drives the whole process.
 
 use std::collections::HashMap;
 use std::process::Stdio;

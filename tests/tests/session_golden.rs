@@ -5,7 +5,7 @@
 //! diff. To update after an intended change, paste the `actual` block from the failure.
 
 use molecule_mcp_core::RequestKind;
-use molecule_mcp_core::testing::{Harness, persists, test_config};
+use molecule_mcp_core::testing::session::{Harness, persists, test_config};
 
 const WS: &str = "ws-deleted-12345678";
 const AUTH_ERROR: &str = r#"{"error":"invalid workspace auth token"}"#;

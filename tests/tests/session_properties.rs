@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use molecule_mcp_core::testing::{
+use molecule_mcp_core::testing::session::{
     BodyKind, Delivered, EventKind, Op, Run, corpus_scenarios, decode_ops, encode_ops,
     is_escalation_point, logs, run_ops, sends, session_ops_case,
 };

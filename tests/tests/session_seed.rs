@@ -1,13 +1,13 @@
-//! The register / heartbeat / inbound-secret / escalation tests of the Python seed file
-//! (`test_mcp_cli.py`, reference §7 tests 9, 10 and 14–31), translated to the sans-io
-//! session: "the HTTP fake was called" becomes "a `SendHttp` action was emitted", "exit 3"
+//! The register / heartbeat / inbound-secret / escalation tests of the Python client's test
+//! suite (`test_mcp_cli.py`, the "seed" tests), translated to the sans-io session: "the HTTP
+//! fake was called" becomes "a `SendHttp` action was emitted", "exit 3"
 //! becomes `Action::Fatal` with `exit_code() == 3`, `caplog` becomes `Action::Log`, and
 //! `time.sleep` becomes simulated time. Each seed test keeps its Python name; the tests
 //! after the seed block cover behaviour the Python suite never pinned.
 
 use std::time::Duration;
 
-use molecule_mcp_core::testing::{
+use molecule_mcp_core::testing::session::{
     Harness, PLATFORM, authorization, body_json, fatal, header, logs, persists, sends, test_config,
 };
 use molecule_mcp_core::{
@@ -33,7 +33,7 @@ fn registered(workspace_id: &str, token: &str) -> Harness {
     h
 }
 
-/// The seed file's `_multi_iter_runner`: register OK, then one heartbeat per status.
+/// The Python suite's `_multi_iter_runner` helper: register OK, then one heartbeat per status.
 /// Returns every action emitted by the heartbeat loop.
 fn multi_iter_runner(statuses: &[u16]) -> Vec<Action> {
     let mut h = registered(DELETED_WS, "stale-token");
@@ -408,8 +408,8 @@ fn test_heartbeat_500_does_not_increment_auth_counter() {
 
 // ==================== Beyond the seed ====================
 
-/// The agent-card pins the seed file gained later (reference §7, "at F": defaults, name
-/// override, CSV skills, description only when set) are unit tests of
+/// The agent-card pins the Python suite gained later (defaults, name override, CSV skills,
+/// description only when set) are unit tests of
 /// `ValidConfig::agent_card` in `core/tests/config.rs`; this one pins the last of them,
 /// "register payload carries the built card", end to end: environment → validated config
 /// → session → the register body.

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use molecule_mcp_core::inbox::fuzz::{
+use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
+use molecule_mcp_core::testing::inbox::{
     FakeFeed, PLATFORM, epoch, message_row, test_config, upload_row,
 };
-use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
 use molecule_mcp_core::workspace::{
     Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, Restored, WorkspacePlan,
 };

@@ -1,5 +1,7 @@
 //! The body of the `mcp_frames` fuzz target, kept here so the committed corpus also runs as
-//! an ordinary test on stable (`cli/tests/mcp_protocol.rs`).
+//! an ordinary test on stable (`tests/tests/corpus_replay.rs`). Compiled only with the cli's
+//! `fuzzing` feature, which `fuzz/Cargo.toml` and the tests package enable: never part of
+//! the `molecule-mcp` binary.
 //!
 //! [`frames_case`] checks two properties for arbitrary input bytes:
 //!

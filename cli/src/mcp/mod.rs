@@ -9,15 +9,18 @@
 //! | `protocol.rs` | [`Protocol`]: the method table and the dual-era rules (sans-io) |
 //! | `handler.rs` | what the application plugs in: [`ToolHandler`], [`ToolSpec`], [`ToolOutput`], [`ServerIdentity`] |
 //! | `server.rs` | [`serve`]: reader loop, concurrent tool tasks, cancellation, the single writer |
-//! | `fuzz.rs` | [`fuzz::frames_case`], the body of the `mcp_frames` fuzz target |
+//! | `fuzz.rs` | `fuzz::frames_case`, the body of the `mcp_frames` fuzz target (cargo feature `fuzzing` only) |
 //!
-//! Reference defects fixed here (numbers from reference-behaviour §8): 1 (requests run
-//! concurrently, `ping` never waits for a tool, cancellation honoured, one stdout writer),
-//! 2 (bad input is a JSON-RPC error or an `isError` result, never a dead server), 3 (`ping`,
-//! no answers to notifications, `-32700`/`-32600`, version negotiation, `isError`, unknown
-//! tool is `-32602`), 5a (bytes split on `\n`, decoded per line, final line processed).
+//! What this layer guarantees: requests run concurrently, `ping` never waits for a tool,
+//! cancellation is honoured and one writer owns stdout; bad input gets a JSON-RPC error or
+//! an `isError` result and never kills the server; `ping` is answered in every state,
+//! notifications never are, an unparsable line is `-32700` and an invalid request `-32600`,
+//! the protocol version is negotiated, a failing tool is an `isError` result and an unknown
+//! tool is `-32602`; input bytes are split on `\n` and decoded line by line, and a final
+//! line without `\n` is still processed.
 
 pub mod framing;
+#[cfg(feature = "fuzzing")]
 pub mod fuzz;
 pub mod handler;
 pub mod jsonrpc;

@@ -298,8 +298,8 @@ impl Inbox {
     }
 
     /// Every queued message, including ones waiting for an upload (test support).
-    #[cfg(feature = "testing")]
-    pub fn all_pending(&self) -> Vec<InboxMessage> {
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn all_pending(&self) -> Vec<InboxMessage> {
         self.state.pending.iter().cloned().collect()
     }
 

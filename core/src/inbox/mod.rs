@@ -43,8 +43,8 @@
 //! * Outcomes for unknown or settled ids are counted and ignored; the core enforces every
 //!   deadline itself. A download may also be answered with `HttpResponse`/`HttpFailed`
 //!   (treated as a failed download; 404 as gone).
-//! * The machine never panics on any input (property-tested; `fuzz::inbox_ops_case` under
-//!   the `testing` feature).
+//! * The machine never panics on any input (property-tested; fuzzed through
+//!   `testing::inbox::inbox_ops_case`).
 //!
 //! ## Polling
 //!
@@ -69,8 +69,6 @@
 mod action;
 mod config;
 mod feed;
-#[cfg(feature = "testing")]
-pub mod fuzz;
 mod machine;
 mod message;
 mod poll;
@@ -92,7 +90,7 @@ pub use push::{
     MAX_DISPLAY_CHARS, PeerLabel, normalize_uuid, push_content, push_meta, sanitize_display,
 };
 pub use schedule::{MAX_BACKOFF, MAX_RETRY_AFTER, REMINDER_EVERY};
-#[cfg(feature = "testing")]
-pub use timestamp::format_rfc3339_micros;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;
 pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome, sanitize_filename};

@@ -2,7 +2,7 @@
 //! the loopback [`PlatformStub`]: a private temp state directory, an operator-style
 //! environment builder, spawn helpers (over pipes with [`McpProcess`], or with
 //! `std::process::Command` for custom stdio), journal/stderr helpers, and a small JSON-Schema
-//! validator for the contract files in `shared/contracts/`.
+//! validator for the platform's contract files in `tests/contracts/`.
 //!
 //! Use it from a test file with `mod common;`. Not every file uses every helper, hence the
 //! `dead_code` allowance.
@@ -301,11 +301,12 @@ pub fn run_to_exit_with(mut cmd: std::process::Command, timeout: Duration) -> Ex
 
 // ----- JSON Schema ------------------------------------------------------------------------
 
-/// `shared/contracts/` (override with `MOLECULE_CONTRACTS_DIR`).
+/// `tests/contracts/`, the in-repo copy of the platform's schemas (override with
+/// `MOLECULE_CONTRACTS_DIR`).
 pub fn contracts_dir() -> PathBuf {
     match std::env::var_os("MOLECULE_CONTRACTS_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/contracts"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts"),
     }
 }
 

@@ -1,12 +1,12 @@
-//! `GET /workspaces/:id` (§3.6, class O — no auth).
+//! `GET /workspaces/:id` (auth class O: no auth).
 
 use serde_json::json;
 
-use super::super::ids::is_uuid;
-use super::super::time::format_rfc3339_micros;
-use super::super::types::WorkspaceStatus;
 use super::{Handled, Reply, StubRequest};
-use crate::stub::state::State;
+use crate::ids::is_uuid;
+use crate::state::State;
+use crate::time::format_rfc3339_micros;
+use crate::types::WorkspaceStatus;
 
 pub(super) fn get(st: &mut State, req: &StubRequest, id: &str) -> Handled {
     if !is_uuid(id) {

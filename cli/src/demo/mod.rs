@@ -10,14 +10,26 @@
 //! restarts with a fresh token: heartbeats accepted again → clean exit on stdin EOF.
 //!
 //! The demo is also a smoke test: each step checks what it shows.
+//!
+//! Only in builds with the `demo` cargo feature (on by default), which links in the
+//! loopback platform stub (`molecule-mcp-stub`). Its two helpers are public because the
+//! end-to-end tests, the bench and the soak drive the binary the same way:
+//!
+//! * [`process`] — [`McpProcess`], this binary spawned over pipes and spoken to as an MCP
+//!   client does;
+//! * [`temp_dir`] — [`TempDir`], the private state directory a child runs in.
+
+pub mod process;
+pub mod temp_dir;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use molecule_mcp_tests::process::McpProcess;
-use molecule_mcp_tests::stub::{InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec};
-use molecule_mcp_tests::temp_dir::TempDir;
+use molecule_mcp_stub::{InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec};
 use serde_json::{Value, json};
+
+pub use process::McpProcess;
+pub use temp_dir::TempDir;
 
 /// Generous bound for any one step (the binary answers in milliseconds; beats are 1 s apart).
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,4 +1,4 @@
-//! Test support for [`Session`] (feature `testing`, never part of a release build).
+//! Test support for [`Session`].
 //!
 //! Three layers, shared by `tests/tests/session_*.rs`, the proptest properties and the
 //! `session_ops` fuzz target:
@@ -29,7 +29,6 @@
 //! an identical event trace (determinism).
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -40,13 +39,13 @@ use crate::http::{
     HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
 };
 use crate::input::Input;
-use crate::platform_url::PlatformUrl;
 use crate::secret::Secret;
 use crate::session::{Phase, Session, SessionConfig, SessionStatus};
 
-/// The seed tests' fake platform.
-pub const PLATFORM: &str = "https://test.moleculesai.app";
-/// Seed used by [`Harness::new`] and the op runner (the seed file's hash).
+pub use super::{PLATFORM, epoch};
+
+/// Seed used by [`Harness::new`] and the op runner: fixed, so the golden transcripts and the
+/// corpus replays see the same jitter on every run.
 pub const DEFAULT_SEED: u64 = 0x4c8a_ad3b_43c1_511f;
 /// A session that queues more actions than this without running dry is a bug.
 pub const DRAIN_BOUND: usize = 1000;
@@ -57,22 +56,10 @@ pub const FUZZ_WORKSPACE: &str = "ws-fuzz-0000-4c8aad3b";
 /// Token of the op runner's fixed config: long and distinctive so a leak is unambiguous.
 pub const FUZZ_TOKEN: &str = "tok-FUZZ-SECRET-7f3a9c2e1b5d4e6f";
 
-/// The origin of simulated time: one real `Instant`, read once per process.
-// Test-only harness: the core never reads a clock, but an `Instant` can only be obtained
-// from one. Every harness shares this origin, so replays produce identical `Instant`s.
-#[allow(clippy::disallowed_methods)]
-pub fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// A config like the seed tests': platform [`PLATFORM`], default cadence (20 s) and
-/// timeout (10 s), agent card `{"name": "molecule-mcp-<id8>", "skills": []}`.
+/// A config like the Python seed tests' (`tests/tests/session_seed.rs`): platform
+/// [`PLATFORM`], default cadence (20 s) and timeout (10 s), agent card `{"name": "molecule-mcp-<id8>", "skills": []}`.
 pub fn test_config(workspace_id: &str, token: &str) -> SessionConfig {
-    let platform = match PlatformUrl::parse(PLATFORM) {
-        Ok(p) => p,
-        Err(e) => panic!("PLATFORM constant is invalid: {e}"),
-    };
+    let platform = super::platform();
     let name: String = workspace_id.chars().take(8).collect();
     let card = json!({ "name": format!("molecule-mcp-{name}"), "skills": [] });
     SessionConfig::new(

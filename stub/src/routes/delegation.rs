@@ -1,5 +1,5 @@
-//! `POST /workspaces/:id/delegate` and `GET /workspaces/:id/delegations` (§3.14, M1
-//! activity view).
+//! `POST /workspaces/:id/delegate` and `GET /workspaces/:id/delegations` (the list is built
+//! from the workspace's delegation activity rows, as on the platform).
 //!
 //! The platform runs the delegation's A2A call in the background. The stub does the
 //! synchronous part of that at once — unknown or unreachable targets fail, poll-mode
@@ -8,11 +8,11 @@
 
 use serde_json::{Map, Value, json};
 
-use super::super::ids::is_uuid;
-use super::super::time::{format_rfc3339_micros, unix_micros_now};
-use super::super::types::{DelegationSnapshot, DeliveryMode};
 use super::{Handled, Reply, StubRequest, json_object, opt_str, req_str};
-use crate::stub::state::{ActivityRow, Delegation, State};
+use crate::ids::is_uuid;
+use crate::state::{ActivityRow, Delegation, State};
+use crate::time::{format_rfc3339_micros, unix_micros_now};
+use crate::types::{DelegationSnapshot, DeliveryMode};
 
 const LIST_MAX: usize = 50;
 const PREVIEW_MAX: usize = 300;
@@ -175,7 +175,7 @@ pub(super) fn list(st: &mut State, ws: &str) -> Handled {
                     json!(preview(s.response_preview.as_deref().unwrap_or_default())),
                 );
             } else {
-                // M1: the failure result row carries no delegation_id.
+                // As on the platform, the failure result row carries no delegation_id.
                 res.insert("summary".into(), json!("Delegation failed"));
                 res.insert("error".into(), json!(s.error));
             }

@@ -1,15 +1,15 @@
-//! Poll-mode file transfer: `POST /workspaces/:id/chat/uploads` (§3.12) stages files and
+//! Poll-mode file transfer: `POST /workspaces/:id/chat/uploads` stages files and
 //! announces each with a `chat_upload_receive` row; `GET …/pending-uploads/:file_id/content`
-//! and `POST …/ack` (§3.13) hand them out once.
+//! and `POST …/ack` hand them out once.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::super::ids::is_uuid;
-use super::super::multipart;
-use super::super::types::{DeliveryMode, PendingUpload, WorkspaceStatus};
 use super::{Handled, Reply, StubRequest};
-use crate::stub::state::{ActivityRow, State};
+use crate::ids::is_uuid;
+use crate::multipart;
+use crate::state::{ActivityRow, State};
+use crate::types::{DeliveryMode, PendingUpload, WorkspaceStatus};
 
 const MAX_FILES: usize = 64;
 const MAX_REQUEST_BYTES: usize = 50 * 1024 * 1024;

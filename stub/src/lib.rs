@@ -1,6 +1,7 @@
-//! A loopback fake of the Molecule platform (workspace-server), M1 contract
-//! (`shared/reference/platform-api.md` §2, §3, §8), for end-to-end tests and
-//! `molecule-mcp demo`.
+//! A loopback fake of the Molecule platform (workspace-server), for `molecule-mcp demo` and
+//! the end-to-end tests. It answers the routes `molecule-mcp` calls with the platform's
+//! auth rules, error bodies and paging as the May 2026 platform release implements them
+//! (that release is what "the platform" means in this crate's comments).
 //!
 //! [`PlatformStub::start`] binds a real hyper HTTP/1.1 server on `127.0.0.1:<ephemeral>`
 //! with an in-memory store. The control API seeds workspaces and tokens, injects inbound
@@ -11,14 +12,14 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use molecule_mcp_tests::stub::{Action, InboundMessage, PlatformStub, Script, WorkspaceSpec};
+//! use molecule_mcp_stub::{Action, InboundMessage, PlatformStub, Script, WorkspaceSpec};
 //!
 //! let stub = PlatformStub::start().await?;
 //! let (ws, token) = stub.create_workspace(WorkspaceSpec::named("agent").poll());
 //! // … point molecule-mcp at stub.url() with WORKSPACE_ID=ws and the token …
 //! stub.inject_message(&ws, InboundMessage::canvas("hello"));
 //! stub.script(Script::new("POST", "/registry/heartbeat", Action::status(503)).times(2));
-//! let beat = |j: &[molecule_mcp_tests::stub::JournalEntry]| j.iter().any(|e| e.path == "/registry/heartbeat");
+//! let beat = |j: &[molecule_mcp_stub::JournalEntry]| j.iter().any(|e| e.path == "/registry/heartbeat");
 //! assert!(stub.wait_for(beat, Duration::from_secs(5)).await);
 //! # Ok(()) }
 //! ```

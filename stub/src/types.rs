@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-/// A workspace's lifecycle status (platform-api §3.6).
+/// A workspace's lifecycle status, as `GET /workspaces/:id` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WorkspaceStatus {
     Provisioning,
@@ -39,7 +39,8 @@ impl WorkspaceStatus {
     }
 }
 
-/// How the platform delivers inbound A2A to a workspace (platform-api §4.3).
+/// How the platform delivers inbound A2A to a workspace: pushed to its URL, or queued in
+/// its activity feed for it to poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryMode {
     /// The platform POSTs to the workspace's URL (the stub answers with a scripted reply).
@@ -143,12 +144,12 @@ impl WorkspaceSpec {
 pub struct StubOptions {
     /// Global fixed-window limit per minute; `None` = unlimited (`X-RateLimit-Limit: unlimited`).
     pub rate_limit_per_minute: Option<u32>,
-    /// CORS origin check (platform-api §2.1): a request whose `Origin` is neither
+    /// CORS origin check, the first step of every request: a request whose `Origin` is neither
     /// `http(s)://<Host>` nor in `cors_allowed_origins` gets 403 with an empty body. On by
     /// default, like the real server; a client that builds `Origin` correctly never notices.
     pub cors: bool,
     pub cors_allowed_origins: Vec<String>,
-    /// SaaS TenantGuard (M1 shape, §2.3): when set, routes other than health/register/heartbeat
+    /// The SaaS TenantGuard (as the May 2026 platform applies it): when set, routes other than health/register/heartbeat
     /// answer 404 with an empty body unless `Origin` matches the Host or `X-Molecule-Org-Id`
     /// equals this org id.
     pub tenant_org_id: Option<String>,
@@ -156,7 +157,7 @@ pub struct StubOptions {
     pub admin_token: Option<String>,
     /// `GET /healthz` answers 200 (the real server has no such route; the doctor probes it).
     pub healthz: bool,
-    /// Poll-mode chat upload per-file cap (M1: 25 MiB).
+    /// Poll-mode chat upload per-file cap (the platform's is 25 MiB, the default here).
     pub upload_file_cap: u64,
     /// Requests with a larger body get 413 before any other processing.
     pub max_body_bytes: usize,

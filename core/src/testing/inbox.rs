@@ -1,8 +1,8 @@
-//! Test support for [`Inbox`] (feature `testing`, never part of a release build).
+//! Test support for [`Inbox`].
 //!
-//! * [`FakeFeed`]: an in-memory activity feed with the platform's paging semantics
-//!   (platform-api §3.9): `since_id` → rows strictly after the cursor row, oldest first, 410
-//!   for an unknown cursor; no cursor → rows of the `since_secs` window older than
+//! * [`FakeFeed`]: an in-memory activity feed that pages like the platform's
+//!   `GET /workspaces/:id/activity`: `since_id` → rows strictly after the cursor row, oldest
+//!   first, 410 for an unknown cursor; no cursor → rows of the `since_secs` window older than
 //!   `before_ts`, newest first; `limit` honoured. Rows get UUID ids and microsecond
 //!   `created_at` values that may repeat (several rows at one instant).
 //! * [`InboxOp`] + [`run_inbox_ops`]: a script of feed injections, answers, failures, pops,
@@ -22,22 +22,20 @@
 //! same trace (determinism).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{
+use crate::action::PersistId;
+use crate::http::{Method, RequestId, TransportError, TransportErrorKind};
+use crate::inbox::{
     Inbox, InboxAction, InboxConfig, InboxInput, UploadFetch, UploadOutcome, format_rfc3339_micros,
     parse_rfc3339,
 };
-use crate::action::PersistId;
-use crate::http::{Method, RequestId, TransportError, TransportErrorKind};
-use crate::platform_url::PlatformUrl;
 use crate::secret::Secret;
 
-/// The fake platform's base URL.
-pub const PLATFORM: &str = "https://test.moleculesai.app";
+pub use super::{PLATFORM, epoch};
+
 /// Workspace polled by the op runner.
 pub const FUZZ_WORKSPACE: &str = "aaaaaaaa-0000-4000-8000-00000000f022";
 /// A peer that sends messages.
@@ -51,21 +49,9 @@ const DRAIN_BOUND: usize = 2_000;
 /// First row timestamp of a fresh feed: 2026-05-05T00:00:00Z.
 const FEED_START_NANOS: i128 = 1_777_939_200 * 1_000_000_000;
 
-/// The origin of simulated time: one real `Instant`, read once per process.
-// Test-only: the core never reads a clock, but an `Instant` can only be obtained from one.
-#[allow(clippy::disallowed_methods)]
-pub fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
 /// An inbox config against [`PLATFORM`] with the default cadence and bounds.
 pub fn test_config(workspace_id: &str, token: &str) -> InboxConfig {
-    let platform = match PlatformUrl::parse(PLATFORM) {
-        Ok(p) => p,
-        Err(e) => panic!("PLATFORM constant is invalid: {e}"),
-    };
-    InboxConfig::new(platform, workspace_id, Secret::new(token))
+    InboxConfig::new(super::platform(), workspace_id, Secret::new(token))
 }
 
 /// `00000000-0000-4000-8000-<n>`: a valid, ordered-looking UUID for row `n`.

@@ -1,14 +1,14 @@
-//! The activity feed: `GET /workspaces/:id/activity` (§3.9, the poll-mode inbox),
-//! `POST /workspaces/:id/activity` (§3.8, self-report) and `POST /workspaces/:id/notify`
-//! (§3.11, which echoes a `method:"notify"` row into the sender's own feed).
+//! The activity feed: `GET /workspaces/:id/activity` (the poll-mode inbox),
+//! `POST /workspaces/:id/activity` (self-report) and `POST /workspaces/:id/notify`
+//! (which echoes a `method:"notify"` row into the sender's own feed).
 
 use serde_json::{Value, json};
 
-use super::super::ids::is_uuid;
-use super::super::time::{parse_rfc3339, unix_micros_now};
-use super::super::types::WorkspaceStatus;
 use super::{Handled, Reply, StubRequest, json_object, opt_int, opt_str};
-use crate::stub::state::{ActivityRow, State};
+use crate::ids::is_uuid;
+use crate::state::{ActivityRow, State};
+use crate::time::{parse_rfc3339, unix_micros_now};
+use crate::types::WorkspaceStatus;
 
 const MAX_LIMIT: usize = 500;
 const DEFAULT_LIMIT: usize = 100;
@@ -102,7 +102,8 @@ const ACTIVITY_TYPES: [&str; 7] = [
 ];
 
 /// Self-report. Rows land in `:id`'s own feed; `a2a_receive` rows therefore show up in its
-/// inbox (§6 #9). A non-UUID `target_id` makes the insert fail silently, as on the platform.
+/// own inbox as messages "from itself" (a client must not report that type, or must skip
+/// rows whose `source_id` is itself). A non-UUID `target_id` makes the insert fail silently, as on the platform.
 pub(super) fn report(st: &mut State, req: &StubRequest, ws: &str) -> Handled {
     let bad = || Reply::error(400, "invalid request body");
     let body = json_object(&req.body).ok_or_else(bad)?;
@@ -160,7 +161,7 @@ pub(super) fn report(st: &mut State, req: &StubRequest, ws: &str) -> Handled {
 /// Message to the canvas user; recorded for [`PlatformStub::notifications`] and echoed into
 /// the sender's own feed (`a2a_receive`, `method:"notify"`, null source, no request body).
 ///
-/// [`PlatformStub::notifications`]: crate::stub::PlatformStub::notifications
+/// [`PlatformStub::notifications`]: crate::PlatformStub::notifications
 pub(super) fn notify(st: &mut State, req: &StubRequest, ws: &str) -> Handled {
     let required = || Reply::error(400, "message is required");
     let body = json_object(&req.body).ok_or_else(required)?;

@@ -28,7 +28,7 @@ pub(crate) struct TokenRow {
     pub revoked: bool,
 }
 
-/// One `activity_logs` row (platform-api §3.9).
+/// One `activity_logs` row: what `GET /workspaces/:id/activity` returns.
 #[derive(Debug, Clone)]
 pub(crate) struct ActivityRow {
     pub id: String,
@@ -119,7 +119,8 @@ pub(crate) struct Memory {
     pub created_at: i64,
 }
 
-/// Fixed one-minute window shared by every caller (M1 keys by client IP; all loopback).
+/// Fixed one-minute window shared by every caller (the platform keys it by client IP, and
+/// every caller of the stub is on loopback).
 pub(crate) struct RateWindow {
     pub started: Instant,
     pub count: u32,
@@ -317,7 +318,7 @@ impl State {
         out
     }
 
-    /// `CanCommunicate` (platform-api §3.4, M1): same id; siblings; ancestor ↔ descendant at
+    /// The platform's `CanCommunicate` rule: same id; siblings; ancestor ↔ descendant at
     /// any depth; any two root workspaces. Unknown rows never communicate; removed rows do.
     pub(crate) fn can_communicate(&self, a: &str, b: &str) -> bool {
         if a == b {
@@ -580,7 +581,7 @@ mod tests {
             &gone,
             &gone,
             WorkspaceStatus::Online,
-            crate::stub::DeliveryMode::Poll,
+            crate::DeliveryMode::Poll,
         ));
         tokens.push(st.mint_token(&gone));
         let (again, token) = st.create_workspace(WorkspaceSpec::named("again").id(&ids[0]));

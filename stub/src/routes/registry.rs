@@ -1,14 +1,14 @@
-//! `/registry/*`: register (§3.1), heartbeat (§3.2), discover (§3.4), peers (§3.5).
+//! `/registry/*`: register, heartbeat, discover and peers.
 
 use serde_json::{Map, Value, json};
 
-use super::super::ids::is_uuid;
-use super::super::time::unix_micros_now;
-use super::super::types::{DeliveryMode, WorkspaceSnapshot, WorkspaceStatus};
 use super::{
     Handled, Reply, StubRequest, bootstrap_auth, json_object, opt_f64, opt_int, opt_str, req_str,
 };
-use crate::stub::state::State;
+use crate::ids::is_uuid;
+use crate::state::State;
+use crate::time::unix_micros_now;
+use crate::types::{DeliveryMode, WorkspaceSnapshot, WorkspaceStatus};
 
 fn bad_body() -> Reply {
     Reply::error(400, "invalid request body")
@@ -155,7 +155,7 @@ pub(super) fn heartbeat(st: &mut State, req: &StubRequest) -> Handled {
     Ok(Reply::json(200, &Value::Object(out)))
 }
 
-/// The typed M1 heartbeat fields; every one overwrites the snapshot (zero values included).
+/// The typed heartbeat fields the platform reads; every one overwrites the snapshot (zero values included).
 struct Beat {
     error_rate: f64,
     sample_error: String,
@@ -273,7 +273,7 @@ pub(super) fn discover(st: &mut State, req: &StubRequest, target: &str) -> Handl
 }
 
 /// `GET /registry/:id/peers` — class D keyed by `:id`; siblings (every other root for a
-/// root, M1), children and parent; `q` filters name/role case-insensitively.
+/// root), children and parent; `q` filters name/role case-insensitively.
 pub(super) fn peers(st: &mut State, req: &StubRequest, id: &str) -> Handled {
     bootstrap_auth(st, req, id)?;
     let me = st

@@ -1,5 +1,5 @@
-//! Request handling: the middleware chain of platform-api §2.1 (CORS → rate limit →
-//! TenantGuard → route auth → handler) and the route table. Handlers are synchronous
+//! Request handling: the platform's middleware chain, in its order (CORS → rate limit →
+//! TenantGuard → route auth → handler), and the route table. Handlers are synchronous
 //! functions over the locked [`State`]; each returns a [`Reply`].
 //!
 //! Handlers return `Result<Reply, Reply>` so that validation and auth failures can leave
@@ -128,7 +128,7 @@ fn origin_allowed(st: &State, req: &StubRequest) -> bool {
         || st.opts.cors_allowed_origins.iter().any(|o| o == origin)
 }
 
-/// TenantGuard, M1 shape (only when `tenant_org_id` is configured).
+/// The TenantGuard as the May 2026 platform applies it (only when `tenant_org_id` is configured).
 fn tenant_guard_passes(st: &State, req: &StubRequest) -> bool {
     let Some(org) = &st.opts.tenant_org_id else {
         return true;
@@ -257,7 +257,7 @@ fn route(st: &mut State, req: &StubRequest) -> Handled {
     }
 }
 
-// ----- auth classes (platform-api §2.2) --------------------------------------------------
+// ----- auth classes (which credentials each group of routes accepts) ------------------------
 
 const MISSING_TOKEN: &str = "missing workspace auth token";
 const INVALID_TOKEN: &str = "invalid workspace auth token";
@@ -304,7 +304,7 @@ pub(crate) fn strict_auth(st: &State, req: &StubRequest, workspace_id: &str) -> 
     }
 }
 
-// ----- JSON body helpers (gin `ShouldBindJSON` semantics, §2.5) ----------------------------
+// ----- JSON body helpers (gin `ShouldBindJSON` semantics, as the platform parses bodies) ---
 
 /// The body as a JSON object; anything else (including empty) is a bind failure.
 pub(crate) fn json_object(body: &[u8]) -> Option<Map<String, Value>> {

@@ -1,4 +1,4 @@
-//! Fuzz and corpus-replay harness for [`validate`] (feature `testing`).
+//! Fuzz and corpus-replay harness for [`validate`].
 //!
 //! [`config_validate_case`] decodes bytes into a [`RawConfig`], validates it and asserts the
 //! invariants (panicking on a violation, which is what a fuzzer looks for):

@@ -1,6 +1,7 @@
 //! [`TempDir`]: a fresh private directory (mode 0700) under the system temp dir, removed on
-//! drop. Every test, the demo, the bench and the soak give `molecule-mcp` one as its
-//! `CONFIGS_DIR`, so no run ever touches a real state directory or another run's files.
+//! drop. The demo gives the `molecule-mcp` it spawns one as its `CONFIGS_DIR` (and so do the
+//! end-to-end tests, the bench and the soak), so no run ever touches a real state directory
+//! or another run's files.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! `POST /workspaces/:id/a2a` — the A2A proxy, M1 rules (§3.7).
+//! `POST /workspaces/:id/a2a` — the A2A proxy, with the platform's routing rules.
 //!
 //! Caller = `X-Workspace-ID`, else the bearer's workspace, else the canvas user. Poll-mode
 //! targets get the normalised envelope queued as an `a2a_receive` row in their own feed and
@@ -7,10 +7,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::super::types::{DeliveryMode, WorkspaceStatus};
 use super::{Handled, Reply, StubRequest, bootstrap_auth_with};
-use crate::stub::ids::Rng;
-use crate::stub::state::{ActivityRow, State};
+use crate::ids::Rng;
+use crate::state::{ActivityRow, State};
+use crate::types::{DeliveryMode, WorkspaceStatus};
 
 pub(super) fn proxy(st: &mut State, req: &StubRequest, target: &str) -> Handled {
     let header_caller = req

@@ -1,11 +1,11 @@
-//! `POST` / `GET /workspaces/:id/memories` (§3.15, M1). Search is a case-insensitive
+//! `POST` / `GET /workspaces/:id/memories`. Search is a case-insensitive
 //! substring match (the platform uses full-text or embeddings).
 
 use serde_json::{Value, json};
 
-use super::super::time::{format_rfc3339_micros, unix_micros_now};
 use super::{Handled, Reply, StubRequest, json_object, opt_str, req_str};
-use crate::stub::state::{Memory, State};
+use crate::state::{Memory, State};
+use crate::time::{format_rfc3339_micros, unix_micros_now};
 
 const SCOPES: [&str; 3] = ["LOCAL", "TEAM", "GLOBAL"];
 
@@ -67,7 +67,7 @@ pub(super) fn search(st: &mut State, req: &StubRequest, ws: &str) -> Handled {
         Some("LOCAL") => m.workspace_id == ws && m.scope == "LOCAL",
         Some("TEAM") => {
             let other_root = st.ws(&m.workspace_id).is_none_or(|w| w.parent_id.is_none());
-            // Two unrelated roots may "communicate" in M1 but are not a team.
+            // Two unrelated roots may "communicate" (`State::can_communicate`) but are not a team.
             let same_team = m.workspace_id == ws
                 || (st.can_communicate(ws, &m.workspace_id) && !(me_root && other_root));
             m.scope == "TEAM" && same_team
