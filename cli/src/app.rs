@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use molecule_mcp_core::Secret;
 use molecule_mcp_core::config::ValidConfig;
-use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, normalize_uuid, push_content, push_meta};
+use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, push_content, push_meta};
 use molecule_mcp_io_tokio::{HttpClient, InboxHandle, InboxSpec, inbox_driver};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;

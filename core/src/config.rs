@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::ids::normalize_uuid;
 use crate::inbox::{DEFAULT_POLL_INTERVAL, InboxConfig};
 use crate::platform_url::{PlatformUrl, PlatformUrlError};
 use crate::secret::Secret;
@@ -416,7 +417,7 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
             let id = match env.get_raw(WORKSPACE_ID) {
                 None => Err(ConfigError::Missing(MissingItem::WorkspaceId)),
                 Some(value) => {
-                    normalise_uuid(value).ok_or_else(|| ConfigError::InvalidWorkspaceId {
+                    normalize_uuid(value).ok_or_else(|| ConfigError::InvalidWorkspaceId {
                         value: value.to_owned(),
                     })
                 }
@@ -507,19 +508,6 @@ impl<'a> Env<'a> {
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     }
-}
-
-/// `value` (trimmed) lower-cased if it is a UUID in 8-4-4-4-12 hex form, else `None`.
-/// Any version is accepted (the nil UUID included): the platform is the authority on
-/// which ids exist; this only catches typos and swapped variables early.
-pub fn normalise_uuid(value: &str) -> Option<String> {
-    let value = value.trim();
-    let groups: Vec<&str> = value.split('-').collect();
-    let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
-    let hex_ok = groups
-        .iter()
-        .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
-    (lengths_ok && hex_ok).then(|| value.to_ascii_lowercase())
 }
 
 /// Why a trimmed, non-empty token cannot be used as a bearer token.
@@ -695,7 +683,7 @@ fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
                 problems.push(format!("{at} {problem}"));
                 None
             }
-            Ok(raw_id) => match normalise_uuid(raw_id) {
+            Ok(raw_id) => match normalize_uuid(raw_id) {
                 None => {
                     problems.push(format!(
                         "{at} 'id' {} is not a workspace UUID (expected 8-4-4-4-12 hex digits)",
@@ -862,26 +850,6 @@ mod tests {
         }
         for on in ["1", "true", "yes", "on", "2", "anything", "00"] {
             assert!(is_flag_on(Some(on)), "{on:?} should be on");
-        }
-    }
-
-    #[test]
-    fn uuids_are_checked_and_lower_cased() {
-        assert_eq!(
-            normalise_uuid(" 0A1B2C3D-0000-4000-8000-ABCDEFabcdef\n").as_deref(),
-            Some("0a1b2c3d-0000-4000-8000-abcdefabcdef")
-        );
-        for bad in [
-            "",
-            "0a1b2c3d",
-            "0a1b2c3d-0000-4000-8000-abcdefabcde",
-            "0a1b2c3d-0000-4000-8000-abcdefabcdeg",
-            "0a1b2c3d00004000-8000-abcdefabcdef",
-            "{0a1b2c3d-0000-4000-8000-abcdefabcdef}",
-            "0a1b2c3d-0000-4000-8000-abcdef-bcdef",
-            "+a1b2c3d-0000-4000-8000-abcdefabcdef",
-        ] {
-            assert_eq!(normalise_uuid(bad), None, "{bad:?}");
         }
     }
 

@@ -41,6 +41,7 @@ pub mod escalation;
 mod heartbeat_schedule;
 pub mod help;
 pub mod http;
+pub mod ids;
 pub mod inbox;
 pub mod input;
 pub mod platform_url;

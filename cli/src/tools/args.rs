@@ -8,11 +8,11 @@
 //! be one this runtime serves. [`resolve_source`] picks it: explicit argument → the peer
 //! cache's entry for the peer → the primary workspace.
 
+use molecule_mcp_core::ids::normalize_uuid;
 use serde_json::{Map, Value};
 
 use super::ToolResult;
 use super::context::ToolContext;
-use super::ids::normalize_uuid;
 
 /// Read-only view of one call's arguments.
 #[derive(Clone, Copy)]

@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use molecule_mcp_core::ids::normalize_uuid;
 use molecule_mcp_core::{PlatformUrl, Secret};
 use serde_json::Value;
 
 use super::client::{BoxFuture, PlatformTransport};
-use super::ids::normalize_uuid;
 
 /// The inbox queue, as the inbox tools (and `send_message_to_user`) see it. Implemented by
 /// the runtime glue over the inbox driver.

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use molecule_mcp_core::ids::short_id;
 use serde_json::{Value, json};
 
 use super::ToolResult;
@@ -24,7 +25,7 @@ use super::a2a::{self, A2aOutcome};
 use super::args::{Args, parse_registered, parse_workspace_id, resolve_source};
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{random_hex, random_u64, short_id};
+use super::ids::{random_hex, random_u64};
 use super::peers::{Discovery, discover};
 
 /// Summary length cap for activity rows.

@@ -1,5 +1,4 @@
-//! Identifier helpers: UUID validation (every workspace, peer and source id goes through
-//! [`normalize_uuid`] before it reaches a URL path) and random ids.
+//! Random ids for the tools (message ids, nonces, multipart boundaries).
 //!
 //! Randomness comes from std's `RandomState` (SipHash keyed from OS entropy once per thread)
 //! mixed with a process-wide counter and the wall clock. That is unpredictable enough for
@@ -8,24 +7,6 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Trims and validates a canonical 8-4-4-4-12 hex UUID; returns it lower-cased.
-pub fn normalize_uuid(raw: &str) -> Option<String> {
-    let s = raw.trim();
-    if s.len() != 36 {
-        return None;
-    }
-    let ok = s.char_indices().all(|(i, c)| match i {
-        8 | 13 | 18 | 23 => c == '-',
-        _ => c.is_ascii_hexdigit(),
-    });
-    ok.then(|| s.to_ascii_lowercase())
-}
-
-/// The first 8 characters of an id (for `via:` tags and fallback names).
-pub fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
 
 /// 64 unpredictable bits.
 pub fn random_u64() -> u64 {
@@ -68,37 +49,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalize_accepts_canonical_uuids_and_lowercases() {
-        assert_eq!(
-            normalize_uuid("  8F1D2C3B-0000-4AAA-8BBB-0123456789AB \n").as_deref(),
-            Some("8f1d2c3b-0000-4aaa-8bbb-0123456789ab")
-        );
-    }
-
-    #[test]
-    fn normalize_rejects_everything_else() {
-        for bad in [
-            "",
-            "not-a-uuid",
-            "8f1d2c3b00004aaa8bbb0123456789ab",
-            "8f1d2c3b-0000-4aaa-8bbb-0123456789a",
-            "8f1d2c3b-0000-4aaa-8bbb-0123456789abc",
-            "8f1d2c3b-0000-4aaa-8bbb_0123456789ab",
-            "8f1d2c3g-0000-4aaa-8bbb-0123456789ab",
-            "../../etc/passwd/aaaaaaaaaaaaaaaaaaaa",
-            "8f1d2c3b-0000-4aaa-8bbb-0123456789a/",
-            "ﬀ1d2c3b-0000-4aaa-8bbb-0123456789ab",
-        ] {
-            assert_eq!(normalize_uuid(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn v4_uuids_are_valid_distinct_and_versioned() {
         let a = new_uuid_v4();
         let b = new_uuid_v4();
         assert_ne!(a, b);
-        assert_eq!(normalize_uuid(&a).as_deref(), Some(a.as_str()));
+        assert_eq!(
+            molecule_mcp_core::ids::normalize_uuid(&a).as_deref(),
+            Some(a.as_str())
+        );
         assert_eq!(a.as_bytes()[14], b'4');
         assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
     }
@@ -109,11 +67,5 @@ mod tests {
         assert_eq!(h.len(), 32);
         assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(h, random_hex(2));
-    }
-
-    #[test]
-    fn short_id_handles_short_input() {
-        assert_eq!(short_id("abcdefghij"), "abcdefgh");
-        assert_eq!(short_id("abc"), "abc");
     }
 }

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
+use molecule_mcp_core::ids::normalize_uuid;
 use serde_json::{Value, json};
 
 use super::ToolResult;
 use super::args::Args;
 use super::context::ToolContext;
-use super::ids::normalize_uuid;
 use super::sanitize::display_string;
 
 /// Returned when the inbox is not running (reference §4.7).

@@ -11,8 +11,8 @@
 //! |---|---|
 //! | `context.rs` | [`ToolContext`]: workspaces + tokens, peer cache, settings, inbox handle |
 //! | `client.rs` | the one request builder every tool uses (auth, `Origin`, `X-Workspace-ID`, timeouts) |
-//! | `args.rs` | argument extraction and workspace-id routing (UUID + registered-only) |
-//! | `ids.rs` | UUID validation and random ids (message ids, nonces, multipart boundaries) |
+//! | `args.rs` | argument extraction and workspace-id routing (UUID + registered-only; the UUID rule is `molecule_mcp_core::ids`) |
+//! | `ids.rs` | random ids (message ids, nonces, multipart boundaries) |
 //! | `sanitize.rs` | display-string sanitiser for registry-provided peer names and roles |
 //! | `a2a.rs` | A2A `message/send`: retry policy and the response interpretation table |
 //! | `delegation.rs` | `delegate_task`, `delegate_task_async`, `check_task_status` |

@@ -7,13 +7,13 @@
 //! (reference §6.1). Names, roles and statuses are sanitised before they are shown or cached
 //! (defect 29); peer records without a valid UUID id are skipped instead of crashing.
 
+use molecule_mcp_core::ids::{normalize_uuid, short_id};
 use serde_json::Value;
 
 use super::ToolResult;
 use super::args::{Args, parse_registered};
 use super::client::{CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{normalize_uuid, short_id};
 use super::sanitize::{display_field, display_string};
 
 /// One peer as shown to the model.

@@ -88,9 +88,7 @@ pub use config::{
 };
 pub use machine::{Inbox, InboxStatus, InboxTimer};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
-pub use push::{
-    MAX_DISPLAY_CHARS, PeerLabel, normalize_uuid, push_content, push_meta, sanitize_display,
-};
+pub use push::{MAX_DISPLAY_CHARS, PeerLabel, push_content, push_meta, sanitize_display};
 pub use schedule::{MAX_BACKOFF, MAX_RETRY_AFTER, REMINDER_EVERY};
 #[cfg(feature = "testing")]
 pub use timestamp::format_rfc3339_micros;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::message::{InboxMessage, MessageKind};
 use super::timestamp::parse_rfc3339;
+use crate::ids::{is_normalized_uuid, normalize_uuid};
 use crate::platform_url::PlatformUrl;
 
 /// Longest sanitised display string, in characters.
@@ -44,7 +45,7 @@ pub fn push_meta(msg: &InboxMessage, platform: &PlatformUrl, peer: &PeerLabel) -
     put("method", method);
     put(
         "activity_id",
-        if is_lowercase_uuid(&msg.activity_id) {
+        if is_normalized_uuid(&msg.activity_id) {
             msg.activity_id.clone()
         } else {
             String::new()
@@ -159,38 +160,4 @@ pub fn sanitize_display(raw: &str) -> Option<String> {
         return Some(cut);
     }
     Some(collapsed)
-}
-
-/// Trimmed, case-insensitive 8-4-4-4-12 hex UUID, lower-cased.
-pub fn normalize_uuid(raw: &str) -> Option<String> {
-    let s = raw.trim();
-    let ok = s.len() == 36
-        && s.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    ok.then(|| s.to_ascii_lowercase())
-}
-
-/// Exactly a lower-case UUID (no trimming): activity ids are used verbatim.
-fn is_lowercase_uuid(s: &str) -> bool {
-    normalize_uuid(s).is_some_and(|n| n == s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuid_rules() {
-        let u = "0f0e0d0c-0b0a-4908-8706-050403020100";
-        assert_eq!(
-            normalize_uuid(&format!("  {}  ", u.to_uppercase())).as_deref(),
-            Some(u)
-        );
-        assert!(is_lowercase_uuid(u));
-        assert!(!is_lowercase_uuid(&u.to_uppercase()));
-        assert!(normalize_uuid("0f0e0d0c0b0a490887060504030201000000").is_none());
-        assert!(normalize_uuid("zf0e0d0c-0b0a-4908-8706-050403020100").is_none());
-    }
 }
