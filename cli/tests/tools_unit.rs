@@ -15,11 +15,11 @@ use molecule_mcp_cli::tools::inbox::NOT_ENABLED;
 use molecule_mcp_cli::tools::messaging::{
     Attachment, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body, sniff_mime,
 };
-use molecule_mcp_cli::tools::redact::redact_secrets;
 use molecule_mcp_cli::tools::{
     BoxFuture, InboxAccess, PlatformTransport, ToolContext, ToolResult, ToolSettings,
     WorkspaceRegistry, call_tool, tool_defs,
 };
+use molecule_mcp_core::redact::redact_secrets;
 use molecule_mcp_core::{PlatformUrl, Secret, TransportError, TransportErrorKind};
 use molecule_mcp_io_tokio::HttpResponse;
 use serde_json::{Map, Value, json};

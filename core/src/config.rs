@@ -687,7 +687,7 @@ fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
                 None => {
                     problems.push(format!(
                         "{at} 'id' {} is not a workspace UUID (expected 8-4-4-4-12 hex digits)",
-                        crate::help::quote(raw_id)
+                        crate::sanitize::quote(raw_id)
                     ));
                     None
                 }

@@ -10,6 +10,8 @@
 //! tell the operator their token is revoked when the platform merely blipped); a 2xx
 //! resets it.
 
+use crate::sanitize::EMPTY_BODY;
+
 /// Consecutive auth failures that trigger the first ERROR.
 pub const LOUD_THRESHOLD: u32 = 3;
 /// After the first ERROR, re-log every this many further failures.
@@ -84,9 +86,6 @@ pub(crate) fn register_rejected_text(
          your MCP config, and restart.{cors}"
     )
 }
-
-/// What [`crate::session`] quotes for a response without a body.
-pub(crate) const EMPTY_BODY: &str = "(empty body)";
 
 #[cfg(test)]
 mod tests {

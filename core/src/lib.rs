@@ -45,7 +45,9 @@ pub mod ids;
 pub mod inbox;
 pub mod input;
 pub mod platform_url;
+pub mod redact;
 mod rng;
+pub mod sanitize;
 pub mod secret;
 pub mod session;
 #[cfg(feature = "testing")]

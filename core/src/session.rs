@@ -27,7 +27,9 @@ use crate::http::{
 };
 use crate::input::Input;
 use crate::platform_url::PlatformUrl;
+use crate::redact::redact_known;
 use crate::rng::Rng;
+use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
 use crate::timer::{Timer, TimerTable};
 
@@ -35,8 +37,6 @@ use crate::timer::{Timer, TimerTable};
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default heartbeat cadence.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
-/// Longest response-body excerpt quoted in a log line, in characters.
-const EXCERPT_CHARS: usize = 200;
 
 /// Everything one session needs; built from a validated config (or directly in tests).
 #[derive(Debug, Clone)]
@@ -348,16 +348,16 @@ impl Session {
     /// Redacts both the configured and the current token: they differ once the platform
     /// has minted one, and the operator's original token must not reach a log either.
     fn redact(&self, text: &str) -> String {
-        self.cfg.token.redact_in(&self.token.redact_in(text))
+        redact_known(&redact_known(text, &self.token), &self.cfg.token)
     }
 
-    /// [`excerpt`] of a response body, token-free for both tokens (see [`Session::redact`]).
+    /// [`log_excerpt`] of a response body, token-free for both tokens (see [`Session::redact`]).
     fn body_excerpt(&self, body: &[u8]) -> String {
         if self.cfg.token == self.token {
-            return excerpt(body, &self.token);
+            return log_excerpt(body, &self.token);
         }
-        let text = self.cfg.token.redact_in(&String::from_utf8_lossy(body));
-        excerpt(text.as_bytes(), &self.token)
+        let text = redact_known(&String::from_utf8_lossy(body), &self.cfg.token);
+        log_excerpt(text.as_bytes(), &self.token)
     }
 
     fn take_inflight(&mut self, id: RequestId) -> Option<RequestKind> {
@@ -828,26 +828,6 @@ fn non_empty_str(obj: &serde_json::Map<String, Value>, key: &str) -> Option<Stri
     match obj.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Some(_) | None => None,
-    }
-}
-
-/// A short, printable, token-free excerpt of a response body for a log line.
-pub(crate) fn excerpt(body: &[u8], token: &Secret) -> String {
-    // Redact before truncating: the window is wide enough that any token starting inside
-    // the first EXCERPT_CHARS characters is entirely inside it.
-    let window = &body[..body.len().min(EXCERPT_CHARS * 4 + token.expose().len())];
-    let text = String::from_utf8_lossy(window);
-    let redacted = token.redact_in(&text);
-    let cleaned: String = redacted
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(EXCERPT_CHARS)
-        .collect();
-    let cleaned = cleaned.trim().to_owned();
-    if cleaned.is_empty() {
-        escalation::EMPTY_BODY.to_owned()
-    } else {
-        cleaned
     }
 }
 

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use molecule_mcp_core::redact::redact_known;
+use molecule_mcp_core::sanitize::{Controls, EMPTY_BODY, printable_prefix};
 use molecule_mcp_core::{TransportError, TransportErrorKind};
 use molecule_mcp_io_tokio::{HttpClient, HttpResponse};
 use serde_json::Value;
@@ -223,7 +225,11 @@ impl ApiResponse {
             .body
             .get(..self.body.len().min(max.saturating_mul(4)))
             .unwrap_or_default();
-        snippet(&String::from_utf8_lossy(head), max)
+        printable_prefix(
+            &String::from_utf8_lossy(head),
+            max,
+            Controls::KeepNewlineAndTab,
+        )
     }
 
     /// The server's `error` string (plus `hint` when present), else a body snippet.
@@ -238,7 +244,7 @@ impl ApiResponse {
         }
         let s = self.snippet(200);
         if s.is_empty() {
-            "(empty body)".to_owned()
+            EMPTY_BODY.to_owned()
         } else {
             s
         }
@@ -251,20 +257,6 @@ impl ApiResponse {
             .and_then(|v| v.to_str().ok())
             .and_then(molecule_mcp_core::http::parse_retry_after_seconds)
     }
-}
-
-/// First `max` characters of `s`, control characters (except newline/tab) replaced.
-pub fn snippet(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
@@ -348,7 +340,7 @@ impl ToolContext {
                 body: r.body,
             }),
             Err(mut e) => {
-                e.message = token.redact_in(&e.message);
+                e.message = redact_known(&e.message, &token);
                 Err(CallError::Transport(e))
             }
         }

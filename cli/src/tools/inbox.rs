@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::sanitize::sanitize_display;
 use serde_json::{Value, json};
 
 use super::ToolResult;
 use super::args::Args;
 use super::context::ToolContext;
-use super::sanitize::display_string;
 
 /// Returned when the inbox is not running (reference §4.7).
 pub const NOT_ENABLED: &str = "Error: inbox polling is not enabled in this runtime. The standalone molecule-mcp wrapper activates it; in-container runtimes receive messages via push delivery and do not need these tools.";
@@ -44,7 +44,7 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
         let cleaned = map
             .get(key)
             .and_then(Value::as_str)
-            .and_then(display_string);
+            .and_then(sanitize_display);
         match cleaned {
             Some(s) => map.insert(key.to_owned(), Value::String(s)),
             None => map.remove(key),
@@ -57,10 +57,10 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
                 Value::String(ctx.platform.join(&format!("/registry/discover/{peer}"))),
             );
             if let Some(info) = ctx.peers.get(&peer) {
-                if let Some(name) = info.name.and_then(|n| display_string(&n)) {
+                if let Some(name) = info.name.and_then(|n| sanitize_display(&n)) {
                     map.entry("peer_name").or_insert(Value::String(name));
                 }
-                if let Some(role) = info.role.and_then(|r| display_string(&r)) {
+                if let Some(role) = info.role.and_then(|r| sanitize_display(&r)) {
                     map.entry("peer_role").or_insert(Value::String(role));
                 }
             }

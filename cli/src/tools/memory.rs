@@ -1,19 +1,19 @@
 //! `commit_memory` (`POST /workspaces/{src}/memories`) and `recall_memory`
 //! (`GET /workspaces/{src}/memories`).
 //!
-//! Content is secret-redacted before it leaves the process ([`super::redact`]). `scope` is
+//! Content is secret-redacted before it leaves the process ([`molecule_mcp_core::redact`]). `scope` is
 //! one of `LOCAL`, `TEAM`, `GLOBAL` (any case); anything else is rejected with a clear error
 //! instead of being silently coerced to `LOCAL` (reference defect 30). Client-side checks
 //! follow §5.7: RBAC `memory.write` / `memory.read`, and GLOBAL writes only from tier 0
 //! (`WORKSPACE_TIER`; the platform enforces the real rule: root workspaces only).
 
+use molecule_mcp_core::redact::redact_secrets;
 use serde_json::{Value, json};
 
 use super::ToolResult;
 use super::args::{Args, quote, resolve_source};
 use super::client::PlatformCall;
 use super::context::ToolContext;
-use super::redact::redact_secrets;
 
 /// Valid scopes.
 pub const SCOPES: [&str; 3] = ["LOCAL", "TEAM", "GLOBAL"];

@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use molecule_mcp_core::sanitize::multipart_filename;
 use serde_json::{Value, json};
 
 use super::ToolResult;
@@ -166,28 +167,14 @@ pub fn sniff_mime(bytes: &[u8], filename: &str) -> String {
     by_ext.unwrap_or("application/octet-stream").to_owned()
 }
 
-/// A base name safe inside `filename="…"`: quotes, backslashes and control characters
-/// become `_` (the platform sanitises names again on its side).
+/// The base name of `path`, made safe inside `filename="…"` by
+/// [`molecule_mcp_core::sanitize::multipart_filename`].
 pub fn header_filename(path: &Path) -> String {
     let base = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let safe: String = base
-        .chars()
-        .map(|c| {
-            if c == '"' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if safe.is_empty() {
-        "file".to_owned()
-    } else {
-        safe
-    }
+    multipart_filename(&base)
 }
 
 /// Reads one attachment under the module's rules. Errors are complete tool error texts.

@@ -13,7 +13,6 @@
 //! | `client.rs` | the one request builder every tool uses (auth, `Origin`, `X-Workspace-ID`, timeouts) |
 //! | `args.rs` | argument extraction and workspace-id routing (UUID + registered-only; the UUID rule is `molecule_mcp_core::ids`) |
 //! | `ids.rs` | random ids (message ids, nonces, multipart boundaries) |
-//! | `sanitize.rs` | display-string sanitiser for registry-provided peer names and roles |
 //! | `a2a.rs` | A2A `message/send`: retry policy and the response interpretation table |
 //! | `delegation.rs` | `delegate_task`, `delegate_task_async`, `check_task_status` |
 //! | `peers.rs` | `list_peers` and registry discovery |
@@ -22,7 +21,6 @@
 //! | `inbox.rs` | `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`] |
 //! | `chat_history.rs` | `chat_history` |
 //! | `memory.rs` | `commit_memory`, `recall_memory`, RBAC and tier checks |
-//! | `redact.rs` | secret redaction applied to memory content |
 //! | `catalog.rs` | tool definitions and the dispatcher |
 //!
 //! Reference defects fixed here (numbers from reference-behaviour §8): 21 (queued A2A
@@ -50,8 +48,6 @@ pub mod inbox;
 pub mod memory;
 pub mod messaging;
 pub mod peers;
-pub mod redact;
-pub mod sanitize;
 pub mod workspace_info;
 
 pub use catalog::{ToolDef, call_tool, tool_defs};

@@ -8,13 +8,13 @@
 //! (defect 29); peer records without a valid UUID id are skipped instead of crashing.
 
 use molecule_mcp_core::ids::{normalize_uuid, short_id};
+use molecule_mcp_core::sanitize::{display_field, sanitize_display};
 use serde_json::Value;
 
 use super::ToolResult;
 use super::args::{Args, parse_registered};
 use super::client::{CallError, PlatformCall};
 use super::context::ToolContext;
-use super::sanitize::{display_field, display_string};
 
 /// One peer as shown to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +181,7 @@ pub async fn discover(ctx: &ToolContext, src: &str, target: &str) -> Discovery {
                 let name = r.json().and_then(|v| {
                     v.get("name")
                         .and_then(Value::as_str)
-                        .and_then(display_string)
+                        .and_then(sanitize_display)
                 });
                 if name.is_some() {
                     ctx.peers.set_display(target, name.clone(), None);

@@ -15,9 +15,10 @@ use super::state::{InboxState, MAX_OUTBOUND};
 use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome};
 use crate::action::{LogLevel, LogLine, PersistId};
 use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError};
+use crate::redact::redact_known;
 use crate::rng::Rng;
+use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
-use crate::session::excerpt;
 
 /// Default `peek` size.
 const DEFAULT_PEEK: usize = 10;
@@ -361,7 +362,7 @@ impl Inbox {
                     let outcome = match status {
                         404 => UploadOutcome::Gone,
                         _ => UploadOutcome::Failed {
-                            detail: format!("HTTP {status}: {}", excerpt(&body, &self.token)),
+                            detail: format!("HTTP {status}: {}", log_excerpt(&body, &self.token)),
                             retryable: status >= 500
                                 || status == 429
                                 || (200..300).contains(&status),
@@ -518,7 +519,7 @@ impl Inbox {
         purpose: Purpose,
         error: &TransportError,
     ) {
-        let detail = self.token.redact_in(&error.message);
+        let detail = redact_known(&error.message, &self.token);
         match purpose {
             Purpose::Poll(_) => {
                 self.poll_failed(now, FailureClass::Transport, format!("GET /activity failed ({:?}: {detail})", error.kind), None);

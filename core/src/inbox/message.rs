@@ -369,7 +369,7 @@ fn upload_row(body: Option<&Map<String, Value>>, workspace_id: &str) -> Option<U
     };
     Some(UploadRow {
         file_id: file_id.to_owned(),
-        name: super::upload::sanitize_filename(raw_name),
+        name: crate::sanitize::sanitize_filename(raw_name),
         uri,
         mime_type: body
             .get("mimeType")

@@ -80,6 +80,8 @@ mod state;
 mod timestamp;
 mod upload;
 
+/// The file-name rule lives in [`crate::sanitize`]; re-exported for this older path.
+pub use crate::sanitize::sanitize_filename;
 pub use action::{InboxAction, InboxInput, UploadFetch};
 pub use config::{
     DEFAULT_BACKLOG_SECS, DEFAULT_MAX_HANDLED, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES,
@@ -88,9 +90,9 @@ pub use config::{
 };
 pub use machine::{Inbox, InboxStatus, InboxTimer};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
-pub use push::{MAX_DISPLAY_CHARS, PeerLabel, push_content, push_meta, sanitize_display};
+pub use push::{PeerLabel, push_content, push_meta};
 pub use schedule::{MAX_BACKOFF, MAX_RETRY_AFTER, REMINDER_EVERY};
 #[cfg(feature = "testing")]
 pub use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;
-pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome, sanitize_filename};
+pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome};

@@ -15,7 +15,7 @@ use super::schedule::{FailureClass, MAX_RETRY_AFTER, error_backoff, jittered};
 use super::upload::UploadJob;
 use crate::action::LogLevel;
 use crate::http::Method;
-use crate::session::excerpt;
+use crate::sanitize::log_excerpt;
 
 /// Longest backlog scan, in pages (500 rows each at most).
 const MAX_SCAN_PAGES: u32 = 1_000;
@@ -138,14 +138,14 @@ impl Inbox {
                 Ok(_) => {
                     let detail = format!(
                         "GET /activity answered HTTP {status} with JSON that is not a list: {}",
-                        excerpt(body, &self.token)
+                        log_excerpt(body, &self.token)
                     );
                     return self.poll_failed(now, FailureClass::Http, detail, None);
                 }
                 Err(e) => {
                     let detail = format!(
                         "GET /activity answered HTTP {status} with a non-JSON body ({e}): {}",
-                        excerpt(body, &self.token)
+                        log_excerpt(body, &self.token)
                     );
                     return self.poll_failed(now, FailureClass::Http, detail, None);
                 }
@@ -170,7 +170,7 @@ impl Inbox {
             }
             return;
         }
-        let text = excerpt(body, &self.token);
+        let text = log_excerpt(body, &self.token);
         match (status, &query) {
             (410, FeedQuery::Since(cursor)) => {
                 let cursor = cursor.clone();

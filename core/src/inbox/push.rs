@@ -16,9 +16,7 @@ use super::message::{InboxMessage, MessageKind};
 use super::timestamp::parse_rfc3339;
 use crate::ids::{is_normalized_uuid, normalize_uuid};
 use crate::platform_url::PlatformUrl;
-
-/// Longest sanitised display string, in characters.
-pub const MAX_DISPLAY_CHARS: usize = 64;
+use crate::sanitize::{sanitize_display, strip_controls};
 
 /// What the caller knows about a message's sender (from discovery / `list_peers`). Raw;
 /// sanitised here.
@@ -128,7 +126,7 @@ pub fn push_content(msg: &InboxMessage, peer: &PeerLabel) -> String {
     out.push_str(&msg.text);
     for f in &msg.files {
         let name = sanitize_display(&f.name).unwrap_or_else(|| "file".to_owned());
-        let uri: String = f.uri.chars().filter(|c| !c.is_control()).collect();
+        let uri = strip_controls(&f.uri);
         out.push_str(&format!("\n[attachment: {name} — {uri}]"));
     }
     if !reply.is_empty() {
@@ -136,28 +134,4 @@ pub fn push_content(msg: &InboxMessage, peer: &PeerLabel) -> String {
         out.push_str(&reply);
     }
     out
-}
-
-/// Sanitises a registry-provided display string: characters outside
-/// `[A-Za-z0-9 _.\-/+:@()]` become spaces, whitespace runs collapse, the result is trimmed;
-/// longer than 64 characters ⇒ the first 63 plus `…`. `None` when nothing is left.
-pub fn sanitize_display(raw: &str) -> Option<String> {
-    let allowed = |c: char| {
-        c.is_ascii_alphanumeric()
-            || matches!(c, ' ' | '_' | '.' | '-' | '/' | '+' | ':' | '@' | '(' | ')')
-    };
-    let mapped: String = raw
-        .chars()
-        .map(|c| if allowed(c) { c } else { ' ' })
-        .collect();
-    let collapsed = mapped.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.is_empty() {
-        return None;
-    }
-    if collapsed.chars().count() > MAX_DISPLAY_CHARS {
-        let mut cut: String = collapsed.chars().take(MAX_DISPLAY_CHARS - 1).collect();
-        cut.push('…');
-        return Some(cut);
-    }
-    Some(collapsed)
 }

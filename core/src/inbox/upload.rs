@@ -1,5 +1,5 @@
 //! Poll-mode chat uploads (reference §4.6, defect 18): the persisted job for one
-//! `chat_upload_receive` row, its retry policy, the file-name sanitiser, and the machine's
+//! `chat_upload_receive` row, its retry policy, and the machine's
 //! download / settle / ack steps.
 //!
 //! The machine turns a job into an [`super::InboxAction::FetchUpload`]; the driver downloads
@@ -20,7 +20,8 @@ use super::machine::{InFlight, Inbox, Purpose};
 use super::message::{InboxMessage, UploadRow};
 use crate::action::LogLevel;
 use crate::http::{Method, RequestId};
-use crate::session::excerpt;
+use crate::redact::redact_known;
+use crate::sanitize::log_excerpt;
 
 /// Extra time the core allows after a download's deadline for the driver to finish
 /// writing the file and report.
@@ -31,10 +32,6 @@ pub const MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
 pub const MAX_UPLOAD_ATTEMPTS: u32 = 3;
 /// Downloads running at once.
 pub(crate) const MAX_CONCURRENT_UPLOADS: usize = 4;
-/// Longest name [`sanitize_filename`] returns.
-const MAX_NAME_CHARS: usize = 100;
-/// Longest extension (with its dot) kept when a long name is shortened.
-const MAX_KEPT_EXTENSION: usize = 16;
 
 /// How a download ended, as reported by the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,48 +103,6 @@ impl UploadJob {
 /// Delay before retry number `attempts` (1-based): 2 s, 4 s, 8 s …
 pub(crate) fn upload_retry_delay(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(1, 6))
-}
-
-/// Makes an uploaded file's name safe to use as the tail of a local file name, with the
-/// platform's rules: basename only; every character outside `[A-Za-z0-9._-]` becomes `_`
-/// (spaces included); longer than 100 characters ⇒ keep an extension of at most 16
-/// characters (dot included) and cut the stem so the total is 100, else cut to 100;
-/// `""`, `.` and `..` become `file`.
-pub fn sanitize_filename(raw: &str) -> String {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let mapped: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    // Only ASCII is left, so byte offsets below are character offsets.
-    let shortened = if mapped.len() > MAX_NAME_CHARS {
-        match extension_start(&mapped) {
-            Some(dot) if mapped.len() - dot <= MAX_KEPT_EXTENSION => {
-                let ext = &mapped[dot..];
-                format!("{}{ext}", &mapped[..MAX_NAME_CHARS - ext.len()])
-            }
-            Some(_) | None => mapped[..MAX_NAME_CHARS].to_owned(),
-        }
-    } else {
-        mapped
-    };
-    match shortened.as_str() {
-        "" | "." | ".." => "file".to_owned(),
-        _ => shortened,
-    }
-}
-
-/// Byte offset of the extension's dot, like Python's `os.path.splitext`: the last dot,
-/// unless everything before it is dots (`.bashrc` has no extension).
-fn extension_start(name: &str) -> Option<usize> {
-    let dot = name.rfind('.')?;
-    name[..dot].chars().any(|c| c != '.').then_some(dot)
 }
 
 impl Inbox {
@@ -262,7 +217,7 @@ impl Inbox {
                 self.settle_upload(pos);
             }
             UploadOutcome::Failed { detail, retryable } => {
-                let detail = self.token.redact_in(&detail);
+                let detail = redact_known(&detail, &self.token);
                 job.attempts = job.attempts.saturating_add(1);
                 let attempts = job.attempts;
                 if retryable && attempts < MAX_UPLOAD_ATTEMPTS {
@@ -339,7 +294,7 @@ impl Inbox {
                 format!("inbox: uploaded file '{name}' was already acked or expired (404)"),
             ),
             _ => {
-                let text = excerpt(body, &self.token);
+                let text = log_excerpt(body, &self.token);
                 self.log(
                     LogLevel::Warn,
                     format!("inbox: ack of uploaded file '{name}' answered HTTP {status}: {text}"),
@@ -352,14 +307,6 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn extension_rules() {
-        assert_eq!(extension_start("a.tar.gz"), Some(5));
-        assert_eq!(extension_start(".bashrc"), None);
-        assert_eq!(extension_start("..x"), None);
-        assert_eq!(extension_start("noext"), None);
-    }
 
     #[test]
     fn retry_delays_grow() {
