@@ -112,7 +112,7 @@ async fn serve(
     mut signal: runtime::Signal,
 ) -> u8 {
     let http = HttpClient::new();
-    let seed = seed();
+    let seed = molecule_mcp_io_tokio::entropy::os_seed();
     let app = match App::new(&config, &state_dir, http.clone(), settings, seed) {
         Ok(app) => app,
         Err(e) => {
@@ -172,12 +172,4 @@ async fn serve(
     };
     tokio::join!(stop_sessions, app.shutdown(SHUTDOWN_GRACE));
     code
-}
-
-/// Jitter seed: differs between processes so a fleet started together spreads out.
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
 }

@@ -1521,7 +1521,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "molecule-tools-{tag}-{}-{}",
         std::process::id(),
-        molecule_mcp_cli::tools::ids::random_hex(1)
+        molecule_mcp_core::rng::Rng::new(molecule_mcp_io_tokio::entropy::os_seed()).hex(1)
     ));
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir

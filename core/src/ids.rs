@@ -5,7 +5,7 @@
 //! goes through [`normalize_uuid`] first: the configuration (`WORKSPACE_ID`,
 //! `MOLECULE_WORKSPACES`), the tools' arguments and routing, the workspace registry and the
 //! inbox's push payload all use this one rule, so an id accepted in one place is accepted
-//! everywhere.
+//! everywhere. Random ids (A2A message ids) come from [`crate::rng::Rng::uuid_v4`].
 
 /// Length of a canonical UUID in bytes (`8-4-4-4-12` hex digits and four dashes).
 const UUID_LEN: usize = 36;

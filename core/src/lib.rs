@@ -46,7 +46,7 @@ pub mod inbox;
 pub mod input;
 pub mod platform_url;
 pub mod redact;
-mod rng;
+pub mod rng;
 pub mod sanitize;
 pub mod secret;
 pub mod session;

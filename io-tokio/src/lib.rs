@@ -7,6 +7,7 @@
 //!
 //! | file | concept |
 //! |---|---|
+//! | `entropy.rs` | OS randomness: the seeds of every `molecule_mcp_core::rng::Rng` |
 //! | `http_client.rs` | the shared pooled HTTP client |
 //! | `session_driver.rs` | many sessions on one task: timers, HTTP, persistence, events |
 //! | `inbox_driver.rs` | many inboxes on one task, plus the handle the inbox tools use |
@@ -16,6 +17,7 @@
 //! | `persist.rs` | 0600 temp + fsync + rename writes |
 //! | `logging.rs` | tracing on stderr, core log actions |
 
+pub mod entropy;
 pub mod http_client;
 pub mod inbox_driver;
 pub mod logging;

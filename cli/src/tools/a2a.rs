@@ -26,11 +26,11 @@
 
 use std::time::Duration;
 
+use molecule_mcp_core::rng::Rng;
 use serde_json::{Value, json};
 
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{new_uuid_v4, random_u64};
 
 /// Attempts per tool call, including the first.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -271,7 +271,8 @@ pub fn backoff(base: Duration, attempt: u32, entropy: u64) -> Duration {
 pub async fn send_message(ctx: &ToolContext, src: &str, target: &str, text: &str) -> A2aOutcome {
     let start = tokio::time::Instant::now();
     let deadline = start + ctx.settings.a2a_deadline;
-    let body = message_send_body(text, &new_uuid_v4(), &new_uuid_v4());
+    let (message_id, rpc_id) = ctx.with_rng(|rng| (rng.uuid_v4(), rng.uuid_v4()));
+    let body = message_send_body(text, &message_id, &rpc_id);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -297,7 +298,11 @@ pub async fn send_message(ctx: &ToolContext, src: &str, target: &str, text: &str
             },
             Err(e) if e.is_undelivered() && matches!(e, CallError::Transport(_)) => (
                 failed(format!("platform unreachable: {e}")),
-                backoff(ctx.settings.retry_base_delay, attempt, random_u64()),
+                backoff(
+                    ctx.settings.retry_base_delay,
+                    attempt,
+                    ctx.with_rng(Rng::next_u64),
+                ),
             ),
             Err(e @ CallError::Transport(_)) => {
                 return failed(format!(

@@ -9,6 +9,7 @@
 //!   started each async delegation, so `check_task_status` asks the right one.
 //! * [`ToolSettings`]: tier, RBAC roles and delegation timeouts, from the environment.
 //! * [`InboxAccess`]: the inbox queue, implemented by the runtime's glue.
+//! * A [`Rng`] seeded once from the OS, for random ids and retry jitter.
 //!
 //! Every piece uses interior mutability behind short `std::sync::Mutex` sections (never held
 //! across an `.await`), so one context serves concurrent tool calls.
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::rng::Rng;
 use molecule_mcp_core::{PlatformUrl, Secret};
 use serde_json::Value;
 
@@ -362,6 +364,9 @@ pub struct ToolContext {
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) settings: ToolSettings,
     pub(crate) inbox: Option<Arc<dyn InboxAccess>>,
+    /// Random ids (A2A message ids, idempotency nonces, multipart boundaries) and retry
+    /// jitter: seeded once from the OS, never used for secrets.
+    rng: Mutex<Rng>,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -392,6 +397,7 @@ impl ToolContext {
             state_dir: None,
             settings,
             inbox: None,
+            rng: Mutex::new(Rng::new(molecule_mcp_io_tokio::entropy::os_seed())),
         }
     }
 
@@ -426,6 +432,12 @@ impl ToolContext {
     /// The settings.
     pub fn settings(&self) -> &ToolSettings {
         &self.settings
+    }
+
+    /// Runs `f` with the context's random generator (a short lock, never held across an
+    /// `.await`).
+    pub(crate) fn with_rng<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
+        f(&mut lock(&self.rng))
     }
 }
 

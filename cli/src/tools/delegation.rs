@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use molecule_mcp_core::ids::short_id;
+use molecule_mcp_core::rng::Rng;
 use serde_json::{Value, json};
 
 use super::ToolResult;
@@ -25,7 +26,6 @@ use super::a2a::{self, A2aOutcome};
 use super::args::{Args, parse_registered, parse_workspace_id, resolve_source};
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{random_hex, random_u64};
 use super::peers::{Discovery, discover};
 
 /// Summary length cap for activity rows.
@@ -239,7 +239,7 @@ pub async fn post_delegate(
     target: &str,
     task: &str,
 ) -> Result<DelegateAccepted, String> {
-    let key = random_hex(2);
+    let key = ctx.with_rng(|rng| rng.hex(2));
     let body = json!({"target_id": target, "task": task, "idempotency_key": key});
     let deadline = tokio::time::Instant::now() + DELEGATE_POST_BUDGET;
     let mut attempt = 0;
@@ -257,7 +257,11 @@ pub async fn post_delegate(
                     r.snippet(200)
                 ),
                 r.retry_after().unwrap_or_else(|| {
-                    a2a::backoff(ctx.settings.retry_base_delay, attempt, random_u64())
+                    a2a::backoff(
+                        ctx.settings.retry_base_delay,
+                        attempt,
+                        ctx.with_rng(Rng::next_u64),
+                    )
                 }),
             ),
             Ok(r) => {
@@ -268,7 +272,11 @@ pub async fn post_delegate(
             }
             Err(e @ CallError::Transport(_)) => (
                 format!("delegation failed — {e}"),
-                a2a::backoff(ctx.settings.retry_base_delay, attempt, random_u64()),
+                a2a::backoff(
+                    ctx.settings.retry_base_delay,
+                    attempt,
+                    ctx.with_rng(Rng::next_u64),
+                ),
             ),
             Err(e) => return Err(format!("delegation failed — {e}")),
         };

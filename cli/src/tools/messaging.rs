@@ -26,7 +26,6 @@ use super::ToolResult;
 use super::args::{Args, parse_registered, quote};
 use super::client::{CallBody, PlatformCall};
 use super::context::ToolContext;
-use super::ids::random_hex;
 
 /// Per-file cap (the platform's poll-mode limit, 25 MiB).
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
@@ -335,8 +334,8 @@ pub fn multipart_body(files: &[Attachment], boundary: &str) -> Vec<u8> {
 }
 
 /// A fresh boundary (random, so file content cannot collide with it in practice).
-pub fn new_boundary() -> String {
-    format!("molecule-mcp-{}", random_hex(2))
+pub fn new_boundary(ctx: &ToolContext) -> String {
+    format!("molecule-mcp-{}", ctx.with_rng(|rng| rng.hex(2)))
 }
 
 /// Validates the upload answer: `{"files": [...]}` with one entry per file, each with a
@@ -410,7 +409,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         };
         let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
         let mut outbound = OutboundUpload::begin(ctx, &target);
-        let boundary = new_boundary();
+        let boundary = new_boundary(ctx);
         let call = PlatformCall {
             method: http::Method::POST,
             body: CallBody::Multipart {

@@ -9,10 +9,9 @@
 //!
 //! | file | concept |
 //! |---|---|
-//! | `context.rs` | [`ToolContext`]: workspaces + tokens, peer cache, settings, inbox handle |
+//! | `context.rs` | [`ToolContext`]: workspaces + tokens, peer cache, settings, inbox handle, the random-id generator |
 //! | `client.rs` | the one request builder every tool uses (auth, `Origin`, `X-Workspace-ID`, timeouts) |
 //! | `args.rs` | argument extraction and workspace-id routing (UUID + registered-only; the UUID rule is `molecule_mcp_core::ids`) |
-//! | `ids.rs` | random ids (message ids, nonces, multipart boundaries) |
 //! | `a2a.rs` | A2A `message/send`: retry policy and the response interpretation table |
 //! | `delegation.rs` | `delegate_task`, `delegate_task_async`, `check_task_status` |
 //! | `peers.rs` | `list_peers` and registry discovery |
@@ -43,7 +42,6 @@ pub mod chat_history;
 pub mod client;
 pub mod context;
 pub mod delegation;
-pub mod ids;
 pub mod inbox;
 pub mod memory;
 pub mod messaging;
