@@ -46,6 +46,7 @@ pub mod inbox;
 pub mod input;
 pub mod platform_url;
 pub mod redact;
+pub mod retry;
 pub mod rng;
 pub mod sanitize;
 pub mod secret;

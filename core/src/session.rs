@@ -21,13 +21,14 @@ use crate::action::{
     Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest,
 };
 use crate::escalation::{self, AuthFailureLog};
-use crate::heartbeat_schedule::{HeartbeatSchedule, MAX_RETRY_AFTER, register_backoff};
+use crate::heartbeat_schedule::HeartbeatSchedule;
 use crate::http::{
     Headers, HttpRequest, Method, RequestId, RequestKind, TransportError, TransportErrorKind,
 };
 use crate::input::Input;
 use crate::platform_url::PlatformUrl;
 use crate::redact::redact_known;
+use crate::retry::{Backoff, RetryAfterCap, StatusPolicy};
 use crate::rng::Rng;
 use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
@@ -505,9 +506,9 @@ impl Session {
             });
             return;
         }
-        let retryable = status >= 500 || matches!(status, 404 | 408 | 425 | 429) || status < 200;
-        if retryable {
-            let delay = register_backoff(self.register_attempts, retry_after, &mut self.rng);
+        if StatusPolicy::Register.is_retryable(status) {
+            let backoff = Backoff::REGISTER.delay(self.register_attempts, &mut self.rng);
+            let delay = RetryAfterCap::BACKGROUND.at_least(backoff, retry_after);
             self.register_attempts = self.register_attempts.saturating_add(1);
             self.log(
                 LogLevel::Warn,
@@ -555,7 +556,7 @@ impl Session {
     }
 
     fn on_register_failed(&mut self, now: Instant, error: &TransportError) {
-        let delay = register_backoff(self.register_attempts, None, &mut self.rng);
+        let delay = Backoff::REGISTER.delay(self.register_attempts, &mut self.rng);
         self.register_attempts = self.register_attempts.saturating_add(1);
         let detail = self.redact(&error.message);
         self.log(
@@ -617,9 +618,8 @@ impl Session {
         }
         let excerpt = self.body_excerpt(body);
         if status == 429 {
-            let wait = retry_after
-                .unwrap_or(self.cfg.heartbeat_interval)
-                .min(MAX_RETRY_AFTER);
+            let wait =
+                RetryAfterCap::BACKGROUND.clamp(retry_after.unwrap_or(self.cfg.heartbeat_interval));
             self.log(
                 LogLevel::Warn,
                 format!(

@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use molecule_mcp_core::rng::Rng;
+use molecule_mcp_core::retry::{Backoff, RetryAfterCap};
 use serde_json::{Value, json};
 
 use super::client::{ApiResponse, CallError, PlatformCall};
@@ -34,9 +34,6 @@ use super::context::ToolContext;
 
 /// Attempts per tool call, including the first.
 pub const MAX_ATTEMPTS: u32 = 5;
-
-/// Longest wait honoured from a `Retry-After` answer.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// What one A2A exchange amounted to.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,16 +254,6 @@ pub fn interpret_response(response: &ApiResponse) -> A2aOutcome {
     ))
 }
 
-/// Exponential backoff `base · 2^(attempt-1)`, capped at `16 · base`, with ±25 % jitter
-/// drawn from `entropy`.
-pub fn backoff(base: Duration, attempt: u32, entropy: u64) -> Duration {
-    let factor = 1u32 << attempt.saturating_sub(1).min(4);
-    let nominal = base.saturating_mul(factor);
-    // jitter in [-0.25, +0.25]
-    let unit = (entropy % 10_001) as f64 / 10_000.0;
-    nominal.mul_f64(0.75 + unit * 0.5)
-}
-
 /// Sends `text` from `src` to `target` with the retry policy of the module docs.
 pub async fn send_message(ctx: &ToolContext, src: &str, target: &str, text: &str) -> A2aOutcome {
     let start = tokio::time::Instant::now();
@@ -291,18 +278,17 @@ pub async fn send_message(ctx: &ToolContext, src: &str, target: &str, text: &str
                 A2aOutcome::Failed {
                     detail,
                     retry_after: Some(wait),
-                } => (failed(detail), wait.min(MAX_RETRY_AFTER)),
+                } => (failed(detail), RetryAfterCap::TOOL_CALL.clamp(wait)),
                 other @ (A2aOutcome::Reply(_)
                 | A2aOutcome::Queued { .. }
                 | A2aOutcome::Failed { .. }) => return other,
             },
             Err(e) if e.is_undelivered() && matches!(e, CallError::Transport(_)) => (
                 failed(format!("platform unreachable: {e}")),
-                backoff(
-                    ctx.settings.retry_base_delay,
-                    attempt,
-                    ctx.with_rng(Rng::next_u64),
-                ),
+                ctx.with_rng(|rng| {
+                    Backoff::tool_call(ctx.settings.retry_base_delay)
+                        .delay(attempt.saturating_sub(1), rng)
+                }),
             ),
             Err(e @ CallError::Transport(_)) => {
                 return failed(format!(
@@ -336,16 +322,6 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: Bytes::from(body.to_owned()),
         }
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let base = Duration::from_secs(1);
-        assert_eq!(backoff(base, 1, 5_000), Duration::from_secs(1));
-        assert_eq!(backoff(base, 2, 5_000), Duration::from_secs(2));
-        assert_eq!(backoff(base, 9, 5_000), Duration::from_secs(16));
-        assert_eq!(backoff(base, 1, 0), Duration::from_millis(750));
-        assert_eq!(backoff(base, 1, 10_000), Duration::from_millis(1250));
     }
 
     #[test]

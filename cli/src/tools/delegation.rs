@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use molecule_mcp_core::ids::short_id;
-use molecule_mcp_core::rng::Rng;
+use molecule_mcp_core::retry::{Backoff, RetryAfterCap, StatusPolicy};
 use serde_json::{Value, json};
 
 use super::ToolResult;
@@ -231,6 +231,13 @@ pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, Stri
     })
 }
 
+/// The wait before retry `attempt` (1-based) of a `/delegate` post.
+fn backoff(ctx: &ToolContext, attempt: u32) -> Duration {
+    ctx.with_rng(|rng| {
+        Backoff::tool_call(ctx.settings.retry_base_delay).delay(attempt.saturating_sub(1), rng)
+    })
+}
+
 /// Posts `/workspaces/{src}/delegate`. The idempotency key is fixed for this call, so
 /// retrying after an unreachable platform, 429 or 502–504 cannot create a duplicate.
 pub async fn post_delegate(
@@ -250,19 +257,16 @@ pub async fn post_delegate(
             PlatformCall::post_json(format!("/workspaces/{src}/delegate"), src, body.clone())
                 .with_timeout(remaining.min(super::client::DEFAULT_TIMEOUT));
         let (error, wait) = match ctx.call(call).await {
-            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => (
+            Ok(r) if StatusPolicy::DelegatePost.is_retryable(r.status) => (
                 format!(
                     "delegation failed with status {}: {}",
                     r.status,
                     r.snippet(200)
                 ),
-                r.retry_after().unwrap_or_else(|| {
-                    a2a::backoff(
-                        ctx.settings.retry_base_delay,
-                        attempt,
-                        ctx.with_rng(Rng::next_u64),
-                    )
-                }),
+                match r.retry_after() {
+                    Some(wait) => RetryAfterCap::TOOL_CALL.clamp(wait),
+                    None => backoff(ctx, attempt),
+                },
             ),
             Ok(r) => {
                 let accepted = parse_delegate_response(&r)?;
@@ -270,14 +274,9 @@ pub async fn post_delegate(
                     .set_delegation_source(&accepted.delegation_id, src);
                 return Ok(accepted);
             }
-            Err(e @ CallError::Transport(_)) => (
-                format!("delegation failed — {e}"),
-                a2a::backoff(
-                    ctx.settings.retry_base_delay,
-                    attempt,
-                    ctx.with_rng(Rng::next_u64),
-                ),
-            ),
+            Err(e @ CallError::Transport(_)) => {
+                (format!("delegation failed — {e}"), backoff(ctx, attempt))
+            }
             Err(e) => return Err(format!("delegation failed — {e}")),
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());

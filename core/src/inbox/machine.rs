@@ -10,12 +10,13 @@ use super::config::InboxConfig;
 use super::feed::FeedQuery;
 use super::message::InboxMessage;
 use super::poll::BacklogScan;
-use super::schedule::{FailureClass, FailureLog, error_backoff};
+use super::schedule::{FailureClass, FailureLog};
 use super::state::{InboxState, MAX_OUTBOUND};
 use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome};
 use crate::action::{LogLevel, LogLine, PersistId};
 use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind, TransportError};
 use crate::redact::redact_known;
+use crate::retry::{Backoff, StatusPolicy};
 use crate::rng::Rng;
 use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
@@ -363,9 +364,7 @@ impl Inbox {
                         404 => UploadOutcome::Gone,
                         _ => UploadOutcome::Failed {
                             detail: format!("HTTP {status}: {}", log_excerpt(&body, &self.token)),
-                            retryable: status >= 500
-                                || status == 429
-                                || (200..300).contains(&status),
+                            retryable: StatusPolicy::UploadAnswer.is_retryable(status),
                         },
                     };
                     self.on_upload_done(now, id, &activity_id, outcome);
@@ -640,7 +639,8 @@ impl Inbox {
             Err(e) => {
                 let loud = self.persist.failures.record(now, FailureClass::Transport);
                 let n = self.persist.failures.streak();
-                let delay = error_backoff(n, self.cfg.poll_interval, &mut self.rng);
+                let delay = Backoff::inbox(self.cfg.poll_interval)
+                    .delay(n.saturating_sub(1), &mut self.rng);
                 self.persist.retry_at = Some(now + delay);
                 let level = if loud {
                     LogLevel::Error

@@ -80,6 +80,8 @@ mod state;
 mod timestamp;
 mod upload;
 
+/// The inbox's backoff cap lives in [`crate::retry`]; re-exported for this older path.
+pub use crate::retry::MAX_BACKOFF;
 /// The file-name rule lives in [`crate::sanitize`]; re-exported for this older path.
 pub use crate::sanitize::sanitize_filename;
 pub use action::{InboxAction, InboxInput, UploadFetch};
@@ -91,7 +93,7 @@ pub use config::{
 pub use machine::{Inbox, InboxStatus, InboxTimer};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
 pub use push::{PeerLabel, push_content, push_meta};
-pub use schedule::{MAX_BACKOFF, MAX_RETRY_AFTER, REMINDER_EVERY};
+pub use schedule::REMINDER_EVERY;
 #[cfg(feature = "testing")]
 pub use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;

@@ -21,6 +21,7 @@ use super::message::{InboxMessage, UploadRow};
 use crate::action::LogLevel;
 use crate::http::{Method, RequestId};
 use crate::redact::redact_known;
+use crate::retry::Backoff;
 use crate::sanitize::log_excerpt;
 
 /// Extra time the core allows after a download's deadline for the driver to finish
@@ -98,11 +99,6 @@ impl UploadJob {
     pub(crate) fn ready(&self, now: Instant) -> bool {
         self.in_flight.is_none() && self.retry_at.is_none_or(|at| at <= now)
     }
-}
-
-/// Delay before retry number `attempts` (1-based): 2 s, 4 s, 8 s …
-pub(crate) fn upload_retry_delay(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.clamp(1, 6))
 }
 
 impl Inbox {
@@ -221,7 +217,7 @@ impl Inbox {
                 job.attempts = job.attempts.saturating_add(1);
                 let attempts = job.attempts;
                 if retryable && attempts < MAX_UPLOAD_ATTEMPTS {
-                    let delay = upload_retry_delay(attempts);
+                    let delay = Backoff::UPLOAD.delay(attempts.saturating_sub(1), &mut self.rng);
                     job.retry_at = Some(now + delay);
                     self.touch();
                     self.log(
@@ -301,17 +297,5 @@ impl Inbox {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_grow() {
-        assert_eq!(upload_retry_delay(1), Duration::from_secs(2));
-        assert_eq!(upload_retry_delay(2), Duration::from_secs(4));
-        assert_eq!(upload_retry_delay(99), Duration::from_secs(64));
     }
 }
