@@ -24,13 +24,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::mcp::{
-    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec,
+    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolSpec,
     push_notification,
 };
-use crate::tools::catalog::tool_def;
 use crate::tools::{
-    BoxFuture, InboxAccess, ToolContext, ToolSettings, WorkspaceRegistry, call_tool, peers,
-    tool_defs,
+    BoxFuture, InboxAccess, Tool, ToolContext, ToolSettings, WorkspaceRegistry, peers, tool_defs,
 };
 
 /// How long the push path waits for discovery to name an unknown peer before pushing anyway.
@@ -177,19 +175,13 @@ struct Tools(Arc<ToolContext>);
 
 impl ToolHandler for Tools {
     fn tools(&self) -> Vec<ToolSpec> {
-        tool_defs().into_iter().map(ToolSpec::from).collect()
+        tool_defs()
     }
 
     fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture> {
-        let def = tool_def(name)?;
+        let tool = Tool::from_name(name)?;
         let ctx = Arc::clone(&self.0);
-        Some(Box::pin(async move {
-            match call_tool(&ctx, def.name, &arguments).await {
-                Some(result) => ToolOutput::from(result),
-                // `tool_def` just found it; the dispatcher knows the same names.
-                None => ToolOutput::Error(format!("Error: tool {} is not available", def.name)),
-            }
-        }))
+        Some(Box::pin(async move { tool.call(&ctx, &arguments).await }))
     }
 }
 

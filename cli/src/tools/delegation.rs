@@ -21,12 +21,12 @@ use molecule_mcp_core::ids::short_id;
 use molecule_mcp_core::retry::{Backoff, RetryAfterCap, StatusPolicy};
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::a2a::{self, A2aOutcome};
 use super::args::{Args, parse_registered, parse_workspace_id, resolve_source};
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
 use super::peers::{Discovery, discover};
+use crate::mcp::ToolOutput;
 
 /// Summary length cap for activity rows.
 const MAX_SUMMARY_CHARS: usize = 256;
@@ -37,20 +37,20 @@ const DELEGATE_POST_BUDGET: Duration = Duration::from_secs(30);
 /// Attempts for one `/delegate` post.
 const DELEGATE_POST_ATTEMPTS: u32 = 3;
 
-fn required_pair<'a>(args: Args<'a>) -> Result<(String, &'a str), ToolResult> {
+fn required_pair<'a>(args: Args<'a>) -> Result<(String, &'a str), ToolOutput> {
     let target = args.opt_nonblank("workspace_id")?;
     let task = args.opt_str("task")?.filter(|t| !t.trim().is_empty());
     let (Some(target), Some(task)) = (target, task) else {
-        return Err(ToolResult::error(
+        return Err(ToolOutput::error(
             "Error: workspace_id and task are required",
         ));
     };
     Ok((parse_workspace_id("workspace_id", target)?, task))
 }
 
-fn refuse_self(src: &str, target: &str) -> Result<(), ToolResult> {
+fn refuse_self(src: &str, target: &str) -> Result<(), ToolOutput> {
     if src == target {
-        return Err(ToolResult::error(format!(
+        return Err(ToolOutput::error(format!(
             "Error: workspace {target} is the workspace sending the task; delegate to a peer (see list_peers), or pass source_workspace_id to send from another of your workspaces"
         )));
     }
@@ -100,7 +100,7 @@ async fn report_delegation_start(
 }
 
 /// `delegate_task`.
-pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let (target, task) = match required_pair(args) {
         Ok(pair) => pair,
         Err(e) => return e,
@@ -115,12 +115,12 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
     let discovered = match discover(ctx, &src, &target).await {
         Discovery::Found(name) => name,
         Discovery::NotAccessible(code) => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: workspace {target} not found or not accessible from {src} (HTTP {code}; check access control — list_peers shows who you can reach)"
             ));
         }
         Discovery::AuthFailed => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: the platform rejected the token of workspace {src} (HTTP 401) while looking up {target}"
             ));
         }
@@ -147,13 +147,13 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
         SyncOutcome::Done(outcome)
     };
     match outcome {
-        SyncOutcome::Done(A2aOutcome::Reply(text)) => ToolResult::Text(text),
+        SyncOutcome::Done(A2aOutcome::Reply(text)) => ToolOutput::Text(text),
         SyncOutcome::Done(A2aOutcome::Queued { how }) => {
-            ToolResult::Text(queued_text(&peer_name, &target, &how))
+            ToolOutput::Text(queued_text(&peer_name, &target, &how))
         }
         SyncOutcome::Done(A2aOutcome::Failed { detail, .. }) => {
             let url = ctx.platform.join(&format!("/workspaces/{target}/a2a"));
-            ToolResult::error(failure_text(
+            ToolOutput::error(failure_text(
                 &peer_name,
                 &format!("{detail} [target={url}]"),
             ))
@@ -161,7 +161,7 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
         SyncOutcome::StillRunning {
             delegation_id,
             last_status,
-        } => ToolResult::Text(format!(
+        } => ToolOutput::Text(format!(
             "{peer_name} is still working after {}s (delegation_id={delegation_id}, last_status={last_status}). The platform keeps running it — call check_task_status with task_id \"{delegation_id}\" later to get the result.",
             ctx.settings.delegation_timeout.as_secs()
         )),
@@ -421,7 +421,7 @@ async fn delegate_via_polling(
 }
 
 /// `delegate_task_async`.
-pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let (target, task) = match required_pair(args) {
         Ok(pair) => pair,
         Err(e) => return e,
@@ -444,9 +444,9 @@ pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> To
             if accepted.idempotent_hit {
                 out["idempotent_hit"] = Value::Bool(true);
             }
-            ToolResult::Json(out)
+            ToolOutput::Json(out)
         }
-        Err(e) => ToolResult::error(format!("Error: {e}")),
+        Err(e) => ToolOutput::error(format!("Error: {e}")),
     }
 }
 
@@ -471,7 +471,7 @@ fn summary_row(row: &Value) -> Value {
 }
 
 /// `check_task_status`.
-pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let task_id = match args.opt_nonblank("task_id") {
         Ok(t) => t,
         Err(e) => return e,
@@ -506,10 +506,10 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
         .await
     {
         Ok(r) => r,
-        Err(e) => return ToolResult::error(format!("Error checking delegations: {e}")),
+        Err(e) => return ToolOutput::error(format!("Error checking delegations: {e}")),
     };
     if response.status != 200 {
-        return ToolResult::error(format!(
+        return ToolOutput::error(format!(
             "Error: failed to check delegations (HTTP {}): {}",
             response.status,
             response.error_message()
@@ -518,7 +518,7 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
     let rows = match response.json() {
         Some(Value::Array(rows)) => rows,
         Some(_) | None => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error checking delegations: expected a JSON list, got: {}",
                 response.snippet(200)
             ));
@@ -538,9 +538,9 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
             st == "completed" || st == "failed"
         });
         return match terminal.or(matching.first()) {
-            Some(row) if row.is_object() => ToolResult::Json((*row).clone()),
-            Some(row) => ToolResult::Json(json!({"delegation": row})),
-            None => ToolResult::Json(json!({
+            Some(row) if row.is_object() => ToolOutput::Json((*row).clone()),
+            Some(row) => ToolOutput::Json(json!({"delegation": row})),
+            None => ToolOutput::Json(json!({
                 "status": "not_found",
                 "delegation_id": id,
                 "note": format!("Workspace {src} does not list this delegation (the platform lists only its 50 most recent)."),
@@ -561,7 +561,7 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
         None => rows.iter().collect(),
     };
     let summary: Vec<Value> = selected.iter().take(10).map(|r| summary_row(r)).collect();
-    ToolResult::Json(json!({"delegations": summary, "count": selected.len()}))
+    ToolOutput::Json(json!({"delegations": summary, "count": selected.len()}))
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use molecule_mcp_core::ids::normalize_uuid;
 use molecule_mcp_core::sanitize::sanitize_display;
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::args::Args;
 use super::context::ToolContext;
+use crate::mcp::ToolOutput;
 
 /// Returned when the inbox is not running (reference §4.7).
 pub const NOT_ENABLED: &str = "Error: inbox polling is not enabled in this runtime. The standalone molecule-mcp wrapper activates it; in-container runtimes receive messages via push delivery and do not need these tools.";
@@ -73,7 +73,7 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
 }
 
 /// Parses `timeout_secs`: absent ⇒ 60, clamped to [0, 300].
-pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolResult> {
+pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolOutput> {
     let secs = args
         .opt_number("timeout_secs")?
         .unwrap_or(DEFAULT_WAIT_SECS);
@@ -81,7 +81,7 @@ pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolResult> {
 }
 
 /// Parses `limit`: absent or ≤ 0 ⇒ 10, at most 200.
-pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolResult> {
+pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolOutput> {
     Ok(match args.opt_int("limit")? {
         Some(n) if n > 0 => usize::try_from(n).unwrap_or(MAX_PEEK).min(MAX_PEEK),
         Some(_) | None => DEFAULT_PEEK,
@@ -89,9 +89,9 @@ pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolResult> {
 }
 
 /// `wait_for_message`.
-pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
-        return ToolResult::error(NOT_ENABLED);
+        return ToolOutput::error(NOT_ENABLED);
     };
     let secs = match wait_timeout(args) {
         Ok(s) => s,
@@ -99,22 +99,22 @@ pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolR
     };
     match inbox.wait_next(Duration::from_secs_f64(secs)).await {
         // The result is declared as an object (MCP structured content); wrap anything else.
-        Some(message @ Value::Object(_)) => ToolResult::Json(enrich(ctx, message)),
-        Some(other) => ToolResult::Json(json!({"message": other})),
-        None => ToolResult::Json(json!({"timeout": true, "timeout_secs": secs})),
+        Some(message @ Value::Object(_)) => ToolOutput::Json(enrich(ctx, message)),
+        Some(other) => ToolOutput::Json(json!({"message": other})),
+        None => ToolOutput::Json(json!({"timeout": true, "timeout_secs": secs})),
     }
 }
 
 /// `inbox_peek`.
-pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
-        return ToolResult::error(NOT_ENABLED);
+        return ToolOutput::error(NOT_ENABLED);
     };
     let limit = match peek_limit(args) {
         Ok(l) => l,
         Err(e) => return e,
     };
-    ToolResult::Json(Value::Array(
+    ToolOutput::Json(Value::Array(
         inbox
             .peek(limit)
             .await
@@ -125,15 +125,15 @@ pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
 }
 
 /// `inbox_pop`.
-pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
-        return ToolResult::error(NOT_ENABLED);
+        return ToolOutput::error(NOT_ENABLED);
     };
     let id = match args.opt_nonblank("activity_id") {
         Ok(Some(id)) => id,
-        Ok(None) => return ToolResult::error("Error: activity_id is required."),
+        Ok(None) => return ToolOutput::error("Error: activity_id is required."),
         Err(e) => return e,
     };
     let removed = inbox.pop(id).await.is_some();
-    ToolResult::Json(json!({"removed": removed, "activity_id": id}))
+    ToolOutput::Json(json!({"removed": removed, "activity_id": id}))
 }

@@ -22,10 +22,10 @@ use std::time::Duration;
 use molecule_mcp_core::sanitize::multipart_filename;
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::args::{Args, parse_registered, quote};
 use super::client::{CallBody, PlatformCall};
 use super::context::ToolContext;
+use crate::mcp::ToolOutput;
 
 /// Per-file cap (the platform's poll-mode limit, 25 MiB).
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
@@ -373,10 +373,10 @@ pub fn parse_upload_response(body: Option<Value>, expected: usize) -> Result<Vec
 }
 
 /// `send_message_to_user`.
-pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let message = match args.opt_str("message") {
         Ok(Some(m)) if !m.trim().is_empty() => m,
-        Ok(_) => return ToolResult::error("Error: message is required"),
+        Ok(_) => return ToolOutput::error("Error: message is required"),
         Err(e) => return e,
     };
     let target = match args.opt_nonblank("workspace_id") {
@@ -392,7 +392,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         Ok(list) => list.unwrap_or_default(),
     };
     if let Some(bad) = paths.iter().find(|p| p.trim().is_empty()) {
-        return ToolResult::error(format!("Error: invalid attachment path {}", quote(bad)));
+        return ToolOutput::error(format!("Error: invalid attachment path {}", quote(bad)));
     }
 
     let mut uploaded: Vec<Value> = Vec::new();
@@ -404,8 +404,8 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
                 .await;
         let files = match loaded {
             Ok(Ok(files)) => files,
-            Ok(Err(text)) => return ToolResult::error(text),
-            Err(e) => return ToolResult::error(format!("Error reading attachments: {e}")),
+            Ok(Err(text)) => return ToolOutput::error(text),
+            Err(e) => return ToolOutput::error(format!("Error reading attachments: {e}")),
         };
         let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
         let mut outbound = OutboundUpload::begin(ctx, &target);
@@ -421,10 +421,10 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         .with_timeout(NOTIFY_TIMEOUT + Duration::from_secs(total_mib * UPLOAD_SECS_PER_MIB));
         let response = match ctx.call(call).await {
             Ok(r) => r,
-            Err(e) => return ToolResult::error(format!("Error uploading attachments: {e}")),
+            Err(e) => return ToolOutput::error(format!("Error uploading attachments: {e}")),
         };
         if response.status != 200 {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: chat/uploads returned {}: {}",
                 response.status,
                 response.snippet(200)
@@ -432,7 +432,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         }
         uploaded = match parse_upload_response(response.json(), files.len()) {
             Ok(list) => list,
-            Err(text) => return ToolResult::error(text),
+            Err(text) => return ToolOutput::error(text),
         };
         outbound.file_ids = uploaded
             .iter()
@@ -448,13 +448,13 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
     let call = PlatformCall::post_json(format!("/workspaces/{target}/notify"), &target, body)
         .with_timeout(NOTIFY_TIMEOUT);
     match ctx.call(call).await {
-        Err(e) => ToolResult::error(format!("Error sending message: {e}")),
-        Ok(r) if r.status == 200 => ToolResult::Text(if uploaded.is_empty() {
+        Err(e) => ToolOutput::error(format!("Error sending message: {e}")),
+        Ok(r) if r.status == 200 => ToolOutput::Text(if uploaded.is_empty() {
             "Message sent to user".to_owned()
         } else {
             format!("Message sent to user with {} attachment(s)", uploaded.len())
         }),
-        Ok(r) => ToolResult::error(format!(
+        Ok(r) => ToolOutput::error(format!(
             "Error: platform returned {}: {}",
             r.status,
             r.error_message()

@@ -11,10 +11,10 @@ use molecule_mcp_core::ids::{normalize_uuid, short_id};
 use molecule_mcp_core::sanitize::{display_field, sanitize_display};
 use serde_json::Value;
 
-use super::ToolResult;
 use super::args::{Args, parse_registered};
 use super::client::{CallError, PlatformCall};
 use super::context::ToolContext;
+use crate::mcp::ToolOutput;
 
 /// One peer as shown to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// `list_peers`.
-pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let sources = match args.opt_nonblank("source_workspace_id") {
         Err(e) => return e,
         Ok(Some(raw)) => match parse_registered(ctx, "source_workspace_id", raw) {
@@ -144,9 +144,9 @@ pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
     }
     if lines.is_empty() {
         if diagnostics.is_empty() {
-            return ToolResult::Text("You have no peers in the platform registry. (No parent, no children, no siblings registered.)".to_owned());
+            return ToolOutput::Text("You have no peers in the platform registry. (No parent, no children, no siblings registered.)".to_owned());
         }
-        return ToolResult::error(format!("No peers found. {}", diagnostics.join("; ")));
+        return ToolOutput::error(format!("No peers found. {}", diagnostics.join("; ")));
     }
     if !diagnostics.is_empty() {
         lines.push(format!(
@@ -154,7 +154,7 @@ pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
             diagnostics.join("; ")
         ));
     }
-    ToolResult::Text(lines.join("\n"))
+    ToolOutput::Text(lines.join("\n"))
 }
 
 /// What discovery said about a target.
