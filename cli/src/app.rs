@@ -27,6 +27,7 @@ use crate::mcp::{
     CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolSpec,
     push_notification,
 };
+use crate::tools::context::InvalidWorkspaceList;
 use crate::tools::{
     BoxFuture, InboxAccess, Tool, ToolContext, ToolSettings, WorkspaceRegistry, peers, tool_defs,
 };
@@ -53,7 +54,7 @@ impl App {
         http: HttpClient,
         settings: ToolSettings,
         seed: u64,
-    ) -> Result<App, String> {
+    ) -> Result<App, InvalidWorkspaceList> {
         let registry = WorkspaceRegistry::new(
             config
                 .workspaces
@@ -61,7 +62,7 @@ impl App {
                 .map(|w| (w.id.clone(), w.token.clone()))
                 .collect(),
         )
-        .map_err(|e| format!("invalid workspace list: {e}"))?;
+        .map_err(InvalidWorkspaceList)?;
         let (inbox, arrivals) = if config.inbox_enabled {
             let specs = (0..config.workspaces.len())
                 .filter_map(|i| config.inbox_config(i))

@@ -36,6 +36,7 @@ use serde_json::{Map, Value, json};
 use crate::ids::normalize_uuid;
 use crate::inbox::{DEFAULT_POLL_INTERVAL, InboxConfig};
 use crate::platform_url::{PlatformUrl, PlatformUrlError};
+use crate::sanitize::json_type;
 use crate::secret::Secret;
 use crate::session::{DEFAULT_HEARTBEAT_INTERVAL, SessionConfig};
 
@@ -638,18 +639,6 @@ fn workspaces_shape_message() -> String {
     )
 }
 
-/// JSON type name for messages.
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Parses `MOLECULE_WORKSPACES`; every problem of every entry is reported. Messages never
 /// contain a token value (ids are fine: they are not secret).
 fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
@@ -733,17 +722,48 @@ fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
     }
 }
 
-/// A required, non-blank JSON string field, trimmed; the error names the field and the
-/// JSON type, never the value.
-fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
+/// Why a required `MOLECULE_WORKSPACES` entry field is unusable. The message names the field
+/// and the JSON type, never the value (it may be a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldProblem<'a> {
+    /// Absent.
+    Missing(&'a str),
+    /// A blank string.
+    Blank(&'a str),
+    /// Not a string.
+    NotAString {
+        /// The field.
+        name: &'a str,
+        /// The JSON type it has.
+        got: &'static str,
+    },
+}
+
+impl std::fmt::Display for FieldProblem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldProblem::Missing(name) => write!(f, "missing '{name}'"),
+            FieldProblem::Blank(name) => write!(f, "'{name}' is blank"),
+            FieldProblem::NotAString { name, got } => {
+                write!(f, "'{name}' must be a JSON string — got {got}")
+            }
+        }
+    }
+}
+
+/// A required, non-blank JSON string field, trimmed.
+fn string_field<'a, 'n>(
+    fields: &'a Map<String, Value>,
+    name: &'n str,
+) -> Result<&'a str, FieldProblem<'n>> {
     match fields.get(name) {
-        None => Err(format!("missing '{name}'")),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(format!("'{name}' is blank")),
+        None => Err(FieldProblem::Missing(name)),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(FieldProblem::Blank(name)),
         Some(Value::String(s)) => Ok(s.trim()),
-        Some(other) => Err(format!(
-            "'{name}' must be a JSON string — got {}",
-            json_type(other)
-        )),
+        Some(other) => Err(FieldProblem::NotAString {
+            name,
+            got: json_type(other),
+        }),
     }
 }
 
@@ -754,8 +774,8 @@ fn heartbeat_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
         HEARTBEAT_INTERVAL_SECS,
         DEFAULT_HEARTBEAT_INTERVAL,
         MAX_HEARTBEAT_INTERVAL_SECS,
+        |value| ConfigError::InvalidHeartbeatInterval { value },
     )
-    .map_err(|value| ConfigError::InvalidHeartbeatInterval { value })
 }
 
 /// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS`: blank ⇒ 5 s; a whole number 1..=60 ⇒ that.
@@ -765,17 +785,19 @@ fn inbox_poll_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
         INBOX_POLL_INTERVAL_SECS,
         DEFAULT_POLL_INTERVAL,
         MAX_INBOX_POLL_INTERVAL_SECS,
+        |value| ConfigError::InvalidInboxPollInterval { value },
     )
-    .map_err(|value| ConfigError::InvalidInboxPollInterval { value })
 }
 
-/// A whole number of seconds in `1..=max` (blank ⇒ `default`); `Err(raw value)` otherwise.
+/// A whole number of seconds in `1..=max` (blank ⇒ `default`); otherwise the error `invalid`
+/// builds from the raw value.
 fn seconds_in_range(
     env: &Env<'_>,
     name: &str,
     default: Duration,
     max: u64,
-) -> Result<Duration, String> {
+    invalid: fn(String) -> ConfigError,
+) -> Result<Duration, ConfigError> {
     let Some(value) = env.get(name) else {
         return Ok(default);
     };
@@ -786,7 +808,7 @@ fn seconds_in_range(
         .flatten();
     match secs {
         Some(secs) if (1..=max).contains(&secs) => Ok(Duration::from_secs(secs)),
-        Some(_) | None => Err(env.get_raw(name).unwrap_or(value).to_owned()),
+        Some(_) | None => Err(invalid(env.get_raw(name).unwrap_or(value).to_owned())),
     }
 }
 

@@ -10,6 +10,7 @@
 //! | [`printable_prefix`] | error and log excerpts of response bodies | the first N characters, control characters → space |
 //! | [`log_excerpt`] | a response body quoted in a log line | known token redacted, one line, ≤ 200 chars |
 //! | [`strip_controls`] | URIs echoed to the model | control characters removed |
+//! | [`json_type`] | an unexpected JSON value in an error message | its type name only |
 //! | [`shorten`] | peer-supplied text quoted in an error (an unknown method name) | ≤ N chars, then `…` |
 //!
 //! Replacing secrets is [`crate::redact`].
@@ -169,6 +170,19 @@ pub fn shorten(text: &str, max_chars: usize) -> String {
         short.push('…');
     }
     short
+}
+
+/// The JSON type of `value` (`null`, `boolean`, `number`, `string`, `array`, `object`):
+/// what an error message names instead of echoing an unexpected value.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// `text` without its control characters.

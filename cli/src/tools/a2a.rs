@@ -124,8 +124,36 @@ pub fn parts_text(parts: &Value) -> String {
     out.join("\n")
 }
 
-/// Text of a JSON-RPC `result` (Message or Task). `Err` carries a failure detail.
-pub fn result_text(result: &Value) -> Result<String, String> {
+/// The peer answered, but with a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerFailure {
+    /// The task ended `failed`, `rejected` or `canceled`; `text` is whatever it said.
+    TaskEnded {
+        /// The task state.
+        state: String,
+        /// The task's text (may be empty).
+        text: String,
+    },
+    /// The reply text starts with `Agent error:` (how agents report their own crashes).
+    AgentError(String),
+}
+
+impl std::fmt::Display for PeerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerFailure::TaskEnded { state, text } if text.is_empty() => {
+                write!(f, "peer task {state}")
+            }
+            PeerFailure::TaskEnded { state, text } => write!(f, "peer task {state}: {text}"),
+            PeerFailure::AgentError(text) => f.write_str(text),
+        }
+    }
+}
+
+impl std::error::Error for PeerFailure {}
+
+/// Text of a JSON-RPC `result` (Message or Task).
+pub fn result_text(result: &Value) -> Result<String, PeerFailure> {
     if let Some(s) = result.as_str() {
         return Ok(s.to_owned());
     }
@@ -153,14 +181,13 @@ pub fn result_text(result: &Value) -> Result<String, String> {
         .and_then(Value::as_str)
         .unwrap_or("");
     if matches!(state, "failed" | "rejected" | "canceled") {
-        return Err(if text.is_empty() {
-            format!("peer task {state}")
-        } else {
-            format!("peer task {state}: {text}")
+        return Err(PeerFailure::TaskEnded {
+            state: state.to_owned(),
+            text,
         });
     }
     if text.starts_with("Agent error:") {
-        return Err(text);
+        return Err(PeerFailure::AgentError(text));
     }
     Ok(if text.is_empty() {
         "(no response)".to_owned()
@@ -198,7 +225,7 @@ pub fn interpret_response(response: &ApiResponse) -> A2aOutcome {
         if let Some(result) = obj.get("result") {
             return match result_text(result) {
                 Ok(text) => A2aOutcome::Reply(text),
-                Err(detail) => failed(detail),
+                Err(failure) => failed(failure.to_string()),
             };
         }
         if let Some(error) = obj.get("error") {

@@ -77,6 +77,20 @@ impl std::fmt::Display for RegistryError {
     }
 }
 
+impl std::error::Error for RegistryError {}
+
+/// The configured workspaces could not form a [`WorkspaceRegistry`] (start-up error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidWorkspaceList(pub RegistryError);
+
+impl std::fmt::Display for InvalidWorkspaceList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid workspace list: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidWorkspaceList {}
+
 /// The workspaces this runtime serves, in order; the first is the primary.
 #[derive(Debug)]
 pub struct WorkspaceRegistry {

@@ -191,8 +191,49 @@ pub struct DelegateAccepted {
     pub idempotent_hit: bool,
 }
 
+/// Why a `/delegate` post did not start a delegation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DelegateError {
+    /// Neither 202 nor an idempotent-hit 200.
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// Accepted, but the body is not JSON.
+    NotJson {
+        /// The start of the body.
+        body: String,
+    },
+    /// Accepted, but without a `delegation_id`.
+    NoDelegationId {
+        /// The start of the body.
+        body: String,
+    },
+    /// No answer (or the request could not be made).
+    Call(CallError),
+}
+
+impl std::fmt::Display for DelegateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DelegateError::Status { status, body } => {
+                write!(f, "delegation failed with status {status}: {body}")
+            }
+            DelegateError::NotJson { body } => write!(f, "delegate returned non-JSON: {body}"),
+            DelegateError::NoDelegationId { body } => {
+                write!(f, "delegate response is missing delegation_id: {body}")
+            }
+            DelegateError::Call(e) => write!(f, "delegation failed — {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DelegateError {}
+
 /// Interprets a `/delegate` response: 202, or 200 with `idempotent_hit`, is acceptance.
-pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, String> {
+pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, DelegateError> {
     let body = r.json();
     let hit = body
         .as_ref()
@@ -200,24 +241,24 @@ pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, Stri
         .and_then(Value::as_bool)
         == Some(true);
     if !(r.status == 202 || (r.status == 200 && hit)) {
-        return Err(format!(
-            "delegation failed with status {}: {}",
-            r.status,
-            r.snippet(200)
-        ));
+        return Err(DelegateError::Status {
+            status: r.status,
+            body: r.snippet(200),
+        });
     }
     let Some(body) = body else {
-        return Err(format!("delegate returned non-JSON: {}", r.snippet(200)));
+        return Err(DelegateError::NotJson {
+            body: r.snippet(200),
+        });
     };
     let Some(id) = body
         .get("delegation_id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
     else {
-        return Err(format!(
-            "delegate response is missing delegation_id: {}",
-            r.snippet(200)
-        ));
+        return Err(DelegateError::NoDelegationId {
+            body: r.snippet(200),
+        });
     };
     let status = body
         .get("status")
@@ -245,7 +286,7 @@ pub async fn post_delegate(
     src: &str,
     target: &str,
     task: &str,
-) -> Result<DelegateAccepted, String> {
+) -> Result<DelegateAccepted, DelegateError> {
     let key = ctx.with_rng(|rng| rng.hex(2));
     let body = json!({"target_id": target, "task": task, "idempotency_key": key});
     let deadline = tokio::time::Instant::now() + DELEGATE_POST_BUDGET;
@@ -258,11 +299,10 @@ pub async fn post_delegate(
                 .with_timeout(remaining.min(super::client::DEFAULT_TIMEOUT));
         let (error, wait) = match ctx.call(call).await {
             Ok(r) if StatusPolicy::DelegatePost.is_retryable(r.status) => (
-                format!(
-                    "delegation failed with status {}: {}",
-                    r.status,
-                    r.snippet(200)
-                ),
+                DelegateError::Status {
+                    status: r.status,
+                    body: r.snippet(200),
+                },
                 match r.retry_after() {
                     Some(wait) => RetryAfterCap::TOOL_CALL.clamp(wait),
                     None => backoff(ctx, attempt),
@@ -274,10 +314,8 @@ pub async fn post_delegate(
                     .set_delegation_source(&accepted.delegation_id, src);
                 return Ok(accepted);
             }
-            Err(e @ CallError::Transport(_)) => {
-                (format!("delegation failed — {e}"), backoff(ctx, attempt))
-            }
-            Err(e) => return Err(format!("delegation failed — {e}")),
+            Err(e @ CallError::Transport(_)) => (DelegateError::Call(e), backoff(ctx, attempt)),
+            Err(e) => return Err(DelegateError::Call(e)),
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if attempt >= DELEGATE_POST_ATTEMPTS || wait >= remaining {
@@ -381,7 +419,7 @@ async fn delegate_via_polling(
         Ok(a) => a,
         Err(e) => {
             return SyncOutcome::Done(A2aOutcome::Failed {
-                detail: e,
+                detail: e.to_string(),
                 retry_after: None,
             });
         }

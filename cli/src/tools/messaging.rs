@@ -176,56 +176,162 @@ pub fn header_filename(path: &Path) -> String {
     multipart_filename(&base)
 }
 
-/// Reads one attachment under the module's rules. Errors are complete tool error texts.
-pub fn load_attachment(path: &Path, state_dir: Option<&Path>) -> Result<Attachment, String> {
-    let shown = path.display();
+/// Why an attachment was refused. The text is the complete tool error.
+#[derive(Debug)]
+pub enum AttachmentError {
+    /// No such file.
+    NotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Reading failed.
+    Read {
+        /// The path as given.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A symbolic link (not followed: it could point into the state directory).
+    Symlink {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A directory, socket, device, …
+    NotRegularFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Over [`MAX_FILE_BYTES`] before reading.
+    TooLarge {
+        /// The path as given.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// Inside the state directory, which holds credentials.
+    InStateDir {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Replaced between the checks and the open.
+    ChangedWhileOpening {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Over [`MAX_FILE_BYTES`] once read.
+    GrewWhileReading {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// More than [`MAX_FILES`] attachments.
+    TooMany {
+        /// How many were given.
+        count: usize,
+    },
+    /// More than [`MAX_TOTAL_BYTES`] together.
+    TotalTooLarge,
+}
+
+impl std::fmt::Display for AttachmentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachmentError::NotFound { path } => {
+                write!(f, "Error: attachment not found: {}", path.display())
+            }
+            AttachmentError::Read { path, error } => {
+                write!(f, "Error reading {}: {error}", path.display())
+            }
+            AttachmentError::Symlink { path } => write!(
+                f,
+                "Error: attachment {} is a symbolic link; pass the path of the file itself",
+                path.display()
+            ),
+            AttachmentError::NotRegularFile { path } => write!(
+                f,
+                "Error: attachment {} is not a regular file",
+                path.display()
+            ),
+            AttachmentError::TooLarge { path, bytes } => write!(
+                f,
+                "Error: attachment {} is {bytes} bytes; the per-file cap is 25 MB ({MAX_FILE_BYTES} bytes)",
+                path.display()
+            ),
+            AttachmentError::InStateDir { path } => write!(
+                f,
+                "Error: attachment {} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first",
+                path.display()
+            ),
+            AttachmentError::ChangedWhileOpening { path } => write!(
+                f,
+                "Error: attachment {} changed while being opened; try again",
+                path.display()
+            ),
+            AttachmentError::GrewWhileReading { path } => write!(
+                f,
+                "Error: attachment {} grew beyond the per-file cap of 25 MB ({MAX_FILE_BYTES} bytes) while being read",
+                path.display()
+            ),
+            AttachmentError::TooMany { count } => write!(
+                f,
+                "Error: {count} attachments given; at most {MAX_FILES} files per message"
+            ),
+            AttachmentError::TotalTooLarge => write!(
+                f,
+                "Error: attachments exceed {MAX_TOTAL_BYTES} bytes in total; send them in several messages"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AttachmentError {}
+
+/// Reads one attachment under the module's rules.
+pub fn load_attachment(
+    path: &Path,
+    state_dir: Option<&Path>,
+) -> Result<Attachment, AttachmentError> {
+    let owned = || path.to_path_buf();
+    let read_error = |error| AttachmentError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("Error: attachment not found: {shown}"));
+            return Err(AttachmentError::NotFound { path: owned() });
         }
-        Err(e) => return Err(format!("Error reading {shown}: {e}")),
+        Err(e) => return Err(read_error(e)),
     };
     if meta.file_type().is_symlink() {
-        return Err(format!(
-            "Error: attachment {shown} is a symbolic link; pass the path of the file itself"
-        ));
+        return Err(AttachmentError::Symlink { path: owned() });
     }
     if !meta.is_file() {
-        return Err(format!("Error: attachment {shown} is not a regular file"));
+        return Err(AttachmentError::NotRegularFile { path: owned() });
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "Error: attachment {shown} is {} bytes; the per-file cap is 25 MB ({MAX_FILE_BYTES} bytes)",
-            meta.len()
-        ));
+        return Err(AttachmentError::TooLarge {
+            path: owned(),
+            bytes: meta.len(),
+        });
     }
     if let Some(dir) = state_dir
         && let (Ok(file), Ok(dir)) = (path.canonicalize(), dir.canonicalize())
         && file.starts_with(&dir)
     {
-        return Err(format!(
-            "Error: attachment {shown} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first"
-        ));
+        return Err(AttachmentError::InStateDir { path: owned() });
     }
-    let file = std::fs::File::open(path).map_err(|e| format!("Error reading {shown}: {e}"))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| format!("Error reading {shown}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let opened = file.metadata().map_err(read_error)?;
     if !opened.is_file() || !same_file(&meta, &opened) {
-        return Err(format!(
-            "Error: attachment {shown} changed while being opened; try again"
-        ));
+        return Err(AttachmentError::ChangedWhileOpening { path: owned() });
     }
     let mut bytes =
         Vec::with_capacity(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("Error reading {shown}: {e}"))?;
+        .map_err(read_error)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "Error: attachment {shown} grew beyond the per-file cap of 25 MB ({MAX_FILE_BYTES} bytes) while being read"
-        ));
+        return Err(AttachmentError::GrewWhileReading { path: owned() });
     }
     let filename = header_filename(path);
     let mime = sniff_mime(&bytes, &filename);
@@ -251,12 +357,9 @@ fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
 pub fn load_attachments(
     paths: &[PathBuf],
     state_dir: Option<&Path>,
-) -> Result<Vec<Attachment>, String> {
+) -> Result<Vec<Attachment>, AttachmentError> {
     if paths.len() > MAX_FILES {
-        return Err(format!(
-            "Error: {} attachments given; at most {MAX_FILES} files per message",
-            paths.len()
-        ));
+        return Err(AttachmentError::TooMany { count: paths.len() });
     }
     let mut total: u64 = 0;
     let mut out = Vec::with_capacity(paths.len());
@@ -264,9 +367,7 @@ pub fn load_attachments(
         let a = load_attachment(path, state_dir)?;
         total += a.bytes.len() as u64;
         if total > MAX_TOTAL_BYTES {
-            return Err(format!(
-                "Error: attachments exceed {MAX_TOTAL_BYTES} bytes in total; send them in several messages"
-            ));
+            return Err(AttachmentError::TotalTooLarge);
         }
         out.push(a);
     }
@@ -338,36 +439,80 @@ pub fn new_boundary(ctx: &ToolContext) -> String {
     format!("molecule-mcp-{}", ctx.with_rng(|rng| rng.hex(2)))
 }
 
+/// Why the answer of `chat/uploads` is unusable. The text is the complete tool error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadResponseError {
+    /// The body is not JSON.
+    NotJson,
+    /// No `files` array.
+    NoFileList {
+        /// Files sent.
+        expected: usize,
+    },
+    /// A `files` array of the wrong length.
+    WrongCount {
+        /// Entries received.
+        got: usize,
+        /// Files sent.
+        expected: usize,
+    },
+    /// Entry `index` lacks a non-empty `uri` or `name`.
+    IncompleteEntry {
+        /// Zero-based.
+        index: usize,
+    },
+}
+
+impl std::fmt::Display for UploadResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadResponseError::NotJson => f.write_str("Error parsing upload response: not JSON"),
+            UploadResponseError::NoFileList { expected } => write!(
+                f,
+                "Error: upload returned invalid entries for {expected} files"
+            ),
+            UploadResponseError::WrongCount { got, expected } => write!(
+                f,
+                "Error: upload returned {got} entries for {expected} files"
+            ),
+            UploadResponseError::IncompleteEntry { index } => {
+                write!(f, "Error: upload entry {index} has no uri or name")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UploadResponseError {}
+
 /// Validates the upload answer: `{"files": [...]}` with one entry per file, each with a
 /// non-empty `uri` and `name` (what notify requires).
-pub fn parse_upload_response(body: Option<Value>, expected: usize) -> Result<Vec<Value>, String> {
+pub fn parse_upload_response(
+    body: Option<Value>,
+    expected: usize,
+) -> Result<Vec<Value>, UploadResponseError> {
     let Some(body) = body else {
-        return Err("Error parsing upload response: not JSON".to_owned());
+        return Err(UploadResponseError::NotJson);
     };
     let files = match body.get("files") {
         Some(Value::Array(files)) => files.clone(),
-        Some(_) | None => {
-            return Err(format!(
-                "Error: upload returned invalid entries for {expected} files"
-            ));
-        }
+        Some(_) | None => return Err(UploadResponseError::NoFileList { expected }),
     };
     if files.len() != expected {
-        return Err(format!(
-            "Error: upload returned {} entries for {expected} files",
-            files.len()
-        ));
+        return Err(UploadResponseError::WrongCount {
+            got: files.len(),
+            expected,
+        });
     }
     let nonempty = |f: &Value, k: &str| {
         f.get(k)
             .and_then(Value::as_str)
             .is_some_and(|s| !s.is_empty())
     };
-    if let Some(bad) = files
+    if let Some(index) = files
         .iter()
         .position(|f| !nonempty(f, "uri") || !nonempty(f, "name"))
     {
-        return Err(format!("Error: upload entry {bad} has no uri or name"));
+        return Err(UploadResponseError::IncompleteEntry { index });
     }
     Ok(files)
 }
@@ -404,7 +549,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
                 .await;
         let files = match loaded {
             Ok(Ok(files)) => files,
-            Ok(Err(text)) => return ToolOutput::error(text),
+            Ok(Err(e)) => return ToolOutput::error(e.to_string()),
             Err(e) => return ToolOutput::error(format!("Error reading attachments: {e}")),
         };
         let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
@@ -432,7 +577,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         }
         uploaded = match parse_upload_response(response.json(), files.len()) {
             Ok(list) => list,
-            Err(text) => return ToolOutput::error(text),
+            Err(e) => return ToolOutput::error(e.to_string()),
         };
         outbound.file_ids = uploaded
             .iter()
@@ -483,12 +628,15 @@ mod tests {
         let ok = json!({"files": [{"uri": "platform-pending:w/f", "name": "a.txt", "mimeType": "text/plain", "size": 1}]});
         assert_eq!(parse_upload_response(Some(ok), 1).unwrap().len(), 1);
         assert_eq!(
-            parse_upload_response(Some(json!({"files": []})), 2).unwrap_err(),
+            parse_upload_response(Some(json!({"files": []})), 2)
+                .unwrap_err()
+                .to_string(),
             "Error: upload returned 0 entries for 2 files"
         );
         assert!(
             parse_upload_response(Some(json!({"files": "x"})), 1)
                 .unwrap_err()
+                .to_string()
                 .contains("invalid")
         );
         assert!(
@@ -497,6 +645,7 @@ mod tests {
         assert!(
             parse_upload_response(None, 1)
                 .unwrap_err()
+                .to_string()
                 .starts_with("Error parsing upload response")
         );
     }

@@ -167,8 +167,8 @@ impl InboxState {
     pub(crate) fn decode(
         bytes: &[u8],
         max_handled: usize,
-    ) -> Result<(InboxState, Vec<String>), String> {
-        let mut state: InboxState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    ) -> Result<(InboxState, Vec<String>), serde_json::Error> {
+        let mut state: InboxState = serde_json::from_slice(bytes)?;
         let mut notes = Vec::new();
         if state.version > VERSION {
             notes.push(format!(
