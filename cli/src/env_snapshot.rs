@@ -7,12 +7,7 @@ use std::path::{Path, PathBuf};
 use molecule_mcp_core::config::{FileRead, RawConfig, token_file_path};
 
 /// Variables read besides the ones config validation knows (`molecule_mcp_core::config::VARIABLES`).
-pub const EXTRA_VARIABLES: &[&str] = &[
-    "CONFIGS_DIR",
-    "DELEGATION_SYNC_VIA_INBOX",
-    "DELEGATION_TIMEOUT",
-    "WORKSPACE_TIER",
-];
+pub const EXTRA_VARIABLES: &[&str] = &["CONFIGS_DIR"];
 
 /// True for every variable the program reads (documented in the README's table).
 pub fn is_read(name: &str) -> bool {

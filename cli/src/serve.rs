@@ -67,7 +67,7 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     logging::init(config.verbose);
-    let settings = ToolSettings::from_env(&raw.env);
+    let settings = config.tool_settings.clone();
     let code = rt.block_on(serve(config, state_dir, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.
     runtime::exit(code)

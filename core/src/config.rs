@@ -39,6 +39,7 @@ use crate::platform_url::{PlatformUrl, PlatformUrlError};
 use crate::sanitize::json_type;
 use crate::secret::Secret;
 use crate::session::{DEFAULT_HEARTBEAT_INTERVAL, SessionConfig};
+use crate::tool_settings::{MAX_DELEGATION_TIMEOUT, ToolSettings};
 
 /// `PLATFORM_URL`.
 pub const PLATFORM_URL: &str = "PLATFORM_URL";
@@ -68,9 +69,16 @@ pub const AGENT_NAME: &str = "MOLECULE_AGENT_NAME";
 pub const AGENT_DESCRIPTION: &str = "MOLECULE_AGENT_DESCRIPTION";
 /// `MOLECULE_AGENT_SKILLS`.
 pub const AGENT_SKILLS: &str = "MOLECULE_AGENT_SKILLS";
+/// `WORKSPACE_TIER`.
+pub const WORKSPACE_TIER: &str = "WORKSPACE_TIER";
+/// `DELEGATION_SYNC_VIA_INBOX`.
+pub const DELEGATION_SYNC_VIA_INBOX: &str = "DELEGATION_SYNC_VIA_INBOX";
+/// `DELEGATION_TIMEOUT`.
+pub const DELEGATION_TIMEOUT: &str = "DELEGATION_TIMEOUT";
 
-/// Every variable [`validate`] (and [`token_file_path`]) looks at.
-pub const VARIABLES: [&str; 14] = [
+/// Every variable [`validate`] (and [`token_file_path`]) looks at. New ones go at the end:
+/// the config fuzzer's one-character aliases index this list.
+pub const VARIABLES: [&str; 17] = [
     WORKSPACE_ID,
     PLATFORM_URL,
     WORKSPACE_TOKEN,
@@ -85,6 +93,9 @@ pub const VARIABLES: [&str; 14] = [
     AGENT_NAME,
     AGENT_DESCRIPTION,
     AGENT_SKILLS,
+    WORKSPACE_TIER,
+    DELEGATION_SYNC_VIA_INBOX,
+    DELEGATION_TIMEOUT,
 ];
 
 /// Highest accepted `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: the platform's health sweep
@@ -210,6 +221,9 @@ pub struct ValidConfig {
     pub poll_timeout_secs: u64,
     /// Agent card inputs.
     pub agent: AgentIdentity,
+    /// The tools' settings (`WORKSPACE_TIER`, `DELEGATION_SYNC_VIA_INBOX`,
+    /// `DELEGATION_TIMEOUT`; unusable values fall back to the defaults).
+    pub tool_settings: ToolSettings,
 }
 
 impl ValidConfig {
@@ -355,17 +369,37 @@ pub enum TokenFileProblem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// True when a flag variable is on: blank/absent and `0`, `false`, `no`, `off` (trimmed,
-/// case-insensitive) are off; anything else is on. The reference treated any non-blank
-/// value, even `0`, as on (defect 33).
+/// How a boolean variable's value is read. Both rules trim the value and ignore case, and a
+/// blank or absent value is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagRule {
+    /// On for anything but `0`, `false`, `no` and `off`: the `MOLECULE_MCP_*` switches. An
+    /// operator who sets one at all means it (`1`, `yes`, `y`, `true` …), and the off-words
+    /// make `=0` or `=false` mean off, as anyone would expect.
+    OnUnlessOffWord,
+    /// On only for `1`, `true`, `yes` and `on`: `DELEGATION_SYNC_VIA_INBOX`, which sends
+    /// `delegate_task` down a different platform path, so only an unmistakable yes switches
+    /// it and any other value keeps the default path.
+    OnlyOnWord,
+}
+
+impl FlagRule {
+    /// True when `value` turns the flag on under this rule.
+    pub fn is_on(self, value: Option<&str>) -> bool {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return false;
+        };
+        let is_any = |words: [&str; 4]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+        match self {
+            FlagRule::OnUnlessOffWord => !is_any(["0", "false", "no", "off"]),
+            FlagRule::OnlyOnWord => is_any(["1", "true", "yes", "on"]),
+        }
+    }
+}
+
+/// True when a `MOLECULE_MCP_*` flag is on ([`FlagRule::OnUnlessOffWord`]).
 pub fn is_flag_on(value: Option<&str>) -> bool {
-    let Some(value) = value.map(str::trim) else {
-        return false;
-    };
-    !(value.is_empty()
-        || ["0", "false", "no", "off"]
-            .iter()
-            .any(|off| value.eq_ignore_ascii_case(off)))
+    FlagRule::OnUnlessOffWord.is_on(value)
 }
 
 /// The path the shell must read for `MOLECULE_WORKSPACE_TOKEN_FILE` (trimmed), or `None`
@@ -474,6 +508,7 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
                 inbox_poll_interval,
                 poll_timeout_secs: poll_timeout_secs(env.get(POLL_TIMEOUT_SECS)),
                 agent: agent_identity(&env),
+                tool_settings: tool_settings(&env),
             })
         }
         _ => {
@@ -852,9 +887,87 @@ fn agent_identity(env: &Env<'_>) -> AgentIdentity {
     }
 }
 
+/// The tools' settings: `WORKSPACE_TIER` (a `u32`, else 1), `DELEGATION_SYNC_VIA_INBOX`
+/// ([`FlagRule::OnlyOnWord`]) and `DELEGATION_TIMEOUT` (seconds, a finite number > 0, cut
+/// at 24 h, else 300). Unusable values fall back to the defaults instead of stopping the
+/// start: these only tune the tools, and the README documents the fallbacks.
+fn tool_settings(env: &Env<'_>) -> ToolSettings {
+    let mut s = ToolSettings::default();
+    if let Some(tier) = env.get(WORKSPACE_TIER).and_then(|v| v.parse::<u32>().ok()) {
+        s.tier = tier;
+    }
+    s.sync_via_inbox = FlagRule::OnlyOnWord.is_on(env.get(DELEGATION_SYNC_VIA_INBOX));
+    if let Some(secs) = env
+        .get(DELEGATION_TIMEOUT)
+        .and_then(|v| v.parse::<f64>().ok())
+        && secs.is_finite()
+        && secs > 0.0
+    {
+        s.delegation_timeout =
+            Duration::from_secs_f64(secs.min(MAX_DELEGATION_TIMEOUT.as_secs_f64()));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_from_env() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let from_env = |env: &BTreeMap<String, String>| tool_settings(&Env(env));
+        let d = from_env(&env(&[]));
+        assert_eq!(d, ToolSettings::default());
+        let s = from_env(&env(&[
+            ("WORKSPACE_TIER", "0"),
+            ("DELEGATION_SYNC_VIA_INBOX", "1"),
+            ("DELEGATION_TIMEOUT", "12.5"),
+        ]));
+        assert_eq!(s.tier, 0);
+        assert!(s.sync_via_inbox);
+        assert_eq!(s.delegation_timeout, Duration::from_millis(12_500));
+        let s = from_env(&env(&[
+            ("WORKSPACE_TIER", "x"),
+            ("DELEGATION_SYNC_VIA_INBOX", "0"),
+            ("DELEGATION_TIMEOUT", "-3"),
+        ]));
+        assert_eq!(s.tier, 1);
+        assert!(!s.sync_via_inbox);
+        assert_eq!(s.delegation_timeout, Duration::from_secs(300));
+    }
+
+    /// The two flag rules differ only on values that are neither an on-word nor an
+    /// off-word.
+    #[test]
+    fn flag_rules() {
+        for (value, unless_off, only_on) in [
+            (None, false, false),
+            (Some("  "), false, false),
+            (Some("1"), true, true),
+            (Some(" On "), true, true),
+            (Some("TRUE"), true, true),
+            (Some("yes"), true, true),
+            (Some("0"), false, false),
+            (Some("off"), false, false),
+            (Some("No"), false, false),
+            (Some("2"), true, false),
+            (Some("y"), true, false),
+            (Some("enabled"), true, false),
+        ] {
+            assert_eq!(
+                FlagRule::OnUnlessOffWord.is_on(value),
+                unless_off,
+                "{value:?}"
+            );
+            assert_eq!(FlagRule::OnlyOnWord.is_on(value), only_on, "{value:?}");
+        }
+    }
 
     #[test]
     fn flags_follow_the_off_words() {

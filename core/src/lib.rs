@@ -54,6 +54,7 @@ pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timer;
+pub mod tool_settings;
 
 pub use action::{Action, FatalReason, LogLevel, LogLine, PersistFile, PersistId, PersistRequest};
 pub use http::{

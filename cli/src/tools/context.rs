@@ -7,7 +7,8 @@
 //! * [`PeerCache`]: what `list_peers` and discovery learned — which of our workspaces can
 //!   reach a peer (multi-workspace routing), its name and role — plus which workspace
 //!   started each async delegation, so `check_task_status` asks the right one.
-//! * [`ToolSettings`]: tier, RBAC roles and delegation timeouts, from the environment.
+//! * [`ToolSettings`]: tier, RBAC roles and delegation timeouts (parsed with the rest of the
+//!   configuration by `molecule_mcp_core::config::validate`).
 //! * [`InboxAccess`]: the inbox queue, implemented by the runtime's glue.
 //! * A [`Rng`] seeded once from the OS, for random ids and retry jitter.
 //!
@@ -21,6 +22,8 @@ use std::time::Duration;
 
 use molecule_mcp_core::ids::normalize_uuid;
 use molecule_mcp_core::rng::Rng;
+/// The settings' home is the core configuration; re-exported for the tools' older paths.
+pub use molecule_mcp_core::tool_settings::{Rbac, ToolSettings};
 use molecule_mcp_core::{PlatformUrl, Secret};
 use serde_json::Value;
 
@@ -257,118 +260,6 @@ impl PeerCache {
     }
 }
 
-/// Client-side RBAC (reference §5.7). Roles default to `["operator"]`; `config.yaml` role
-/// overrides are not supported by this runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rbac {
-    /// Role names.
-    pub roles: Vec<String>,
-    /// Role → allowed actions; an entry replaces that role's built-in set.
-    pub overrides: BTreeMap<String, Vec<String>>,
-}
-
-impl Default for Rbac {
-    fn default() -> Self {
-        Rbac {
-            roles: vec!["operator".to_owned()],
-            overrides: BTreeMap::new(),
-        }
-    }
-}
-
-impl Rbac {
-    /// True when any role grants `action` (`memory.read`, `memory.write`, `delegate`, `approve`).
-    pub fn permits(&self, action: &str) -> bool {
-        self.roles.iter().any(|role| {
-            if role == "admin" {
-                return true;
-            }
-            match self.overrides.get(role) {
-                Some(actions) => actions.iter().any(|a| a == action),
-                None => builtin_actions(role).contains(&action),
-            }
-        })
-    }
-}
-
-fn builtin_actions(role: &str) -> &'static [&'static str] {
-    match role {
-        "admin" | "operator" => &["delegate", "approve", "memory.read", "memory.write"],
-        "read-only" | "memory-readonly" => &["memory.read"],
-        "no-delegation" => &["approve", "memory.read", "memory.write"],
-        "no-approval" => &["delegate", "memory.read", "memory.write"],
-        _ => &[],
-    }
-}
-
-/// Tunables read from the environment once at start-up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolSettings {
-    /// `WORKSPACE_TIER` (default 1); tier 0 = root, the only tier allowed GLOBAL memory writes.
-    pub tier: u32,
-    /// Client-side RBAC.
-    pub rbac: Rbac,
-    /// `DELEGATION_SYNC_VIA_INBOX`: `delegate_task` goes through `/delegate` + polling
-    /// instead of a direct A2A call.
-    pub sync_via_inbox: bool,
-    /// `DELEGATION_TIMEOUT` (default 300 s): how long sync-via-polling waits.
-    pub delegation_timeout: Duration,
-    /// Pause between `/delegations` polls (3 s).
-    pub delegation_poll_interval: Duration,
-    /// Hard overall deadline of one `delegate_task` A2A exchange, retries included (600 s).
-    pub a2a_deadline: Duration,
-    /// First retry delay for undelivered A2A attempts (1 s, doubled per attempt, max 16×).
-    pub retry_base_delay: Duration,
-}
-
-impl Default for ToolSettings {
-    fn default() -> Self {
-        ToolSettings {
-            tier: 1,
-            rbac: Rbac::default(),
-            sync_via_inbox: false,
-            delegation_timeout: Duration::from_secs(300),
-            delegation_poll_interval: Duration::from_secs(3),
-            a2a_deadline: Duration::from_secs(600),
-            retry_base_delay: Duration::from_secs(1),
-        }
-    }
-}
-
-impl ToolSettings {
-    /// Reads `WORKSPACE_TIER`, `DELEGATION_SYNC_VIA_INBOX` and `DELEGATION_TIMEOUT` from an
-    /// environment snapshot. Unparsable values fall back to the defaults.
-    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
-        let mut s = ToolSettings::default();
-        if let Some(tier) = env
-            .get("WORKSPACE_TIER")
-            .and_then(|v| v.trim().parse::<u32>().ok())
-        {
-            s.tier = tier;
-        }
-        s.sync_via_inbox = env
-            .get("DELEGATION_SYNC_VIA_INBOX")
-            .is_some_and(|v| is_true(v));
-        if let Some(secs) = env
-            .get("DELEGATION_TIMEOUT")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            && secs.is_finite()
-            && secs > 0.0
-        {
-            s.delegation_timeout = Duration::from_secs_f64(secs.min(24.0 * 3600.0));
-        }
-        s
-    }
-}
-
-/// `1`, `true`, `yes`, `on` (any case) — unlike the reference, `0`/`false` mean false.
-fn is_true(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
-}
-
 /// Everything the tools share.
 pub struct ToolContext {
     pub(crate) transport: Arc<dyn PlatformTransport>,
@@ -499,60 +390,6 @@ mod tests {
             ]),
             Err(RegistryError::Duplicate(_))
         ));
-    }
-
-    #[test]
-    fn rbac_table() {
-        let role = |r: &str| Rbac {
-            roles: vec![r.to_owned()],
-            overrides: BTreeMap::new(),
-        };
-        assert!(Rbac::default().permits("memory.write"));
-        assert!(role("read-only").permits("memory.read"));
-        assert!(!role("read-only").permits("memory.write"));
-        assert!(!role("memory-readonly").permits("memory.write"));
-        assert!(role("no-delegation").permits("memory.write"));
-        assert!(!role("no-delegation").permits("delegate"));
-        assert!(!role("unknown").permits("memory.read"));
-        let overridden = Rbac {
-            roles: vec!["operator".into()],
-            overrides: BTreeMap::from([("operator".to_owned(), vec!["memory.read".to_owned()])]),
-        };
-        assert!(overridden.permits("memory.read"));
-        assert!(!overridden.permits("memory.write"));
-        let admin = Rbac {
-            roles: vec!["admin".into()],
-            overrides: BTreeMap::from([("admin".to_owned(), vec![])]),
-        };
-        assert!(admin.permits("memory.write"));
-    }
-
-    #[test]
-    fn settings_from_env() {
-        let env = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        let d = ToolSettings::from_env(&env(&[]));
-        assert_eq!(d, ToolSettings::default());
-        let s = ToolSettings::from_env(&env(&[
-            ("WORKSPACE_TIER", "0"),
-            ("DELEGATION_SYNC_VIA_INBOX", "1"),
-            ("DELEGATION_TIMEOUT", "12.5"),
-        ]));
-        assert_eq!(s.tier, 0);
-        assert!(s.sync_via_inbox);
-        assert_eq!(s.delegation_timeout, Duration::from_millis(12_500));
-        let s = ToolSettings::from_env(&env(&[
-            ("WORKSPACE_TIER", "x"),
-            ("DELEGATION_SYNC_VIA_INBOX", "0"),
-            ("DELEGATION_TIMEOUT", "-3"),
-        ]));
-        assert_eq!(s.tier, 1);
-        assert!(!s.sync_via_inbox);
-        assert_eq!(s.delegation_timeout, Duration::from_secs(300));
     }
 
     #[test]
