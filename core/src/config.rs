@@ -1,6 +1,7 @@
 //! Start-up configuration: a pure function from an environment snapshot (plus what the
 //! shell read from the token files) to a [`ValidConfig`] or a list of [`ConfigError`]s
-//! that renders the operator help text (reference §1.2–1.7, §6.1).
+//! that renders the operator help text ([`crate::help`]). The variables are listed in
+//! [`VARIABLES`] and documented in the README's configuration table.
 //!
 //! The shell does all file reading *before* calling [`validate`]: it reads the file named by
 //! `MOLECULE_WORKSPACE_TOKEN_FILE` (see [`token_file_path`]) and `<state dir>/.auth_token`,
@@ -12,19 +13,22 @@
 //!   for every variable.
 //! * **All errors at once.** [`validate`] reports every problem it finds (ordered
 //!   `WORKSPACE_ID`, `PLATFORM_URL`, token, then the rest) so the operator fixes everything
-//!   in one go; the reference stopped at the first one.
+//!   in one go instead of one restart per mistake.
 //! * **Single workspace** (`MOLECULE_WORKSPACES` blank): `WORKSPACE_ID` must be a UUID; the
 //!   token is the first of `MOLECULE_WORKSPACE_TOKEN` → `MOLECULE_WORKSPACE_TOKEN_FILE` →
 //!   `<state dir>/.auth_token`. A token-file failure is terminal (no fallback to
 //!   `.auth_token`), because silently using a different token than the one the operator
 //!   pointed at is worse than refusing to start.
 //! * **Several workspaces** (`MOLECULE_WORKSPACES` non-blank): a JSON array of
-//!   `{"id": "<uuid>", "token": "<token>"}`; `id`/`token` must be JSON strings (reference
-//!   defect 34), ids UUIDs and unique. The single-workspace variables are then ignored.
+//!   `{"id": "<uuid>", "token": "<token>"}`; `id`/`token` must be JSON strings (a number
+//!   or `null` is an error, not coerced to text), ids UUIDs and unique. The single-workspace variables are then ignored.
 //! * **Tokens** are trimmed and must not be blank or contain whitespace or control
 //!   characters (they become an `Authorization` header). No token value ever appears in an
 //!   error or in the rendered text; errors name where the token came from instead.
-//! * **Flags** use [`is_flag_on`]: `0`/`false`/`no`/`off` are off (reference defect 33).
+//! * **Flags** follow a [`FlagRule`]: the `MOLECULE_MCP_*` switches are on unless
+//!   `0`/`false`/`no`/`off`; `DELEGATION_SYNC_VIA_INBOX` is on only for `1`/`true`/`yes`/`on`.
+//! * **Tool settings** (`WORKSPACE_TIER`, `DELEGATION_*`) fall back to their defaults when
+//!   unusable: they only tune the tools.
 //!
 //! The operator-facing text for [`ConfigErrors`] lives in [`crate::help`].
 
@@ -139,7 +143,8 @@ pub struct RawConfig {
     pub state_dir: String,
 }
 
-/// Where a workspace's token came from (named in operator messages; reference defect 7).
+/// Where a workspace's token came from: operator messages name it, so a rejected token can
+/// be traced to the variable or file to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// `MOLECULE_WORKSPACE_TOKEN`.
@@ -227,7 +232,7 @@ pub struct ValidConfig {
 }
 
 impl ValidConfig {
-    /// The agent card sent at register for `workspace_id` (reference §2): exactly
+    /// The agent card sent at register for `workspace_id`: exactly
     /// `{"name": …, "skills": [{"name": s}, …]}`, plus `"description"` only when set.
     pub fn agent_card(&self, workspace_id: &str) -> Value {
         let name = match &self.agent.name {
@@ -318,7 +323,7 @@ pub enum ConfigError {
         /// The raw value.
         value: String,
     },
-    /// `MOLECULE_WORKSPACE_TOKEN_FILE` could not be used (reference §1.5 texts).
+    /// `MOLECULE_WORKSPACE_TOKEN_FILE` could not be used (texts in [`crate::help`]).
     TokenFile {
         /// The path as given.
         path: String,
@@ -615,8 +620,9 @@ fn resolve_single_token(
         };
     }
     if let FileRead::Contents(bytes) = &raw.state_auth_token {
-        // Anything unreadable here counts as "no token" (reference §1.5 c); only a
-        // non-blank token that cannot be sent is an error, so it is not silently skipped.
+        // Anything unreadable here counts as "no token" (this file is only a fallback the
+        // operator did not name); only a non-blank token that cannot be sent is an error, so
+        // it is not silently skipped.
         if let Some(token) = std::str::from_utf8(bytes)
             .ok()
             .map(str::trim)
@@ -634,7 +640,7 @@ fn resolve_single_token(
     Err(ConfigError::Missing(MissingItem::Token))
 }
 
-/// The token in a `MOLECULE_WORKSPACE_TOKEN_FILE` read (reference §1.5 b).
+/// The token in a `MOLECULE_WORKSPACE_TOKEN_FILE` read: trimmed, non-blank, one token.
 fn token_from_file(read: &FileRead) -> Result<String, TokenFileProblem> {
     match read {
         FileRead::Missing => Err(TokenFileProblem::Missing),
@@ -667,7 +673,7 @@ pub fn auth_token_path(state_dir: &str) -> String {
     }
 }
 
-/// The shape message of reference §6.1.
+/// What `MOLECULE_WORKSPACES` must look like, for the error when it does not.
 fn workspaces_shape_message() -> String {
     format!(
         r#"{WORKSPACES} must be a non-empty JSON array of {{"id":"...","token":"..."}} objects"#
@@ -847,8 +853,9 @@ fn seconds_in_range(
     }
 }
 
-/// `MOLECULE_MCP_POLL_TIMEOUT_SECS` (reference §1.2): blank, non-integer or negative ⇒ 2;
-/// otherwise capped at 60 (so a number too large for `u64` is 60, as in the reference).
+/// `MOLECULE_MCP_POLL_TIMEOUT_SECS`: blank, non-integer or negative ⇒ 2; otherwise capped
+/// at 60, so a number too large for `u64` is 60 too (it only changes the text of the
+/// instructions, so it never stops the start).
 fn poll_timeout_secs(value: Option<&str>) -> u64 {
     let Some(value) = value else {
         return DEFAULT_POLL_TIMEOUT_SECS;

@@ -1,4 +1,4 @@
-//! The heartbeat auth-failure ladder (reference §3.3), as a pure function of the number of
+//! The heartbeat auth-failure ladder, as a pure function of the number of
 //! consecutive 401/403 answers, plus the operator-facing texts.
 //!
 //! * `n < 3`: WARNING every time (could be a transient blip);
@@ -73,7 +73,8 @@ pub(crate) fn register_rejected_text(
         format!(" Platform said: {excerpt}.")
     };
     // The platform's CORS check answers 403 with an empty body when `Origin` is not its own
-    // URL (platform-api §2.1): then the token may be fine and PLATFORM_URL is the suspect.
+    // URL (the tools send `Origin` for that reason, see cli/src/tools/client.rs): then the
+    // token may be fine and PLATFORM_URL is the suspect.
     let cors = if status == 403 && (excerpt.is_empty() || excerpt == EMPTY_BODY) {
         " An empty 403 usually means the platform refused the request's Origin instead: check that \
          PLATFORM_URL is exactly the platform's public URL (scheme://host[:port], the one the canvas uses)."

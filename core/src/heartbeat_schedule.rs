@@ -1,5 +1,6 @@
 //! When heartbeats fire: a fixed grid anchored at the first beat, so latency never drifts
-//! the cadence (reference defect 6), with a small seeded jitter per tick so a fleet started
+//! the cadence (a beat that waited for a slow answer does not push every later beat back),
+//! with a small seeded jitter per tick so a fleet started
 //! together does not beat in lockstep. (Register retries back off with
 //! [`crate::retry::Backoff::REGISTER`].)
 

@@ -3,12 +3,12 @@
 //!
 //! Layout of [`ConfigErrors::render`]:
 //!
-//! 1. When anything required is missing, the reference §1.7 help block: the
+//! 1. When anything required is missing, the help block: the
 //!    `molecule-mcp: missing required environment.` headline, one line per required
 //!    variable, and `Currently missing: <names>` (names exactly `WORKSPACE_ID`,
 //!    `PLATFORM_URL`, `MOLECULE_WORKSPACE_TOKEN`, in that order).
-//! 2. One `molecule-mcp: <message>` line per other error (token-file texts of reference
-//!    §1.5; `invalid MOLECULE_WORKSPACES:` followed by `  - <problem>` lines; bad values
+//! 2. One `molecule-mcp: <message>` line per other error (token-file problems name the
+//!    path and what is wrong with it; `invalid MOLECULE_WORKSPACES:` followed by `  - <problem>` lines; bad values
 //!    quoted, with what was expected).
 //! 3. When a token is involved, a last line pointing at the canvas Tokens tab.
 //!
@@ -102,7 +102,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reference §1.5 b texts, path in single quotes.
+/// What is wrong with the token file, path in single quotes.
 fn token_file_message(path: &str, problem: &TokenFileProblem) -> String {
     let path = quote(path);
     match problem {
@@ -194,7 +194,8 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reference §1.7 help block.
+/// The help block for missing required variables: each one with what it is for, the token
+/// alternatives, and `Currently missing: …`.
 fn render_help(out: &mut String, missing: &[MissingItem], state_dir: Option<&str>) {
     let item = |out: &mut String, name: &str, text: &str| {
         let _ = writeln!(out, "  {name:<width$}{text}", width = HELP_COLUMN - 2);

@@ -40,7 +40,7 @@ const MIN_KNOWN_SECRET_LEN: usize = 4;
 
 /// Replaces every occurrence of `secret` in `text` with `[REDACTED]`, so text that came
 /// from the network (an error body that echoes the bearer) can be logged safely. Values
-/// shorter than 4 bytes are left alone (see [`MIN_KNOWN_SECRET_LEN`]).
+/// shorter than 4 bytes are left alone (see `MIN_KNOWN_SECRET_LEN`).
 pub fn redact_known(text: &str, secret: &Secret) -> String {
     let value = secret.expose();
     if value.len() < MIN_KNOWN_SECRET_LEN {

@@ -14,7 +14,7 @@
 //! | other | any | `Failed` (`HTTP <code>: <error>`) |
 //! | 2xx | not JSON / no recognised shape | `Failed` |
 //!
-//! ## Retry policy ([`send_message`], reference defect 22)
+//! ## Retry policy ([`send_message`])
 //!
 //! The JSON-RPC `id` and the `messageId` are generated once per tool call and reused on
 //! every attempt, so a retried delivery is recognisably the same message. A retry happens

@@ -1,10 +1,10 @@
 //! Tool-argument extraction and workspace routing.
 //!
 //! Arguments arrive as a JSON object from the model. Absent and `null` mean "not given";
-//! a value of the wrong type is a readable tool error (never a crash, reference defect 2).
+//! a value of the wrong type is a readable tool error the model can correct, never a crash.
 //!
-//! Routing (reference §6.1, defect 27): every id that ends up in a URL path is validated as
-//! a UUID first, and a *source* workspace (the one whose token authenticates the call) must
+//! Routing: every id that ends up in a URL path is validated as a UUID first (so an
+//! argument cannot reach another path on the platform), and a *source* workspace (the one whose token authenticates the call) must
 //! be one this runtime serves. [`resolve_source`] picks it: explicit argument → the peer
 //! cache's entry for the peer → the primary workspace.
 

@@ -1,15 +1,17 @@
 //! The one way tools talk to the platform.
 //!
 //! [`PlatformCall`] describes a request by *path* (built only from validated UUIDs) and by the
-//! registered workspace whose token authenticates it; [`ToolContext::call`] turns it into an
+//! registered workspace whose token authenticates it; `ToolContext::call` turns it into an
 //! HTTP request with:
 //!
 //! * `Authorization: Bearer <token of auth_as>` — an unregistered workspace is an error, never
-//!   a fallback token (reference defect 27);
+//!   a fallback token: acting as a workspace with another workspace's token would be wrong
+//!   whatever the platform answered;
 //! * `Origin: <platform origin>` — `scheme://host[:port]` of the normalised `PLATFORM_URL`
-//!   (defect 32; SaaS tenants reject any other value with 403);
-//! * `X-Workspace-ID: <auth_as>` on the calls where reference §5.6 sends it (discover, peers,
-//!   A2A);
+//!   (SaaS tenants reject any other value with 403, and every URL comes from the same
+//!   normalised value);
+//! * `X-Workspace-ID: <auth_as>` on the calls whose platform routes read it (discover, peers,
+//!   A2A; see [`PlatformCall::with_workspace_header`]);
 //! * `Content-Type` for JSON or multipart bodies, and a per-call timeout.
 //!
 //! The transport is a trait so tests can record request shapes without a server; production
@@ -52,7 +54,8 @@ impl PlatformTransport for HttpClient {
     }
 }
 
-/// Default timeout for ordinary platform calls (reference §5.6 table).
+/// Default timeout for ordinary platform calls; calls that wait longer on purpose (A2A,
+/// uploads, activity reports) set their own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Request body.

@@ -3,7 +3,7 @@
 //! * [`WorkspaceRegistry`]: the workspaces this runtime serves, in configuration order (the
 //!   first is the primary), each with its current token. Tokens can be replaced at run time
 //!   (the platform mints one at register). Looking up an unregistered id is an error — there
-//!   is no fallback token (reference defect 27).
+//!   is no fallback token, so a call can never act as one workspace with another's token.
 //! * [`PeerCache`]: what `list_peers` and discovery learned — which of our workspaces can
 //!   reach a peer (multi-workspace routing), its name and role — plus which workspace
 //!   started each async delegation, so `check_task_status` asks the right one.
@@ -34,8 +34,9 @@ use super::client::{BoxFuture, PlatformTransport};
 pub trait InboxAccess: Send + Sync {
     /// False when inbox polling is not running (the tools then explain how to enable it).
     fn enabled(&self) -> bool;
-    /// Waits up to `timeout` for the oldest message this call has not returned before
-    /// (reference defect 20); it stays queued until popped. `None` on timeout.
+    /// Waits up to `timeout` for the oldest message no earlier call returned (so an agent
+    /// that forgets `inbox_pop` does not get the same message forever); it stays queued
+    /// until popped. `None` on timeout.
     fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>>;
     /// Up to `limit` queued messages, oldest first, not removed.
     fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>>;
@@ -43,7 +44,8 @@ pub trait InboxAccess: Send + Sync {
     fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>>;
     /// `workspace_id` starts uploading attachments itself. The platform also queues them as
     /// inbound uploads in our own feed; the inbox holds downloads back until
-    /// [`InboxAccess::end_outbound_upload`] names the files (reference defect 19).
+    /// [`InboxAccess::end_outbound_upload`] names the files, so our own attachments are
+    /// never downloaded and acked back.
     fn begin_outbound_upload(&self, workspace_id: &str) {
         let _ = workspace_id;
     }
@@ -98,8 +100,8 @@ impl std::error::Error for InvalidWorkspaceList {}
 #[derive(Debug)]
 pub struct WorkspaceRegistry {
     entries: Mutex<Vec<(String, Secret)>>,
-    /// Workspaces the platform rejected at register (multi-workspace mode keeps running
-    /// without them, reference defect 9), with the operator message.
+    /// Workspaces the platform rejected at register (multi-workspace mode keeps serving the
+    /// others instead of exiting), with the operator message.
     failed: Mutex<BTreeMap<String, String>>,
 }
 
@@ -220,7 +222,8 @@ impl PeerCache {
         lock(&self.peers).get(peer_id).cloned()
     }
 
-    /// Records that `source` can reach `peer_id` (last writer wins, like the reference).
+    /// Records that `source` can reach `peer_id` (last writer wins: the latest `list_peers`
+    /// knows best).
     pub fn set_source(&self, peer_id: &str, source: &str) {
         self.update(peer_id, |info| info.source = Some(source.to_owned()));
     }

@@ -2,18 +2,19 @@
 //!
 //! * `delegate_task` discovers the target (access check + display name), records an
 //!   `a2a_send` activity row in the source workspace (never `a2a_receive`: self-reported
-//!   receive rows echo back into our own inbox, reference defects 15/26; and no extra fake
-//!   heartbeat), then either sends A2A `message/send` ([`super::a2a`]) or, with
-//!   `DELEGATION_SYNC_VIA_INBOX`, posts to `/delegate` and polls `/delegations`.
-//!   A queued delivery (poll-mode or busy peer) is a success: the reply comes to the inbox
-//!   (defect 21).
+//!   receive rows come back into our own inbox as if a peer had written; and no extra
+//!   heartbeat, which the session driver already sends), then either sends A2A
+//!   `message/send` ([`super::a2a`]) or, with `DELEGATION_SYNC_VIA_INBOX`, posts to
+//!   `/delegate` and polls `/delegations`. A queued delivery (poll-mode or busy peer) is a
+//!   success: the peer has the task and the reply comes to the inbox.
 //! * `delegate_task_async` posts `/delegate` with an idempotency key that is a fresh random
 //!   nonce per tool call, so the same task can be delegated again later, while the key still
-//!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 are success
-//!   (defect 23).
+//!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 (a retry the
+//!   platform recognised) are success.
 //! * `check_task_status` routes like the others: explicit source → the workspace that started
-//!   this delegation → the peer's cached source → primary (defect 25); it reads `error` and
-//!   `error_detail` (defect 24).
+//!   this delegation → the peer's cached source → primary, because only the workspace that
+//!   delegated lists the delegation; it reads the failure reason from `error`, then
+//!   `error_detail`.
 
 use std::time::Duration;
 

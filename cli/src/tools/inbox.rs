@@ -1,9 +1,10 @@
-//! `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`].
+//! `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`](super::InboxAccess).
 //!
-//! Messages are passed through as the inbox produced them, plus poll-path enrichment
-//! (reference §5.5) for peer messages: `agent_card_url` (`<platform>/registry/discover/<peer>`,
-//! empty when the peer id is not a UUID) and `peer_name` / `peer_role` from the peer cache.
-//! Names and roles are sanitised, including ones the inbox already attached (defect 29).
+//! Messages are passed through as the inbox produced them, plus the same enrichment the push
+//! path gives peer messages: `agent_card_url` (`<platform>/registry/discover/<peer>`, empty
+//! when the peer id is not a UUID) and `peer_name` / `peer_role` from the peer cache. Names
+//! and roles are sanitised, including ones the inbox already attached, because whoever
+//! registered the peer chose them and they go into the model's context.
 
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use super::args::Args;
 use super::context::ToolContext;
 use crate::mcp::ToolOutput;
 
-/// Returned when the inbox is not running (reference §4.7).
+/// Returned when the inbox is not running (`MOLECULE_MCP_DISABLE_INBOX`, or an embedder
+/// without an inbox).
 pub const NOT_ENABLED: &str = "Error: inbox polling is not enabled in this runtime. The standalone molecule-mcp wrapper activates it; in-container runtimes receive messages via push delivery and do not need these tools.";
 
 /// Longest `wait_for_message` block, seconds.

@@ -1,10 +1,11 @@
 //! `commit_memory` (`POST /workspaces/{src}/memories`) and `recall_memory`
 //! (`GET /workspaces/{src}/memories`).
 //!
-//! Content is secret-redacted before it leaves the process ([`molecule_mcp_core::redact`]). `scope` is
-//! one of `LOCAL`, `TEAM`, `GLOBAL` (any case); anything else is rejected with a clear error
-//! instead of being silently coerced to `LOCAL` (reference defect 30). Client-side checks
-//! follow §5.7: RBAC `memory.write` / `memory.read`, and GLOBAL writes only from tier 0
+//! Content is secret-redacted before it leaves the process ([`molecule_mcp_core::redact`]).
+//! `scope` is one of `LOCAL`, `TEAM`, `GLOBAL` (any case); anything else is rejected with a
+//! clear error instead of being silently stored as `LOCAL`, where the model would not look
+//! for it. Client-side checks: RBAC `memory.write` / `memory.read`
+//! ([`Rbac`](molecule_mcp_core::tool_settings::Rbac)), and GLOBAL writes only from tier 0
 //! (`WORKSPACE_TIER`; the platform enforces the real rule: root workspaces only).
 
 use molecule_mcp_core::redact::redact_secrets;

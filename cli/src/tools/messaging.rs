@@ -1,7 +1,8 @@
 //! `send_message_to_user`: optional `POST /workspaces/{target}/chat/uploads` (multipart),
 //! then `POST /workspaces/{target}/notify`, both with the target workspace's token.
 //!
-//! Attachment rules (reference defect 28):
+//! Attachment rules (a model can be talked into attaching any path, so each rule closes a
+//! way to leak or hang):
 //! * regular files only: the path is checked with `symlink_metadata` (a symlink is refused,
 //!   not followed), the opened handle is re-checked to be the same regular file;
 //! * at most [`MAX_FILE_BYTES`] (25 MiB, the platform's poll-mode cap) per file, checked
@@ -376,7 +377,8 @@ pub fn load_attachments(
 
 /// Tells the inbox that `workspace` is uploading files itself, for as long as it lives: the
 /// platform queues our own attachments as inbound rows too, and the inbox must neither
-/// download nor ack them (defect 19). Dropped on every path (errors, cancellation), it
+/// download nor ack them (it would stage a copy of what we just sent and tell the platform
+/// it was received). Dropped on every path (errors, cancellation), it
 /// reports the file ids the upload created (none when it failed).
 struct OutboundUpload<'a> {
     ctx: &'a ToolContext,

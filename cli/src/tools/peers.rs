@@ -3,9 +3,10 @@
 //!
 //! With more than one workspace and no `source_workspace_id`, `list_peers` aggregates over
 //! every workspace and tags each line `via: <first 8 chars of the source>`; each listed peer
-//! is remembered with the workspace that can reach it, which is how later calls route
-//! (reference §6.1). Names, roles and statuses are sanitised before they are shown or cached
-//! (defect 29); peer records without a valid UUID id are skipped instead of crashing.
+//! is remembered with the workspace that can reach it, which is how later calls pick their
+//! source workspace. Names, roles and statuses are sanitised before they are shown or cached
+//! (whoever registered the peer chose them); peer records without a valid UUID id are
+//! skipped instead of failing the whole list.
 
 use molecule_mcp_core::ids::{normalize_uuid, short_id};
 use molecule_mcp_core::sanitize::{display_field, json_type, sanitize_display};

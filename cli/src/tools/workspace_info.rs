@@ -1,8 +1,9 @@
 //! `get_workspace_info`: `GET /workspaces/{src}` (open route; the token is sent anyway).
 //!
-//! 200 ⇒ the workspace object; 410 ⇒ the reference's "removed" mapping (§5.6.5), returned as
-//! data because a deleted workspace is a fact the agent should act on; anything else is a
-//! tool error naming the status (the reference flattened those to `{"error":"not found"}`).
+//! 200 ⇒ the workspace object; 410 ⇒ `{"error": "removed", "id", "removed_at", "hint"}`
+//! ([`removed_info`]), returned as data because a deleted workspace is a fact the agent
+//! should act on; anything else is a tool error naming the status, so a 500 or a 401 is not
+//! mistaken for "not found".
 
 use serde_json::{Value, json};
 
@@ -14,7 +15,8 @@ use crate::mcp::ToolOutput;
 /// Hint used when the platform's 410 body has none.
 pub const REMOVED_HINT: &str = "Workspace was deleted on the platform. Regenerate workspace + token from the canvas → Tokens tab.";
 
-/// The reference's mapping of a 410 body.
+/// The tool's answer for a 410: the platform's `id`, `removed_at` and `hint` when it sent
+/// them, else this workspace's id, `null` and [`REMOVED_HINT`].
 pub fn removed_info(src: &str, body: Option<&Value>) -> Value {
     let field = |k: &str| body.and_then(|b| b.get(k)).filter(|v| !v.is_null());
     json!({

@@ -1,4 +1,4 @@
-//! The inbound-message inbox of one workspace (reference §4, fixing defects 11–20), as a
+//! The inbound-message inbox of one workspace, as a
 //! sans-io machine: it polls the platform's activity feed, keeps a durable queue of
 //! messages the agent has not handled yet, fetches uploaded files, and serves the three
 //! inbox tools. Like [`crate::Session`] it performs no I/O and reads no clock.
@@ -48,10 +48,10 @@
 //!
 //! ## Polling
 //!
-//! See `feed.rs` for the URLs and the backlog paging rule and `schedule.rs` for cadence,
-//! backoff and log throttling. A full page is followed by another poll at once (after it is
+//! See `feed.rs` for the URLs and the backlog paging rule, `schedule.rs` for log throttling
+//! and [`crate::retry`] for cadence and backoff. A full page is followed by another poll at once (after it is
 //! saved). When the queue reaches its bound the inbox stops fetching (WARN once) instead of
-//! evicting anything (defect 13); `pop` resumes it.
+//! evicting anything, because an evicted message would be lost; `pop` resumes it.
 //!
 //! ## Rows, messages, uploads
 //!

@@ -1,10 +1,9 @@
-//! The `notifications/claude/channel` payload for a new message (reference §5.4): `meta`
-//! (every value a string, every value validated or sanitised) and `content` (header, text,
-//! reply hint).
+//! The `notifications/claude/channel` payload for a new message: `meta` (every value a
+//! string, every value validated or sanitised) and `content` (header, text, reply hint).
 //!
-//! Differences from the reference, on purpose: `meta` includes `arrival_workspace_id` when
-//! set (defect 29), and in multi-workspace mode the reply hint names the workspace to answer
-//! from; `content` lists attached files (defect 17).
+//! In multi-workspace mode `meta` includes `arrival_workspace_id` and the reply hint names
+//! the workspace to answer from, so the agent replies as the workspace that was addressed;
+//! `content` lists attached files, so the agent learns that a file came with the message.
 //!
 //! Peer names and roles come from the caller's peer cache ([`PeerLabel`]); they are chosen
 //! by whoever registered the peer, so they go through [`sanitize_display`] before they reach

@@ -8,7 +8,7 @@
 //!  "uploads": [<upload job>, …],         // upload rows not yet settled
 //!  "handled": ["<activity id>", …],      // popped messages and settled uploads, oldest first
 //!  "staged": [["platform-pending:…", "workspace:…"], …],
-//!  "outbound_uploads": ["<file id>", …]} // our own attachments (defect 19)
+//!  "outbound_uploads": ["<file id>", …]} // our own attachments, never downloaded back
 //! ```
 //!
 //! Everything the cursor has moved past is in `pending`, `uploads` or `handled` (or was a

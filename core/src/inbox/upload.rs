@@ -1,4 +1,5 @@
-//! Poll-mode chat uploads (reference §4.6, defect 18): the persisted job for one
+//! Poll-mode chat uploads (files the canvas user attached, which the platform holds until
+//! this runtime downloads and acks them): the persisted job for one
 //! `chat_upload_receive` row, its retry policy, and the machine's
 //! download / settle / ack steps.
 //!
