@@ -17,20 +17,20 @@ use std::time::Duration;
 
 use molecule_mcp_core::Secret;
 use molecule_mcp_core::config::ValidConfig;
-use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, normalize_uuid, push_content, push_meta};
+use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, push_content, push_meta};
 use molecule_mcp_io_tokio::{FleetHandle, HttpClient};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::mcp::{
-    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec,
+    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolSpec,
     push_notification,
 };
-use crate::tools::catalog::tool_def;
+use crate::tools::context::InvalidWorkspaceList;
 use crate::tools::{
-    BoxFuture, InboxAccess, ToolContext, ToolSettings, WorkspaceRegistry, call_tool, peers,
-    tool_defs,
+    BoxFuture, InboxAccess, Tool, ToolContext, ToolSettings, WorkspaceRegistry, peers, tool_defs,
 };
 
 /// How long the push path waits for discovery to name an unknown peer before pushing anyway.
@@ -55,7 +55,7 @@ impl App {
         http: HttpClient,
         settings: ToolSettings,
         fleet: FleetHandle,
-    ) -> Result<App, String> {
+    ) -> Result<App, InvalidWorkspaceList> {
         let registry = WorkspaceRegistry::new(
             config
                 .workspaces
@@ -63,7 +63,7 @@ impl App {
                 .map(|w| (w.id.clone(), w.token.clone()))
                 .collect(),
         )
-        .map_err(|e| format!("invalid workspace list: {e}"))?;
+        .map_err(InvalidWorkspaceList)?;
         let mut ctx = ToolContext::new(Arc::new(http), config.platform.clone(), registry, settings)
             .with_state_dir(state_dir.to_path_buf());
         if config.inbox_enabled {
@@ -157,19 +157,13 @@ struct Tools(Arc<ToolContext>);
 
 impl ToolHandler for Tools {
     fn tools(&self) -> Vec<ToolSpec> {
-        tool_defs().into_iter().map(ToolSpec::from).collect()
+        tool_defs()
     }
 
     fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture> {
-        let def = tool_def(name)?;
+        let tool = Tool::from_name(name)?;
         let ctx = Arc::clone(&self.0);
-        Some(Box::pin(async move {
-            match call_tool(&ctx, def.name, &arguments).await {
-                Some(result) => ToolOutput::from(result),
-                // `tool_def` just found it; the dispatcher knows the same names.
-                None => ToolOutput::Error(format!("Error: tool {} is not available", def.name)),
-            }
-        }))
+        Some(Box::pin(async move { tool.call(&ctx, &arguments).await }))
     }
 }
 
@@ -209,7 +203,8 @@ impl InboxAccess for InboxTools {
     }
 }
 
-/// The `notifications/claude/channel` frame for a new message (reference §5.4). A peer the
+/// The `notifications/claude/channel` frame for a new message (`content` + `meta`, see
+/// `core/src/inbox/push.rs`). A peer the
 /// cache does not know yet is looked up first (bounded), so the push names it.
 async fn channel_notification(ctx: &ToolContext, message: &InboxMessage) -> Value {
     let peer = normalize_uuid(&message.peer_id);

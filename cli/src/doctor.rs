@@ -1,4 +1,4 @@
-//! `molecule-mcp doctor`: the onboarding diagnostic (reference §6.2), adapted to a Rust
+//! `molecule-mcp doctor`: the onboarding diagnostic, adapted to a Rust
 //! binary and made safe: six checks, each OK / WARN / FAIL with a "next:" hint, exit 1 when
 //! any check fails.
 //!
@@ -6,10 +6,10 @@
 //! 2. install location (the running executable);
 //! 3. `molecule-mcp` on PATH;
 //! 4. environment (the same validation the server runs);
-//! 5. platform reachability (`GET /health`, defect 38);
+//! 5. platform reachability (`GET /health`, the route the platform serves);
 //! 6. a **read-only** auth probe per workspace (`GET /workspaces/:id/activity?limit=1`,
 //!    which needs a valid bearer) instead of overwriting the live agent card with a
-//!    register call (defect 37).
+//!    register call).
 //!
 //! Colours only when stdout is a terminal and `NO_COLOR` is unset.
 

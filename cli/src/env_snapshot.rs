@@ -2,17 +2,12 @@
 //! files, so `molecule_mcp_core::config::validate` can stay a pure function.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use molecule_mcp_core::config::{FileRead, RawConfig, token_file_path};
 
 /// Variables read besides the ones config validation knows (`molecule_mcp_core::config::VARIABLES`).
-pub const EXTRA_VARIABLES: &[&str] = &[
-    "CONFIGS_DIR",
-    "DELEGATION_SYNC_VIA_INBOX",
-    "DELEGATION_TIMEOUT",
-    "WORKSPACE_TIER",
-];
+pub const EXTRA_VARIABLES: &[&str] = &["CONFIGS_DIR"];
 
 /// True for every variable the program reads (documented in the README's table).
 pub fn is_read(name: &str) -> bool {
@@ -67,25 +62,85 @@ pub fn from_process(state_dir: &Path) -> RawConfig {
 /// Largest `--workspaces-file` accepted (10,000 workspaces take about 1.2 MB).
 pub const MAX_WORKSPACES_FILE: u64 = 64 * 1024 * 1024;
 
+/// Why `--workspaces-file` could not be used. The message names the file as given.
+#[derive(Debug)]
+pub enum WorkspacesFileError {
+    /// `stat` or `read` failed.
+    Unreadable {
+        /// The path as given.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A directory, socket, …
+    NotRegularFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Larger than [`MAX_WORKSPACES_FILE`].
+    TooLarge {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Not UTF-8.
+    NotUtf8 {
+        /// The path as given.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for WorkspacesFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkspacesFileError::Unreadable { path, error } => write!(
+                f,
+                "--workspaces-file '{}' cannot be read: {error}",
+                path.display()
+            ),
+            WorkspacesFileError::NotRegularFile { path } => write!(
+                f,
+                "--workspaces-file '{}' is not a regular file",
+                path.display()
+            ),
+            WorkspacesFileError::TooLarge { path } => write!(
+                f,
+                "--workspaces-file '{}' is larger than {} MiB",
+                path.display(),
+                MAX_WORKSPACES_FILE / (1024 * 1024)
+            ),
+            WorkspacesFileError::NotUtf8 { path } => write!(
+                f,
+                "--workspaces-file '{}' is not valid UTF-8",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WorkspacesFileError {}
+
 /// Puts the contents of `--workspaces-file` into `raw` as `MOLECULE_WORKSPACES`, so it is
-/// validated exactly like the variable. The error is the operator message.
-pub fn apply_workspaces_file(raw: &mut RawConfig, path: &Path) -> Result<(), String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
+/// validated exactly like the variable.
+pub fn apply_workspaces_file(raw: &mut RawConfig, path: &Path) -> Result<(), WorkspacesFileError> {
+    let unreadable = |error| WorkspacesFileError::Unreadable {
+        path: path.to_path_buf(),
+        error,
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!("--workspaces-file '{shown}' is not a regular file"));
+        return Err(WorkspacesFileError::NotRegularFile {
+            path: path.to_path_buf(),
+        });
     }
     if meta.len() > MAX_WORKSPACES_FILE {
-        return Err(format!(
-            "--workspaces-file '{shown}' is larger than {} MiB",
-            MAX_WORKSPACES_FILE / (1024 * 1024)
-        ));
+        return Err(WorkspacesFileError::TooLarge {
+            path: path.to_path_buf(),
+        });
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("--workspaces-file '{shown}' cannot be read: {e}"))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("--workspaces-file '{shown}' is not valid UTF-8"))?;
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let text = String::from_utf8(bytes).map_err(|_| WorkspacesFileError::NotUtf8 {
+        path: path.to_path_buf(),
+    })?;
     raw.env
         .insert(molecule_mcp_core::config::WORKSPACES.to_owned(), text);
     Ok(())
@@ -108,18 +163,21 @@ mod tests {
         let mut raw = raw_config([("MOLECULE_WORKSPACES".to_owned(), "[]".to_owned())], &dir);
         apply_workspaces_file(&mut raw, &file).expect("applies");
         assert!(raw.env["MOLECULE_WORKSPACES"].contains("aaaaaaaa-0000-4000-8000-000000000001"));
-        let missing =
-            apply_workspaces_file(&mut raw, &dir.join("nope.json")).expect_err("missing file");
+        let missing = apply_workspaces_file(&mut raw, &dir.join("nope.json"))
+            .expect_err("missing file")
+            .to_string();
         assert!(missing.contains("nope.json"), "{missing}");
         assert!(
             apply_workspaces_file(&mut raw, &dir)
                 .expect_err("a directory")
+                .to_string()
                 .contains("not a regular file")
         );
         std::fs::write(&file, [0xff, 0xfe]).expect("write");
         assert!(
             apply_workspaces_file(&mut raw, &file)
                 .expect_err("bad utf-8")
+                .to_string()
                 .contains("UTF-8")
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,7 +1,7 @@
-//! The `instructions` string of `initialize` / `server/discover` (reference §5.3): how
+//! The `instructions` string of `initialize` / `server/discover`: how
 //! inbound messages reach the agent, how to reply, when to acknowledge, and the trust model.
 //!
-//! Unlike the reference this text is truthful about delivery (defect 11): the inbox is
+//! This text is truthful about delivery: the inbox is
 //! durable on *our* side. An unpopped message stays queued across restarts and is offered
 //! again; nothing depends on the platform re-sending it.
 
@@ -75,7 +75,7 @@ pub fn instructions(poll_timeout_secs: u64, multi_workspace: bool) -> String {
 mod tests {
     use super::*;
 
-    /// The phrases the reference's tests pin (reference §5.3), plus ours.
+    /// The phrases the original's tests pin (kept so agents prompted on them still work), plus ours.
     #[test]
     fn pinned_phrases_are_present() {
         let text = instructions(2, false);
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn no_false_platform_redelivery_claim() {
-        // Reference defect 11: the old text promised the *platform* would redeliver.
+        // The original's text promised the *platform* would redeliver; it does not.
         let text = instructions(2, false);
         assert!(!text.contains("platform will redeliver"));
         assert!(text.contains("durable inbox"));

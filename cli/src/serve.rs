@@ -1,7 +1,8 @@
 //! `molecule-mcp` (no subcommand): the MCP stdio server with the platform session running
 //! in the background.
 //!
-//! Start-up order (fixes reference defect 4): stdio check → state dir → config validation
+//! Start-up order (the stdio check comes first, so a misconfigured launch has no side effects
+//! on the platform): stdio check → state dir → config validation
 //! (exit 2 with help) → logging → MCP server answers `initialize` immediately while the
 //! session registers and heartbeats in the background. A register 401/403 still ends the
 //! process with exit code 3 (in multi-workspace mode only when every workspace failed).
@@ -65,7 +66,7 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     logging::init(config.verbose);
-    let settings = ToolSettings::from_env(&raw.env);
+    let settings = config.tool_settings.clone();
     let code = rt.block_on(serve(config, state_dir, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.
     runtime::exit(code)
@@ -90,7 +91,12 @@ async fn serve(
     }
     let mut plan = FleetPlan::from_config(&config, &state_dir.display().to_string());
     driver::restore(&mut plan, &state_dir);
-    let (fleet, mut outputs) = driver::spawn(plan, state_dir.clone(), http.clone(), seed());
+    let (fleet, mut outputs) = driver::spawn(
+        plan,
+        state_dir.clone(),
+        http.clone(),
+        molecule_mcp_io_tokio::entropy::os_seed(),
+    );
     let app = match App::new(&config, &state_dir, http, settings, fleet.clone()) {
         Ok(app) => app,
         Err(e) => {
@@ -134,12 +140,4 @@ async fn serve(
         );
     }
     code
-}
-
-/// Jitter seed: differs between processes so a fleet started together spreads out.
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
 }

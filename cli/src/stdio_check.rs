@@ -1,4 +1,4 @@
-//! Start-up guard (reference §1.10, done *first* — defect 4): stdin and stdout must be a
+//! Start-up guard, run *first* so a misconfigured launch registers nothing: stdin and stdout must be a
 //! pipe, a socket or a character device, because an MCP client talks to us through them.
 //! A regular file (`molecule-mcp > out.txt`, `molecule-mcp < input.json`) means someone
 //! ran the server by hand; we explain instead of speaking JSON-RPC into a file.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use molecule_mcp_cli::mcp::ToolOutput;
 use molecule_mcp_cli::tools::a2a::{A2aOutcome, interpret_response, result_text};
 use molecule_mcp_cli::tools::catalog::{TOOL_NAMES, tool_def};
 use molecule_mcp_cli::tools::client::ApiResponse;
@@ -15,11 +16,11 @@ use molecule_mcp_cli::tools::inbox::NOT_ENABLED;
 use molecule_mcp_cli::tools::messaging::{
     Attachment, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body, sniff_mime,
 };
-use molecule_mcp_cli::tools::redact::redact_secrets;
 use molecule_mcp_cli::tools::{
-    BoxFuture, InboxAccess, PlatformTransport, ToolContext, ToolResult, ToolSettings,
-    WorkspaceRegistry, call_tool, tool_defs,
+    BoxFuture, InboxAccess, PlatformTransport, ToolContext, ToolSettings, WorkspaceRegistry,
+    call_tool, tool_defs,
 };
+use molecule_mcp_core::redact::redact_secrets;
 use molecule_mcp_core::{PlatformUrl, Secret, TransportError, TransportErrorKind};
 use molecule_mcp_io_tokio::HttpResponse;
 use serde_json::{Map, Value, json};
@@ -289,32 +290,32 @@ fn args(v: Value) -> Map<String, Value> {
     }
 }
 
-async fn run(ctx: &ToolContext, name: &str, a: Value) -> ToolResult {
+async fn run(ctx: &ToolContext, name: &str, a: Value) -> ToolOutput {
     call_tool(ctx, name, &args(a)).await.expect("known tool")
 }
 
-fn text(r: &ToolResult) -> &str {
+fn text(r: &ToolOutput) -> &str {
     match r {
-        ToolResult::Text(s) => s,
-        other @ (ToolResult::Json(_) | ToolResult::Error(_)) => {
+        ToolOutput::Text(s) => s,
+        other @ (ToolOutput::Json(_) | ToolOutput::Error(_)) => {
             panic!("expected text, got {other:?}")
         }
     }
 }
 
-fn error(r: &ToolResult) -> &str {
+fn error(r: &ToolOutput) -> &str {
     match r {
-        ToolResult::Error(s) => s,
-        other @ (ToolResult::Text(_) | ToolResult::Json(_)) => {
+        ToolOutput::Error(s) => s,
+        other @ (ToolOutput::Text(_) | ToolOutput::Json(_)) => {
             panic!("expected error, got {other:?}")
         }
     }
 }
 
-fn json_of(r: &ToolResult) -> &Value {
+fn json_of(r: &ToolOutput) -> &Value {
     match r {
-        ToolResult::Json(v) => v,
-        other @ (ToolResult::Text(_) | ToolResult::Error(_)) => {
+        ToolOutput::Json(v) => v,
+        other @ (ToolOutput::Text(_) | ToolOutput::Error(_)) => {
             panic!("expected JSON, got {other:?}")
         }
     }
@@ -1521,7 +1522,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "molecule-tools-{tag}-{}-{}",
         std::process::id(),
-        molecule_mcp_cli::tools::ids::random_hex(1)
+        molecule_mcp_core::rng::Rng::new(molecule_mcp_io_tokio::entropy::os_seed()).hex(1)
     ));
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir

@@ -1,6 +1,7 @@
 //! Start-up configuration: a pure function from an environment snapshot (plus what the
 //! shell read from the token files) to a [`ValidConfig`] or a list of [`ConfigError`]s
-//! that renders the operator help text (reference §1.2–1.7, §6.1).
+//! that renders the operator help text ([`crate::help`]). The variables are listed in
+//! [`VARIABLES`] and documented in the README's configuration table.
 //!
 //! The shell does all file reading *before* calling [`validate`]: it reads the file named by
 //! `MOLECULE_WORKSPACE_TOKEN_FILE` (see [`token_file_path`]) and `<state dir>/.auth_token`,
@@ -12,19 +13,22 @@
 //!   for every variable.
 //! * **All errors at once.** [`validate`] reports every problem it finds (ordered
 //!   `WORKSPACE_ID`, `PLATFORM_URL`, token, then the rest) so the operator fixes everything
-//!   in one go; the reference stopped at the first one.
+//!   in one go instead of one restart per mistake.
 //! * **Single workspace** (`MOLECULE_WORKSPACES` blank): `WORKSPACE_ID` must be a UUID; the
 //!   token is the first of `MOLECULE_WORKSPACE_TOKEN` → `MOLECULE_WORKSPACE_TOKEN_FILE` →
 //!   `<state dir>/.auth_token`. A token-file failure is terminal (no fallback to
 //!   `.auth_token`), because silently using a different token than the one the operator
 //!   pointed at is worse than refusing to start.
 //! * **Several workspaces** (`MOLECULE_WORKSPACES` non-blank): a JSON array of
-//!   `{"id": "<uuid>", "token": "<token>"}`; `id`/`token` must be JSON strings (reference
-//!   defect 34), ids UUIDs and unique. The single-workspace variables are then ignored.
+//!   `{"id": "<uuid>", "token": "<token>"}`; `id`/`token` must be JSON strings (a number
+//!   or `null` is an error, not coerced to text), ids UUIDs and unique. The single-workspace variables are then ignored.
 //! * **Tokens** are trimmed and must not be blank or contain whitespace or control
 //!   characters (they become an `Authorization` header). No token value ever appears in an
 //!   error or in the rendered text; errors name where the token came from instead.
-//! * **Flags** use [`is_flag_on`]: `0`/`false`/`no`/`off` are off (reference defect 33).
+//! * **Flags** follow a [`FlagRule`]: the `MOLECULE_MCP_*` switches are on unless
+//!   `0`/`false`/`no`/`off`; `DELEGATION_SYNC_VIA_INBOX` is on only for `1`/`true`/`yes`/`on`.
+//! * **Tool settings** (`WORKSPACE_TIER`, `DELEGATION_*`) fall back to their defaults when
+//!   unusable: they only tune the tools.
 //!
 //! The operator-facing text for [`ConfigErrors`] lives in [`crate::help`].
 
@@ -33,10 +37,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::ids::normalize_uuid;
 use crate::inbox::{DEFAULT_POLL_INTERVAL, InboxConfig};
 use crate::platform_url::{PlatformUrl, PlatformUrlError};
+use crate::sanitize::json_type;
 use crate::secret::Secret;
 use crate::session::{DEFAULT_HEARTBEAT_INTERVAL, SessionConfig};
+use crate::tool_settings::{MAX_DELEGATION_TIMEOUT, ToolSettings};
 
 /// `PLATFORM_URL`.
 pub const PLATFORM_URL: &str = "PLATFORM_URL";
@@ -66,9 +73,16 @@ pub const AGENT_NAME: &str = "MOLECULE_AGENT_NAME";
 pub const AGENT_DESCRIPTION: &str = "MOLECULE_AGENT_DESCRIPTION";
 /// `MOLECULE_AGENT_SKILLS`.
 pub const AGENT_SKILLS: &str = "MOLECULE_AGENT_SKILLS";
+/// `WORKSPACE_TIER`.
+pub const WORKSPACE_TIER: &str = "WORKSPACE_TIER";
+/// `DELEGATION_SYNC_VIA_INBOX`.
+pub const DELEGATION_SYNC_VIA_INBOX: &str = "DELEGATION_SYNC_VIA_INBOX";
+/// `DELEGATION_TIMEOUT`.
+pub const DELEGATION_TIMEOUT: &str = "DELEGATION_TIMEOUT";
 
-/// Every variable [`validate`] (and [`token_file_path`]) looks at.
-pub const VARIABLES: [&str; 14] = [
+/// Every variable [`validate`] (and [`token_file_path`]) looks at. New ones go at the end:
+/// the config fuzzer's one-character aliases index this list.
+pub const VARIABLES: [&str; 17] = [
     WORKSPACE_ID,
     PLATFORM_URL,
     WORKSPACE_TOKEN,
@@ -83,6 +97,9 @@ pub const VARIABLES: [&str; 14] = [
     AGENT_NAME,
     AGENT_DESCRIPTION,
     AGENT_SKILLS,
+    WORKSPACE_TIER,
+    DELEGATION_SYNC_VIA_INBOX,
+    DELEGATION_TIMEOUT,
 ];
 
 /// Highest accepted `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: the platform's health sweep
@@ -126,7 +143,8 @@ pub struct RawConfig {
     pub state_dir: String,
 }
 
-/// Where a workspace's token came from (named in operator messages; reference defect 7).
+/// Where a workspace's token came from: operator messages name it, so a rejected token can
+/// be traced to the variable or file to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// `MOLECULE_WORKSPACE_TOKEN`.
@@ -208,10 +226,13 @@ pub struct ValidConfig {
     pub poll_timeout_secs: u64,
     /// Agent card inputs.
     pub agent: AgentIdentity,
+    /// The tools' settings (`WORKSPACE_TIER`, `DELEGATION_SYNC_VIA_INBOX`,
+    /// `DELEGATION_TIMEOUT`; unusable values fall back to the defaults).
+    pub tool_settings: ToolSettings,
 }
 
 impl ValidConfig {
-    /// The agent card sent at register for `workspace_id` (reference §2): exactly
+    /// The agent card sent at register for `workspace_id`: exactly
     /// `{"name": …, "skills": [{"name": s}, …]}`, plus `"description"` only when set.
     pub fn agent_card(&self, workspace_id: &str) -> Value {
         let name = match &self.agent.name {
@@ -302,7 +323,7 @@ pub enum ConfigError {
         /// The raw value.
         value: String,
     },
-    /// `MOLECULE_WORKSPACE_TOKEN_FILE` could not be used (reference §1.5 texts).
+    /// `MOLECULE_WORKSPACE_TOKEN_FILE` could not be used (texts in [`crate::help`]).
     TokenFile {
         /// The path as given.
         path: String,
@@ -353,17 +374,37 @@ pub enum TokenFileProblem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// True when a flag variable is on: blank/absent and `0`, `false`, `no`, `off` (trimmed,
-/// case-insensitive) are off; anything else is on. The reference treated any non-blank
-/// value, even `0`, as on (defect 33).
+/// How a boolean variable's value is read. Both rules trim the value and ignore case, and a
+/// blank or absent value is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagRule {
+    /// On for anything but `0`, `false`, `no` and `off`: the `MOLECULE_MCP_*` switches. An
+    /// operator who sets one at all means it (`1`, `yes`, `y`, `true` …), and the off-words
+    /// make `=0` or `=false` mean off, as anyone would expect.
+    OnUnlessOffWord,
+    /// On only for `1`, `true`, `yes` and `on`: `DELEGATION_SYNC_VIA_INBOX`, which sends
+    /// `delegate_task` down a different platform path, so only an unmistakable yes switches
+    /// it and any other value keeps the default path.
+    OnlyOnWord,
+}
+
+impl FlagRule {
+    /// True when `value` turns the flag on under this rule.
+    pub fn is_on(self, value: Option<&str>) -> bool {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return false;
+        };
+        let is_any = |words: [&str; 4]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+        match self {
+            FlagRule::OnUnlessOffWord => !is_any(["0", "false", "no", "off"]),
+            FlagRule::OnlyOnWord => is_any(["1", "true", "yes", "on"]),
+        }
+    }
+}
+
+/// True when a `MOLECULE_MCP_*` flag is on ([`FlagRule::OnUnlessOffWord`]).
 pub fn is_flag_on(value: Option<&str>) -> bool {
-    let Some(value) = value.map(str::trim) else {
-        return false;
-    };
-    !(value.is_empty()
-        || ["0", "false", "no", "off"]
-            .iter()
-            .any(|off| value.eq_ignore_ascii_case(off)))
+    FlagRule::OnUnlessOffWord.is_on(value)
 }
 
 /// The path the shell must read for `MOLECULE_WORKSPACE_TOKEN_FILE` (trimmed), or `None`
@@ -416,7 +457,7 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
             let id = match env.get_raw(WORKSPACE_ID) {
                 None => Err(ConfigError::Missing(MissingItem::WorkspaceId)),
                 Some(value) => {
-                    normalise_uuid(value).ok_or_else(|| ConfigError::InvalidWorkspaceId {
+                    normalize_uuid(value).ok_or_else(|| ConfigError::InvalidWorkspaceId {
                         value: value.to_owned(),
                     })
                 }
@@ -472,6 +513,7 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
                 inbox_poll_interval,
                 poll_timeout_secs: poll_timeout_secs(env.get(POLL_TIMEOUT_SECS)),
                 agent: agent_identity(&env),
+                tool_settings: tool_settings(&env),
             })
         }
         _ => {
@@ -507,19 +549,6 @@ impl<'a> Env<'a> {
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     }
-}
-
-/// `value` (trimmed) lower-cased if it is a UUID in 8-4-4-4-12 hex form, else `None`.
-/// Any version is accepted (the nil UUID included): the platform is the authority on
-/// which ids exist; this only catches typos and swapped variables early.
-pub fn normalise_uuid(value: &str) -> Option<String> {
-    let value = value.trim();
-    let groups: Vec<&str> = value.split('-').collect();
-    let lengths_ok = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
-    let hex_ok = groups
-        .iter()
-        .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
-    (lengths_ok && hex_ok).then(|| value.to_ascii_lowercase())
 }
 
 /// Why a trimmed, non-empty token cannot be used as a bearer token.
@@ -591,8 +620,9 @@ fn resolve_single_token(
         };
     }
     if let FileRead::Contents(bytes) = &raw.state_auth_token {
-        // Anything unreadable here counts as "no token" (reference §1.5 c); only a
-        // non-blank token that cannot be sent is an error, so it is not silently skipped.
+        // Anything unreadable here counts as "no token" (this file is only a fallback the
+        // operator did not name); only a non-blank token that cannot be sent is an error, so
+        // it is not silently skipped.
         if let Some(token) = std::str::from_utf8(bytes)
             .ok()
             .map(str::trim)
@@ -610,7 +640,7 @@ fn resolve_single_token(
     Err(ConfigError::Missing(MissingItem::Token))
 }
 
-/// The token in a `MOLECULE_WORKSPACE_TOKEN_FILE` read (reference §1.5 b).
+/// The token in a `MOLECULE_WORKSPACE_TOKEN_FILE` read: trimmed, non-blank, one token.
 fn token_from_file(read: &FileRead) -> Result<String, TokenFileProblem> {
     match read {
         FileRead::Missing => Err(TokenFileProblem::Missing),
@@ -643,23 +673,11 @@ pub fn auth_token_path(state_dir: &str) -> String {
     )
 }
 
-/// The shape message of reference §6.1.
+/// What `MOLECULE_WORKSPACES` must look like, for the error when it does not.
 fn workspaces_shape_message() -> String {
     format!(
         r#"{WORKSPACES} must be a non-empty JSON array of {{"id":"...","token":"..."}} objects"#
     )
-}
-
-/// JSON type name for messages.
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// Parses `MOLECULE_WORKSPACES`; every problem of every entry is reported. Messages never
@@ -695,11 +713,11 @@ fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
                 problems.push(format!("{at} {problem}"));
                 None
             }
-            Ok(raw_id) => match normalise_uuid(raw_id) {
+            Ok(raw_id) => match normalize_uuid(raw_id) {
                 None => {
                     problems.push(format!(
                         "{at} 'id' {} is not a workspace UUID (expected 8-4-4-4-12 hex digits)",
-                        crate::help::quote(raw_id)
+                        crate::sanitize::quote(raw_id)
                     ));
                     None
                 }
@@ -745,17 +763,48 @@ fn parse_workspaces(text: &str) -> Result<Vec<WorkspaceConfig>, Vec<String>> {
     }
 }
 
-/// A required, non-blank JSON string field, trimmed; the error names the field and the
-/// JSON type, never the value.
-fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
+/// Why a required `MOLECULE_WORKSPACES` entry field is unusable. The message names the field
+/// and the JSON type, never the value (it may be a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldProblem<'a> {
+    /// Absent.
+    Missing(&'a str),
+    /// A blank string.
+    Blank(&'a str),
+    /// Not a string.
+    NotAString {
+        /// The field.
+        name: &'a str,
+        /// The JSON type it has.
+        got: &'static str,
+    },
+}
+
+impl std::fmt::Display for FieldProblem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldProblem::Missing(name) => write!(f, "missing '{name}'"),
+            FieldProblem::Blank(name) => write!(f, "'{name}' is blank"),
+            FieldProblem::NotAString { name, got } => {
+                write!(f, "'{name}' must be a JSON string — got {got}")
+            }
+        }
+    }
+}
+
+/// A required, non-blank JSON string field, trimmed.
+fn string_field<'a, 'n>(
+    fields: &'a Map<String, Value>,
+    name: &'n str,
+) -> Result<&'a str, FieldProblem<'n>> {
     match fields.get(name) {
-        None => Err(format!("missing '{name}'")),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(format!("'{name}' is blank")),
+        None => Err(FieldProblem::Missing(name)),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(FieldProblem::Blank(name)),
         Some(Value::String(s)) => Ok(s.trim()),
-        Some(other) => Err(format!(
-            "'{name}' must be a JSON string — got {}",
-            json_type(other)
-        )),
+        Some(other) => Err(FieldProblem::NotAString {
+            name,
+            got: json_type(other),
+        }),
     }
 }
 
@@ -766,8 +815,8 @@ fn heartbeat_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
         HEARTBEAT_INTERVAL_SECS,
         DEFAULT_HEARTBEAT_INTERVAL,
         MAX_HEARTBEAT_INTERVAL_SECS,
+        |value| ConfigError::InvalidHeartbeatInterval { value },
     )
-    .map_err(|value| ConfigError::InvalidHeartbeatInterval { value })
 }
 
 /// `MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS`: blank ⇒ 5 s; a whole number 1..=60 ⇒ that.
@@ -777,17 +826,19 @@ fn inbox_poll_interval(env: &Env<'_>) -> Result<Duration, ConfigError> {
         INBOX_POLL_INTERVAL_SECS,
         DEFAULT_POLL_INTERVAL,
         MAX_INBOX_POLL_INTERVAL_SECS,
+        |value| ConfigError::InvalidInboxPollInterval { value },
     )
-    .map_err(|value| ConfigError::InvalidInboxPollInterval { value })
 }
 
-/// A whole number of seconds in `1..=max` (blank ⇒ `default`); `Err(raw value)` otherwise.
+/// A whole number of seconds in `1..=max` (blank ⇒ `default`); otherwise the error `invalid`
+/// builds from the raw value.
 fn seconds_in_range(
     env: &Env<'_>,
     name: &str,
     default: Duration,
     max: u64,
-) -> Result<Duration, String> {
+    invalid: fn(String) -> ConfigError,
+) -> Result<Duration, ConfigError> {
     let Some(value) = env.get(name) else {
         return Ok(default);
     };
@@ -798,12 +849,13 @@ fn seconds_in_range(
         .flatten();
     match secs {
         Some(secs) if (1..=max).contains(&secs) => Ok(Duration::from_secs(secs)),
-        Some(_) | None => Err(env.get_raw(name).unwrap_or(value).to_owned()),
+        Some(_) | None => Err(invalid(env.get_raw(name).unwrap_or(value).to_owned())),
     }
 }
 
-/// `MOLECULE_MCP_POLL_TIMEOUT_SECS` (reference §1.2): blank, non-integer or negative ⇒ 2;
-/// otherwise capped at 60 (so a number too large for `u64` is 60, as in the reference).
+/// `MOLECULE_MCP_POLL_TIMEOUT_SECS`: blank, non-integer or negative ⇒ 2; otherwise capped
+/// at 60, so a number too large for `u64` is 60 too (it only changes the text of the
+/// instructions, so it never stops the start).
 fn poll_timeout_secs(value: Option<&str>) -> u64 {
     let Some(value) = value else {
         return DEFAULT_POLL_TIMEOUT_SECS;
@@ -842,9 +894,87 @@ fn agent_identity(env: &Env<'_>) -> AgentIdentity {
     }
 }
 
+/// The tools' settings: `WORKSPACE_TIER` (a `u32`, else 1), `DELEGATION_SYNC_VIA_INBOX`
+/// ([`FlagRule::OnlyOnWord`]) and `DELEGATION_TIMEOUT` (seconds, a finite number > 0, cut
+/// at 24 h, else 300). Unusable values fall back to the defaults instead of stopping the
+/// start: these only tune the tools, and the README documents the fallbacks.
+fn tool_settings(env: &Env<'_>) -> ToolSettings {
+    let mut s = ToolSettings::default();
+    if let Some(tier) = env.get(WORKSPACE_TIER).and_then(|v| v.parse::<u32>().ok()) {
+        s.tier = tier;
+    }
+    s.sync_via_inbox = FlagRule::OnlyOnWord.is_on(env.get(DELEGATION_SYNC_VIA_INBOX));
+    if let Some(secs) = env
+        .get(DELEGATION_TIMEOUT)
+        .and_then(|v| v.parse::<f64>().ok())
+        && secs.is_finite()
+        && secs > 0.0
+    {
+        s.delegation_timeout =
+            Duration::from_secs_f64(secs.min(MAX_DELEGATION_TIMEOUT.as_secs_f64()));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_from_env() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let from_env = |env: &BTreeMap<String, String>| tool_settings(&Env(env));
+        let d = from_env(&env(&[]));
+        assert_eq!(d, ToolSettings::default());
+        let s = from_env(&env(&[
+            ("WORKSPACE_TIER", "0"),
+            ("DELEGATION_SYNC_VIA_INBOX", "1"),
+            ("DELEGATION_TIMEOUT", "12.5"),
+        ]));
+        assert_eq!(s.tier, 0);
+        assert!(s.sync_via_inbox);
+        assert_eq!(s.delegation_timeout, Duration::from_millis(12_500));
+        let s = from_env(&env(&[
+            ("WORKSPACE_TIER", "x"),
+            ("DELEGATION_SYNC_VIA_INBOX", "0"),
+            ("DELEGATION_TIMEOUT", "-3"),
+        ]));
+        assert_eq!(s.tier, 1);
+        assert!(!s.sync_via_inbox);
+        assert_eq!(s.delegation_timeout, Duration::from_secs(300));
+    }
+
+    /// The two flag rules differ only on values that are neither an on-word nor an
+    /// off-word.
+    #[test]
+    fn flag_rules() {
+        for (value, unless_off, only_on) in [
+            (None, false, false),
+            (Some("  "), false, false),
+            (Some("1"), true, true),
+            (Some(" On "), true, true),
+            (Some("TRUE"), true, true),
+            (Some("yes"), true, true),
+            (Some("0"), false, false),
+            (Some("off"), false, false),
+            (Some("No"), false, false),
+            (Some("2"), true, false),
+            (Some("y"), true, false),
+            (Some("enabled"), true, false),
+        ] {
+            assert_eq!(
+                FlagRule::OnUnlessOffWord.is_on(value),
+                unless_off,
+                "{value:?}"
+            );
+            assert_eq!(FlagRule::OnlyOnWord.is_on(value), only_on, "{value:?}");
+        }
+    }
 
     #[test]
     fn flags_follow_the_off_words() {
@@ -862,26 +992,6 @@ mod tests {
         }
         for on in ["1", "true", "yes", "on", "2", "anything", "00"] {
             assert!(is_flag_on(Some(on)), "{on:?} should be on");
-        }
-    }
-
-    #[test]
-    fn uuids_are_checked_and_lower_cased() {
-        assert_eq!(
-            normalise_uuid(" 0A1B2C3D-0000-4000-8000-ABCDEFabcdef\n").as_deref(),
-            Some("0a1b2c3d-0000-4000-8000-abcdefabcdef")
-        );
-        for bad in [
-            "",
-            "0a1b2c3d",
-            "0a1b2c3d-0000-4000-8000-abcdefabcde",
-            "0a1b2c3d-0000-4000-8000-abcdefabcdeg",
-            "0a1b2c3d00004000-8000-abcdefabcdef",
-            "{0a1b2c3d-0000-4000-8000-abcdefabcdef}",
-            "0a1b2c3d-0000-4000-8000-abcdef-bcdef",
-            "+a1b2c3d-0000-4000-8000-abcdefabcdef",
-        ] {
-            assert_eq!(normalise_uuid(bad), None, "{bad:?}");
         }
     }
 

@@ -1,4 +1,4 @@
-//! The heartbeat auth-failure ladder (reference §3.3), as a pure function of the number of
+//! The heartbeat auth-failure ladder, as a pure function of the number of
 //! consecutive 401/403 answers, plus the operator-facing texts.
 //!
 //! * `n < 3`: WARNING every time (could be a transient blip);
@@ -9,6 +9,8 @@
 //! Only 401/403 count. 5xx, 429 and transport errors never touch the counter (that would
 //! tell the operator their token is revoked when the platform merely blipped); a 2xx
 //! resets it.
+
+use crate::sanitize::EMPTY_BODY;
 
 /// Consecutive auth failures that trigger the first ERROR.
 pub const LOUD_THRESHOLD: u32 = 3;
@@ -71,7 +73,8 @@ pub(crate) fn register_rejected_text(
         format!(" Platform said: {excerpt}.")
     };
     // The platform's CORS check answers 403 with an empty body when `Origin` is not its own
-    // URL (platform-api §2.1): then the token may be fine and PLATFORM_URL is the suspect.
+    // URL (the tools send `Origin` for that reason, see cli/src/tools/client.rs): then the
+    // token may be fine and PLATFORM_URL is the suspect.
     let cors = if status == 403 && (excerpt.is_empty() || excerpt == EMPTY_BODY) {
         " An empty 403 usually means the platform refused the request's Origin instead: check that \
          PLATFORM_URL is exactly the platform's public URL (scheme://host[:port], the one the canvas uses)."
@@ -84,9 +87,6 @@ pub(crate) fn register_rejected_text(
          your MCP config, and restart.{cors}"
     )
 }
-
-/// What [`crate::session`] quotes for a response without a body.
-pub(crate) const EMPTY_BODY: &str = "(empty body)";
 
 #[cfg(test)]
 mod tests {

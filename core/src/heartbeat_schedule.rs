@@ -1,6 +1,8 @@
 //! When heartbeats fire: a fixed grid anchored at the first beat, so latency never drifts
-//! the cadence (reference defect 6), with a small seeded jitter per tick so a fleet started
-//! together does not beat in lockstep. Also the register retry backoff.
+//! the cadence (a beat that waited for a slow answer does not push every later beat back),
+//! with a small seeded jitter per tick so a fleet started
+//! together does not beat in lockstep. (Register retries back off with
+//! [`crate::retry::Backoff::REGISTER`].)
 
 use std::time::{Duration, Instant};
 
@@ -8,8 +10,6 @@ use crate::rng::Rng;
 
 /// Fraction of the interval used as the maximum per-tick jitter (1/20 = 5 %).
 const JITTER_DIVISOR: u32 = 20;
-/// Longest `Retry-After` the core honours; anything larger is clamped.
-pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Grid position of the heartbeat schedule.
 #[derive(Debug, Clone)]
@@ -68,22 +68,6 @@ impl HeartbeatSchedule {
     }
 }
 
-/// Delay before register retry number `attempt` (0-based): 1 s, 2 s, 4 s … capped at 60 s,
-/// plus up to 25 % seeded jitter, and never less than a server-provided `Retry-After`.
-pub(crate) fn register_backoff(
-    attempt: u32,
-    retry_after: Option<Duration>,
-    rng: &mut Rng,
-) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
-    let jitter_ms = rng.below(u64::try_from(base.as_millis() / 4).unwrap_or(0));
-    let backoff = base + Duration::from_millis(jitter_ms);
-    match retry_after {
-        Some(ra) => backoff.max(ra.min(MAX_RETRY_AFTER)),
-        None => backoff,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,16 +97,5 @@ mod tests {
         assert!(at >= t0 + Duration::from_secs(100) && at < t0 + Duration::from_secs(101));
         let at = s.advance(at, Some(at + Duration::from_secs(30)), &mut rng);
         assert!(at >= t0 + Duration::from_secs(140));
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let mut rng = Rng::new(3);
-        assert!(register_backoff(0, None, &mut rng) < Duration::from_millis(1250));
-        assert!(register_backoff(10, None, &mut rng) <= Duration::from_secs(75));
-        assert_eq!(
-            register_backoff(0, Some(Duration::from_secs(9999)), &mut rng),
-            MAX_RETRY_AFTER
-        );
     }
 }

@@ -3,12 +3,12 @@
 //!
 //! Layout of [`ConfigErrors::render`]:
 //!
-//! 1. When anything required is missing, the reference §1.7 help block: the
+//! 1. When anything required is missing, the help block: the
 //!    `molecule-mcp: missing required environment.` headline, one line per required
 //!    variable, and `Currently missing: <names>` (names exactly `WORKSPACE_ID`,
 //!    `PLATFORM_URL`, `MOLECULE_WORKSPACE_TOKEN`, in that order).
-//! 2. One `molecule-mcp: <message>` line per other error (token-file texts of reference
-//!    §1.5; `invalid MOLECULE_WORKSPACES:` followed by `  - <problem>` lines; bad values
+//! 2. One `molecule-mcp: <message>` line per other error (token-file problems name the
+//!    path and what is wrong with it; `invalid MOLECULE_WORKSPACES:` followed by `  - <problem>` lines; bad values
 //!    quoted, with what was expected).
 //! 3. When a token is involved, a last line pointing at the canvas Tokens tab.
 //!
@@ -26,6 +26,7 @@ use crate::config::{
     auth_token_path,
 };
 use crate::inbox::DEFAULT_POLL_INTERVAL;
+use crate::sanitize::{escape_controls, quote};
 use crate::session::DEFAULT_HEARTBEAT_INTERVAL;
 
 /// Last line whenever a token problem is reported.
@@ -34,9 +35,6 @@ pub const TOKENS_TAB_POINTER: &str =
 
 /// Prefix of every error line.
 const PREFIX: &str = "molecule-mcp: ";
-
-/// Longest echoed value, in characters.
-const MAX_QUOTED_CHARS: usize = 200;
 
 /// Column where the explanations of the help block start.
 const HELP_COLUMN: usize = 28;
@@ -74,13 +72,13 @@ impl ConfigError {
             ConfigError::MalformedToken { source } => {
                 format!(
                     "the token in {} contains whitespace or control characters — expected a single token",
-                    sanitize(&source.describe())
+                    escape_controls(&source.describe())
                 )
             }
             ConfigError::InvalidWorkspaces(problems) => {
                 let mut text = format!("invalid {WORKSPACES}:");
                 for problem in problems {
-                    let _ = write!(text, "\n  - {}", sanitize(problem));
+                    let _ = write!(text, "\n  - {}", escape_controls(problem));
                 }
                 text
             }
@@ -104,7 +102,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reference §1.5 b texts, path in single quotes.
+/// What is wrong with the token file, path in single quotes.
 fn token_file_message(path: &str, problem: &TokenFileProblem) -> String {
     let path = quote(path);
     match problem {
@@ -116,7 +114,7 @@ fn token_file_message(path: &str, problem: &TokenFileProblem) -> String {
         }
         TokenFileProblem::Unreadable(why) => format!(
             "{WORKSPACE_TOKEN_FILE}={path} could not be read: {}",
-            sanitize(why)
+            escape_controls(why)
         ),
         TokenFileProblem::NotUtf8 => format!("{WORKSPACE_TOKEN_FILE}={path} is not valid UTF-8"),
         TokenFileProblem::Empty => format!("{WORKSPACE_TOKEN_FILE}={path} is empty"),
@@ -196,7 +194,8 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reference §1.7 help block.
+/// The help block for missing required variables: each one with what it is for, the token
+/// alternatives, and `Currently missing: …`.
 fn render_help(out: &mut String, missing: &[MissingItem], state_dir: Option<&str>) {
     let item = |out: &mut String, name: &str, text: &str| {
         let _ = writeln!(out, "  {name:<width$}{text}", width = HELP_COLUMN - 2);
@@ -244,36 +243,6 @@ fn render_help(out: &mut String, missing: &[MissingItem], state_dir: Option<&str
     let _ = writeln!(out, "Currently missing: {}", names.join(", "));
 }
 
-/// `value` in single quotes, control characters escaped, cut at [`MAX_QUOTED_CHARS`].
-pub fn quote(value: &str) -> String {
-    let mut out = String::from("'");
-    let mut chars = value.chars();
-    out.extend(
-        chars
-            .by_ref()
-            .take(MAX_QUOTED_CHARS)
-            .flat_map(escape_control),
-    );
-    if chars.next().is_some() {
-        out.push('…');
-    }
-    out.push('\'');
-    out
-}
-
-/// Control characters escaped (`\n`, `\u{1b}`, …); everything else unchanged.
-fn sanitize(text: &str) -> String {
-    text.chars().flat_map(escape_control).collect()
-}
-
-fn escape_control(c: char) -> Vec<char> {
-    if c.is_control() {
-        c.escape_debug().collect()
-    } else {
-        vec![c]
-    }
-}
-
 /// `https://user:pass@host/x` → `https://***@host/x`: a password pasted into
 /// `PLATFORM_URL` must not end up in a log.
 fn mask_userinfo(url: &str) -> String {
@@ -292,16 +261,6 @@ fn mask_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quote_escapes_and_truncates() {
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("a\nb\u{1b}[31m"), "'a\\nb\\u{1b}[31m'");
-        let long = "x".repeat(MAX_QUOTED_CHARS + 5);
-        let q = quote(&long);
-        assert!(q.ends_with("…'"));
-        assert_eq!(q.chars().filter(|c| *c == 'x').count(), MAX_QUOTED_CHARS);
-    }
 
     #[test]
     fn userinfo_is_masked() {

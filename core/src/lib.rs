@@ -39,17 +39,22 @@ pub mod escalation;
 mod heartbeat_schedule;
 pub mod help;
 pub mod http;
+pub mod ids;
 pub mod inbox;
 pub mod input;
 pub mod platform_request;
 pub mod platform_url;
-mod rng;
+pub mod redact;
+pub mod retry;
+pub mod rng;
+pub mod sanitize;
 pub mod secret;
 pub mod session;
 pub mod state_layout;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timer;
+pub mod tool_settings;
 pub mod workspace;
 
 pub use action::{

@@ -3,6 +3,7 @@
 //!
 //! `Debug` and `Display` print a fixed placeholder; the only way to read the value is
 //! [`Secret::expose`], which makes every place that handles the raw value easy to audit.
+//! Text that may echo a secret is cleaned with [`crate::redact::redact_known`].
 //!
 //! Shared (`Arc<str>`): every request carries the bearer, and cloning one must not allocate.
 
@@ -26,16 +27,6 @@ impl Secret {
     /// True when the value is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// Replaces every occurrence of this secret in `text` with `[REDACTED]`, so text that
-    /// came from the network (an error body that echoes the bearer) can be logged safely.
-    pub fn redact_in(&self, text: &str) -> String {
-        // Very short values would redact ordinary words; real tokens are 43 chars.
-        if self.0.len() < 4 {
-            return text.to_owned();
-        }
-        text.replace(&*self.0, "[REDACTED]")
     }
 }
 
@@ -97,14 +88,5 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(format!("{s}"), "***");
         assert!(!format!("{:?}", Some(&s)).contains("super"));
-    }
-
-    #[test]
-    fn redact_in_replaces_every_occurrence() {
-        let s = Secret::new("abcdef");
-        assert_eq!(
-            s.redact_in("x abcdef y abcdef"),
-            "x [REDACTED] y [REDACTED]"
-        );
     }
 }

@@ -21,12 +21,15 @@ use crate::action::{
     Action, FatalReason, LogLevel, LogLine, PersistError, PersistFile, PersistId, PersistRequest,
 };
 use crate::escalation::{self, AuthFailureLog};
-use crate::heartbeat_schedule::{HeartbeatSchedule, MAX_RETRY_AFTER, register_backoff};
+use crate::heartbeat_schedule::HeartbeatSchedule;
 use crate::http::{Method, RequestId, RequestKind, TransportError, TransportErrorKind};
 use crate::input::Input;
 use crate::platform_request::{Body, PlatformRequests};
 use crate::platform_url::PlatformUrl;
+use crate::redact::redact_known;
+use crate::retry::{Backoff, RetryAfterCap, StatusPolicy};
 use crate::rng::Rng;
+use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
 use crate::timer::{LastNow, Timer, TimerTable};
 
@@ -34,8 +37,6 @@ use crate::timer::{LastNow, Timer, TimerTable};
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default heartbeat cadence.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
-/// Longest response-body excerpt quoted in a log line, in characters.
-const EXCERPT_CHARS: usize = 200;
 
 /// Everything one session needs; built from a validated config (or directly in tests).
 #[derive(Debug, Clone)]
@@ -46,7 +47,8 @@ pub struct SessionConfig {
     pub workspace_id: String,
     /// Bearer token.
     pub token: Secret,
-    /// Where the token came from, named in operator messages (reference defect 7), e.g.
+    /// Where the token came from, named in operator messages so the operator knows which
+    /// token to replace, e.g.
     /// `MOLECULE_WORKSPACE_TOKEN_FILE ('/run/tok')`.
     pub token_source: String,
     /// Agent card sent at register.
@@ -344,16 +346,16 @@ impl Session {
     /// Redacts both the configured and the current token: they differ once the platform
     /// has minted one, and the operator's original token must not reach a log either.
     fn redact(&self, text: &str) -> String {
-        self.cfg.token.redact_in(&self.token.redact_in(text))
+        redact_known(&redact_known(text, &self.token), &self.cfg.token)
     }
 
-    /// [`excerpt`] of a response body, token-free for both tokens (see [`Session::redact`]).
+    /// [`log_excerpt`] of a response body, token-free for both tokens (see [`Session::redact`]).
     fn body_excerpt(&self, body: &[u8]) -> String {
         if self.cfg.token == self.token {
-            return excerpt(body, &self.token);
+            return log_excerpt(body, &self.token);
         }
-        let text = self.cfg.token.redact_in(&String::from_utf8_lossy(body));
-        excerpt(text.as_bytes(), &self.token)
+        let text = redact_known(&String::from_utf8_lossy(body), &self.cfg.token);
+        log_excerpt(text.as_bytes(), &self.token)
     }
 
     fn take_inflight(&mut self, id: RequestId) -> Option<RequestKind> {
@@ -502,9 +504,9 @@ impl Session {
             });
             return;
         }
-        let retryable = status >= 500 || matches!(status, 404 | 408 | 425 | 429) || status < 200;
-        if retryable {
-            let delay = register_backoff(self.register_attempts, retry_after, &mut self.rng);
+        if StatusPolicy::Register.is_retryable(status) {
+            let backoff = Backoff::REGISTER.delay(self.register_attempts, &mut self.rng);
+            let delay = RetryAfterCap::BACKGROUND.at_least(backoff, retry_after);
             self.register_attempts = self.register_attempts.saturating_add(1);
             self.log(
                 LogLevel::Warn,
@@ -552,7 +554,7 @@ impl Session {
     }
 
     fn on_register_failed(&mut self, now: Instant, error: &TransportError) {
-        let delay = register_backoff(self.register_attempts, None, &mut self.rng);
+        let delay = Backoff::REGISTER.delay(self.register_attempts, &mut self.rng);
         self.register_attempts = self.register_attempts.saturating_add(1);
         let detail = self.redact(&error.message);
         self.log(
@@ -614,9 +616,8 @@ impl Session {
         }
         let excerpt = self.body_excerpt(body);
         if status == 429 {
-            let wait = retry_after
-                .unwrap_or(self.cfg.heartbeat_interval)
-                .min(MAX_RETRY_AFTER);
+            let wait =
+                RetryAfterCap::BACKGROUND.clamp(retry_after.unwrap_or(self.cfg.heartbeat_interval));
             self.log(
                 LogLevel::Warn,
                 format!(
@@ -813,7 +814,7 @@ impl BeatTemplate {
     }
 }
 
-/// The heartbeat body of reference §3.1.
+/// The heartbeat body (`tests/contracts/heartbeat.schema.json`).
 fn beat_body_value(workspace_id: &str, uptime_seconds: u64) -> Value {
     json!({
         "workspace_id": workspace_id,
@@ -836,26 +837,6 @@ fn non_empty_str(obj: &serde_json::Map<String, Value>, key: &str) -> Option<Stri
     match obj.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Some(_) | None => None,
-    }
-}
-
-/// A short, printable, token-free excerpt of a response body for a log line.
-pub(crate) fn excerpt(body: &[u8], token: &Secret) -> String {
-    // Redact before truncating: the window is wide enough that any token starting inside
-    // the first EXCERPT_CHARS characters is entirely inside it.
-    let window = &body[..body.len().min(EXCERPT_CHARS * 4 + token.expose().len())];
-    let text = String::from_utf8_lossy(window);
-    let redacted = token.redact_in(&text);
-    let cleaned: String = redacted
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(EXCERPT_CHARS)
-        .collect();
-    let cleaned = cleaned.trim().to_owned();
-    if cleaned.is_empty() {
-        escalation::EMPTY_BODY.to_owned()
-    } else {
-        cleaned
     }
 }
 

@@ -1,7 +1,7 @@
 //! Configuration validation (`molecule_mcp_core::config`) and its operator text.
 //!
 //! The first block mirrors the validation tests of the Python seed file
-//! (`test_mcp_cli.py`, reference §7), one test per seed test with the same name, asserting
+//! (`test_mcp_cli.py`, the original's test file), one test per seed test with the same name, asserting
 //! what the Python test asserts on stderr against `ConfigErrors::render`. The rest covers
 //! the token file, `MOLECULE_WORKSPACES`, flags, numeric settings, the agent card pins and a
 //! property test over arbitrary environments.
@@ -241,7 +241,7 @@ fn test_heartbeat_disable_env_skips_both() {
     };
     assert!(!with("1"), "=1 disables register and heartbeat");
     assert!(!with("true"));
-    // Fixes reference defect 33: `0`/`false` no longer count as "set".
+    // The original treated `0`/`false` as "set"; here they mean off.
     assert!(with("0"));
     assert!(with("false"));
     assert!(with(" OFF "));
@@ -745,7 +745,7 @@ fn multi_workspace_config_is_parsed_in_order() {
 
 #[test]
 fn multi_workspace_null_id_and_number_token_are_rejected() {
-    // Reference defect 34: null became the id "None".
+    // The original turned a JSON null into the id "None"; here it is an error.
     let problems = workspace_problems(&multi(
         r#"[{"id":null,"token":"secret-a"},{"id":"00000000-0000-0000-0000-000000000000","token":12345}]"#,
     ));
@@ -970,7 +970,7 @@ fn poll_timeout_rules() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Agent card (reference §2, §7 "agent card" pins) and session config.
+// Agent card (`tests/contracts/agent-card.schema.json`, and the seed tests' pins) and session config.
 
 fn card(extra: &[(&str, &str)]) -> serde_json::Value {
     let config = ok(&single_with(extra));

@@ -1,5 +1,5 @@
 //! The platform HTTP client: one pooled hyper client (keep-alive connection reuse instead of
-//! a TLS handshake per beat, reference defect 6), https through rustls with the webpki
+//! a TLS handshake per beat), https through rustls with the webpki
 //! roots, a hard per-request deadline and a cap on response bodies.
 //!
 //! Both the session driver and the MCP tools use it, so every platform call shares one

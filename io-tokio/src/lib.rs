@@ -7,6 +7,7 @@
 //!
 //! | file | concept |
 //! |---|---|
+//! | `entropy.rs` | OS randomness: the seeds of every `molecule_mcp_core::rng::Rng` |
 //! | `http_client.rs` | the shared pooled HTTP client |
 //! | `driver.rs` | the core `Fleet` (every workspace) on one task, and the handle tools use |
 //! | `request_queue.rs` | the requests the driver sends, at most N at once |
@@ -15,6 +16,7 @@
 //! | `logging.rs` | tracing on stderr, core log actions |
 
 pub mod driver;
+pub mod entropy;
 pub mod http_client;
 pub mod logging;
 pub mod persist;

@@ -1,6 +1,6 @@
 //! Durable, private file writes: temp file (unique name, mode 0600 from creation) → write
 //! → fsync → rename over the target → fsync the directory. A reader never sees a partial
-//! file, concurrent writers never share a temp name (reference defects 10 and 36), and the
+//! file, concurrent writers never share a temp name, every write is fsync'd, and the
 //! value is never world-readable, not even transiently.
 
 use std::io::Write;

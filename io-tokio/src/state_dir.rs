@@ -1,4 +1,4 @@
-//! Where molecule-mcp keeps its files (reference §1.4), resolved **once** at start-up:
+//! Where molecule-mcp keeps its files, resolved **once** at start-up:
 //!
 //! 1. `CONFIGS_DIR` when non-blank (created with parents, mode 0700, if missing);
 //! 2. else `/configs` when it exists and is writable (the in-container layout);

@@ -1,4 +1,4 @@
-//! End-to-end tests of the durable inbox (reference defects 11–20) and multi-workspace mode,
+//! End-to-end tests of the durable inbox and multi-workspace mode,
 //! with the real `molecule-mcp` binary against the loopback PlatformStub: push
 //! notifications, `wait_for_message` / `inbox_peek` / `inbox_pop`, kill -9 and restart, 410
 //! recovery, a backlog larger than one page, self-row filtering, file parts, inbound chat
@@ -256,7 +256,7 @@ async fn arrivals_push_and_inbox_tools() {
         .collect();
     assert!(pushes.is_empty(), "unexpected pushes: {pushes:?}");
 
-    // wait_for_message returns the next message no earlier call returned (defect 20).
+    // wait_for_message returns the next message no earlier call returned.
     let schema_check = |r: &Reply| {
         assert!(r.structured().is_object(), "{}", r.0);
         assert_eq!(&r.text_json(), r.structured());
@@ -358,7 +358,7 @@ async fn arrivals_push_and_inbox_tools() {
         "wait not woken by the arrival"
     );
 
-    // ping stays fast while wait_for_message blocks (reference defect 1).
+    // ping stays fast while wait_for_message blocks.
     let blocked = send_call(&mut rig.p, "wait_for_message", json!({"timeout_secs": 5})).await;
     let blocked_at = Instant::now();
     let mut rtts = Vec::new();
@@ -780,7 +780,7 @@ async fn multi_workspace_one_process() {
     let push = wait_push(&mut p, &ma).await;
     assert_eq!(push["params"]["meta"]["peer_name"], "child-of-a", "{push}");
     // A peer only B can reach is named by asking as B (the arrival workspace), not the
-    // primary (defect 29); the reply hint names B as the source.
+    // primary; the reply hint names B as the source.
     let mb2 = stub.inject_message(&b, InboundMessage::from_peer(&p2, "for B from its child"));
     let push = wait_push(&mut p, &mb2).await;
     assert_eq!(push["params"]["meta"]["peer_name"], "child-of-b", "{push}");

@@ -1,7 +1,7 @@
 //! End-to-end tests of the 12 MCP tools and `molecule-mcp doctor`: the real binary (spawned
 //! over pipes) against the loopback PlatformStub. Every tool is exercised on its success
 //! path and on each documented failure status (forced with stub Scripts), and the fixes of
-//! reference defects 21–30 are checked from the outside: queued/busy deliveries are
+//! the original's tool defects are checked from the outside: queued/busy deliveries are
 //! successes, idempotent 200 hits are accepted, `check_task_status` routes, ids are
 //! validated and restricted to registered workspaces, peer names are sanitised, unknown
 //! tools are JSON-RPC -32602, tool failures are `isError` results with readable text, and
@@ -143,7 +143,7 @@ async fn tool_list_unknown_tools_and_argument_errors() {
         assert_eq!(t["inputSchema"]["additionalProperties"], false, "{t}");
     }
 
-    // Unknown tool → JSON-RPC -32602 (defect 3), not a tool result.
+    // Unknown tool → JSON-RPC -32602, not a tool result.
     let r = rig.call("no_such_tool", json!({})).await;
     assert_eq!(r.rpc_error_code(), Some(-32602), "{}", r.0);
     assert!(
@@ -168,7 +168,7 @@ async fn tool_list_unknown_tools_and_argument_errors() {
     rig.call("inbox_peek", json!({"limt": 3}))
         .await
         .err("unknown argument", &["unknown argument `limt`", "limit"]);
-    // Wrong argument types are tool errors, never a dead server (defect 2).
+    // Wrong argument types are tool errors, never a dead server.
     rig.call(
         "commit_memory",
         json!({"content": "x", "scope": null, "source_workspace_id": ["a"]}),
@@ -215,7 +215,7 @@ async fn delegate_task_outcomes_and_failures() {
     assert_eq!(body["method"], "message/send");
     assert_eq!(body["params"]["message"]["parts"][0]["text"], "sum 2+2");
     // Activity report: an a2a_send row in our own feed, never a2a_receive and no fake
-    // heartbeat (defects 15/26).
+    // heartbeat.
     let reports = hits(&rig.stub, "POST", &format!("/workspaces/{me}/activity"));
     assert!(!reports.is_empty(), "no activity report");
     for rep in &reports {
@@ -233,7 +233,7 @@ async fn delegate_task_outcomes_and_failures() {
         "delegate_task sent a fake heartbeat"
     );
 
-    // 2. Poll-mode peer: {"status":"queued"} is a delivery, not a failure (defect 21).
+    // 2. Poll-mode peer: {"status":"queued"} is a delivery, not a failure.
     let r = rig
         .call(
             "delegate_task",
@@ -260,7 +260,7 @@ async fn delegate_task_outcomes_and_failures() {
         "the poll peer's feed lacks the task"
     );
 
-    // 3. Busy push peer: 202 {"queued":true} is a delivery too (defect 21).
+    // 3. Busy push peer: 202 {"queued":true} is a delivery too.
     rig.script(
         Script::new(
             "POST",
@@ -282,7 +282,7 @@ async fn delegate_task_outcomes_and_failures() {
         r.text()
     );
 
-    // 4. 503 busy + Retry-After: provably undelivered, retried with the SAME ids (defect 22).
+    // 4. 503 busy + Retry-After: provably undelivered, retried with the SAME ids.
     rig.script(
         Script::new(
             "POST",
@@ -463,7 +463,7 @@ async fn delegate_task_outcomes_and_failures() {
         .ok("discover 500");
     assert_eq!(r.text(), "echo: despite discovery");
 
-    // 8. Ids are validated before anything is sent (defect 27).
+    // 8. Ids are validated before anything is sent.
     rig.stub.clear_journal();
     for bad in [
         "not-a-uuid",
@@ -505,7 +505,7 @@ async fn delegate_task_outcomes_and_failures() {
         "a rejected call reached the platform"
     );
 
-    // 9. Peer names from the registry are sanitised on the way into tool output (defect 29).
+    // 9. Peer names from the registry are sanitised on the way into tool output.
     let r = rig
         .call("delegate_task", json!({"workspace_id": evil, "task": "hi"}))
         .await
@@ -613,7 +613,7 @@ async fn delegate_task_sync_via_polling() {
         "{}",
         still.text()
     );
-    // Every /delegate carried a per-call idempotency key (defect 23).
+    // Every /delegate carried a per-call idempotency key.
     let keys: Vec<String> = rig
         .stub
         .delegations(&me)
@@ -666,7 +666,7 @@ async fn delegate_async_and_check_task_status() {
     assert!(is_uuid(&d1));
     assert_eq!(r.structured()["status"], "delegated");
     assert_eq!(r.structured()["workspace_id"], json!(echo));
-    // The same task again is a new delegation (per-call nonce, defect 23).
+    // The same task again is a new delegation (per-call nonce).
     let r2 = rig
         .call(
             "delegate_task_async",
@@ -692,7 +692,7 @@ async fn delegate_async_and_check_task_status() {
         }
     }
 
-    // The platform's idempotent hit answers 200 — accepted (defect 23).
+    // The platform's idempotent hit answers 200 — accepted.
     rig.script(
         Script::new(
             "POST",
@@ -800,7 +800,7 @@ async fn delegate_async_and_check_task_status() {
         .ok("ghost");
     let d_ghost = r.structured()["delegation_id"].as_str().unwrap().to_owned();
 
-    // check_task_status: pending → completed; failed with its `error` (defect 24); unknown.
+    // check_task_status: pending → completed; failed with its `error`; unknown.
     let schema_any = json!({"required": []});
     let r = rig
         .call("check_task_status", json!({"task_id": d1}))
@@ -959,7 +959,7 @@ async fn list_peers_and_workspace_info() {
             &["No peers found.", needle, &format!("[{}]", &me[..8])],
         );
         if status == 404 {
-            // The 404 names the queried workspace (defect 30).
+            // The 404 names the queried workspace.
             assert!(r.text().contains(&me), "{}", r.text());
         }
     }
@@ -974,7 +974,7 @@ async fn list_peers_and_workspace_info() {
     rig.script(Script::new("GET", &peers_path, Action::json(200, &json!([]))).times(1));
     let r = rig.call("list_peers", json!({})).await.ok("empty");
     assert!(r.text().starts_with("You have no peers"), "{}", r.text());
-    // Records without a usable id are skipped instead of crashing (defect 2).
+    // Records without a usable id are skipped instead of crashing.
     rig.script(
         Script::new(
             "GET",
@@ -1336,7 +1336,7 @@ async fn send_message_to_user_with_attachments() {
     .await
     .err("not uuid", &["must be a workspace UUID"]);
 
-    // Our own attachments are not downloaded back by the inbox (defect 19): after further
+    // Our own attachments are not downloaded back by the inbox: after further
     // polls every staged upload is still unacked and no content was fetched.
     let polls = |s: &PlatformStub| hits(s, "GET", &format!("/workspaces/{me}/activity")).len();
     let seen = polls(&rig.stub);
@@ -1560,7 +1560,7 @@ async fn memory_commit_redacts_and_recall_filters() {
         assert!(!raw.contains(secret), "secret reached the platform");
     }
     // Scopes: case-insensitive; TEAM; GLOBAL refused client-side at tier 1; invalid refused
-    // instead of being coerced to LOCAL (defect 30).
+    // instead of being coerced to LOCAL.
     let r = rig
         .call(
             "commit_memory",
@@ -1770,7 +1770,7 @@ async fn doctor_against_the_stub() {
     assert!(out.contains("All checks passed."), "{out}");
     assert!(!out.contains('\u{1b}'), "ANSI colours on a pipe");
     assert!(!out.contains(&token), "token printed");
-    // Read-only probes: /health and an activity read, never a register (defect 37).
+    // Read-only probes: /health and an activity read, never a register.
     assert!(hits(&stub, "GET", "/health").len() == 1);
     assert_eq!(
         hits(&stub, "GET", &format!("/workspaces/{ws}/activity")).len(),

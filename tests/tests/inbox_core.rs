@@ -1184,7 +1184,7 @@ fn push_meta_validates_and_sanitises_every_value() {
     );
     assert_eq!(
         meta["arrival_workspace_id"], WS,
-        "defect 29: routable in multi-workspace mode"
+        "routable in multi-workspace mode"
     );
 
     let blank = PeerLabel {

@@ -455,7 +455,7 @@ async fn python_sdk_client_passes_in_every_mode() {
             run.mode
         );
         assert!(uri.ends_with(&upload.file_id), "{uri} vs {upload:?}");
-        // Our own attachment is not fetched back as an inbound upload (reference defect 19).
+        // Our own attachment is not fetched back as an inbound upload.
         assert!(
             !upload.acked,
             "{}: the runtime acked its own attachment",

@@ -1,5 +1,5 @@
 //! Contract self-test of the loopback platform stub, driven over real HTTP with the raw test
-//! client: every assertion here is a platform-api rule the end-to-end tests rely on.
+//! client: every assertion here is a platform rule the end-to-end tests rely on.
 
 use std::time::{Duration, Instant};
 

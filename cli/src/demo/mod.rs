@@ -31,6 +31,44 @@ use serde_json::{Value, json};
 pub use process::McpProcess;
 pub use temp_dir::TempDir;
 
+/// Why the demo failed, for the `DEMO FAILED: …` line.
+#[derive(Debug)]
+enum DemoFailure {
+    /// The demo could not set itself up: what it was doing, and the OS error.
+    Setup {
+        /// E.g. `cannot start the platform stub`.
+        doing: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A step did not behave as it should; the text names the step and what was seen.
+    Step(String),
+}
+
+impl DemoFailure {
+    fn setup(doing: impl Into<String>, error: std::io::Error) -> Self {
+        DemoFailure::Setup {
+            doing: doing.into(),
+            error,
+        }
+    }
+}
+
+impl From<&str> for DemoFailure {
+    fn from(step: &str) -> Self {
+        DemoFailure::Step(step.to_owned())
+    }
+}
+
+impl std::fmt::Display for DemoFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DemoFailure::Setup { doing, error } => write!(f, "{doing}: {error}"),
+            DemoFailure::Step(what) => f.write_str(what),
+        }
+    }
+}
+
 /// Generous bound for any one step (the binary answers in milliseconds; beats are 1 s apart).
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -101,7 +139,7 @@ fn text_of(result: &Value) -> String {
         .to_owned()
 }
 
-async fn call(p: &mut McpProcess, id: i64, tool: &str, args: Value) -> Result<Value, String> {
+async fn call(p: &mut McpProcess, id: i64, tool: &str, args: Value) -> Result<Value, DemoFailure> {
     p.request(
         id,
         "tools/call",
@@ -109,7 +147,7 @@ async fn call(p: &mut McpProcess, id: i64, tool: &str, args: Value) -> Result<Va
         STEP_TIMEOUT,
     )
     .await
-    .ok_or_else(|| format!("no answer to tools/call {tool}"))
+    .ok_or_else(|| DemoFailure::Step(format!("no answer to tools/call {tool}")))
 }
 
 /// The child's heartbeat-escalation log lines, in order, as `LEVEL message` (the timestamp
@@ -128,15 +166,16 @@ fn escalation_lines(p: &McpProcess) -> Vec<String> {
         .collect()
 }
 
-async fn demo(t0: Instant) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this executable: {e}"))?;
+async fn demo(t0: Instant) -> Result<(), DemoFailure> {
+    let exe = std::env::current_exe()
+        .map_err(|error| DemoFailure::setup("cannot locate this executable", error))?;
     say(
         t0,
         "molecule-mcp demo — the real binary against a loopback platform stub (no network)",
     );
     let stub = PlatformStub::start()
         .await
-        .map_err(|e| format!("cannot start the platform stub: {e}"))?;
+        .map_err(|error| DemoFailure::setup("cannot start the platform stub", error))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("demo-agent").poll());
     let url = stub.url();
     say(
@@ -146,8 +185,8 @@ async fn demo(t0: Instant) -> Result<(), String> {
         ),
     );
     // A private state directory for the child processes, removed afterwards.
-    let state =
-        TempDir::new("demo").map_err(|e| format!("cannot create a state directory: {e}"))?;
+    let state = TempDir::new("demo")
+        .map_err(|error| DemoFailure::setup("cannot create a state directory", error))?;
     let state_dir = state.as_str().to_owned();
 
     // ---- 1. start like an MCP client does ---------------------------------------------
@@ -156,7 +195,7 @@ async fn demo(t0: Instant) -> Result<(), String> {
         "starting `molecule-mcp` over pipes, MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS=1",
     );
     let mut p = McpProcess::spawn_bin(&exe, &env(&url, &ws, &token, &state_dir), &[])
-        .map_err(|e| format!("cannot spawn {}: {e}", exe.display()))?;
+        .map_err(|error| DemoFailure::setup(format!("cannot spawn {}", exe.display()), error))?;
     let init = p
         .initialize(STEP_TIMEOUT)
         .await
@@ -181,7 +220,10 @@ async fn demo(t0: Instant) -> Result<(), String> {
         .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
         .unwrap_or_default();
     if names.len() != 12 {
-        return Err(format!("expected 12 tools, got {}", names.len()));
+        return Err(DemoFailure::Step(format!(
+            "expected 12 tools, got {}",
+            names.len()
+        )));
     }
     say(t0, &format!("tools/list: {}", names.join(", ")));
 
@@ -266,9 +308,9 @@ async fn demo(t0: Instant) -> Result<(), String> {
     let waited = call(&mut p, 2, "wait_for_message", json!({"timeout_secs": 5})).await?;
     let message = &waited["result"]["structuredContent"];
     if message["activity_id"] != json!(activity) {
-        return Err(format!(
+        return Err(DemoFailure::Step(format!(
             "wait_for_message returned {message}, expected activity {activity}"
-        ));
+        )));
     }
     say(
         t0,
@@ -298,7 +340,9 @@ async fn demo(t0: Instant) -> Result<(), String> {
     );
     let popped = call(&mut p, 4, "inbox_pop", json!({"activity_id": activity})).await?;
     if popped["result"]["structuredContent"]["removed"] != json!(true) {
-        return Err(format!("inbox_pop did not remove the message: {popped}"));
+        return Err(DemoFailure::Step(format!(
+            "inbox_pop did not remove the message: {popped}"
+        )));
     }
     say(
         t0,
@@ -345,7 +389,7 @@ async fn demo(t0: Instant) -> Result<(), String> {
         ),
     );
     if !status.success() {
-        return Err(format!("exit status {status} after EOF"));
+        return Err(DemoFailure::Step(format!("exit status {status} after EOF")));
     }
     stub.clear_journal();
     say(
@@ -353,7 +397,7 @@ async fn demo(t0: Instant) -> Result<(), String> {
         "operator pastes the new token into the MCP config; the client restarts molecule-mcp",
     );
     let mut p2 = McpProcess::spawn_bin(&exe, &env(&url, &ws, &new_token, &state_dir), &[])
-        .map_err(|e| format!("cannot respawn: {e}"))?;
+        .map_err(|error| DemoFailure::setup("cannot respawn", error))?;
     p2.initialize(STEP_TIMEOUT)
         .await
         .ok_or("no answer to initialize after the restart")?;
@@ -384,7 +428,9 @@ async fn demo(t0: Instant) -> Result<(), String> {
         .await
         .ok_or("the restarted server did not exit")?;
     if !status.success() {
-        return Err(format!("exit status {status} after EOF (restart)"));
+        return Err(DemoFailure::Step(format!(
+            "exit status {status} after EOF (restart)"
+        )));
     }
     let violations: Vec<String> = p
         .stdout_violations()
@@ -392,9 +438,9 @@ async fn demo(t0: Instant) -> Result<(), String> {
         .chain(p2.stdout_violations())
         .collect();
     if !violations.is_empty() {
-        return Err(format!(
+        return Err(DemoFailure::Step(format!(
             "stdout carried non-JSON-RPC output: {violations:?}"
-        ));
+        )));
     }
     say(t0, "stdout carried only JSON-RPC; all logs went to stderr");
     stub.shutdown().await;

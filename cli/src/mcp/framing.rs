@@ -5,14 +5,14 @@
 //!
 //! * lines are split on `\n` over **bytes**; an optional trailing `\r` is stripped; UTF-8
 //!   decoding happens later, per complete line, so a multi-byte character split across two
-//!   reads is never corrupted (reference defect 5a);
+//!   reads is never corrupted;
 //! * lines made only of ASCII whitespace are skipped;
 //! * a line longer than `max_line` bytes (counted before the `\n`, `\r` included) is not
 //!   buffered: once the limit is crossed the framer drops bytes until the next `\n` and then
 //!   yields [`Frame::Oversized`]. Memory stays O(`max_line`) even for a 100 MB line with no
 //!   newline at all;
 //! * [`LineFramer::finish`] (end of input) releases a final unterminated line, which the
-//!   reference silently dropped (defect 5a).
+//!   original silently dropped.
 //!
 //! Frames are produced eagerly by [`LineFramer::push`] and pulled with
 //! [`LineFramer::next_frame`]; the queue never holds more than the bytes of the last push

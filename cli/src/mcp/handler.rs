@@ -2,8 +2,8 @@
 //!
 //! The MCP layer knows nothing about the platform; it asks a [`ToolHandler`] for the tool
 //! list and for one future per `tools/call`, and reports itself with a [`ServerIdentity`].
-//! `From` conversions from the `tools` module's [`ToolDef`](crate::tools::ToolDef) and
-//! [`ToolResult`](crate::tools::ToolResult) keep the glue in the binary to a few lines.
+//! [`ToolSpec`] and [`ToolOutput`] are also what the platform tools
+//! ([`crate::tools::Tool`]) produce, so the glue in the binary converts nothing.
 
 use std::fmt;
 use std::future::Future;
@@ -53,25 +53,10 @@ pub enum ToolOutput {
     Error(String),
 }
 
-impl From<crate::tools::ToolDef> for ToolSpec {
-    fn from(def: crate::tools::ToolDef) -> Self {
-        Self {
-            name: def.name,
-            description: def.description,
-            input_schema: def.input_schema,
-            output_schema: def.output_schema,
-            annotations: def.annotations,
-        }
-    }
-}
-
-impl From<crate::tools::ToolResult> for ToolOutput {
-    fn from(result: crate::tools::ToolResult) -> Self {
-        match result {
-            crate::tools::ToolResult::Text(t) => ToolOutput::Text(t),
-            crate::tools::ToolResult::Json(v) => ToolOutput::Json(v),
-            crate::tools::ToolResult::Error(e) => ToolOutput::Error(e),
-        }
+impl ToolOutput {
+    /// Shorthand for [`ToolOutput::Error`].
+    pub fn error(text: impl Into<String>) -> Self {
+        ToolOutput::Error(text.into())
     }
 }
 

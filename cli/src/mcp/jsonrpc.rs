@@ -226,12 +226,7 @@ pub fn notification_line(method: &str, params: Option<Value>) -> String {
 /// Shortens peer-supplied text (a method name) before quoting it in an error message.
 pub fn excerpt(text: &str) -> String {
     const MAX_CHARS: usize = 120;
-    if text.chars().count() <= MAX_CHARS {
-        return text.to_owned();
-    }
-    let mut short: String = text.chars().take(MAX_CHARS).collect();
-    short.push('…');
-    short
+    molecule_mcp_core::sanitize::shorten(text, MAX_CHARS)
 }
 
 #[cfg(test)]

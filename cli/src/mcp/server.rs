@@ -5,7 +5,7 @@
 //!
 //! * **reader loop** — reads chunks of `read_chunk` bytes into the [`LineFramer`], handles
 //!   each frame at once and in order. Everything except `tools/call` is answered inline, so
-//!   `ping` is never queued behind a tool (reference defect 1);
+//!   `ping` is never queued behind a tool;
 //! * **tool calls** — each runs in its own task (a `JoinSet`); a panic inside a tool becomes
 //!   a `-32603` answer, never a dead server. A request id that is still running is refused
 //!   with `-32600`. `notifications/cancelled {requestId}` aborts that task, and no response

@@ -14,7 +14,7 @@
 //! | other | any | `Failed` (`HTTP <code>: <error>`) |
 //! | 2xx | not JSON / no recognised shape | `Failed` |
 //!
-//! ## Retry policy ([`send_message`], reference defect 22)
+//! ## Retry policy ([`send_message`])
 //!
 //! The JSON-RPC `id` and the `messageId` are generated once per tool call and reused on
 //! every attempt, so a retried delivery is recognisably the same message. A retry happens
@@ -26,17 +26,14 @@
 
 use std::time::Duration;
 
+use molecule_mcp_core::retry::{Backoff, RetryAfterCap};
 use serde_json::{Value, json};
 
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{new_uuid_v4, random_u64};
 
 /// Attempts per tool call, including the first.
 pub const MAX_ATTEMPTS: u32 = 5;
-
-/// Longest wait honoured from a `Retry-After` answer.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// What one A2A exchange amounted to.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,8 +124,36 @@ pub fn parts_text(parts: &Value) -> String {
     out.join("\n")
 }
 
-/// Text of a JSON-RPC `result` (Message or Task). `Err` carries a failure detail.
-pub fn result_text(result: &Value) -> Result<String, String> {
+/// The peer answered, but with a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerFailure {
+    /// The task ended `failed`, `rejected` or `canceled`; `text` is whatever it said.
+    TaskEnded {
+        /// The task state.
+        state: String,
+        /// The task's text (may be empty).
+        text: String,
+    },
+    /// The reply text starts with `Agent error:` (how agents report their own crashes).
+    AgentError(String),
+}
+
+impl std::fmt::Display for PeerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerFailure::TaskEnded { state, text } if text.is_empty() => {
+                write!(f, "peer task {state}")
+            }
+            PeerFailure::TaskEnded { state, text } => write!(f, "peer task {state}: {text}"),
+            PeerFailure::AgentError(text) => f.write_str(text),
+        }
+    }
+}
+
+impl std::error::Error for PeerFailure {}
+
+/// Text of a JSON-RPC `result` (Message or Task).
+pub fn result_text(result: &Value) -> Result<String, PeerFailure> {
     if let Some(s) = result.as_str() {
         return Ok(s.to_owned());
     }
@@ -156,14 +181,13 @@ pub fn result_text(result: &Value) -> Result<String, String> {
         .and_then(Value::as_str)
         .unwrap_or("");
     if matches!(state, "failed" | "rejected" | "canceled") {
-        return Err(if text.is_empty() {
-            format!("peer task {state}")
-        } else {
-            format!("peer task {state}: {text}")
+        return Err(PeerFailure::TaskEnded {
+            state: state.to_owned(),
+            text,
         });
     }
     if text.starts_with("Agent error:") {
-        return Err(text);
+        return Err(PeerFailure::AgentError(text));
     }
     Ok(if text.is_empty() {
         "(no response)".to_owned()
@@ -201,7 +225,7 @@ pub fn interpret_response(response: &ApiResponse) -> A2aOutcome {
         if let Some(result) = obj.get("result") {
             return match result_text(result) {
                 Ok(text) => A2aOutcome::Reply(text),
-                Err(detail) => failed(detail),
+                Err(failure) => failed(failure.to_string()),
             };
         }
         if let Some(error) = obj.get("error") {
@@ -257,21 +281,12 @@ pub fn interpret_response(response: &ApiResponse) -> A2aOutcome {
     ))
 }
 
-/// Exponential backoff `base · 2^(attempt-1)`, capped at `16 · base`, with ±25 % jitter
-/// drawn from `entropy`.
-pub fn backoff(base: Duration, attempt: u32, entropy: u64) -> Duration {
-    let factor = 1u32 << attempt.saturating_sub(1).min(4);
-    let nominal = base.saturating_mul(factor);
-    // jitter in [-0.25, +0.25]
-    let unit = (entropy % 10_001) as f64 / 10_000.0;
-    nominal.mul_f64(0.75 + unit * 0.5)
-}
-
 /// Sends `text` from `src` to `target` with the retry policy of the module docs.
 pub async fn send_message(ctx: &ToolContext, src: &str, target: &str, text: &str) -> A2aOutcome {
     let start = tokio::time::Instant::now();
     let deadline = start + ctx.settings.a2a_deadline;
-    let body = message_send_body(text, &new_uuid_v4(), &new_uuid_v4());
+    let (message_id, rpc_id) = ctx.with_rng(|rng| (rng.uuid_v4(), rng.uuid_v4()));
+    let body = message_send_body(text, &message_id, &rpc_id);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -290,14 +305,17 @@ pub async fn send_message(ctx: &ToolContext, src: &str, target: &str, text: &str
                 A2aOutcome::Failed {
                     detail,
                     retry_after: Some(wait),
-                } => (failed(detail), wait.min(MAX_RETRY_AFTER)),
+                } => (failed(detail), RetryAfterCap::TOOL_CALL.clamp(wait)),
                 other @ (A2aOutcome::Reply(_)
                 | A2aOutcome::Queued { .. }
                 | A2aOutcome::Failed { .. }) => return other,
             },
             Err(e) if e.is_undelivered() && matches!(e, CallError::Transport(_)) => (
                 failed(format!("platform unreachable: {e}")),
-                backoff(ctx.settings.retry_base_delay, attempt, random_u64()),
+                ctx.with_rng(|rng| {
+                    Backoff::tool_call(ctx.settings.retry_base_delay)
+                        .delay(attempt.saturating_sub(1), rng)
+                }),
             ),
             Err(e @ CallError::Transport(_)) => {
                 return failed(format!(
@@ -331,16 +349,6 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: Bytes::from(body.to_owned()),
         }
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let base = Duration::from_secs(1);
-        assert_eq!(backoff(base, 1, 5_000), Duration::from_secs(1));
-        assert_eq!(backoff(base, 2, 5_000), Duration::from_secs(2));
-        assert_eq!(backoff(base, 9, 5_000), Duration::from_secs(16));
-        assert_eq!(backoff(base, 1, 0), Duration::from_millis(750));
-        assert_eq!(backoff(base, 1, 10_000), Duration::from_millis(1250));
     }
 
     #[test]

@@ -1,25 +1,25 @@
 //! Tool-argument extraction and workspace routing.
 //!
 //! Arguments arrive as a JSON object from the model. Absent and `null` mean "not given";
-//! a value of the wrong type is a readable tool error (never a crash, reference defect 2).
+//! a value of the wrong type is a readable tool error the model can correct, never a crash.
 //!
-//! Routing (reference §6.1, defect 27): every id that ends up in a URL path is validated as
-//! a UUID first, and a *source* workspace (the one whose token authenticates the call) must
+//! Routing: every id that ends up in a URL path is validated as a UUID first (so an
+//! argument cannot reach another path on the platform), and a *source* workspace (the one whose token authenticates the call) must
 //! be one this runtime serves. [`resolve_source`] picks it: explicit argument → the peer
 //! cache's entry for the peer → the primary workspace.
 
+use molecule_mcp_core::ids::normalize_uuid;
 use serde_json::{Map, Value};
 
-use super::ToolResult;
 use super::context::ToolContext;
-use super::ids::normalize_uuid;
+use crate::mcp::ToolOutput;
 
 /// Read-only view of one call's arguments.
 #[derive(Clone, Copy)]
 pub(crate) struct Args<'a>(pub(crate) &'a Map<String, Value>);
 
-fn type_error(key: &str, expected: &str) -> ToolResult {
-    ToolResult::error(format!("Error: `{key}` must be {expected}"))
+fn type_error(key: &str, expected: &str) -> ToolOutput {
+    ToolOutput::error(format!("Error: `{key}` must be {expected}"))
 }
 
 impl<'a> Args<'a> {
@@ -28,7 +28,7 @@ impl<'a> Args<'a> {
     }
 
     /// A string argument; `None` when absent or null.
-    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ToolResult> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ToolOutput> {
         match self.present(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -37,12 +37,12 @@ impl<'a> Args<'a> {
     }
 
     /// A string argument, trimmed; `None` when absent, null or blank.
-    pub(crate) fn opt_nonblank(&self, key: &str) -> Result<Option<&'a str>, ToolResult> {
+    pub(crate) fn opt_nonblank(&self, key: &str) -> Result<Option<&'a str>, ToolOutput> {
         Ok(self.opt_str(key)?.map(str::trim).filter(|s| !s.is_empty()))
     }
 
     /// An integer argument (integral floats and numeric strings accepted).
-    pub(crate) fn opt_int(&self, key: &str) -> Result<Option<i64>, ToolResult> {
+    pub(crate) fn opt_int(&self, key: &str) -> Result<Option<i64>, ToolOutput> {
         match self.present(key) {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_i64() {
@@ -62,7 +62,7 @@ impl<'a> Args<'a> {
     }
 
     /// A number argument (numeric strings accepted).
-    pub(crate) fn opt_number(&self, key: &str) -> Result<Option<f64>, ToolResult> {
+    pub(crate) fn opt_number(&self, key: &str) -> Result<Option<f64>, ToolOutput> {
         match self.present(key) {
             None => Ok(None),
             Some(Value::Number(n)) => n
@@ -78,7 +78,7 @@ impl<'a> Args<'a> {
     }
 
     /// An array-of-strings argument.
-    pub(crate) fn opt_str_list(&self, key: &str) -> Result<Option<Vec<&'a str>>, ToolResult> {
+    pub(crate) fn opt_str_list(&self, key: &str) -> Result<Option<Vec<&'a str>>, ToolOutput> {
         match self.present(key) {
             None => Ok(None),
             Some(Value::Array(items)) => items
@@ -102,9 +102,9 @@ pub(crate) fn quote(raw: &str) -> String {
 }
 
 /// Validates a workspace-id argument (target, peer); returns it lower-cased.
-pub(crate) fn parse_workspace_id(field: &str, raw: &str) -> Result<String, ToolResult> {
+pub(crate) fn parse_workspace_id(field: &str, raw: &str) -> Result<String, ToolOutput> {
     normalize_uuid(raw).ok_or_else(|| {
-        ToolResult::error(format!(
+        ToolOutput::error(format!(
             "Error: `{field}` must be a workspace UUID (got {})",
             quote(raw)
         ))
@@ -116,12 +116,12 @@ pub(crate) fn parse_registered(
     ctx: &ToolContext,
     field: &str,
     raw: &str,
-) -> Result<String, ToolResult> {
+) -> Result<String, ToolOutput> {
     let id = parse_workspace_id(field, raw)?;
     if ctx.workspaces.contains(&id) {
         Ok(id)
     } else {
-        Err(ToolResult::error(format!(
+        Err(ToolOutput::error(format!(
             "Error: `{field}` {id} is not one of this runtime's workspaces (configured: {})",
             ctx.workspaces.ids().join(", ")
         )))
@@ -134,7 +134,7 @@ pub(crate) fn resolve_source(
     ctx: &ToolContext,
     args: Args<'_>,
     peer: Option<&str>,
-) -> Result<String, ToolResult> {
+) -> Result<String, ToolOutput> {
     if let Some(raw) = args.opt_nonblank("source_workspace_id")? {
         return parse_registered(ctx, "source_workspace_id", raw);
     }

@@ -8,10 +8,10 @@
 
 use serde_json::Value;
 
-use super::ToolResult;
 use super::args::{Args, parse_workspace_id, quote, resolve_source};
 use super::client::PlatformCall;
 use super::context::ToolContext;
+use crate::mcp::ToolOutput;
 
 /// Default number of rows.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -59,13 +59,13 @@ pub fn is_rfc3339(s: &str) -> bool {
 }
 
 /// `chat_history`.
-pub(crate) async fn chat_history(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn chat_history(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let peer = match args.opt_nonblank("peer_id") {
         Ok(Some(raw)) => match parse_workspace_id("peer_id", raw) {
             Ok(p) => p,
             Err(e) => return e,
         },
-        Ok(None) => return ToolResult::error("Error: peer_id is required"),
+        Ok(None) => return ToolOutput::error("Error: peer_id is required"),
         Err(e) => return e,
     };
     let limit = match args.opt_int("limit") {
@@ -76,7 +76,7 @@ pub(crate) async fn chat_history(ctx: &ToolContext, args: Args<'_>) -> ToolResul
     let before = match args.opt_nonblank("before_ts") {
         Ok(Some(ts)) if is_rfc3339(ts) => Some(ts),
         Ok(Some(ts)) => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: before_ts must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z), got {}",
                 quote(ts)
             ));
@@ -96,28 +96,28 @@ pub(crate) async fn chat_history(ctx: &ToolContext, args: Args<'_>) -> ToolResul
     }
     let response = match ctx.call(call).await {
         Ok(r) => r,
-        Err(e) => return ToolResult::error(format!("Error: chat_history request failed: {e}")),
+        Err(e) => return ToolOutput::error(format!("Error: chat_history request failed: {e}")),
     };
     if response.status == 400 {
         let msg = response
             .json()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| "bad request".to_owned());
-        return ToolResult::error(format!("Error: {msg}"));
+        return ToolOutput::error(format!("Error: {msg}"));
     }
     if response.status >= 400 {
-        return ToolResult::error(format!(
+        return ToolOutput::error(format!(
             "Error: chat_history returned HTTP {}",
             response.status
         ));
     }
     match response.json() {
-        None => ToolResult::error("Error: chat_history response was not JSON"),
+        None => ToolOutput::error("Error: chat_history response was not JSON"),
         Some(Value::Array(mut rows)) => {
             rows.reverse();
-            ToolResult::Json(Value::Array(rows))
+            ToolOutput::Json(Value::Array(rows))
         }
-        Some(_) => ToolResult::error("Error: chat_history response was not a list"),
+        Some(_) => ToolOutput::error("Error: chat_history response was not a list"),
     }
 }
 

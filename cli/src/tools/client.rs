@@ -6,11 +6,13 @@
 //! and the inbox) turn it into an HTTP request with:
 //!
 //! * `Authorization: Bearer <token of auth_as>` — an unregistered workspace is an error, never
-//!   a fallback token (reference defect 27);
+//!   a fallback token: acting as a workspace with another workspace's token would be wrong
+//!   whatever the platform answered;
 //! * `Origin: <platform origin>` — `scheme://host[:port]` of the normalised `PLATFORM_URL`
-//!   (defect 32; SaaS tenants reject any other value with 403);
-//! * `X-Workspace-ID: <auth_as>` on the calls where reference §5.6 sends it (discover, peers,
-//!   A2A);
+//!   (SaaS tenants reject any other value with 403, and every URL comes from the same
+//!   normalised value);
+//! * `X-Workspace-ID: <auth_as>` on the calls whose platform routes read it (discover, peers,
+//!   A2A; see [`PlatformCall::with_workspace_header`]);
 //! * `Content-Type` for JSON or multipart bodies, and a per-call timeout.
 //!
 //! The transport is a trait so tests can record request shapes without a server; production
@@ -22,6 +24,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use molecule_mcp_core::redact::redact_known;
+use molecule_mcp_core::sanitize::{Controls, EMPTY_BODY, printable_prefix};
 use molecule_mcp_core::{Body, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
 use molecule_mcp_io_tokio::http_client::build_request;
 use molecule_mcp_io_tokio::{HttpClient, HttpResponse, driver};
@@ -52,7 +56,8 @@ impl PlatformTransport for HttpClient {
     }
 }
 
-/// Default timeout for ordinary platform calls (reference §5.6 table).
+/// Default timeout for ordinary platform calls; calls that wait longer on purpose (A2A,
+/// uploads, activity reports) set their own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Request body.
@@ -225,7 +230,11 @@ impl ApiResponse {
             .body
             .get(..self.body.len().min(max.saturating_mul(4)))
             .unwrap_or_default();
-        snippet(&String::from_utf8_lossy(head), max)
+        printable_prefix(
+            &String::from_utf8_lossy(head),
+            max,
+            Controls::KeepNewlineAndTab,
+        )
     }
 
     /// The server's `error` string (plus `hint` when present), else a body snippet.
@@ -240,7 +249,7 @@ impl ApiResponse {
         }
         let s = self.snippet(200);
         if s.is_empty() {
-            "(empty body)".to_owned()
+            EMPTY_BODY.to_owned()
         } else {
             s
         }
@@ -253,20 +262,6 @@ impl ApiResponse {
             .and_then(|v| v.to_str().ok())
             .and_then(molecule_mcp_core::http::parse_retry_after_seconds)
     }
-}
-
-/// First `max` characters of `s`, control characters (except newline/tab) replaced.
-pub fn snippet(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 impl ToolContext {
@@ -325,7 +320,7 @@ impl ToolContext {
                 body: r.body,
             }),
             Err(mut e) => {
-                e.message = token.redact_in(&e.message);
+                e.message = redact_known(&e.message, &token);
                 Err(CallError::Transport(e))
             }
         }

@@ -3,12 +3,14 @@
 //! * [`WorkspaceRegistry`]: the workspaces this runtime serves, in configuration order (the
 //!   first is the primary), each with its current token. Tokens can be replaced at run time
 //!   (the platform mints one at register). Looking up an unregistered id is an error — there
-//!   is no fallback token (reference defect 27).
+//!   is no fallback token, so a call can never act as one workspace with another's token.
 //! * [`PeerCache`]: what `list_peers` and discovery learned — which of our workspaces can
 //!   reach a peer (multi-workspace routing), its name and role — plus which workspace
 //!   started each async delegation, so `check_task_status` asks the right one.
-//! * [`ToolSettings`]: tier, RBAC roles and delegation timeouts, from the environment.
+//! * [`ToolSettings`]: tier, RBAC roles and delegation timeouts (parsed with the rest of the
+//!   configuration by `molecule_mcp_core::config::validate`).
 //! * [`InboxAccess`]: the inbox queue, implemented by the runtime's glue.
+//! * A [`Rng`] seeded once from the OS, for random ids and retry jitter.
 //!
 //! Every piece uses interior mutability behind short `std::sync::Mutex` sections (never held
 //! across an `.await`), so one context serves concurrent tool calls.
@@ -19,19 +21,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use molecule_mcp_core::PlatformRequests;
+use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::rng::Rng;
+/// The settings' home is the core configuration; re-exported for the tools' older paths.
+pub use molecule_mcp_core::tool_settings::{Rbac, ToolSettings};
 use molecule_mcp_core::{PlatformUrl, Secret};
 use serde_json::Value;
 
 use super::client::{BoxFuture, PlatformTransport};
-use super::ids::normalize_uuid;
 
 /// The inbox queue, as the inbox tools (and `send_message_to_user`) see it. Implemented by
 /// the runtime glue over the inbox driver.
 pub trait InboxAccess: Send + Sync {
     /// False when inbox polling is not running (the tools then explain how to enable it).
     fn enabled(&self) -> bool;
-    /// Waits up to `timeout` for the oldest message this call has not returned before
-    /// (reference defect 20); it stays queued until popped. `None` on timeout.
+    /// Waits up to `timeout` for the oldest message no earlier call returned (so an agent
+    /// that forgets `inbox_pop` does not get the same message forever); it stays queued
+    /// until popped. `None` on timeout.
     fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>>;
     /// Up to `limit` queued messages, oldest first, not removed.
     fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>>;
@@ -39,7 +45,8 @@ pub trait InboxAccess: Send + Sync {
     fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>>;
     /// `workspace_id` starts uploading attachments itself. The platform also queues them as
     /// inbound uploads in our own feed; the inbox holds downloads back until
-    /// [`InboxAccess::end_outbound_upload`] names the files (reference defect 19).
+    /// [`InboxAccess::end_outbound_upload`] names the files, so our own attachments are
+    /// never downloaded and acked back.
     fn begin_outbound_upload(&self, workspace_id: &str) {
         let _ = workspace_id;
     }
@@ -76,12 +83,26 @@ impl std::fmt::Display for RegistryError {
     }
 }
 
+impl std::error::Error for RegistryError {}
+
+/// The configured workspaces could not form a [`WorkspaceRegistry`] (start-up error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidWorkspaceList(pub RegistryError);
+
+impl std::fmt::Display for InvalidWorkspaceList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid workspace list: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidWorkspaceList {}
+
 /// The workspaces this runtime serves, in order; the first is the primary.
 #[derive(Debug)]
 pub struct WorkspaceRegistry {
     entries: Mutex<Vec<(String, Secret)>>,
-    /// Workspaces the platform rejected at register (multi-workspace mode keeps running
-    /// without them, reference defect 9), with the operator message.
+    /// Workspaces the platform rejected at register (multi-workspace mode keeps serving the
+    /// others instead of exiting), with the operator message.
     failed: Mutex<BTreeMap<String, String>>,
 }
 
@@ -202,7 +223,8 @@ impl PeerCache {
         lock(&self.peers).get(peer_id).cloned()
     }
 
-    /// Records that `source` can reach `peer_id` (last writer wins, like the reference).
+    /// Records that `source` can reach `peer_id` (last writer wins: the latest `list_peers`
+    /// knows best).
     pub fn set_source(&self, peer_id: &str, source: &str) {
         self.update(peer_id, |info| info.source = Some(source.to_owned()));
     }
@@ -242,118 +264,6 @@ impl PeerCache {
     }
 }
 
-/// Client-side RBAC (reference §5.7). Roles default to `["operator"]`; `config.yaml` role
-/// overrides are not supported by this runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rbac {
-    /// Role names.
-    pub roles: Vec<String>,
-    /// Role → allowed actions; an entry replaces that role's built-in set.
-    pub overrides: BTreeMap<String, Vec<String>>,
-}
-
-impl Default for Rbac {
-    fn default() -> Self {
-        Rbac {
-            roles: vec!["operator".to_owned()],
-            overrides: BTreeMap::new(),
-        }
-    }
-}
-
-impl Rbac {
-    /// True when any role grants `action` (`memory.read`, `memory.write`, `delegate`, `approve`).
-    pub fn permits(&self, action: &str) -> bool {
-        self.roles.iter().any(|role| {
-            if role == "admin" {
-                return true;
-            }
-            match self.overrides.get(role) {
-                Some(actions) => actions.iter().any(|a| a == action),
-                None => builtin_actions(role).contains(&action),
-            }
-        })
-    }
-}
-
-fn builtin_actions(role: &str) -> &'static [&'static str] {
-    match role {
-        "admin" | "operator" => &["delegate", "approve", "memory.read", "memory.write"],
-        "read-only" | "memory-readonly" => &["memory.read"],
-        "no-delegation" => &["approve", "memory.read", "memory.write"],
-        "no-approval" => &["delegate", "memory.read", "memory.write"],
-        _ => &[],
-    }
-}
-
-/// Tunables read from the environment once at start-up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolSettings {
-    /// `WORKSPACE_TIER` (default 1); tier 0 = root, the only tier allowed GLOBAL memory writes.
-    pub tier: u32,
-    /// Client-side RBAC.
-    pub rbac: Rbac,
-    /// `DELEGATION_SYNC_VIA_INBOX`: `delegate_task` goes through `/delegate` + polling
-    /// instead of a direct A2A call.
-    pub sync_via_inbox: bool,
-    /// `DELEGATION_TIMEOUT` (default 300 s): how long sync-via-polling waits.
-    pub delegation_timeout: Duration,
-    /// Pause between `/delegations` polls (3 s).
-    pub delegation_poll_interval: Duration,
-    /// Hard overall deadline of one `delegate_task` A2A exchange, retries included (600 s).
-    pub a2a_deadline: Duration,
-    /// First retry delay for undelivered A2A attempts (1 s, doubled per attempt, max 16×).
-    pub retry_base_delay: Duration,
-}
-
-impl Default for ToolSettings {
-    fn default() -> Self {
-        ToolSettings {
-            tier: 1,
-            rbac: Rbac::default(),
-            sync_via_inbox: false,
-            delegation_timeout: Duration::from_secs(300),
-            delegation_poll_interval: Duration::from_secs(3),
-            a2a_deadline: Duration::from_secs(600),
-            retry_base_delay: Duration::from_secs(1),
-        }
-    }
-}
-
-impl ToolSettings {
-    /// Reads `WORKSPACE_TIER`, `DELEGATION_SYNC_VIA_INBOX` and `DELEGATION_TIMEOUT` from an
-    /// environment snapshot. Unparsable values fall back to the defaults.
-    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
-        let mut s = ToolSettings::default();
-        if let Some(tier) = env
-            .get("WORKSPACE_TIER")
-            .and_then(|v| v.trim().parse::<u32>().ok())
-        {
-            s.tier = tier;
-        }
-        s.sync_via_inbox = env
-            .get("DELEGATION_SYNC_VIA_INBOX")
-            .is_some_and(|v| is_true(v));
-        if let Some(secs) = env
-            .get("DELEGATION_TIMEOUT")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            && secs.is_finite()
-            && secs > 0.0
-        {
-            s.delegation_timeout = Duration::from_secs_f64(secs.min(24.0 * 3600.0));
-        }
-        s
-    }
-}
-
-/// `1`, `true`, `yes`, `on` (any case) — unlike the reference, `0`/`false` mean false.
-fn is_true(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
-}
-
 /// Everything the tools share.
 pub struct ToolContext {
     pub(crate) transport: Arc<dyn PlatformTransport>,
@@ -365,6 +275,9 @@ pub struct ToolContext {
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) settings: ToolSettings,
     pub(crate) inbox: Option<Arc<dyn InboxAccess>>,
+    /// Random ids (A2A message ids, idempotency nonces, multipart boundaries) and retry
+    /// jitter: seeded once from the OS, never used for secrets.
+    rng: Mutex<Rng>,
 }
 
 impl std::fmt::Debug for ToolContext {
@@ -395,6 +308,7 @@ impl ToolContext {
             state_dir: None,
             settings,
             inbox: None,
+            rng: Mutex::new(Rng::new(molecule_mcp_io_tokio::entropy::os_seed())),
         }
     }
 
@@ -429,6 +343,12 @@ impl ToolContext {
     /// The settings.
     pub fn settings(&self) -> &ToolSettings {
         &self.settings
+    }
+
+    /// Runs `f` with the context's random generator (a short lock, never held across an
+    /// `.await`).
+    pub(crate) fn with_rng<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
+        f(&mut lock(&self.rng))
     }
 }
 
@@ -476,60 +396,6 @@ mod tests {
             ]),
             Err(RegistryError::Duplicate(_))
         ));
-    }
-
-    #[test]
-    fn rbac_table() {
-        let role = |r: &str| Rbac {
-            roles: vec![r.to_owned()],
-            overrides: BTreeMap::new(),
-        };
-        assert!(Rbac::default().permits("memory.write"));
-        assert!(role("read-only").permits("memory.read"));
-        assert!(!role("read-only").permits("memory.write"));
-        assert!(!role("memory-readonly").permits("memory.write"));
-        assert!(role("no-delegation").permits("memory.write"));
-        assert!(!role("no-delegation").permits("delegate"));
-        assert!(!role("unknown").permits("memory.read"));
-        let overridden = Rbac {
-            roles: vec!["operator".into()],
-            overrides: BTreeMap::from([("operator".to_owned(), vec!["memory.read".to_owned()])]),
-        };
-        assert!(overridden.permits("memory.read"));
-        assert!(!overridden.permits("memory.write"));
-        let admin = Rbac {
-            roles: vec!["admin".into()],
-            overrides: BTreeMap::from([("admin".to_owned(), vec![])]),
-        };
-        assert!(admin.permits("memory.write"));
-    }
-
-    #[test]
-    fn settings_from_env() {
-        let env = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        let d = ToolSettings::from_env(&env(&[]));
-        assert_eq!(d, ToolSettings::default());
-        let s = ToolSettings::from_env(&env(&[
-            ("WORKSPACE_TIER", "0"),
-            ("DELEGATION_SYNC_VIA_INBOX", "1"),
-            ("DELEGATION_TIMEOUT", "12.5"),
-        ]));
-        assert_eq!(s.tier, 0);
-        assert!(s.sync_via_inbox);
-        assert_eq!(s.delegation_timeout, Duration::from_millis(12_500));
-        let s = ToolSettings::from_env(&env(&[
-            ("WORKSPACE_TIER", "x"),
-            ("DELEGATION_SYNC_VIA_INBOX", "0"),
-            ("DELEGATION_TIMEOUT", "-3"),
-        ]));
-        assert_eq!(s.tier, 1);
-        assert!(!s.sync_via_inbox);
-        assert_eq!(s.delegation_timeout, Duration::from_secs(300));
     }
 
     #[test]

@@ -2,30 +2,32 @@
 //!
 //! * `delegate_task` discovers the target (access check + display name), records an
 //!   `a2a_send` activity row in the source workspace (never `a2a_receive`: self-reported
-//!   receive rows echo back into our own inbox, reference defects 15/26; and no extra fake
-//!   heartbeat), then either sends A2A `message/send` ([`super::a2a`]) or, with
-//!   `DELEGATION_SYNC_VIA_INBOX`, posts to `/delegate` and polls `/delegations`.
-//!   A queued delivery (poll-mode or busy peer) is a success: the reply comes to the inbox
-//!   (defect 21).
+//!   receive rows come back into our own inbox as if a peer had written; and no extra
+//!   heartbeat, which the session driver already sends), then either sends A2A
+//!   `message/send` ([`super::a2a`]) or, with `DELEGATION_SYNC_VIA_INBOX`, posts to
+//!   `/delegate` and polls `/delegations`. A queued delivery (poll-mode or busy peer) is a
+//!   success: the peer has the task and the reply comes to the inbox.
 //! * `delegate_task_async` posts `/delegate` with an idempotency key that is a fresh random
 //!   nonce per tool call, so the same task can be delegated again later, while the key still
-//!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 are success
-//!   (defect 23).
+//!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 (a retry the
+//!   platform recognised) are success.
 //! * `check_task_status` routes like the others: explicit source → the workspace that started
-//!   this delegation → the peer's cached source → primary (defect 25); it reads `error` and
-//!   `error_detail` (defect 24).
+//!   this delegation → the peer's cached source → primary, because only the workspace that
+//!   delegated lists the delegation; it reads the failure reason from `error`, then
+//!   `error_detail`.
 
 use std::time::Duration;
 
+use molecule_mcp_core::ids::short_id;
+use molecule_mcp_core::retry::{Backoff, RetryAfterCap, StatusPolicy};
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::a2a::{self, A2aOutcome};
 use super::args::{Args, parse_registered, parse_workspace_id, resolve_source};
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{random_hex, random_u64, short_id};
 use super::peers::{Discovery, discover};
+use crate::mcp::ToolOutput;
 
 /// Summary length cap for activity rows.
 const MAX_SUMMARY_CHARS: usize = 256;
@@ -36,20 +38,20 @@ const DELEGATE_POST_BUDGET: Duration = Duration::from_secs(30);
 /// Attempts for one `/delegate` post.
 const DELEGATE_POST_ATTEMPTS: u32 = 3;
 
-fn required_pair<'a>(args: Args<'a>) -> Result<(String, &'a str), ToolResult> {
+fn required_pair<'a>(args: Args<'a>) -> Result<(String, &'a str), ToolOutput> {
     let target = args.opt_nonblank("workspace_id")?;
     let task = args.opt_str("task")?.filter(|t| !t.trim().is_empty());
     let (Some(target), Some(task)) = (target, task) else {
-        return Err(ToolResult::error(
+        return Err(ToolOutput::error(
             "Error: workspace_id and task are required",
         ));
     };
     Ok((parse_workspace_id("workspace_id", target)?, task))
 }
 
-fn refuse_self(src: &str, target: &str) -> Result<(), ToolResult> {
+fn refuse_self(src: &str, target: &str) -> Result<(), ToolOutput> {
     if src == target {
-        return Err(ToolResult::error(format!(
+        return Err(ToolOutput::error(format!(
             "Error: workspace {target} is the workspace sending the task; delegate to a peer (see list_peers), or pass source_workspace_id to send from another of your workspaces"
         )));
     }
@@ -99,7 +101,7 @@ async fn report_delegation_start(
 }
 
 /// `delegate_task`.
-pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let (target, task) = match required_pair(args) {
         Ok(pair) => pair,
         Err(e) => return e,
@@ -114,12 +116,12 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
     let discovered = match discover(ctx, &src, &target).await {
         Discovery::Found(name) => name,
         Discovery::NotAccessible(code) => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: workspace {target} not found or not accessible from {src} (HTTP {code}; check access control — list_peers shows who you can reach)"
             ));
         }
         Discovery::AuthFailed => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: the platform rejected the token of workspace {src} (HTTP 401) while looking up {target}"
             ));
         }
@@ -146,13 +148,13 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
         SyncOutcome::Done(outcome)
     };
     match outcome {
-        SyncOutcome::Done(A2aOutcome::Reply(text)) => ToolResult::Text(text),
+        SyncOutcome::Done(A2aOutcome::Reply(text)) => ToolOutput::Text(text),
         SyncOutcome::Done(A2aOutcome::Queued { how }) => {
-            ToolResult::Text(queued_text(&peer_name, &target, &how))
+            ToolOutput::Text(queued_text(&peer_name, &target, &how))
         }
         SyncOutcome::Done(A2aOutcome::Failed { detail, .. }) => {
             let url = ctx.platform().join(&format!("/workspaces/{target}/a2a"));
-            ToolResult::error(failure_text(
+            ToolOutput::error(failure_text(
                 &peer_name,
                 &format!("{detail} [target={url}]"),
             ))
@@ -160,7 +162,7 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolResu
         SyncOutcome::StillRunning {
             delegation_id,
             last_status,
-        } => ToolResult::Text(format!(
+        } => ToolOutput::Text(format!(
             "{peer_name} is still working after {}s (delegation_id={delegation_id}, last_status={last_status}). The platform keeps running it — call check_task_status with task_id \"{delegation_id}\" later to get the result.",
             ctx.settings.delegation_timeout.as_secs()
         )),
@@ -190,8 +192,49 @@ pub struct DelegateAccepted {
     pub idempotent_hit: bool,
 }
 
+/// Why a `/delegate` post did not start a delegation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DelegateError {
+    /// Neither 202 nor an idempotent-hit 200.
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// Accepted, but the body is not JSON.
+    NotJson {
+        /// The start of the body.
+        body: String,
+    },
+    /// Accepted, but without a `delegation_id`.
+    NoDelegationId {
+        /// The start of the body.
+        body: String,
+    },
+    /// No answer (or the request could not be made).
+    Call(CallError),
+}
+
+impl std::fmt::Display for DelegateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DelegateError::Status { status, body } => {
+                write!(f, "delegation failed with status {status}: {body}")
+            }
+            DelegateError::NotJson { body } => write!(f, "delegate returned non-JSON: {body}"),
+            DelegateError::NoDelegationId { body } => {
+                write!(f, "delegate response is missing delegation_id: {body}")
+            }
+            DelegateError::Call(e) => write!(f, "delegation failed — {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DelegateError {}
+
 /// Interprets a `/delegate` response: 202, or 200 with `idempotent_hit`, is acceptance.
-pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, String> {
+pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, DelegateError> {
     let body = r.json();
     let hit = body
         .as_ref()
@@ -199,24 +242,24 @@ pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, Stri
         .and_then(Value::as_bool)
         == Some(true);
     if !(r.status == 202 || (r.status == 200 && hit)) {
-        return Err(format!(
-            "delegation failed with status {}: {}",
-            r.status,
-            r.snippet(200)
-        ));
+        return Err(DelegateError::Status {
+            status: r.status,
+            body: r.snippet(200),
+        });
     }
     let Some(body) = body else {
-        return Err(format!("delegate returned non-JSON: {}", r.snippet(200)));
+        return Err(DelegateError::NotJson {
+            body: r.snippet(200),
+        });
     };
     let Some(id) = body
         .get("delegation_id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
     else {
-        return Err(format!(
-            "delegate response is missing delegation_id: {}",
-            r.snippet(200)
-        ));
+        return Err(DelegateError::NoDelegationId {
+            body: r.snippet(200),
+        });
     };
     let status = body
         .get("status")
@@ -230,6 +273,13 @@ pub fn parse_delegate_response(r: &ApiResponse) -> Result<DelegateAccepted, Stri
     })
 }
 
+/// The wait before retry `attempt` (1-based) of a `/delegate` post.
+fn backoff(ctx: &ToolContext, attempt: u32) -> Duration {
+    ctx.with_rng(|rng| {
+        Backoff::tool_call(ctx.settings.retry_base_delay).delay(attempt.saturating_sub(1), rng)
+    })
+}
+
 /// Posts `/workspaces/{src}/delegate`. The idempotency key is fixed for this call, so
 /// retrying after an unreachable platform, 429 or 502–504 cannot create a duplicate.
 pub async fn post_delegate(
@@ -237,8 +287,8 @@ pub async fn post_delegate(
     src: &str,
     target: &str,
     task: &str,
-) -> Result<DelegateAccepted, String> {
-    let key = random_hex(2);
+) -> Result<DelegateAccepted, DelegateError> {
+    let key = ctx.with_rng(|rng| rng.hex(2));
     let body = json!({"target_id": target, "task": task, "idempotency_key": key});
     let deadline = tokio::time::Instant::now() + DELEGATE_POST_BUDGET;
     let mut attempt = 0;
@@ -249,15 +299,15 @@ pub async fn post_delegate(
             PlatformCall::post_json(format!("/workspaces/{src}/delegate"), src, body.clone())
                 .with_timeout(remaining.min(super::client::DEFAULT_TIMEOUT));
         let (error, wait) = match ctx.call(call).await {
-            Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => (
-                format!(
-                    "delegation failed with status {}: {}",
-                    r.status,
-                    r.snippet(200)
-                ),
-                r.retry_after().unwrap_or_else(|| {
-                    a2a::backoff(ctx.settings.retry_base_delay, attempt, random_u64())
-                }),
+            Ok(r) if StatusPolicy::DelegatePost.is_retryable(r.status) => (
+                DelegateError::Status {
+                    status: r.status,
+                    body: r.snippet(200),
+                },
+                match r.retry_after() {
+                    Some(wait) => RetryAfterCap::TOOL_CALL.clamp(wait),
+                    None => backoff(ctx, attempt),
+                },
             ),
             Ok(r) => {
                 let accepted = parse_delegate_response(&r)?;
@@ -265,11 +315,8 @@ pub async fn post_delegate(
                     .set_delegation_source(&accepted.delegation_id, src);
                 return Ok(accepted);
             }
-            Err(e @ CallError::Transport(_)) => (
-                format!("delegation failed — {e}"),
-                a2a::backoff(ctx.settings.retry_base_delay, attempt, random_u64()),
-            ),
-            Err(e) => return Err(format!("delegation failed — {e}")),
+            Err(e @ CallError::Transport(_)) => (DelegateError::Call(e), backoff(ctx, attempt)),
+            Err(e) => return Err(DelegateError::Call(e)),
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if attempt >= DELEGATE_POST_ATTEMPTS || wait >= remaining {
@@ -373,7 +420,7 @@ async fn delegate_via_polling(
         Ok(a) => a,
         Err(e) => {
             return SyncOutcome::Done(A2aOutcome::Failed {
-                detail: e,
+                detail: e.to_string(),
                 retry_after: None,
             });
         }
@@ -413,7 +460,7 @@ async fn delegate_via_polling(
 }
 
 /// `delegate_task_async`.
-pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let (target, task) = match required_pair(args) {
         Ok(pair) => pair,
         Err(e) => return e,
@@ -436,9 +483,9 @@ pub(crate) async fn delegate_task_async(ctx: &ToolContext, args: Args<'_>) -> To
             if accepted.idempotent_hit {
                 out["idempotent_hit"] = Value::Bool(true);
             }
-            ToolResult::Json(out)
+            ToolOutput::Json(out)
         }
-        Err(e) => ToolResult::error(format!("Error: {e}")),
+        Err(e) => ToolOutput::error(format!("Error: {e}")),
     }
 }
 
@@ -463,7 +510,7 @@ fn summary_row(row: &Value) -> Value {
 }
 
 /// `check_task_status`.
-pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let task_id = match args.opt_nonblank("task_id") {
         Ok(t) => t,
         Err(e) => return e,
@@ -498,10 +545,10 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
         .await
     {
         Ok(r) => r,
-        Err(e) => return ToolResult::error(format!("Error checking delegations: {e}")),
+        Err(e) => return ToolOutput::error(format!("Error checking delegations: {e}")),
     };
     if response.status != 200 {
-        return ToolResult::error(format!(
+        return ToolOutput::error(format!(
             "Error: failed to check delegations (HTTP {}): {}",
             response.status,
             response.error_message()
@@ -510,7 +557,7 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
     let rows = match response.json() {
         Some(Value::Array(rows)) => rows,
         Some(_) | None => {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error checking delegations: expected a JSON list, got: {}",
                 response.snippet(200)
             ));
@@ -530,9 +577,9 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
             st == "completed" || st == "failed"
         });
         return match terminal.or(matching.first()) {
-            Some(row) if row.is_object() => ToolResult::Json((*row).clone()),
-            Some(row) => ToolResult::Json(json!({"delegation": row})),
-            None => ToolResult::Json(json!({
+            Some(row) if row.is_object() => ToolOutput::Json((*row).clone()),
+            Some(row) => ToolOutput::Json(json!({"delegation": row})),
+            None => ToolOutput::Json(json!({
                 "status": "not_found",
                 "delegation_id": id,
                 "note": format!("Workspace {src} does not list this delegation (the platform lists only its 50 most recent)."),
@@ -553,7 +600,7 @@ pub(crate) async fn check_task_status(ctx: &ToolContext, args: Args<'_>) -> Tool
         None => rows.iter().collect(),
     };
     let summary: Vec<Value> = selected.iter().take(10).map(|r| summary_row(r)).collect();
-    ToolResult::Json(json!({"delegations": summary, "count": selected.len()}))
+    ToolOutput::Json(json!({"delegations": summary, "count": selected.len()}))
 }
 
 #[cfg(test)]

@@ -1,21 +1,23 @@
-//! `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`].
+//! `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`](super::InboxAccess).
 //!
-//! Messages are passed through as the inbox produced them, plus poll-path enrichment
-//! (reference §5.5) for peer messages: `agent_card_url` (`<platform>/registry/discover/<peer>`,
-//! empty when the peer id is not a UUID) and `peer_name` / `peer_role` from the peer cache.
-//! Names and roles are sanitised, including ones the inbox already attached (defect 29).
+//! Messages are passed through as the inbox produced them, plus the same enrichment the push
+//! path gives peer messages: `agent_card_url` (`<platform>/registry/discover/<peer>`, empty
+//! when the peer id is not a UUID) and `peer_name` / `peer_role` from the peer cache. Names
+//! and roles are sanitised, including ones the inbox already attached, because whoever
+//! registered the peer chose them and they go into the model's context.
 
 use std::time::Duration;
 
+use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::sanitize::sanitize_display;
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::args::Args;
 use super::context::ToolContext;
-use super::ids::normalize_uuid;
-use super::sanitize::display_string;
+use crate::mcp::ToolOutput;
 
-/// Returned when the inbox is not running (reference §4.7).
+/// Returned when the inbox is not running (`MOLECULE_MCP_DISABLE_INBOX`, or an embedder
+/// without an inbox).
 pub const NOT_ENABLED: &str = "Error: inbox polling is not enabled in this runtime. The standalone molecule-mcp wrapper activates it; in-container runtimes receive messages via push delivery and do not need these tools.";
 
 /// Longest `wait_for_message` block, seconds.
@@ -44,7 +46,7 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
         let cleaned = map
             .get(key)
             .and_then(Value::as_str)
-            .and_then(display_string);
+            .and_then(sanitize_display);
         match cleaned {
             Some(s) => map.insert(key.to_owned(), Value::String(s)),
             None => map.remove(key),
@@ -57,10 +59,10 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
                 Value::String(ctx.platform().join(&format!("/registry/discover/{peer}"))),
             );
             if let Some(info) = ctx.peers.get(&peer) {
-                if let Some(name) = info.name.and_then(|n| display_string(&n)) {
+                if let Some(name) = info.name.and_then(|n| sanitize_display(&n)) {
                     map.entry("peer_name").or_insert(Value::String(name));
                 }
-                if let Some(role) = info.role.and_then(|r| display_string(&r)) {
+                if let Some(role) = info.role.and_then(|r| sanitize_display(&r)) {
                     map.entry("peer_role").or_insert(Value::String(role));
                 }
             }
@@ -73,7 +75,7 @@ pub fn enrich(ctx: &ToolContext, message: Value) -> Value {
 }
 
 /// Parses `timeout_secs`: absent ⇒ 60, clamped to [0, 300].
-pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolResult> {
+pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolOutput> {
     let secs = args
         .opt_number("timeout_secs")?
         .unwrap_or(DEFAULT_WAIT_SECS);
@@ -81,7 +83,7 @@ pub(crate) fn wait_timeout(args: Args<'_>) -> Result<f64, ToolResult> {
 }
 
 /// Parses `limit`: absent or ≤ 0 ⇒ 10, at most 200.
-pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolResult> {
+pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolOutput> {
     Ok(match args.opt_int("limit")? {
         Some(n) if n > 0 => usize::try_from(n).unwrap_or(MAX_PEEK).min(MAX_PEEK),
         Some(_) | None => DEFAULT_PEEK,
@@ -89,9 +91,9 @@ pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolResult> {
 }
 
 /// `wait_for_message`.
-pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
-        return ToolResult::error(NOT_ENABLED);
+        return ToolOutput::error(NOT_ENABLED);
     };
     let secs = match wait_timeout(args) {
         Ok(s) => s,
@@ -99,22 +101,22 @@ pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolR
     };
     match inbox.wait_next(Duration::from_secs_f64(secs)).await {
         // The result is declared as an object (MCP structured content); wrap anything else.
-        Some(message @ Value::Object(_)) => ToolResult::Json(enrich(ctx, message)),
-        Some(other) => ToolResult::Json(json!({"message": other})),
-        None => ToolResult::Json(json!({"timeout": true, "timeout_secs": secs})),
+        Some(message @ Value::Object(_)) => ToolOutput::Json(enrich(ctx, message)),
+        Some(other) => ToolOutput::Json(json!({"message": other})),
+        None => ToolOutput::Json(json!({"timeout": true, "timeout_secs": secs})),
     }
 }
 
 /// `inbox_peek`.
-pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
-        return ToolResult::error(NOT_ENABLED);
+        return ToolOutput::error(NOT_ENABLED);
     };
     let limit = match peek_limit(args) {
         Ok(l) => l,
         Err(e) => return e,
     };
-    ToolResult::Json(Value::Array(
+    ToolOutput::Json(Value::Array(
         inbox
             .peek(limit)
             .await
@@ -125,15 +127,15 @@ pub(crate) async fn inbox_peek(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
 }
 
 /// `inbox_pop`.
-pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
-        return ToolResult::error(NOT_ENABLED);
+        return ToolOutput::error(NOT_ENABLED);
     };
     let id = match args.opt_nonblank("activity_id") {
         Ok(Some(id)) => id,
-        Ok(None) => return ToolResult::error("Error: activity_id is required."),
+        Ok(None) => return ToolOutput::error("Error: activity_id is required."),
         Err(e) => return e,
     };
     let removed = inbox.pop(id).await.is_some();
-    ToolResult::Json(json!({"removed": removed, "activity_id": id}))
+    ToolOutput::Json(json!({"removed": removed, "activity_id": id}))
 }

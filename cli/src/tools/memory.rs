@@ -1,25 +1,26 @@
 //! `commit_memory` (`POST /workspaces/{src}/memories`) and `recall_memory`
 //! (`GET /workspaces/{src}/memories`).
 //!
-//! Content is secret-redacted before it leaves the process ([`super::redact`]). `scope` is
-//! one of `LOCAL`, `TEAM`, `GLOBAL` (any case); anything else is rejected with a clear error
-//! instead of being silently coerced to `LOCAL` (reference defect 30). Client-side checks
-//! follow §5.7: RBAC `memory.write` / `memory.read`, and GLOBAL writes only from tier 0
+//! Content is secret-redacted before it leaves the process ([`molecule_mcp_core::redact`]).
+//! `scope` is one of `LOCAL`, `TEAM`, `GLOBAL` (any case); anything else is rejected with a
+//! clear error instead of being silently stored as `LOCAL`, where the model would not look
+//! for it. Client-side checks: RBAC `memory.write` / `memory.read`
+//! ([`Rbac`](molecule_mcp_core::tool_settings::Rbac)), and GLOBAL writes only from tier 0
 //! (`WORKSPACE_TIER`; the platform enforces the real rule: root workspaces only).
 
+use molecule_mcp_core::redact::redact_secrets;
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::args::{Args, quote, resolve_source};
 use super::client::PlatformCall;
 use super::context::ToolContext;
-use super::redact::redact_secrets;
+use crate::mcp::ToolOutput;
 
 /// Valid scopes.
 pub const SCOPES: [&str; 3] = ["LOCAL", "TEAM", "GLOBAL"];
 
 /// Parses a scope argument: blank ⇒ `None`, otherwise one of [`SCOPES`] (case-insensitive).
-pub fn parse_scope(raw: Option<&str>) -> Result<Option<&'static str>, ToolResult> {
+pub fn parse_scope(raw: Option<&str>) -> Result<Option<&'static str>, ToolOutput> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
@@ -29,24 +30,24 @@ pub fn parse_scope(raw: Option<&str>) -> Result<Option<&'static str>, ToolResult
         .copied()
         .map(Some)
         .ok_or_else(|| {
-            ToolResult::error(format!(
+            ToolOutput::error(format!(
                 "Error: invalid scope {} — expected one of LOCAL, TEAM, GLOBAL",
                 quote(raw)
             ))
         })
 }
 
-fn rbac_denied(action: &str) -> ToolResult {
-    ToolResult::error(format!(
+fn rbac_denied(action: &str) -> ToolOutput {
+    ToolOutput::error(format!(
         "Error: RBAC — this workspace does not have the '{action}' permission for this operation."
     ))
 }
 
 /// `commit_memory`.
-pub(crate) async fn commit_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn commit_memory(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let content = match args.opt_str("content") {
         Ok(Some(c)) if !c.trim().is_empty() => c,
-        Ok(_) => return ToolResult::error("Error: content is required"),
+        Ok(_) => return ToolOutput::error("Error: content is required"),
         Err(e) => return e,
     };
     let scope = match args.opt_str("scope").and_then(parse_scope) {
@@ -57,7 +58,7 @@ pub(crate) async fn commit_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResu
         return rbac_denied("memory.write");
     }
     if scope == "GLOBAL" && ctx.settings.tier != 0 {
-        return ToolResult::error(
+        return ToolOutput::error(
             "Error: RBAC — only root workspaces (tier 0) can write to GLOBAL scope. Non-root workspaces may use LOCAL or TEAM scope.",
         );
     }
@@ -75,7 +76,7 @@ pub(crate) async fn commit_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResu
         .await
     {
         Ok(r) => r,
-        Err(e) => return ToolResult::error(format!("Error saving memory: {e}")),
+        Err(e) => return ToolOutput::error(format!("Error saving memory: {e}")),
     };
     if matches!(response.status, 200 | 201) {
         let parsed = response.json();
@@ -84,9 +85,9 @@ pub(crate) async fn commit_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResu
             .and_then(|v| v.get("id"))
             .cloned()
             .unwrap_or(Value::Null);
-        return ToolResult::Json(json!({"success": true, "id": id, "scope": scope}));
+        return ToolOutput::Json(json!({"success": true, "id": id, "scope": scope}));
     }
-    ToolResult::error(format!(
+    ToolOutput::error(format!(
         "Error: saving memory failed (HTTP {}): {}",
         response.status,
         response.error_message()
@@ -109,7 +110,7 @@ fn memory_line(row: &Value) -> String {
 }
 
 /// `recall_memory`.
-pub(crate) async fn recall_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn recall_memory(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let query = match args.opt_nonblank("query") {
         Ok(q) => q,
         Err(e) => return e,
@@ -135,10 +136,10 @@ pub(crate) async fn recall_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResu
     }
     let response = match ctx.call(call).await {
         Ok(r) => r,
-        Err(e) => return ToolResult::error(format!("Error recalling memory: {e}")),
+        Err(e) => return ToolOutput::error(format!("Error recalling memory: {e}")),
     };
     if !response.is_success() {
-        return ToolResult::error(format!(
+        return ToolOutput::error(format!(
             "Error recalling memory: HTTP {}: {}",
             response.status,
             response.error_message()
@@ -146,13 +147,13 @@ pub(crate) async fn recall_memory(ctx: &ToolContext, args: Args<'_>) -> ToolResu
     }
     match response.json() {
         Some(Value::Array(rows)) if rows.is_empty() => {
-            ToolResult::Text("No memories found.".to_owned())
+            ToolOutput::Text("No memories found.".to_owned())
         }
         Some(Value::Array(rows)) => {
-            ToolResult::Text(rows.iter().map(memory_line).collect::<Vec<_>>().join("\n"))
+            ToolOutput::Text(rows.iter().map(memory_line).collect::<Vec<_>>().join("\n"))
         }
-        Some(other) => ToolResult::Text(other.to_string()),
-        None => ToolResult::error(format!(
+        Some(other) => ToolOutput::Text(other.to_string()),
+        None => ToolOutput::error(format!(
             "Error recalling memory: response was not JSON: {}",
             response.snippet(200)
         )),

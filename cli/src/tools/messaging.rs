@@ -1,7 +1,8 @@
 //! `send_message_to_user`: optional `POST /workspaces/{target}/chat/uploads` (multipart),
 //! then `POST /workspaces/{target}/notify`, both with the target workspace's token.
 //!
-//! Attachment rules (reference defect 28):
+//! Attachment rules (a model can be talked into attaching any path, so each rule closes a
+//! way to leak or hang):
 //! * regular files only: the path is checked with `symlink_metadata` (a symlink is refused,
 //!   not followed), the opened handle is re-checked to be the same regular file;
 //! * at most [`MAX_FILE_BYTES`] (25 MiB, the platform's poll-mode cap) per file, checked
@@ -19,13 +20,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use molecule_mcp_core::sanitize::multipart_filename;
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::args::{Args, parse_registered, quote};
 use super::client::{CallBody, PlatformCall};
 use super::context::ToolContext;
-use super::ids::random_hex;
+use crate::mcp::ToolOutput;
 
 /// Per-file cap (the platform's poll-mode limit, 25 MiB).
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
@@ -166,80 +167,172 @@ pub fn sniff_mime(bytes: &[u8], filename: &str) -> String {
     by_ext.unwrap_or("application/octet-stream").to_owned()
 }
 
-/// A base name safe inside `filename="…"`: quotes, backslashes and control characters
-/// become `_` (the platform sanitises names again on its side).
+/// The base name of `path`, made safe inside `filename="…"` by
+/// [`molecule_mcp_core::sanitize::multipart_filename`].
 pub fn header_filename(path: &Path) -> String {
     let base = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let safe: String = base
-        .chars()
-        .map(|c| {
-            if c == '"' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
+    multipart_filename(&base)
+}
+
+/// Why an attachment was refused. The text is the complete tool error.
+#[derive(Debug)]
+pub enum AttachmentError {
+    /// No such file.
+    NotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Reading failed.
+    Read {
+        /// The path as given.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A symbolic link (not followed: it could point into the state directory).
+    Symlink {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A directory, socket, device, …
+    NotRegularFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Over [`MAX_FILE_BYTES`] before reading.
+    TooLarge {
+        /// The path as given.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// Inside the state directory, which holds credentials.
+    InStateDir {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Replaced between the checks and the open.
+    ChangedWhileOpening {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// Over [`MAX_FILE_BYTES`] once read.
+    GrewWhileReading {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// More than [`MAX_FILES`] attachments.
+    TooMany {
+        /// How many were given.
+        count: usize,
+    },
+    /// More than [`MAX_TOTAL_BYTES`] together.
+    TotalTooLarge,
+}
+
+impl std::fmt::Display for AttachmentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachmentError::NotFound { path } => {
+                write!(f, "Error: attachment not found: {}", path.display())
             }
-        })
-        .collect();
-    if safe.is_empty() {
-        "file".to_owned()
-    } else {
-        safe
+            AttachmentError::Read { path, error } => {
+                write!(f, "Error reading {}: {error}", path.display())
+            }
+            AttachmentError::Symlink { path } => write!(
+                f,
+                "Error: attachment {} is a symbolic link; pass the path of the file itself",
+                path.display()
+            ),
+            AttachmentError::NotRegularFile { path } => write!(
+                f,
+                "Error: attachment {} is not a regular file",
+                path.display()
+            ),
+            AttachmentError::TooLarge { path, bytes } => write!(
+                f,
+                "Error: attachment {} is {bytes} bytes; the per-file cap is 25 MB ({MAX_FILE_BYTES} bytes)",
+                path.display()
+            ),
+            AttachmentError::InStateDir { path } => write!(
+                f,
+                "Error: attachment {} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first",
+                path.display()
+            ),
+            AttachmentError::ChangedWhileOpening { path } => write!(
+                f,
+                "Error: attachment {} changed while being opened; try again",
+                path.display()
+            ),
+            AttachmentError::GrewWhileReading { path } => write!(
+                f,
+                "Error: attachment {} grew beyond the per-file cap of 25 MB ({MAX_FILE_BYTES} bytes) while being read",
+                path.display()
+            ),
+            AttachmentError::TooMany { count } => write!(
+                f,
+                "Error: {count} attachments given; at most {MAX_FILES} files per message"
+            ),
+            AttachmentError::TotalTooLarge => write!(
+                f,
+                "Error: attachments exceed {MAX_TOTAL_BYTES} bytes in total; send them in several messages"
+            ),
+        }
     }
 }
 
-/// Reads one attachment under the module's rules. Errors are complete tool error texts.
-pub fn load_attachment(path: &Path, state_dir: Option<&Path>) -> Result<Attachment, String> {
-    let shown = path.display();
+impl std::error::Error for AttachmentError {}
+
+/// Reads one attachment under the module's rules.
+pub fn load_attachment(
+    path: &Path,
+    state_dir: Option<&Path>,
+) -> Result<Attachment, AttachmentError> {
+    let owned = || path.to_path_buf();
+    let read_error = |error| AttachmentError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("Error: attachment not found: {shown}"));
+            return Err(AttachmentError::NotFound { path: owned() });
         }
-        Err(e) => return Err(format!("Error reading {shown}: {e}")),
+        Err(e) => return Err(read_error(e)),
     };
     if meta.file_type().is_symlink() {
-        return Err(format!(
-            "Error: attachment {shown} is a symbolic link; pass the path of the file itself"
-        ));
+        return Err(AttachmentError::Symlink { path: owned() });
     }
     if !meta.is_file() {
-        return Err(format!("Error: attachment {shown} is not a regular file"));
+        return Err(AttachmentError::NotRegularFile { path: owned() });
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "Error: attachment {shown} is {} bytes; the per-file cap is 25 MB ({MAX_FILE_BYTES} bytes)",
-            meta.len()
-        ));
+        return Err(AttachmentError::TooLarge {
+            path: owned(),
+            bytes: meta.len(),
+        });
     }
     if let Some(dir) = state_dir
         && let (Ok(file), Ok(dir)) = (path.canonicalize(), dir.canonicalize())
         && file.starts_with(&dir)
     {
-        return Err(format!(
-            "Error: attachment {shown} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first"
-        ));
+        return Err(AttachmentError::InStateDir { path: owned() });
     }
-    let file = std::fs::File::open(path).map_err(|e| format!("Error reading {shown}: {e}"))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| format!("Error reading {shown}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let opened = file.metadata().map_err(read_error)?;
     if !opened.is_file() || !same_file(&meta, &opened) {
-        return Err(format!(
-            "Error: attachment {shown} changed while being opened; try again"
-        ));
+        return Err(AttachmentError::ChangedWhileOpening { path: owned() });
     }
     let mut bytes =
         Vec::with_capacity(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("Error reading {shown}: {e}"))?;
+        .map_err(read_error)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "Error: attachment {shown} grew beyond the per-file cap of 25 MB ({MAX_FILE_BYTES} bytes) while being read"
-        ));
+        return Err(AttachmentError::GrewWhileReading { path: owned() });
     }
     let filename = header_filename(path);
     let mime = sniff_mime(&bytes, &filename);
@@ -265,12 +358,9 @@ fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
 pub fn load_attachments(
     paths: &[PathBuf],
     state_dir: Option<&Path>,
-) -> Result<Vec<Attachment>, String> {
+) -> Result<Vec<Attachment>, AttachmentError> {
     if paths.len() > MAX_FILES {
-        return Err(format!(
-            "Error: {} attachments given; at most {MAX_FILES} files per message",
-            paths.len()
-        ));
+        return Err(AttachmentError::TooMany { count: paths.len() });
     }
     let mut total: u64 = 0;
     let mut out = Vec::with_capacity(paths.len());
@@ -278,9 +368,7 @@ pub fn load_attachments(
         let a = load_attachment(path, state_dir)?;
         total += a.bytes.len() as u64;
         if total > MAX_TOTAL_BYTES {
-            return Err(format!(
-                "Error: attachments exceed {MAX_TOTAL_BYTES} bytes in total; send them in several messages"
-            ));
+            return Err(AttachmentError::TotalTooLarge);
         }
         out.push(a);
     }
@@ -289,7 +377,8 @@ pub fn load_attachments(
 
 /// Tells the inbox that `workspace` is uploading files itself, for as long as it lives: the
 /// platform queues our own attachments as inbound rows too, and the inbox must neither
-/// download nor ack them (defect 19). Dropped on every path (errors, cancellation), it
+/// download nor ack them (it would stage a copy of what we just sent and tell the platform
+/// it was received). Dropped on every path (errors, cancellation), it
 /// reports the file ids the upload created (none when it failed).
 struct OutboundUpload<'a> {
     ctx: &'a ToolContext,
@@ -348,49 +437,93 @@ pub fn multipart_body(files: &[Attachment], boundary: &str) -> Vec<u8> {
 }
 
 /// A fresh boundary (random, so file content cannot collide with it in practice).
-pub fn new_boundary() -> String {
-    format!("molecule-mcp-{}", random_hex(2))
+pub fn new_boundary(ctx: &ToolContext) -> String {
+    format!("molecule-mcp-{}", ctx.with_rng(|rng| rng.hex(2)))
 }
+
+/// Why the answer of `chat/uploads` is unusable. The text is the complete tool error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadResponseError {
+    /// The body is not JSON.
+    NotJson,
+    /// No `files` array.
+    NoFileList {
+        /// Files sent.
+        expected: usize,
+    },
+    /// A `files` array of the wrong length.
+    WrongCount {
+        /// Entries received.
+        got: usize,
+        /// Files sent.
+        expected: usize,
+    },
+    /// Entry `index` lacks a non-empty `uri` or `name`.
+    IncompleteEntry {
+        /// Zero-based.
+        index: usize,
+    },
+}
+
+impl std::fmt::Display for UploadResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadResponseError::NotJson => f.write_str("Error parsing upload response: not JSON"),
+            UploadResponseError::NoFileList { expected } => write!(
+                f,
+                "Error: upload returned invalid entries for {expected} files"
+            ),
+            UploadResponseError::WrongCount { got, expected } => write!(
+                f,
+                "Error: upload returned {got} entries for {expected} files"
+            ),
+            UploadResponseError::IncompleteEntry { index } => {
+                write!(f, "Error: upload entry {index} has no uri or name")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UploadResponseError {}
 
 /// Validates the upload answer: `{"files": [...]}` with one entry per file, each with a
 /// non-empty `uri` and `name` (what notify requires).
-pub fn parse_upload_response(body: Option<Value>, expected: usize) -> Result<Vec<Value>, String> {
+pub fn parse_upload_response(
+    body: Option<Value>,
+    expected: usize,
+) -> Result<Vec<Value>, UploadResponseError> {
     let Some(body) = body else {
-        return Err("Error parsing upload response: not JSON".to_owned());
+        return Err(UploadResponseError::NotJson);
     };
     let files = match body.get("files") {
         Some(Value::Array(files)) => files.clone(),
-        Some(_) | None => {
-            return Err(format!(
-                "Error: upload returned invalid entries for {expected} files"
-            ));
-        }
+        Some(_) | None => return Err(UploadResponseError::NoFileList { expected }),
     };
     if files.len() != expected {
-        return Err(format!(
-            "Error: upload returned {} entries for {expected} files",
-            files.len()
-        ));
+        return Err(UploadResponseError::WrongCount {
+            got: files.len(),
+            expected,
+        });
     }
     let nonempty = |f: &Value, k: &str| {
         f.get(k)
             .and_then(Value::as_str)
             .is_some_and(|s| !s.is_empty())
     };
-    if let Some(bad) = files
+    if let Some(index) = files
         .iter()
         .position(|f| !nonempty(f, "uri") || !nonempty(f, "name"))
     {
-        return Err(format!("Error: upload entry {bad} has no uri or name"));
+        return Err(UploadResponseError::IncompleteEntry { index });
     }
     Ok(files)
 }
 
 /// `send_message_to_user`.
-pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let message = match args.opt_str("message") {
         Ok(Some(m)) if !m.trim().is_empty() => m,
-        Ok(_) => return ToolResult::error("Error: message is required"),
+        Ok(_) => return ToolOutput::error("Error: message is required"),
         Err(e) => return e,
     };
     let target = match args.opt_nonblank("workspace_id") {
@@ -406,7 +539,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         Ok(list) => list.unwrap_or_default(),
     };
     if let Some(bad) = paths.iter().find(|p| p.trim().is_empty()) {
-        return ToolResult::error(format!("Error: invalid attachment path {}", quote(bad)));
+        return ToolOutput::error(format!("Error: invalid attachment path {}", quote(bad)));
     }
 
     let mut uploaded: Vec<Value> = Vec::new();
@@ -418,12 +551,12 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
                 .await;
         let files = match loaded {
             Ok(Ok(files)) => files,
-            Ok(Err(text)) => return ToolResult::error(text),
-            Err(e) => return ToolResult::error(format!("Error reading attachments: {e}")),
+            Ok(Err(e)) => return ToolOutput::error(e.to_string()),
+            Err(e) => return ToolOutput::error(format!("Error reading attachments: {e}")),
         };
         let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
         let mut outbound = OutboundUpload::begin(ctx, &target);
-        let boundary = new_boundary();
+        let boundary = new_boundary(ctx);
         let call = PlatformCall {
             method: http::Method::POST,
             body: CallBody::Multipart {
@@ -435,10 +568,10 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         .with_timeout(NOTIFY_TIMEOUT + Duration::from_secs(total_mib * UPLOAD_SECS_PER_MIB));
         let response = match ctx.call(call).await {
             Ok(r) => r,
-            Err(e) => return ToolResult::error(format!("Error uploading attachments: {e}")),
+            Err(e) => return ToolOutput::error(format!("Error uploading attachments: {e}")),
         };
         if response.status != 200 {
-            return ToolResult::error(format!(
+            return ToolOutput::error(format!(
                 "Error: chat/uploads returned {}: {}",
                 response.status,
                 response.snippet(200)
@@ -446,7 +579,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
         }
         uploaded = match parse_upload_response(response.json(), files.len()) {
             Ok(list) => list,
-            Err(text) => return ToolResult::error(text),
+            Err(e) => return ToolOutput::error(e.to_string()),
         };
         outbound.file_ids = uploaded
             .iter()
@@ -462,13 +595,13 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
     let call = PlatformCall::post_json(format!("/workspaces/{target}/notify"), &target, body)
         .with_timeout(NOTIFY_TIMEOUT);
     match ctx.call(call).await {
-        Err(e) => ToolResult::error(format!("Error sending message: {e}")),
-        Ok(r) if r.status == 200 => ToolResult::Text(if uploaded.is_empty() {
+        Err(e) => ToolOutput::error(format!("Error sending message: {e}")),
+        Ok(r) if r.status == 200 => ToolOutput::Text(if uploaded.is_empty() {
             "Message sent to user".to_owned()
         } else {
             format!("Message sent to user with {} attachment(s)", uploaded.len())
         }),
-        Ok(r) => ToolResult::error(format!(
+        Ok(r) => ToolOutput::error(format!(
             "Error: platform returned {}: {}",
             r.status,
             r.error_message()
@@ -497,12 +630,15 @@ mod tests {
         let ok = json!({"files": [{"uri": "platform-pending:w/f", "name": "a.txt", "mimeType": "text/plain", "size": 1}]});
         assert_eq!(parse_upload_response(Some(ok), 1).unwrap().len(), 1);
         assert_eq!(
-            parse_upload_response(Some(json!({"files": []})), 2).unwrap_err(),
+            parse_upload_response(Some(json!({"files": []})), 2)
+                .unwrap_err()
+                .to_string(),
             "Error: upload returned 0 entries for 2 files"
         );
         assert!(
             parse_upload_response(Some(json!({"files": "x"})), 1)
                 .unwrap_err()
+                .to_string()
                 .contains("invalid")
         );
         assert!(
@@ -511,6 +647,7 @@ mod tests {
         assert!(
             parse_upload_response(None, 1)
                 .unwrap_err()
+                .to_string()
                 .starts_with("Error parsing upload response")
         );
     }

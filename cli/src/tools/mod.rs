@@ -1,19 +1,20 @@
 //! The 12 platform tools as plain async functions over a [`ToolContext`].
 //!
-//! This module knows nothing about MCP framing: [`catalog::tool_defs`] describes the tools
-//! (name, description, JSON Schemas, annotations) in the reference's `tools/list` order, and
-//! [`catalog::call_tool`] runs one and returns a [`ToolResult`]. The MCP layer maps
-//! `ToolResult::Error` to `isError: true`, `ToolResult::Json` to `structuredContent` plus a
+//! [`Tool`] is the closed list of tools: `Tool::ALL` in `tools/list` order,
+//! [`Tool::from_name`], [`Tool::spec`] (name, description, JSON Schemas, annotations, as a
+//! [`ToolSpec`](crate::mcp::ToolSpec)) and [`Tool::call`], which returns a
+//! [`ToolOutput`](crate::mcp::ToolOutput). Those two types are the MCP layer's own, so
+//! nothing converts between the tools and the server. The MCP layer maps
+//! `ToolOutput::Error` to `isError: true`, `ToolOutput::Json` to `structuredContent` plus a
 //! text copy (only for objects: MCP requires `structuredContent` to be an object, so arrays
-//! are rendered as text only), and `ToolResult::Text` to one text block.
+//! are rendered as text only), and `ToolOutput::Text` to one text block.
 //!
 //! | file | concept |
 //! |---|---|
-//! | `context.rs` | [`ToolContext`]: workspaces + tokens, peer cache, settings, inbox handle |
+//! | `catalog.rs` | [`Tool`]: the 12 tools, their specs and the dispatcher |
+//! | `context.rs` | [`ToolContext`]: workspaces + tokens, peer cache, settings, inbox handle, the random-id generator |
 //! | `client.rs` | the one request builder every tool uses (auth, `Origin`, `X-Workspace-ID`, timeouts) |
-//! | `args.rs` | argument extraction and workspace-id routing (UUID + registered-only) |
-//! | `ids.rs` | UUID validation and random ids (message ids, nonces, multipart boundaries) |
-//! | `sanitize.rs` | display-string sanitiser for registry-provided peer names and roles |
+//! | `args.rs` | argument extraction and workspace-id routing (UUID + registered-only; the UUID rule is `molecule_mcp_core::ids`) |
 //! | `a2a.rs` | A2A `message/send`: retry policy and the response interpretation table |
 //! | `delegation.rs` | `delegate_task`, `delegate_task_async`, `check_task_status` |
 //! | `peers.rs` | `list_peers` and registry discovery |
@@ -22,21 +23,32 @@
 //! | `inbox.rs` | `wait_for_message`, `inbox_peek`, `inbox_pop` over [`InboxAccess`] |
 //! | `chat_history.rs` | `chat_history` |
 //! | `memory.rs` | `commit_memory`, `recall_memory`, RBAC and tier checks |
-//! | `redact.rs` | secret redaction applied to memory content |
-//! | `catalog.rs` | tool definitions and the dispatcher |
 //!
-//! Reference defects fixed here (numbers from reference-behaviour §8): 21 (queued A2A
-//! answers are deliveries), 22 (stable message ids, retry only when undelivered, hard
-//! deadline), 23 (idempotent-hit 200 accepted, per-call nonce in the idempotency key), 24
-//! (`error` read from delegation rows, full result preferred), 25 (`check_task_status`
-//! routing), 26 (no self-reported `a2a_receive` rows, no fake heartbeat), 27 (workspace ids
-//! validated and restricted to registered workspaces; no fallback token), 28 (attachment
-//! hardening), 29 (peer names sanitised everywhere), 30 (invalid `scope` rejected; the
-//! `list_peers` 404 names the queried workspace), 32 (one normalised platform URL).
+//! Redaction of memory content, display-name sanitising, UUID rules, retry policies and
+//! random ids come from the core (`molecule_mcp_core::{redact, sanitize, ids, retry, rng}`).
 //!
-//! RBAC roles come from `config.yaml` in the reference; this runtime does not read
-//! `config.yaml`: every workspace has the `operator` role and the tier comes from
-//! `WORKSPACE_TIER` (default 1).
+//! What the tools guarantee, beyond calling the platform:
+//!
+//! * a peer that queues an A2A message (poll-mode or busy) has received it: the tool says so
+//!   and the reply arrives in the inbox;
+//! * A2A retries reuse the message id, happen only when the request provably did not reach
+//!   the peer, and stop at one hard deadline;
+//! * `delegate_task_async` accepts the platform's idempotent-hit 200 and uses a fresh
+//!   idempotency key per call;
+//! * `check_task_status` reads `error` from delegation rows, prefers the full result, and
+//!   asks the workspace that started the delegation;
+//! * no `a2a_receive` activity rows are reported for our own sends (they would come back
+//!   into our own inbox);
+//! * workspace ids are UUIDs and source workspaces must be configured ones: there is no
+//!   fallback token;
+//! * attachments are regular files outside the state directory, at most 25 MB each;
+//! * peer names and roles are sanitised on every path into the model's context;
+//! * an invalid memory `scope` is an error, and the `list_peers` 404 names the workspace
+//!   that was queried;
+//! * every URL is built from the one normalised `PLATFORM_URL`.
+//!
+//! RBAC: this runtime does not read a `config.yaml`, so every workspace has the `operator`
+//! role, and the tier comes from `WORKSPACE_TIER` (default 1).
 
 pub mod a2a;
 mod args;
@@ -45,52 +57,14 @@ pub mod chat_history;
 pub mod client;
 pub mod context;
 pub mod delegation;
-pub mod ids;
 pub mod inbox;
 pub mod memory;
 pub mod messaging;
 pub mod peers;
-pub mod redact;
-pub mod sanitize;
 pub mod workspace_info;
 
-pub use catalog::{ToolDef, call_tool, tool_defs};
+pub use catalog::{Tool, call_tool, tool_defs};
 pub use client::{BoxFuture, PlatformTransport};
 pub use context::{
     InboxAccess, PeerCache, PeerInfo, Rbac, ToolContext, ToolSettings, WorkspaceRegistry,
 };
-
-/// What a tool call produced.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ToolResult {
-    /// Plain text for the model.
-    Text(String),
-    /// A JSON value. Objects become `structuredContent` (plus a text copy); other values are
-    /// sent as text only.
-    Json(serde_json::Value),
-    /// A tool failure with a readable explanation (`isError: true`).
-    Error(String),
-}
-
-impl ToolResult {
-    /// The text an MCP text block should carry: the string itself, or the JSON pretty-printed
-    /// with two-space indentation.
-    pub fn to_text(&self) -> String {
-        match self {
-            ToolResult::Text(s) | ToolResult::Error(s) => s.clone(),
-            ToolResult::Json(v) => {
-                serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-            }
-        }
-    }
-
-    /// True for [`ToolResult::Error`].
-    pub fn is_error(&self) -> bool {
-        matches!(self, ToolResult::Error(_))
-    }
-
-    /// Shorthand for an error result.
-    pub(crate) fn error(text: impl Into<String>) -> Self {
-        ToolResult::Error(text.into())
-    }
-}

@@ -3,18 +3,19 @@
 //!
 //! With more than one workspace and no `source_workspace_id`, `list_peers` aggregates over
 //! every workspace and tags each line `via: <first 8 chars of the source>`; each listed peer
-//! is remembered with the workspace that can reach it, which is how later calls route
-//! (reference §6.1). Names, roles and statuses are sanitised before they are shown or cached
-//! (defect 29); peer records without a valid UUID id are skipped instead of crashing.
+//! is remembered with the workspace that can reach it, which is how later calls pick their
+//! source workspace. Names, roles and statuses are sanitised before they are shown or cached
+//! (whoever registered the peer chose them); peer records without a valid UUID id are
+//! skipped instead of failing the whole list.
 
+use molecule_mcp_core::ids::{normalize_uuid, short_id};
+use molecule_mcp_core::sanitize::{display_field, json_type, sanitize_display};
 use serde_json::Value;
 
-use super::ToolResult;
 use super::args::{Args, parse_registered};
 use super::client::{CallError, PlatformCall};
 use super::context::ToolContext;
-use super::ids::{normalize_uuid, short_id};
-use super::sanitize::{display_field, display_string};
+use crate::mcp::ToolOutput;
 
 /// One peer as shown to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,63 +44,122 @@ pub fn parse_peer(record: &Value) -> Option<PeerLine> {
     })
 }
 
-/// The diagnostic for a failed peers call on workspace `src` (reference texts; the 404 names
-/// the queried workspace, defect 30).
-fn diagnostic(
+/// Why one workspace's peer list could not be read (shown to the model per workspace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeersProblem {
+    /// This runtime does not act as that workspace (unknown, or rejected at register).
+    NotServed(CallError),
+    /// No answer from the platform.
+    Unreachable {
+        /// The platform's base URL.
+        platform: String,
+        /// What failed.
+        error: CallError,
+    },
+    /// 200, but not JSON.
+    NotJson {
+        /// The start of the body.
+        body: String,
+    },
+    /// 200, but not a JSON array.
+    NotAList {
+        /// The JSON type that came instead.
+        got: &'static str,
+    },
+    /// 401 or 403.
+    AuthFailed {
+        /// HTTP status.
+        status: u16,
+    },
+    /// 404: the platform does not know the queried workspace (named, so a multi-workspace
+    /// runtime shows which of its workspaces is affected).
+    NotRegistered {
+        /// The workspace that was queried.
+        workspace: String,
+    },
+    /// 5xx.
+    PlatformError {
+        /// HTTP status.
+        status: u16,
+    },
+    /// Anything else.
+    Unexpected {
+        /// HTTP status.
+        status: u16,
+    },
+}
+
+impl std::fmt::Display for PeersProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeersProblem::NotServed(e) => write!(f, "{e}"),
+            PeersProblem::Unreachable { platform, error } => {
+                write!(f, "Cannot reach platform at {platform}: {error}")
+            }
+            PeersProblem::NotJson { body } => {
+                write!(f, "Platform returned 200 but body was not JSON: {body}")
+            }
+            PeersProblem::NotAList { got } => {
+                write!(f, "Platform returned 200 but body was not a list: {got}")
+            }
+            PeersProblem::AuthFailed { status } => write!(
+                f,
+                "Authentication to platform failed (HTTP {status}). The workspace bearer token may be invalid — restarting the workspace usually re-mints it."
+            ),
+            PeersProblem::NotRegistered { workspace } => write!(
+                f,
+                "Workspace ID {workspace} is not registered with the platform (HTTP 404). Re-registration via the platform's /registry/register endpoint is needed."
+            ),
+            PeersProblem::PlatformError { status } => write!(f, "Platform error: HTTP {status}."),
+            PeersProblem::Unexpected { status } => {
+                write!(f, "Unexpected platform response: HTTP {status}.")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PeersProblem {}
+
+/// The peer records of a peers call on workspace `src`, or why there are none.
+fn peer_records(
     ctx: &ToolContext,
     src: &str,
     result: &Result<super::client::ApiResponse, CallError>,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, PeersProblem> {
     let response = match result {
         // Not a network problem: this runtime does not act as that workspace at all.
         Err(e @ (CallError::Rejected { .. } | CallError::NotRegistered(_))) => {
-            return Err(e.to_string());
+            return Err(PeersProblem::NotServed(e.clone()));
         }
         Err(e @ (CallError::Build(_) | CallError::Transport(_))) => {
-            return Err(format!(
-                "Cannot reach platform at {}: {e}",
-                ctx.platform().base()
-            ));
+            return Err(PeersProblem::Unreachable {
+                platform: ctx.platform().base().to_owned(),
+                error: e.clone(),
+            });
         }
         Ok(r) => r,
     };
     match response.status {
         200 => match response.json() {
-            None => Err(format!(
-                "Platform returned 200 but body was not JSON: {}",
-                response.snippet(120)
-            )),
+            None => Err(PeersProblem::NotJson {
+                body: response.snippet(120),
+            }),
             Some(Value::Array(items)) => Ok(items),
-            Some(other) => Err(format!(
-                "Platform returned 200 but body was not a list: {}",
-                json_type(&other)
-            )),
+            Some(other) => Err(PeersProblem::NotAList {
+                got: json_type(&other),
+            }),
         },
-        401 | 403 => Err(format!(
-            "Authentication to platform failed (HTTP {}). The workspace bearer token may be invalid — restarting the workspace usually re-mints it.",
-            response.status
-        )),
-        404 => Err(format!(
-            "Workspace ID {src} is not registered with the platform (HTTP 404). Re-registration via the platform's /registry/register endpoint is needed."
-        )),
-        500..=599 => Err(format!("Platform error: HTTP {}.", response.status)),
-        other => Err(format!("Unexpected platform response: HTTP {other}.")),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        status @ (401 | 403) => Err(PeersProblem::AuthFailed { status }),
+        404 => Err(PeersProblem::NotRegistered {
+            workspace: src.to_owned(),
+        }),
+        status @ 500..=599 => Err(PeersProblem::PlatformError { status }),
+        status => Err(PeersProblem::Unexpected { status }),
     }
 }
 
 /// `list_peers`.
-pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let sources = match args.opt_nonblank("source_workspace_id") {
         Err(e) => return e,
         Ok(Some(raw)) => match parse_registered(ctx, "source_workspace_id", raw) {
@@ -114,7 +174,7 @@ pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
     for src in &sources {
         let call = PlatformCall::get(format!("/registry/{src}/peers"), src).with_workspace_header();
         let result = ctx.call(call).await;
-        let records = match diagnostic(ctx, src, &result) {
+        let records = match peer_records(ctx, src, &result) {
             Ok(records) => records,
             Err(diag) => {
                 diagnostics.push(format!("[{}] {diag}", short_id(src)));
@@ -144,9 +204,9 @@ pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
     }
     if lines.is_empty() {
         if diagnostics.is_empty() {
-            return ToolResult::Text("You have no peers in the platform registry. (No parent, no children, no siblings registered.)".to_owned());
+            return ToolOutput::Text("You have no peers in the platform registry. (No parent, no children, no siblings registered.)".to_owned());
         }
-        return ToolResult::error(format!("No peers found. {}", diagnostics.join("; ")));
+        return ToolOutput::error(format!("No peers found. {}", diagnostics.join("; ")));
     }
     if !diagnostics.is_empty() {
         lines.push(format!(
@@ -154,7 +214,7 @@ pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolResult 
             diagnostics.join("; ")
         ));
     }
-    ToolResult::Text(lines.join("\n"))
+    ToolOutput::Text(lines.join("\n"))
 }
 
 /// What discovery said about a target.
@@ -181,7 +241,7 @@ pub async fn discover(ctx: &ToolContext, src: &str, target: &str) -> Discovery {
                 let name = r.json().and_then(|v| {
                     v.get("name")
                         .and_then(Value::as_str)
-                        .and_then(display_string)
+                        .and_then(sanitize_display)
                 });
                 if name.is_some() {
                     ctx.peers.set_display(target, name.clone(), None);

@@ -1,20 +1,22 @@
 //! `get_workspace_info`: `GET /workspaces/{src}` (open route; the token is sent anyway).
 //!
-//! 200 ⇒ the workspace object; 410 ⇒ the reference's "removed" mapping (§5.6.5), returned as
-//! data because a deleted workspace is a fact the agent should act on; anything else is a
-//! tool error naming the status (the reference flattened those to `{"error":"not found"}`).
+//! 200 ⇒ the workspace object; 410 ⇒ `{"error": "removed", "id", "removed_at", "hint"}`
+//! ([`removed_info`]), returned as data because a deleted workspace is a fact the agent
+//! should act on; anything else is a tool error naming the status, so a 500 or a 401 is not
+//! mistaken for "not found".
 
 use serde_json::{Value, json};
 
-use super::ToolResult;
 use super::args::{Args, parse_registered};
 use super::client::PlatformCall;
 use super::context::ToolContext;
+use crate::mcp::ToolOutput;
 
 /// Hint used when the platform's 410 body has none.
 pub const REMOVED_HINT: &str = "Workspace was deleted on the platform. Regenerate workspace + token from the canvas → Tokens tab.";
 
-/// The reference's mapping of a 410 body.
+/// The tool's answer for a 410: the platform's `id`, `removed_at` and `hint` when it sent
+/// them, else this workspace's id, `null` and [`REMOVED_HINT`].
 pub fn removed_info(src: &str, body: Option<&Value>) -> Value {
     let field = |k: &str| body.and_then(|b| b.get(k)).filter(|v| !v.is_null());
     json!({
@@ -26,7 +28,7 @@ pub fn removed_info(src: &str, body: Option<&Value>) -> Value {
 }
 
 /// `get_workspace_info`.
-pub(crate) async fn get_workspace_info(ctx: &ToolContext, args: Args<'_>) -> ToolResult {
+pub(crate) async fn get_workspace_info(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
     let src = match args.opt_nonblank("source_workspace_id") {
         Err(e) => return e,
         Ok(Some(raw)) => match parse_registered(ctx, "source_workspace_id", raw) {
@@ -40,21 +42,21 @@ pub(crate) async fn get_workspace_info(ctx: &ToolContext, args: Args<'_>) -> Too
         .await
     {
         Ok(r) => r,
-        Err(e) => return ToolResult::error(format!("Error: could not fetch workspace {src}: {e}")),
+        Err(e) => return ToolOutput::error(format!("Error: could not fetch workspace {src}: {e}")),
     };
     match response.status {
         200 => match response.json() {
-            Some(v @ Value::Object(_)) => ToolResult::Json(v),
-            Some(_) | None => ToolResult::error(format!(
+            Some(v @ Value::Object(_)) => ToolOutput::Json(v),
+            Some(_) | None => ToolOutput::error(format!(
                 "Error: the platform returned an unexpected body for workspace {src}: {}",
                 response.snippet(200)
             )),
         },
-        410 => ToolResult::Json(removed_info(&src, response.json().as_ref())),
-        404 => ToolResult::error(format!(
+        410 => ToolOutput::Json(removed_info(&src, response.json().as_ref())),
+        404 => ToolOutput::error(format!(
             "Error: workspace {src} not found on the platform (HTTP 404)"
         )),
-        code => ToolResult::error(format!(
+        code => ToolOutput::error(format!(
             "Error: fetching workspace {src} failed with HTTP {code}: {}",
             response.error_message()
         )),

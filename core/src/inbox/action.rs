@@ -7,7 +7,8 @@ use super::upload::UploadOutcome;
 use crate::action::{LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, RequestId, TransportError};
 
-/// Download one pending upload (reference §4.6, defect 18).
+/// Download one pending upload into the state directory (never a fixed system path, which
+/// is usually not writable on a laptop).
 ///
 /// The driver sends `request` (a `GET …/pending-uploads/<file_id>/content`), refuses bodies
 /// over `max_bytes` while streaming, writes the bytes to a new private file under its state

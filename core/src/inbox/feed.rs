@@ -1,4 +1,4 @@
-//! The platform's activity feed as the inbox uses it (platform-api §3.9, §5): request URLs
+//! The platform's activity feed (`GET /workspaces/:id/activity`) as the inbox uses it: request URLs
 //! and the backlog paging rule.
 //!
 //! * Steady state: `?type=a2a_receive&limit=N&since_id=<cursor>` → rows strictly after the

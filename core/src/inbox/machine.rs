@@ -10,15 +10,17 @@ use super::config::InboxConfig;
 use super::feed::FeedQuery;
 use super::message::InboxMessage;
 use super::poll::BacklogScan;
-use super::schedule::{FailureClass, FailureLog, error_backoff};
+use super::schedule::{FailureClass, FailureLog};
 use super::state::{InboxState, MAX_OUTBOUND};
-use super::upload::{MAX_CONCURRENT_UPLOADS, download_answer, download_failed};
+use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome, download_failed};
 use crate::action::{LogLevel, LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
 use crate::platform_request::{Body, PlatformRequests};
+use crate::redact::redact_known;
+use crate::retry::{Backoff, StatusPolicy};
 use crate::rng::Rng;
+use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
-use crate::session::excerpt;
 use crate::timer::LastNow;
 
 /// Default `peek` size.
@@ -105,7 +107,8 @@ pub struct Inbox {
     /// Builds every poll, download and ack (headers built once, shared by every request).
     requests: PlatformRequests,
     pub(super) state: InboxState,
-    /// Ids handed out by `take_unreturned` in this process (defect 20).
+    /// Ids handed out by `take_unreturned` in this process, so an agent that forgets to pop
+    /// is not handed the same message forever.
     pub(super) returned: BTreeSet<String>,
     pub(super) last_now: LastNow,
     pub(super) rng: Rng,
@@ -263,7 +266,7 @@ impl Inbox {
         Some(msg)
     }
 
-    /// The oldest deliverable message not yet returned by this call (defect 20: an agent
+    /// The oldest deliverable message not yet returned by this call (an agent
     /// that forgets `inbox_pop` is not handed the same message forever). It stays queued
     /// (and visible to `peek`) until popped.
     pub fn take_unreturned(&mut self) -> Option<InboxMessage> {
@@ -306,7 +309,7 @@ impl Inbox {
     /// Records a file this runtime uploaded itself (`send_message_to_user` attachments). In
     /// poll mode the platform stages such uploads as inbound `chat_upload_receive` rows in
     /// our own feed; fetching and acking them would break the canvas's download link
-    /// (defect 19), so rows for these file ids are skipped. A row that a poll already
+    /// (the platform's download link stops working once the file is acked), so rows for these file ids are skipped. A row that a poll already
     /// picked up before this call (the upload answer and the poll can race) is dropped too,
     /// and the answer of a download already under way is ignored, so it is never acked.
     /// Persisted; drain actions after.
@@ -375,7 +378,13 @@ impl Inbox {
                     purpose: Purpose::UploadFetch { activity_id },
                     ..
                 }) => {
-                    let outcome = download_answer(status, &excerpt(&body, &self.token));
+                    let outcome = match status {
+                        404 => UploadOutcome::Gone,
+                        _ => UploadOutcome::Failed {
+                            detail: format!("HTTP {status}: {}", log_excerpt(&body, &self.token)),
+                            retryable: StatusPolicy::UploadAnswer.is_retryable(status),
+                        },
+                    };
                     self.on_upload_done(now, id, &activity_id, outcome);
                 }
                 None => self.ignored_inputs += 1,
@@ -525,7 +534,7 @@ impl Inbox {
         purpose: Purpose,
         error: &TransportError,
     ) {
-        let detail = self.token.redact_in(&error.message);
+        let detail = redact_known(&error.message, &self.token);
         match purpose {
             Purpose::Poll(_) => {
                 self.poll_failed(now, FailureClass::Transport, format!("GET /activity failed ({:?}: {detail})", error.kind), None);
@@ -646,7 +655,8 @@ impl Inbox {
             Err(e) => {
                 let loud = self.persist.failures.record(now, FailureClass::Transport);
                 let n = self.persist.failures.streak();
-                let delay = error_backoff(n, self.cfg.poll_interval, &mut self.rng);
+                let delay = Backoff::inbox(self.cfg.poll_interval)
+                    .delay(n.saturating_sub(1), &mut self.rng);
                 self.persist.retry_at = Some(now + delay);
                 let level = if loud {
                     LogLevel::Error

@@ -1,20 +1,20 @@
-//! Activity rows → inbox messages (reference §4.4, fixing defects 15–17).
+//! Activity rows → inbox messages.
 //!
 //! [`classify`] decides what one `a2a_receive` row is:
 //!
 //! | row | outcome |
 //! |---|---|
 //! | not an object, or no `id` | [`Row::Skip`] (cannot be named, so never delivered) |
-//! | `source_id` = the polled workspace (our own activity report) | skip — defect 15 |
-//! | `method == "chat_upload_receive"` | [`Row::Upload`] (fetched and staged, §4.6) |
+//! | `source_id` = the polled workspace (our own activity report) | skip: delivering it would make the agent answer itself |
+//! | `method == "chat_upload_receive"` | [`Row::Upload`] (fetched and staged, see `upload.rs`) |
 //! | `method == "notify"` with null/empty source (echo of our own `send_message_to_user`) | skip |
-//! | `tasks/*` (except `tasks/send*`) and `agent/*` methods | skip — defect 16, nothing to answer |
+//! | `tasks/*` (except `tasks/send*`) and `agent/*` methods | skip: protocol traffic, nothing to answer |
 //! | anything else | [`Row::Message`] |
 //!
 //! Text comes from the first of `params.message.parts`, `params.message.content` (A2A v0.2:
 //! a string or a part list), `params.parts`, `parts` that yields non-empty text, else
-//! `summary`, else `(empty A2A message)`. File parts are surfaced as [`FilePart`]s
-//! (defect 17) instead of being dropped.
+//! `summary`, else `(empty A2A message)`. File parts are surfaced as [`FilePart`]s instead
+//! of being dropped, so the agent learns that a file came with the message.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -152,7 +152,7 @@ pub(crate) enum SkipReason {
     NonMessage(String),
 }
 
-/// The parts of an upload row the inbox needs (reference §4.6).
+/// The parts of an upload row the inbox needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UploadRow {
     pub(crate) file_id: String,
@@ -351,7 +351,8 @@ fn file_part(part: &Value) -> Option<FilePart> {
     })
 }
 
-/// Reads an upload row's body (reference §4.6 steps 1–3). `None` when there is no usable
+/// Reads an upload row's body: the file's id, name, MIME type and size. `None` when there is
+/// no usable
 /// `file_id`.
 fn upload_row(body: Option<&Map<String, Value>>, workspace_id: &str) -> Option<UploadRow> {
     let body = body?;
@@ -369,7 +370,7 @@ fn upload_row(body: Option<&Map<String, Value>>, workspace_id: &str) -> Option<U
     };
     Some(UploadRow {
         file_id: file_id.to_owned(),
-        name: super::upload::sanitize_filename(raw_name),
+        name: crate::sanitize::sanitize_filename(raw_name),
         uri,
         mime_type: body
             .get("mimeType")

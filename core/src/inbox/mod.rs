@@ -1,4 +1,4 @@
-//! The inbound-message inbox of one workspace (reference §4, fixing defects 11–20), as a
+//! The inbound-message inbox of one workspace, as a
 //! sans-io machine: it polls the platform's activity feed, keeps a durable queue of
 //! messages the agent has not handled yet, fetches uploaded files, and serves the three
 //! inbox tools. Like [`crate::Session`] it performs no I/O and reads no clock.
@@ -48,10 +48,10 @@
 //!
 //! ## Polling
 //!
-//! See `feed.rs` for the URLs and the backlog paging rule and `schedule.rs` for cadence,
-//! backoff and log throttling. A full page is followed by another poll at once (after it is
+//! See `feed.rs` for the URLs and the backlog paging rule, `schedule.rs` for log throttling
+//! and [`crate::retry`] for cadence and backoff. A full page is followed by another poll at once (after it is
 //! saved). When the queue reaches its bound the inbox stops fetching (WARN once) instead of
-//! evicting anything (defect 13); `pop` resumes it.
+//! evicting anything, because an evicted message would be lost; `pop` resumes it.
 //!
 //! ## Rows, messages, uploads
 //!
@@ -78,6 +78,10 @@ mod state;
 mod timestamp;
 mod upload;
 
+/// The inbox's backoff cap lives in [`crate::retry`]; re-exported for this older path.
+pub use crate::retry::MAX_BACKOFF;
+/// The file-name rule lives in [`crate::sanitize`]; re-exported for this older path.
+pub use crate::sanitize::sanitize_filename;
 pub use action::{InboxAction, InboxInput, UploadFetch};
 pub use config::{
     DEFAULT_BACKLOG_SECS, DEFAULT_MAX_HANDLED, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES,
@@ -86,11 +90,9 @@ pub use config::{
 };
 pub use machine::{Inbox, InboxStatus, InboxTimer};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
-pub use push::{
-    MAX_DISPLAY_CHARS, PeerLabel, normalize_uuid, push_content, push_meta, sanitize_display,
-};
-pub use schedule::{MAX_BACKOFF, MAX_RETRY_AFTER, REMINDER_EVERY};
+pub use push::{PeerLabel, push_content, push_meta};
+pub use schedule::REMINDER_EVERY;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;
-pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome, sanitize_filename};
+pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome};

@@ -11,11 +11,12 @@ use super::config::MAX_PAGE_LIMIT;
 use super::feed::{FeedQuery, NextPage, activity_url, next_before_ts};
 use super::machine::{InFlight, Inbox, Purpose, window};
 use super::message::{InboxMessage, Row, RowContext, SkipReason, classify, row_id};
-use super::schedule::{FailureClass, MAX_RETRY_AFTER, error_backoff, jittered};
+use super::schedule::FailureClass;
 use super::upload::UploadJob;
 use crate::action::LogLevel;
 use crate::http::Method;
-use crate::session::excerpt;
+use crate::retry::{Backoff, INBOX_JITTER, RetryAfterCap};
+use crate::sanitize::log_excerpt;
 
 /// Longest backlog scan, in pages (500 rows each at most).
 const MAX_SCAN_PAGES: u32 = 1_000;
@@ -85,7 +86,7 @@ impl Inbox {
     }
 
     fn next_regular_poll(&mut self, now: Instant) {
-        self.poll_at = now + jittered(self.cfg.poll_interval, &mut self.rng);
+        self.poll_at = now + INBOX_JITTER.spread(self.cfg.poll_interval, &mut self.rng);
     }
 
     pub(super) fn poll_failed(
@@ -97,10 +98,9 @@ impl Inbox {
     ) {
         let warn = self.poll_failures.record(now, class);
         let n = self.poll_failures.streak();
-        let mut delay = error_backoff(n, self.cfg.poll_interval, &mut self.rng);
-        if let Some(ra) = retry_after {
-            delay = delay.max(ra.min(MAX_RETRY_AFTER));
-        }
+        let backoff =
+            Backoff::inbox(self.cfg.poll_interval).delay(n.saturating_sub(1), &mut self.rng);
+        let delay = RetryAfterCap::BACKGROUND.at_least(backoff, retry_after);
         self.poll_at = now + delay;
         let (level, streak) = if warn {
             (
@@ -138,14 +138,14 @@ impl Inbox {
                 Ok(_) => {
                     let detail = format!(
                         "GET /activity answered HTTP {status} with JSON that is not a list: {}",
-                        excerpt(body, &self.token)
+                        log_excerpt(body, &self.token)
                     );
                     return self.poll_failed(now, FailureClass::Http, detail, None);
                 }
                 Err(e) => {
                     let detail = format!(
                         "GET /activity answered HTTP {status} with a non-JSON body ({e}): {}",
-                        excerpt(body, &self.token)
+                        log_excerpt(body, &self.token)
                     );
                     return self.poll_failed(now, FailureClass::Http, detail, None);
                 }
@@ -170,7 +170,7 @@ impl Inbox {
             }
             return;
         }
-        let text = excerpt(body, &self.token);
+        let text = log_excerpt(body, &self.token);
         match (status, &query) {
             (410, FeedQuery::Since(cursor)) => {
                 let cursor = cursor.clone();

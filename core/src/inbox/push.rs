@@ -1,10 +1,9 @@
-//! The `notifications/claude/channel` payload for a new message (reference §5.4): `meta`
-//! (every value a string, every value validated or sanitised) and `content` (header, text,
-//! reply hint).
+//! The `notifications/claude/channel` payload for a new message: `meta` (every value a
+//! string, every value validated or sanitised) and `content` (header, text, reply hint).
 //!
-//! Differences from the reference, on purpose: `meta` includes `arrival_workspace_id` when
-//! set (defect 29), and in multi-workspace mode the reply hint names the workspace to answer
-//! from; `content` lists attached files (defect 17).
+//! In multi-workspace mode `meta` includes `arrival_workspace_id` and the reply hint names
+//! the workspace to answer from, so the agent replies as the workspace that was addressed;
+//! `content` lists attached files, so the agent learns that a file came with the message.
 //!
 //! Peer names and roles come from the caller's peer cache ([`PeerLabel`]); they are chosen
 //! by whoever registered the peer, so they go through [`sanitize_display`] before they reach
@@ -14,10 +13,9 @@ use serde_json::{Map, Value};
 
 use super::message::{InboxMessage, MessageKind};
 use super::timestamp::parse_rfc3339;
+use crate::ids::{is_normalized_uuid, normalize_uuid};
 use crate::platform_url::PlatformUrl;
-
-/// Longest sanitised display string, in characters.
-pub const MAX_DISPLAY_CHARS: usize = 64;
+use crate::sanitize::{sanitize_display, strip_controls};
 
 /// What the caller knows about a message's sender (from discovery / `list_peers`). Raw;
 /// sanitised here.
@@ -44,7 +42,7 @@ pub fn push_meta(msg: &InboxMessage, platform: &PlatformUrl, peer: &PeerLabel) -
     put("method", method);
     put(
         "activity_id",
-        if is_lowercase_uuid(&msg.activity_id) {
+        if is_normalized_uuid(&msg.activity_id) {
             msg.activity_id.clone()
         } else {
             String::new()
@@ -127,7 +125,7 @@ pub fn push_content(msg: &InboxMessage, peer: &PeerLabel) -> String {
     out.push_str(&msg.text);
     for f in &msg.files {
         let name = sanitize_display(&f.name).unwrap_or_else(|| "file".to_owned());
-        let uri: String = f.uri.chars().filter(|c| !c.is_control()).collect();
+        let uri = strip_controls(&f.uri);
         out.push_str(&format!("\n[attachment: {name} — {uri}]"));
     }
     if !reply.is_empty() {
@@ -135,62 +133,4 @@ pub fn push_content(msg: &InboxMessage, peer: &PeerLabel) -> String {
         out.push_str(&reply);
     }
     out
-}
-
-/// Sanitises a registry-provided display string: characters outside
-/// `[A-Za-z0-9 _.\-/+:@()]` become spaces, whitespace runs collapse, the result is trimmed;
-/// longer than 64 characters ⇒ the first 63 plus `…`. `None` when nothing is left.
-pub fn sanitize_display(raw: &str) -> Option<String> {
-    let allowed = |c: char| {
-        c.is_ascii_alphanumeric()
-            || matches!(c, ' ' | '_' | '.' | '-' | '/' | '+' | ':' | '@' | '(' | ')')
-    };
-    let mapped: String = raw
-        .chars()
-        .map(|c| if allowed(c) { c } else { ' ' })
-        .collect();
-    let collapsed = mapped.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.is_empty() {
-        return None;
-    }
-    if collapsed.chars().count() > MAX_DISPLAY_CHARS {
-        let mut cut: String = collapsed.chars().take(MAX_DISPLAY_CHARS - 1).collect();
-        cut.push('…');
-        return Some(cut);
-    }
-    Some(collapsed)
-}
-
-/// Trimmed, case-insensitive 8-4-4-4-12 hex UUID, lower-cased.
-pub fn normalize_uuid(raw: &str) -> Option<String> {
-    let s = raw.trim();
-    let ok = s.len() == 36
-        && s.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    ok.then(|| s.to_ascii_lowercase())
-}
-
-/// Exactly a lower-case UUID (no trimming): activity ids are used verbatim.
-fn is_lowercase_uuid(s: &str) -> bool {
-    normalize_uuid(s).is_some_and(|n| n == s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuid_rules() {
-        let u = "0f0e0d0c-0b0a-4908-8706-050403020100";
-        assert_eq!(
-            normalize_uuid(&format!("  {}  ", u.to_uppercase())).as_deref(),
-            Some(u)
-        );
-        assert!(is_lowercase_uuid(u));
-        assert!(!is_lowercase_uuid(&u.to_uppercase()));
-        assert!(normalize_uuid("0f0e0d0c0b0a490887060504030201000000").is_none());
-        assert!(normalize_uuid("zf0e0d0c-0b0a-4908-8706-050403020100").is_none());
-    }
 }

@@ -1,39 +1,21 @@
-//! When the inbox polls again, and how loudly it complains (defect 14).
+//! How loudly the inbox complains about failures: an outage of the platform must show up
+//! in the log at once, without one WARN line per failed poll for as long as it lasts.
 //!
-//! * Normal cadence: the poll interval ± 20 %, seeded, so a fleet started together spreads out.
-//! * Errors: exponential backoff from the interval (5 s, 10 s, 20 s, 40 s, 60 s …, capped
-//!   at [`MAX_BACKOFF`], same jitter), reset by the next success; a 429's `Retry-After` is
-//!   honoured up to [`MAX_RETRY_AFTER`].
-//! * Logs: the first failure of a streak is a WARN, as is a change of failure class; after
-//!   that a WARN reminder at most every [`REMINDER_EVERY`], DEBUG in between. A streak that
-//!   was warned about ends with an INFO when things work again.
+//! * The first failure of a streak is a WARN, as is a change of failure class; after that a
+//!   WARN reminder at most every [`REMINDER_EVERY`], DEBUG in between. A streak that was
+//!   warned about ends with an INFO when things work again.
+//!
+//! When the inbox polls again is [`crate::retry`]: the normal cadence is the poll interval
+//! ± 20 % ([`INBOX_JITTER`](crate::retry::INBOX_JITTER)), seeded, so a fleet
+//! started together spreads out; after errors [`Backoff::inbox`](crate::retry::Backoff::inbox)
+//! (5 s, 10 s, 20 s, 40 s, 60 s …, capped at [`MAX_BACKOFF`](crate::retry::MAX_BACKOFF)),
+//! reset by the next success, and a 429's `Retry-After` is honoured up to
+//! [`RetryAfterCap::BACKGROUND`](crate::retry::RetryAfterCap::BACKGROUND).
 
 use std::time::{Duration, Instant};
 
-use crate::rng::Rng;
-
-/// Longest error backoff.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Longest `Retry-After` honoured; larger values are clamped.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Minimum spacing of repeated WARN lines for one ongoing failure.
 pub const REMINDER_EVERY: Duration = Duration::from_secs(300);
-
-/// `base` ± 20 %, uniformly, never zero.
-pub(crate) fn jittered(base: Duration, rng: &mut Rng) -> Duration {
-    let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX / 2);
-    let low = ms - ms / 5;
-    let span = (ms / 5).saturating_mul(2);
-    Duration::from_millis(low.saturating_add(rng.below(span.saturating_add(1))))
-        .max(Duration::from_millis(1))
-}
-
-/// Delay after the `consecutive`-th failure in a row (1-based).
-pub(crate) fn error_backoff(consecutive: u32, interval: Duration, rng: &mut Rng) -> Duration {
-    let doublings = consecutive.saturating_sub(1).min(16);
-    let base = interval.saturating_mul(1u32 << doublings).min(MAX_BACKOFF);
-    jittered(base, rng).min(MAX_BACKOFF)
-}
 
 /// Coarse kinds of failure; a change of kind is worth a fresh WARN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,33 +72,6 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        let mut rng = Rng::new(9);
-        for _ in 0..1000 {
-            let d = jittered(Duration::from_secs(5), &mut rng);
-            assert!(
-                d >= Duration::from_secs(4) && d <= Duration::from_secs(6),
-                "{d:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_then_caps() {
-        let mut rng = Rng::new(1);
-        let i = Duration::from_secs(5);
-        let third = error_backoff(3, i, &mut rng);
-        assert!(third >= Duration::from_secs(16) && third <= Duration::from_secs(24));
-        for n in 5..40 {
-            let d = error_backoff(n, i, &mut rng);
-            assert!(
-                d >= Duration::from_secs(48) && d <= MAX_BACKOFF,
-                "{n}: {d:?}"
-            );
-        }
-    }
 
     #[test]
     #[allow(clippy::disallowed_methods)] // a test needs some Instant as its origin

@@ -8,7 +8,7 @@
 //!  "uploads": [<upload job>, …],         // upload rows not yet settled
 //!  "handled": ["<activity id>", …],      // popped messages and settled uploads, oldest first
 //!  "staged": [["platform-pending:…", "workspace:…"], …],
-//!  "outbound_uploads": ["<file id>", …]} // our own attachments (defect 19)
+//!  "outbound_uploads": ["<file id>", …]} // our own attachments, never downloaded back
 //! ```
 //!
 //! Everything the cursor has moved past is in `pending`, `uploads` or `handled` (or was a
@@ -167,8 +167,8 @@ impl InboxState {
     pub(crate) fn decode(
         bytes: &[u8],
         max_handled: usize,
-    ) -> Result<(InboxState, Vec<String>), String> {
-        let mut state: InboxState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    ) -> Result<(InboxState, Vec<String>), serde_json::Error> {
+        let mut state: InboxState = serde_json::from_slice(bytes)?;
         let mut notes = Vec::new();
         if state.version > VERSION {
             notes.push(format!(

@@ -1,5 +1,6 @@
-//! Poll-mode chat uploads (reference §4.6, defect 18): the persisted job for one
-//! `chat_upload_receive` row, its retry policy, the file-name sanitiser, and the machine's
+//! Poll-mode chat uploads (files the canvas user attached, which the platform holds until
+//! this runtime downloads and acks them): the persisted job for one
+//! `chat_upload_receive` row, its retry policy, and the machine's
 //! download / settle / ack steps.
 //!
 //! The machine turns a job into an [`super::InboxAction::FetchUpload`]; the driver downloads
@@ -20,7 +21,9 @@ use super::machine::{InFlight, Inbox, Purpose};
 use super::message::{InboxMessage, UploadRow};
 use crate::action::LogLevel;
 use crate::http::{Method, RequestId, TransportErrorKind};
-use crate::session::excerpt;
+use crate::redact::redact_known;
+use crate::retry::Backoff;
+use crate::sanitize::log_excerpt;
 
 /// Extra time the core allows after a download's deadline for the driver to finish
 /// writing the file and report.
@@ -31,10 +34,6 @@ pub const MAX_UPLOAD_BYTES: u64 = 25 * 1024 * 1024;
 pub const MAX_UPLOAD_ATTEMPTS: u32 = 3;
 /// Downloads running at once.
 pub(crate) const MAX_CONCURRENT_UPLOADS: usize = 4;
-/// Longest name [`sanitize_filename`] returns.
-const MAX_NAME_CHARS: usize = 100;
-/// Longest extension (with its dot) kept when a long name is shortened.
-const MAX_KEPT_EXTENSION: usize = 16;
 
 /// How a download ended, as reported by the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,22 +102,6 @@ impl UploadJob {
     }
 }
 
-/// How a download that staged no file ended, from the platform's answer: 404 means the
-/// upload is gone (expired, acked, or never ours); 5xx, 408, 425 and 429 may pass; a 2xx
-/// that reached the machine as a plain answer means the driver could not stage the body,
-/// which may pass too; any other 4xx will not change.
-pub(crate) fn download_answer(status: u16, excerpt: &str) -> UploadOutcome {
-    if status == 404 {
-        return UploadOutcome::Gone;
-    }
-    UploadOutcome::Failed {
-        detail: format!("HTTP {status}: {excerpt}"),
-        retryable: status >= 500
-            || matches!(status, 408 | 425 | 429)
-            || (200..300).contains(&status),
-    }
-}
-
 /// How a download that got no answer ended: a body over the cap will be over it again;
 /// every other transport failure may pass.
 pub(crate) fn download_failed(kind: TransportErrorKind, detail: &str) -> UploadOutcome {
@@ -133,53 +116,6 @@ pub(crate) fn download_failed(kind: TransportErrorKind, detail: &str) -> UploadO
         detail: format!("{kind:?}: {detail}"),
         retryable,
     }
-}
-
-/// Delay before retry number `attempts` (1-based): 2 s, 4 s, 8 s …
-pub(crate) fn upload_retry_delay(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.clamp(1, 6))
-}
-
-/// Makes an uploaded file's name safe to use as the tail of a local file name, with the
-/// platform's rules: basename only; every character outside `[A-Za-z0-9._-]` becomes `_`
-/// (spaces included); longer than 100 characters ⇒ keep an extension of at most 16
-/// characters (dot included) and cut the stem so the total is 100, else cut to 100;
-/// `""`, `.` and `..` become `file`.
-pub fn sanitize_filename(raw: &str) -> String {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let mapped: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    // Only ASCII is left, so byte offsets below are character offsets.
-    let shortened = if mapped.len() > MAX_NAME_CHARS {
-        match extension_start(&mapped) {
-            Some(dot) if mapped.len() - dot <= MAX_KEPT_EXTENSION => {
-                let ext = &mapped[dot..];
-                format!("{}{ext}", &mapped[..MAX_NAME_CHARS - ext.len()])
-            }
-            Some(_) | None => mapped[..MAX_NAME_CHARS].to_owned(),
-        }
-    } else {
-        mapped
-    };
-    match shortened.as_str() {
-        "" | "." | ".." => "file".to_owned(),
-        _ => shortened,
-    }
-}
-
-/// Byte offset of the extension's dot, like Python's `os.path.splitext`: the last dot,
-/// unless everything before it is dots (`.bashrc` has no extension).
-fn extension_start(name: &str) -> Option<usize> {
-    let dot = name.rfind('.')?;
-    name[..dot].chars().any(|c| c != '.').then_some(dot)
 }
 
 impl Inbox {
@@ -243,7 +179,7 @@ impl Inbox {
                 uri,
                 mime_type,
                 max_bytes: MAX_UPLOAD_BYTES,
-                staged_name: format!("{}-{name_for_file}", self.names.hex32()),
+                staged_name: format!("{}-{name_for_file}", self.names.hex(2)),
             }));
     }
 
@@ -296,11 +232,11 @@ impl Inbox {
                 self.settle_upload(pos);
             }
             UploadOutcome::Failed { detail, retryable } => {
-                let detail = self.token.redact_in(&detail);
+                let detail = redact_known(&detail, &self.token);
                 job.attempts = job.attempts.saturating_add(1);
                 let attempts = job.attempts;
                 if retryable && attempts < MAX_UPLOAD_ATTEMPTS {
-                    let delay = upload_retry_delay(attempts);
+                    let delay = Backoff::UPLOAD.delay(attempts.saturating_sub(1), &mut self.rng);
                     job.retry_at = Some(now + delay);
                     self.touch();
                     self.log(
@@ -373,32 +309,12 @@ impl Inbox {
                 format!("inbox: uploaded file '{name}' was already acked or expired (404)"),
             ),
             _ => {
-                let text = excerpt(body, &self.token);
+                let text = log_excerpt(body, &self.token);
                 self.log(
                     LogLevel::Warn,
                     format!("inbox: ack of uploaded file '{name}' answered HTTP {status}: {text}"),
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extension_rules() {
-        assert_eq!(extension_start("a.tar.gz"), Some(5));
-        assert_eq!(extension_start(".bashrc"), None);
-        assert_eq!(extension_start("..x"), None);
-        assert_eq!(extension_start("noext"), None);
-    }
-
-    #[test]
-    fn retry_delays_grow() {
-        assert_eq!(upload_retry_delay(1), Duration::from_secs(2));
-        assert_eq!(upload_retry_delay(2), Duration::from_secs(4));
-        assert_eq!(upload_retry_delay(99), Duration::from_secs(64));
     }
 }

@@ -35,7 +35,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::config::{self, FileRead, RawConfig, ValidConfig, normalise_uuid, validate};
+use crate::config::{self, FileRead, RawConfig, ValidConfig, validate};
+use crate::ids::normalize_uuid;
 
 /// Put into every token by [`decode`]; must never appear in an error.
 pub const TOKEN_MARKER: char = '\u{1F511}';
@@ -131,7 +132,7 @@ fn check_valid(raw: &RawConfig, config: &ValidConfig) {
     let mut ids = std::collections::BTreeSet::new();
     for ws in &config.workspaces {
         assert_eq!(
-            normalise_uuid(&ws.id).as_deref(),
+            normalize_uuid(&ws.id).as_deref(),
             Some(ws.id.as_str()),
             "id not a lower-case UUID: {}",
             ws.id
