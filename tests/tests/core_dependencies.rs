@@ -1,6 +1,8 @@
 //! The core stays sans-io: `cargo build -p molecule-mcp-core` pulls in no async runtime, no
 //! HTTP stack, no socket crate and no clock or entropy source, and its production code
-//! reads no clock, sleeps on no thread and prints nothing.
+//! reads no clock, sleeps on no thread and prints nothing. And the core needs no runtime to
+//! be driven: the blocking driver (`tests/src/blocking_driver.rs`) uses only `std` and the
+//! core.
 //!
 //! The dependency check walks the workspace `Cargo.lock` (a tiny parser of its
 //! `[[package]]` blocks; the test needs no dependency). The lock does not say which edges
