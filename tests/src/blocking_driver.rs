@@ -475,11 +475,9 @@ impl Conn {
         Ok(self.split(n))
     }
 
+    /// The response: head, then the body framed by chunks, `Content-Length` or the end of
+    /// the stream, refused as soon as it is known to exceed `max_body`.
     fn response(&mut self, max_body: usize) -> Result<Response, TransportError> {
-        let too_large = || {
-            let message = format!("response body larger than {max_body} bytes");
-            fail(Kind::BodyTooLarge, message)
-        };
         // Interim 1xx answers carry no body; the final response follows them.
         let (status, headers) = loop {
             let (status, headers) = parse_head(&self.take_until(b"\r\n\r\n", MAX_HEAD)?)?;
@@ -496,45 +494,23 @@ impl Conn {
         let retry_after = header("retry-after").and_then(parse_retry_after_seconds);
         let chunked =
             header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let length = header("content-length").map(str::parse::<usize>);
-        let body = if status == 204 || status == 304 {
-            Vec::new()
-        } else if chunked {
-            let mut body = Vec::new();
-            loop {
-                let line = self.take_until(b"\r\n", MAX_HEAD)?;
-                let line = String::from_utf8_lossy(&line);
-                let size = line.split(';').next().unwrap_or_default().trim();
-                let size = usize::from_str_radix(size, 16)
-                    .map_err(|_| fail(Kind::Protocol, "bad chunk size"))?;
-                if size == 0 {
-                    // The connection closes after this response: trailers stay unread.
-                    break body;
-                }
-                if body.len().saturating_add(size) > max_body {
-                    return Err(too_large());
-                }
-                body.extend(self.take(size)?);
-                if self.take(2)? != b"\r\n" {
-                    return Err(fail(Kind::Protocol, "chunk without CRLF"));
-                }
-            }
-        } else if let Some(length) = length {
-            let length = length.map_err(|_| fail(Kind::Protocol, "bad Content-Length"))?;
-            if length > max_body {
-                return Err(too_large());
-            }
-            self.take(length)?
-        } else {
-            // Part of the body may have come with the head: check before reading more.
-            loop {
+        let body = match header("content-length") {
+            _ if status == 204 || status == 304 => Vec::new(),
+            _ if chunked => self.chunked(max_body)?,
+            Some(length) => match length.parse::<usize>() {
+                Ok(length) if length > max_body => return Err(too_large(max_body)),
+                Ok(length) => self.take(length)?,
+                Err(_) => return Err(fail(Kind::Protocol, "bad Content-Length")),
+            },
+            None => loop {
+                // Part of the body may have come with the head: check before reading more.
                 if self.buf.len() > max_body {
-                    return Err(too_large());
+                    return Err(too_large(max_body));
                 }
                 if !self.fill()? {
                     break std::mem::take(&mut self.buf);
                 }
-            }
+            },
         };
         Ok(Response {
             status,
@@ -542,6 +518,33 @@ impl Conn {
             body,
         })
     }
+
+    fn chunked(&mut self, max_body: usize) -> Result<Vec<u8>, TransportError> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.take_until(b"\r\n", MAX_HEAD)?;
+            let line = String::from_utf8_lossy(&line);
+            let size = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| fail(Kind::Protocol, "bad chunk size"))?;
+            if size == 0 {
+                // The connection closes after this response: trailers stay unread.
+                return Ok(body);
+            }
+            if body.len().saturating_add(size) > max_body {
+                return Err(too_large(max_body));
+            }
+            body.extend(self.take(size)?);
+            if self.take(2)? != b"\r\n" {
+                return Err(fail(Kind::Protocol, "chunk without CRLF"));
+            }
+        }
+    }
+}
+
+fn too_large(max_body: usize) -> TransportError {
+    let message = format!("response body larger than {max_body} bytes");
+    fail(Kind::BodyTooLarge, message)
 }
 
 /// Status code and headers (trimmed) of a response head.
