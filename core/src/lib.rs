@@ -1,37 +1,44 @@
 //! # molecule-mcp-core
 //!
-//! The sans-io heart of `molecule-mcp`: configuration validation and the per-workspace
-//! session lifecycle (register → heartbeat ticks → auth-failure escalation), written as a
-//! pure state machine. It performs no I/O, reads no clock, spawns nothing and logs nothing
-//! itself: time is an argument, log lines are [`Action::Log`]s, requests are
-//! [`Action::SendHttp`]s carrying a [`RequestId`] that the driver echoes back.
+//! The sans-io heart of `molecule-mcp`: configuration validation, the per-workspace session
+//! lifecycle (register → heartbeat ticks → auth-failure escalation) and inbox, and the
+//! [`Fleet`] that runs every workspace of a process, written as pure state machines. It
+//! performs no I/O, reads no clock, spawns nothing and logs nothing itself: time is an
+//! argument, log lines and requests are outputs, and each request carries an id that the
+//! driver echoes back with its outcome.
 //!
 //! ## Driver contract
 //!
+//! A driver runs one [`Fleet`]: every workspace of the process, each a [`Workspace`]
+//! (platform session + inbox; [`workspace`] has the rules that join them). Two real drivers
+//! implement the same loop: `io-tokio/src/driver.rs` (tokio, hyper; the binary's) and
+//! `tests/src/blocking_driver.rs` (std threads and a std HTTP/1.1 client, no runtime).
+//!
 //! ```text
-//! let mut s = Session::new(cfg, now, seed);
+//! let mut fleet = Fleet::new(plan, now, seed);       // plan: FleetPlan, state files restored
 //! loop {
-//!     while let Some(action) = s.poll_action() { perform(action) }   // drain fully
-//!     match s.poll_timeout() {
-//!         None => break,                                             // terminal
-//!         Some(deadline) => wait until deadline OR an outcome arrives,
-//!     }
-//!     on outcome:   s.handle(now, Input::HttpResponse { id, .. })   // or HttpFailed, PersistDone
-//!     on deadline:  s.handle_timeout(now)
+//!     while let Some(output) = fleet.poll_output() { // drain fully
+//!         perform(output)  // SendHttp, FetchUpload: start it; Persist: write the file;
+//!     }                    // Log, Arrived, PopDone, TokenChanged, Rejected, Exit: to the program
+//!     wait until fleet.poll_timeout() (None: no deadline) OR an input arrives;
+//!     on input:    fleet.handle(now, input)  // HttpResponse/HttpFailed/PersistDone/UploadStaged
+//!                                            // with the output's id; Pop, Shutdown, …
+//!     if the deadline passed: fleet.handle_timeout(now)
 //! }
 //! ```
 //!
-//! * Drain `poll_action` until `None` after **every** `handle*` call.
+//! * Drain `poll_output` until `None` after **every** `handle*` call.
 //! * `now` should be monotonic; an earlier `now` is treated as the latest one seen.
-//! * When no action is queued, `poll_timeout()` is strictly later than the last `now`, so a
-//!   correct driver never busy-loops. `handle_timeout` may be called spuriously.
-//! * Outcomes for unknown or already-settled ids are counted and ignored. The core enforces
-//!   each request's deadline itself, so a late answer after a timeout is harmless.
-//! * Environment failures (HTTP errors, timeouts, 401s) are states and actions, never `Err`.
-//! * The machine never panics, whatever the input sequence (fuzzed and property-tested).
+//! * After `handle_timeout(now)` and a full drain, `poll_timeout()` is later than `now`, so a
+//!   correct driver never busy-loops; `handle_timeout` may be called spuriously. A deadline
+//!   can also pass while the driver waits: check it after each input too, so a steady
+//!   stream of inputs cannot hold the timers back.
+//! * Outcomes for unknown or already-settled ids are ignored. The core enforces each
+//!   request's deadline itself, so a late answer after a timeout is harmless.
+//! * Environment failures (HTTP errors, timeouts, 401s) are states and outputs, never `Err`.
+//! * The machines never panic, whatever the input sequence (fuzzed and property-tested).
 //!
-//! One [`Session`] per workspace; there is no global state, so a multi-workspace runtime
-//! simply owns many.
+//! [`Session`] and [`inbox::Inbox`] are machines of the same shape, usable alone.
 
 pub mod action;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Test support for molecule-mcp, shared by the integration tests, the bench and the soak:
 //!
+//! * [`blocking_driver`] — the core's fleet run on std threads, without an async runtime;
 //! * [`stub`] — [`PlatformStub`], the loopback fake of the Molecule platform: the
 //!   `molecule-mcp-stub` package, re-exported so tests name it `molecule_mcp_tests::stub`;
 //! * [`http`] — [`http::TestClient`], a tiny HTTP client for asserting on raw responses;
@@ -9,6 +10,7 @@
 //!   demo's, re-exported);
 //! * [`measure`] — `/proc/<pid>/status` fields and percentiles for the reports.
 
+pub mod blocking_driver;
 pub mod http;
 pub mod measure;
 pub mod process;

@@ -1,6 +1,8 @@
 //! The core stays sans-io: `cargo build -p molecule-mcp-core` pulls in no async runtime, no
 //! HTTP stack, no socket crate and no clock or entropy source, and its production code
-//! reads no clock, sleeps on no thread and prints nothing.
+//! reads no clock, sleeps on no thread and prints nothing. And the core needs no runtime to
+//! be driven: the blocking driver (`tests/src/blocking_driver.rs`) uses only `std` and the
+//! core.
 //!
 //! The dependency check walks the workspace `Cargo.lock` (a tiny parser of its
 //! `[[package]]` blocks; the test needs no dependency). The lock does not say which edges
@@ -630,4 +632,85 @@ fn source_check_helpers_strip_what_they_should() {
         assert!(production.contains(kept), "lost {kept}: {production}");
     }
     assert!(production_code(&lex("fn x() { Instant::now() }")).contains("Instant::now"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Source check: the blocking driver runs the core with `std` alone.
+
+/// The only crates `tests/src/blocking_driver.rs` may `use` (its point is a driver built on
+/// nothing but the standard library and the core).
+const BLOCKING_DRIVER_USES: [&str; 5] = ["std", "molecule_mcp_core", "crate", "super", "self"];
+
+/// What keeps `source` from being a runtime-free driver: any mention of `tokio` or `hyper`
+/// outside comments, and every `use` of a crate other than [`BLOCKING_DRIVER_USES`].
+fn runtime_free_violations(source: &str) -> Vec<String> {
+    let lexed = lex(source);
+    let code = without_comments(&lexed);
+    let mut found: Vec<String> = ["tokio", "hyper"]
+        .iter()
+        .filter(|word| code.contains(*word))
+        .map(|word| format!("mentions {word}"))
+        .collect();
+    // Literals blanked too, so a message that says "use …" is not taken for a declaration.
+    let bare: String = lexed
+        .iter()
+        .map(|(ch, kind)| match kind {
+            Kind::Code => *ch,
+            Kind::Comment | Kind::Literal if *ch == '\n' => '\n',
+            Kind::Comment | Kind::Literal => ' ',
+        })
+        .collect();
+    for (at, _) in bare.match_indices("use ") {
+        let before = bare[..at].chars().next_back();
+        if is_ident(before.as_ref()) {
+            continue;
+        }
+        let root: String = bare[at + 4..]
+            .trim_start()
+            .trim_start_matches("::")
+            .chars()
+            .take_while(|c| is_ident(Some(c)))
+            .collect();
+        if !BLOCKING_DRIVER_USES.contains(&root.as_str()) {
+            found.push(format!("uses {root}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn blocking_driver_uses_only_std_and_the_core() {
+    let path = repo().join("tests/src/blocking_driver.rs");
+    let source = std::fs::read_to_string(&path).expect("tests/src/blocking_driver.rs");
+    assert!(
+        source.contains("use molecule_mcp_core::workspace::{Fleet"),
+        "the check reads the driver that runs the fleet"
+    );
+    let violations = runtime_free_violations(&source);
+    assert!(violations.is_empty(), "{}: {violations:?}", path.display());
+}
+
+#[test]
+fn runtime_free_check_flags_a_runtime_and_other_crates() {
+    let clean = "//! Not tokio's.\nuse std::io::Read;\npub use molecule_mcp_core::Input;\n\
+                 fn f() { use self::x; let m = \"use tokio_x\"; }\n";
+    assert_eq!(runtime_free_violations(clean), ["mentions tokio"]);
+    let clean = clean.replace("tokio_x", "it");
+    assert!(runtime_free_violations(&clean).is_empty());
+    let dirty =
+        "use tokio::sync::mpsc;\nfn f() { { use serde_json::json; } hyper::Client::new(); }\n";
+    assert_eq!(
+        runtime_free_violations(dirty),
+        [
+            "mentions tokio",
+            "mentions hyper",
+            "uses tokio",
+            "uses serde_json"
+        ]
+    );
+    assert_eq!(
+        runtime_free_violations("reuse tokio_free();"),
+        ["mentions tokio"]
+    );
+    assert!(runtime_free_violations("fn f() { reuse(); }").is_empty());
 }
