@@ -91,8 +91,9 @@ impl StateLayout {
         }
     }
 
-    /// The relative path of a staged upload whose random file name is `name`.
-    pub fn upload_path(self, name: &str) -> String {
+    /// The relative path of a staged upload whose random file name is `name` (the same in
+    /// every layout).
+    pub fn upload_path(name: &str) -> String {
         format!("{UPLOADS_DIR}/{name}")
     }
 }
@@ -121,7 +122,7 @@ mod tests {
             ".platform_inbound_secret"
         );
         assert_eq!(
-            StateLayout::SINGLE.upload_path("ab-x.txt"),
+            StateLayout::upload_path("ab-x.txt"),
             "chat-uploads/ab-x.txt"
         );
     }

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use molecule_mcp_core::PersistError;
 use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
-use molecule_mcp_core::state_layout::UPLOADS_DIR;
 use molecule_mcp_core::workspace::{
     Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, WorkspaceStatus,
 };
@@ -278,6 +277,13 @@ impl Driver {
                 }
             }
             self.perform();
+            // A steady stream of commands and outcomes must not hold timers back (the select
+            // prefers them): fire whatever fell due meanwhile.
+            let t = now();
+            if self.fleet.poll_timeout().is_some_and(|at| at <= t) {
+                self.fleet.handle_timeout(t);
+                self.perform();
+            }
             if self.stopped && self.fleet.all_saved() {
                 for reply in self.stopping.drain(..) {
                     let _ = reply.send(());
@@ -384,7 +390,7 @@ impl Driver {
     fn fetch(&self, fetch: UploadFetch) {
         let http = self.http.clone();
         let tx = self.outcome_tx.clone();
-        let path = self.state_dir.join(UPLOADS_DIR).join(&fetch.staged_name);
+        let path = self.state_dir.join(&fetch.path);
         tokio::spawn(async move {
             let input = fetch_and_stage(&http, fetch, path).await;
             let _ = tx.send(input);
@@ -417,7 +423,7 @@ async fn fetch_and_stage(http: &HttpClient, fetch: UploadFetch, path: PathBuf) -
     let result = match written {
         Ok(Ok(())) => {
             let absolute = std::path::absolute(&path).unwrap_or(path);
-            Ok(format!("workspace:{}", absolute.display()))
+            Ok(absolute.display().to_string())
         }
         Ok(Err(e)) => Err(PersistError::from(format!(
             "cannot write {}: {e}",

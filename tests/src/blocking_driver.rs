@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use molecule_mcp_core::http::parse_retry_after_seconds;
 use molecule_mcp_core::inbox::UploadFetch;
-use molecule_mcp_core::state_layout::UPLOADS_DIR;
 use molecule_mcp_core::workspace::{Fleet, FleetPlan, Input, Output, PersistWrite};
 use molecule_mcp_core::{HttpRequest, Method, PersistError, RequestId};
 use molecule_mcp_core::{TransportError, TransportErrorKind as Kind};
@@ -250,11 +249,11 @@ fn download(fetch: UploadFetch, state_dir: &Path) -> Input {
         Ok(r) if (200..300).contains(&r.status) => r,
         other => return answer(id, other),
     };
-    let path = state_dir.join(UPLOADS_DIR).join(&fetch.staged_name);
+    let path = state_dir.join(&fetch.path);
     let result = match write_private_atomic(&path, &response.body) {
         Ok(()) => {
             let absolute = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
-            Ok(format!("workspace:{}", absolute.display()))
+            Ok(absolute.display().to_string())
         }
         Err(e) => Err(PersistError::from(format!(
             "cannot write {}: {e}",

@@ -280,13 +280,15 @@ fn own_uploads_are_held_back_until_the_upload_answer_names_them() {
     assert_eq!(names, ["their-file"], "ours is dropped, theirs starts");
     let fetch = h.fetches.remove(0);
     assert!(
-        fetch.staged_name.ends_with("-theirs.txt") && fetch.staged_name.len() == 32 + 1 + 10,
+        fetch.path.starts_with("chat-uploads/")
+            && fetch.path.ends_with("-theirs.txt")
+            && fetch.path.len() == "chat-uploads/".len() + 32 + 1 + 10,
         "{}",
-        fetch.staged_name
+        fetch.path
     );
     h.handle(Input::UploadStaged {
         id: fetch.request.id,
-        result: Ok("workspace:/state/chat-uploads/x-theirs.txt".to_owned()),
+        result: Ok("/state/chat-uploads/x-theirs.txt".to_owned()),
     });
     assert!(
         !h.requests_to("/pending-uploads/their-file/ack").is_empty(),
@@ -667,5 +669,26 @@ fn a_minted_token_that_is_not_a_bearer_token_is_refused() {
             .wire_headers()
             .any(|(n, v)| n == "Authorization" && v == format!("Bearer {TOKEN}"))),
         "the configured token stays in use"
+    );
+}
+
+#[test]
+fn all_saved_waits_for_session_writes_too() {
+    let mut h = H::new(plan_for(&[A], true, false));
+    let register = h.requests_to("/registry/register").remove(0);
+    h.http.remove(&register.id);
+    h.handle(Input::HttpResponse {
+        id: register.id,
+        status: 200,
+        retry_after: None,
+        body: br#"{"platform_inbound_secret":"fresh-secret"}"#.to_vec(),
+    });
+    assert_eq!(h.writes.len(), 1, "the secret is written");
+    assert!(!h.fleet.all_saved(), "a pending secret write is not saved");
+    h.save(false);
+    assert!(h.fleet.all_saved());
+    assert_eq!(
+        h.disk.get(".platform_inbound_secret").map(Vec::as_slice),
+        Some(&b"fresh-secret"[..])
     );
 }

@@ -29,10 +29,10 @@ pub struct UploadFetch {
     pub mime_type: Option<String>,
     /// Refuse larger bodies ([`super::upload::MAX_UPLOAD_BYTES`]).
     pub max_bytes: u64,
-    /// The file name to stage the bytes under, inside the uploads directory
-    /// ([`crate::state_layout::UPLOADS_DIR`]): `<32 random hex>-<name>`, so names never
-    /// collide and cannot be guessed from the upload's own name.
-    pub staged_name: String,
+    /// Where to stage the bytes, relative to the state directory:
+    /// `chat-uploads/<32 random hex>-<name>` ([`crate::state_layout::StateLayout::upload_path`]),
+    /// so names never collide and cannot be guessed from the upload's own name.
+    pub path: String,
 }
 
 /// An instruction from the inbox machine.

@@ -179,7 +179,10 @@ impl Inbox {
                 uri,
                 mime_type,
                 max_bytes: MAX_UPLOAD_BYTES,
-                staged_name: format!("{}-{name_for_file}", self.names.hex(2)),
+                path: crate::state_layout::StateLayout::upload_path(&format!(
+                    "{}-{name_for_file}",
+                    self.names.hex(2)
+                )),
             }));
     }
 

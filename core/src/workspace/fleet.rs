@@ -260,7 +260,7 @@ impl Fleet {
         self.workspaces.iter().map(Workspace::status).collect()
     }
 
-    /// Every inbox change is on disk.
+    /// Every write asked for has completed and every inbox change is on disk.
     pub fn all_saved(&self) -> bool {
         self.workspaces.iter().all(Workspace::all_saved)
     }

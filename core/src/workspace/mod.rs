@@ -88,11 +88,12 @@ pub enum Input {
         result: Result<(), PersistError>,
     },
     /// A `FetchUpload` answered 2xx: the bytes were written to the staged file (`Ok` with
-    /// the URI the agent should use, e.g. `workspace:/abs/path`) or could not be (`Err`).
+    /// its absolute path, which the agent is given as `workspace:<path>`) or could not be
+    /// (`Err`).
     UploadStaged {
         /// `request.id` of the `FetchUpload`.
         id: RequestId,
-        /// The local URI, or why the file could not be written.
+        /// The absolute path written, or why the file could not be written.
         result: Result<String, PersistError>,
     },
     /// A tool removes a handled message; answered by [`Output::PopDone`] with `ticket`.
@@ -153,7 +154,7 @@ pub enum Output {
     /// Send this request; report [`Input::HttpResponse`] or [`Input::HttpFailed`].
     SendHttp(HttpRequest),
     /// Download an upload: send `request` refusing bodies over `max_bytes`; on a 2xx write
-    /// the body to `<state dir>/<uploads dir>/<staged_name>` (0600) and report
+    /// the body to `<state dir>/<path>` (0600) and report
     /// [`Input::UploadStaged`]; otherwise report the answer or failure as for `SendHttp`.
     FetchUpload(UploadFetch),
     /// Write a state file.
@@ -330,6 +331,8 @@ pub struct Workspace {
     outbound_uploads: u32,
     held_fetches: Vec<UploadFetch>,
     pops: Vec<PendingPop>,
+    /// Session writes (secret, minted token) not reported done yet, by session-local id.
+    session_writes: Vec<u64>,
     rejected: bool,
     last_now: LastNow,
 }
@@ -361,6 +364,7 @@ impl Workspace {
             outbound_uploads: 0,
             held_fetches: Vec::new(),
             pops: Vec::new(),
+            session_writes: Vec::new(),
             rejected: false,
             last_now: LastNow::new(now),
         };
@@ -419,13 +423,16 @@ impl Workspace {
                 ),
             },
             Input::PersistDone { id, result } => match from_local(id.0) {
-                (Part::Session, sub) => self.feed_session(
-                    now,
-                    SessionInput::PersistDone {
-                        id: PersistId(sub),
-                        result,
-                    },
-                ),
+                (Part::Session, sub) => {
+                    self.session_writes.retain(|w| *w != sub);
+                    self.feed_session(
+                        now,
+                        SessionInput::PersistDone {
+                            id: PersistId(sub),
+                            result,
+                        },
+                    )
+                }
                 (Part::Inbox, sub) => self.feed_inbox(
                     now,
                     InboxInput::PersistDone {
@@ -437,7 +444,9 @@ impl Workspace {
             Input::UploadStaged { id, result } => {
                 let (_, sub) = from_local(id.0);
                 let outcome = match result {
-                    Ok(local_uri) => UploadOutcome::Staged { local_uri },
+                    Ok(absolute_path) => UploadOutcome::Staged {
+                        local_uri: format!("workspace:{absolute_path}"),
+                    },
                     // A local write failure may pass (disk space, a transient error).
                     Err(e) => UploadOutcome::Failed {
                         detail: format!("the downloaded file could not be written: {e}"),
@@ -555,11 +564,14 @@ impl Workspace {
         }
     }
 
-    /// Every inbox change is on disk (true without an inbox).
+    /// Every write this workspace asked for has completed and every inbox change is on disk
+    /// (a driver waits for this before exiting).
     pub fn all_saved(&self) -> bool {
-        self.inbox
-            .as_ref()
-            .is_none_or(|i| !i.status().unsaved_changes)
+        self.session_writes.is_empty()
+            && self
+                .inbox
+                .as_ref()
+                .is_none_or(|i| !i.status().unsaved_changes)
     }
 
     /// Up to `limit` deliverable messages, oldest first, not removed.
@@ -671,13 +683,16 @@ impl Workspace {
                 self.out.push_back(Output::SendHttp(request));
             }
             Action::Log(line) => self.out.push_back(Output::Log(line)),
-            Action::Persist(request) => self.out.push_back(Output::Persist(PersistWrite {
-                id: PersistId(to_local(Part::Session, request.id.0)),
-                workspace_id: request.workspace_id,
-                file: request.file,
-                path: self.layout.file_name(request.file, &self.id),
-                contents: request.value.expose().as_bytes().to_vec(),
-            })),
+            Action::Persist(request) => {
+                self.session_writes.push(request.id.0);
+                self.out.push_back(Output::Persist(PersistWrite {
+                    id: PersistId(to_local(Part::Session, request.id.0)),
+                    workspace_id: request.workspace_id,
+                    file: request.file,
+                    path: self.layout.file_name(request.file, &self.id),
+                    contents: request.value.expose().as_bytes().to_vec(),
+                }));
+            }
             Action::TokenChanged {
                 workspace_id,
                 token,
