@@ -211,13 +211,16 @@ fn env_check() -> (Check, Option<ValidConfig>) {
                     dir.display()
                 )
             };
-            (
-                Check {
-                    label,
-                    verdict: Verdict::Ok(msg),
-                },
-                Some(config),
-            )
+            let warnings = config.warnings();
+            let verdict = if warnings.is_empty() {
+                Verdict::Ok(msg)
+            } else {
+                Verdict::Warn(
+                    format!("{msg}; {}", warnings.join(" ")),
+                    "see the warning above".into(),
+                )
+            };
+            (Check { label, verdict }, Some(config))
         }
         Err(errors) => {
             let text = errors.render(&raw);

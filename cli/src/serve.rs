@@ -66,6 +66,9 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     logging::init(config.verbose);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let settings = config.tool_settings.clone();
     let code = rt.block_on(serve(config, state_dir, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.

@@ -232,6 +232,20 @@ pub struct ValidConfig {
 }
 
 impl ValidConfig {
+    /// Things that work but that the operator should know about, one sentence each (the
+    /// runtime logs them at WARNING at start-up; `doctor` shows them).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.platform.is_plain_http_to_remote() {
+            warnings.push(format!(
+                "PLATFORM_URL {} uses plain http to a host that is not this machine: the workspace token crosses the \
+                 network unencrypted. Use https:// unless this is a private test network.",
+                self.platform.base()
+            ));
+        }
+        warnings
+    }
+
     /// The agent card sent at register for `workspace_id`: exactly
     /// `{"name": …, "skills": [{"name": s}, …]}`, plus `"description"` only when set.
     pub fn agent_card(&self, workspace_id: &str) -> Value {

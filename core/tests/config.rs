@@ -1286,3 +1286,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn plain_http_to_a_remote_host_is_a_warning_not_an_error() {
+    let validated = |url: &str| {
+        ok(&raw(&[
+            ("WORKSPACE_ID", ID),
+            ("PLATFORM_URL", url),
+            ("MOLECULE_WORKSPACE_TOKEN", "tok"),
+        ]))
+    };
+    let remote = validated("http://platform.example.com");
+    assert_eq!(remote.warnings().len(), 1);
+    assert!(remote.warnings()[0].contains("plain http"));
+    assert!(validated("http://127.0.0.1:8080").warnings().is_empty());
+    assert!(
+        validated("https://platform.example.com")
+            .warnings()
+            .is_empty()
+    );
+}
