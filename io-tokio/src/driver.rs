@@ -32,10 +32,15 @@ use crate::http_client::HttpClient;
 use crate::request_queue::RequestQueue;
 use crate::{logging, persist};
 
-/// Most requests the driver has out at once (see `request_queue.rs`). 768 still sustains
-/// 10,000 workspaces' heartbeats and polls (2,500/s) up to ~300 ms round trips; steady
-/// state is far below it. Upload downloads are not counted (few, and long).
-pub const MAX_IN_FLIGHT: usize = 768;
+/// Most requests the driver has out at once (see `request_queue.rs`). Steady state needs
+/// far fewer: 10,000 workspaces with their inbox send ~2,500 requests/s, a few milliseconds
+/// each on a healthy platform, so about a dozen are out at a time. The bound matters at
+/// start-up, when every workspace registers and polls at once: each open request holds
+/// connection buffers the allocator keeps afterwards (768 instead of 256 kept ~20 MiB more
+/// resident at 1,000 workspaces in the A/B scale run of BENCHMARKS.md). 256 still sustains
+/// 2,500 requests/s up to ~100 ms round trips. Upload downloads are not counted (few, and
+/// long).
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// The current time in the form the core expects. Taken from tokio's clock so tests with
 /// paused time stay consistent.
