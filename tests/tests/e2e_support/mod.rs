@@ -1,4 +1,4 @@
-//! Helpers for `e2e_tools.rs` and `e2e_inbox.rs`: the real `molecule-mcp` binary (spawned
+//! Helpers for the `e2e_*.rs` tests: the real `molecule-mcp` binary (spawned
 //! over pipes by [`McpProcess`]) against the loopback [`PlatformStub`].
 //!
 //! * [`TempDir`] — a private state directory (`CONFIGS_DIR`), removed on drop;
@@ -13,7 +13,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
@@ -296,4 +296,36 @@ pub fn bearer(e: &JournalEntry) -> Option<String> {
 /// A UUID the stub has never seen.
 pub fn unknown_uuid() -> String {
     "0badc0de-0000-4000-8000-00000000beef".to_owned()
+}
+
+// ----- inbox ------------------------------------------------------------------------------
+
+/// Activity ids of `inbox_peek` (limit 200).
+pub async fn peek_ids(p: &mut McpProcess) -> Vec<String> {
+    let r = call_on(p, "inbox_peek", json!({"limit": 200}))
+        .await
+        .ok("peek");
+    r.text_json()
+        .as_array()
+        .expect("peek returns an array")
+        .iter()
+        .map(|m| m["activity_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Polls `inbox_peek` until it equals `want`.
+pub async fn wait_peek(p: &mut McpProcess, want: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = peek_ids(p).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peek {got:?}, want {want:?}; stderr: {}",
+            p.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
