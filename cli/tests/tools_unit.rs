@@ -492,15 +492,35 @@ async fn unknown_tool_and_unknown_argument() {
     let fake = Arc::new(Fake::default());
     let c = ctx(&fake);
     assert!(call_tool(&c, "nope", &Map::new()).await.is_none());
-    let r = run(&c, "list_peers", json!({"sourceWorkspaceId": A})).await;
-    assert!(
-        error(&r).contains("unknown argument `sourceWorkspaceId`"),
-        "{r:?}"
-    );
-    assert!(error(&r).contains("source_workspace_id"));
     let r = run(&c, "delegate_task", json!({"workspace_id": 5, "task": "x"})).await;
     assert!(error(&r).contains("`workspace_id` must be a string"));
     assert!(fake.seen().is_empty(), "nothing sent for invalid arguments");
+    // An argument the schema does not declare is ignored, as the Python original did: the
+    // call runs with the declared ones (here: none, so the primary workspace's peers).
+    fake.on(
+        "GET",
+        &format!("/registry/{A}/peers"),
+        vec![reply(200, json!([]))],
+    );
+    let r = run(
+        &c,
+        "list_peers",
+        json!({"sourceWorkspaceId": B, "note\u{1b}[31m": {"nested": [1, 2]}}),
+    )
+    .await;
+    assert_eq!(
+        text(&r),
+        "You have no peers in the platform registry. (No parent, no children, no siblings registered.)",
+        "{r:?}"
+    );
+    assert_eq!(
+        fake.seen_at("GET", &format!("/registry/{A}/peers")).len(),
+        1
+    );
+    assert!(
+        fake.seen_at("GET", &format!("/registry/{B}/peers"))
+            .is_empty()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
