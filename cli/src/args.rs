@@ -18,7 +18,8 @@ pub struct Cli {
     /// Read the multi-workspace list (the JSON array MOLECULE_WORKSPACES holds) from this
     /// file instead of the environment: for lists too large for an environment variable
     /// (Linux caps one at 128 KiB, about 1,000 workspaces). Overrides MOLECULE_WORKSPACES.
-    #[arg(long, value_name = "PATH")]
+    /// (Accepted before or after the subcommand: `molecule-mcp serve --workspaces-file f.json`.)
+    #[arg(long, value_name = "PATH", global = true)]
     pub workspaces_file: Option<std::path::PathBuf>,
 
     /// What to do; without a subcommand the MCP stdio server runs.

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         None | Some(Command::Serve) => serve::run(cli.workspaces_file.as_deref()),
-        Some(Command::Doctor) => doctor::run(),
+        Some(Command::Doctor) => doctor::run(cli.workspaces_file.as_deref()),
         Some(Command::Demo) => demo::run(),
     };
     // Operator messages go to stderr through a non-blocking queue: let it drain (bounded,
