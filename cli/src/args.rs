@@ -37,4 +37,18 @@ pub enum Command {
     Doctor,
     /// Demonstration against the built-in loopback platform stub (no network needed); exits 0 on success.
     Demo,
+    /// Print a shell completion script to stdout, e.g.
+    /// `molecule-mcp completions bash > ~/.local/share/bash-completion/completions/molecule-mcp`.
+    Completions {
+        /// The shell to generate for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "molecule-mcp", out);
 }

@@ -150,3 +150,16 @@ async fn the_stdio_guidance_never_merges_stderr_into_stdout() {
     assert!(!err.contains("2>&1"), "{err}");
     assert!(err.contains("2>>"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_are_generated_for_the_common_shells() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell], &[]).await;
+        assert_eq!(code, Some(0), "{shell}: {err}");
+        for word in ["doctor", "serve", "demo", "completions", "workspaces-file"] {
+            assert!(out.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let (code, _, err) = run(&["completions", "cmd.exe"], &[]).await;
+    assert_eq!(code, Some(2), "{err}");
+}
