@@ -4,34 +4,10 @@
 
 mod e2e_support;
 
-use std::time::Duration;
-
-use e2e_support::{hits, temp_dir};
+use e2e_support::{hits, run_binary as run, temp_dir};
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{PlatformStub, WorkspaceSpec};
 use serde_json::json;
-
-/// Runs the binary with `args` and exactly `env`; returns (exit code, stdout, stderr).
-async fn run(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
-    let mut cmd = tokio::process::Command::new(molecule_mcp_bin());
-    cmd.args(args)
-        .env_clear()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("finished")
-        .expect("ran");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reads_the_workspaces_file_and_creates_nothing() {

@@ -14,7 +14,9 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e_support::{Rig, WAIT, bearer, hits, send_call, temp_dir, unknown_uuid, wait_reply};
+use e2e_support::{
+    Rig, WAIT, bearer, hits, run_binary, send_call, temp_dir, unknown_uuid, wait_reply,
+};
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{Action, PlatformStub, Script, WorkspaceSpec, is_uuid};
 use serde_json::{Value, json};
@@ -1736,21 +1738,8 @@ async fn memory_global_scope_at_tier_zero() {
 // ----- doctor -----------------------------------------------------------------------------------
 
 async fn doctor(env: &[(&str, String)]) -> (Option<i32>, String) {
-    let mut cmd = tokio::process::Command::new(molecule_mcp_bin());
-    cmd.arg("doctor")
-        .env_clear()
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("doctor finished")
-        .expect("doctor ran");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (code, out, _) = run_binary(&["doctor"], env).await;
+    (code, out)
 }
 
 fn check_lines(out: &str) -> Vec<&str> {

@@ -329,3 +329,27 @@ pub async fn wait_peek(p: &mut McpProcess, want: &[&str]) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ----- one-shot commands --------------------------------------------------------------------
+
+/// Runs the binary with `args` and exactly `env`; returns (exit code, stdout, stderr).
+pub async fn run_binary(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = tokio::process::Command::new(molecule_mcp_bin());
+    cmd.args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("finished")
+        .expect("ran");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
