@@ -18,7 +18,8 @@ pub struct Cli {
     /// Read the multi-workspace list (the JSON array MOLECULE_WORKSPACES holds) from this
     /// file instead of the environment: for lists too large for an environment variable
     /// (Linux caps one at 128 KiB, about 1,000 workspaces). Overrides MOLECULE_WORKSPACES.
-    #[arg(long, value_name = "PATH")]
+    /// (Accepted before or after the subcommand: `molecule-mcp serve --workspaces-file f.json`.)
+    #[arg(long, value_name = "PATH", global = true)]
     pub workspaces_file: Option<std::path::PathBuf>,
 
     /// What to do; without a subcommand the MCP stdio server runs.
@@ -36,4 +37,18 @@ pub enum Command {
     Doctor,
     /// Demonstration against the built-in loopback platform stub (no network needed); exits 0 on success.
     Demo,
+    /// Print a shell completion script to stdout, e.g.
+    /// `molecule-mcp completions bash > ~/.local/share/bash-completion/completions/molecule-mcp`.
+    Completions {
+        /// The shell to generate for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "molecule-mcp", out);
 }

@@ -14,7 +14,7 @@
 //! Colours only when stdout is a terminal and `NO_COLOR` is unset.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,8 +48,9 @@ pub struct Check {
     pub verdict: Verdict,
 }
 
-/// Runs the doctor against the real process environment; prints to stdout.
-pub fn run() -> ExitCode {
+/// Runs the doctor against the real process environment (and `--workspaces-file`, as the
+/// server would read it); prints to stdout.
+pub fn run(workspaces_file: Option<&Path>) -> ExitCode {
     let rt = match crate::runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -59,7 +60,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let checks = rt.block_on(run_checks());
+    let checks = rt.block_on(run_checks(workspaces_file));
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (text, failed) = render(&checks, color);
     print_stdout(&text);
@@ -76,7 +77,7 @@ fn print_stdout(text: &str) {
 }
 
 /// Runs all six checks.
-pub async fn run_checks() -> Vec<Check> {
+pub async fn run_checks(workspaces_file: Option<&Path>) -> Vec<Check> {
     let mut checks = vec![
         Check {
             label: "Binary".into(),
@@ -89,7 +90,7 @@ pub async fn run_checks() -> Vec<Check> {
         install_check(),
         path_check(),
     ];
-    let (env_check, config) = env_check();
+    let (env_check, config) = env_check(workspaces_file);
     checks.push(env_check);
     match config {
         Some(config) => {
@@ -174,9 +175,10 @@ fn path_check() -> Check {
     }
 }
 
-fn env_check() -> (Check, Option<ValidConfig>) {
+fn env_check(workspaces_file: Option<&Path>) -> (Check, Option<ValidConfig>) {
     let label = "Env vars".to_owned();
-    let dir = match state_dir::resolve_from_env() {
+    // Located, not created: the doctor leaves the machine as it found it.
+    let dir = match state_dir::locate_from_env() {
         Ok(d) => d,
         Err(e) => {
             return (
@@ -191,14 +193,37 @@ fn env_check() -> (Check, Option<ValidConfig>) {
             );
         }
     };
-    let raw = env_snapshot::from_process(&dir);
+    let mut raw = env_snapshot::from_process(&dir);
+    if let Some(path) = workspaces_file
+        && let Err(e) = env_snapshot::apply_workspaces_file(&mut raw, path)
+    {
+        return (
+            Check {
+                label,
+                verdict: Verdict::Fail(
+                    e.to_string(),
+                    "check the path given to --workspaces-file".into(),
+                ),
+            },
+            None,
+        );
+    }
+    let dir_note = if dir.is_dir() {
+        format!("state dir {}", dir.display())
+    } else {
+        format!("state dir {} (created on the first run)", dir.display())
+    };
     match validate(&raw) {
         Ok(config) => {
             let msg = if config.multi_workspace {
+                let source = if workspaces_file.is_some() {
+                    "--workspaces-file"
+                } else {
+                    "MOLECULE_WORKSPACES"
+                };
                 format!(
-                    "PLATFORM_URL + MOLECULE_WORKSPACES ({} workspaces) set; state dir {}",
+                    "PLATFORM_URL + {source} ({} workspaces) set; {dir_note}",
                     config.workspaces.len(),
-                    dir.display()
                 )
             } else {
                 let source = config
@@ -206,10 +231,7 @@ fn env_check() -> (Check, Option<ValidConfig>) {
                     .first()
                     .map(|w| w.token_source.describe())
                     .unwrap_or_default();
-                format!(
-                    "PLATFORM_URL + WORKSPACE_ID set; token from {source}; state dir {}",
-                    dir.display()
-                )
+                format!("PLATFORM_URL + WORKSPACE_ID set; token from {source}; {dir_note}")
             };
             let warnings = config.warnings();
             let verdict = if warnings.is_empty() {
@@ -346,6 +368,46 @@ async fn auth_check(http: &HttpClient, config: &ValidConfig) -> Check {
     }
 }
 
+/// Column at which report lines wrap: wide enough that a URL or a workspace id usually stays
+/// on its check's line, narrow enough for a split terminal.
+const WIDTH: usize = 100;
+/// Indent of continuation lines and hints (under the message, past the tag).
+const CONTINUATION: &str = "        ";
+
+/// `prefix` (which takes `prefix_columns` columns on screen: colour codes take none)
+/// followed by the words of `text` (split at spaces), in lines of at most `width` columns;
+/// lines after the first start with `indent`. A word longer than a line (a path, a URL) gets
+/// a line of its own rather than being cut.
+pub fn wrap(
+    prefix: &str,
+    prefix_columns: usize,
+    text: &str,
+    width: usize,
+    indent: &str,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = prefix.to_owned();
+    let mut columns = prefix_columns;
+    let mut fresh = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let word_columns = word.chars().count();
+        if !fresh && columns + 1 + word_columns > width {
+            lines.push(std::mem::replace(&mut line, indent.to_owned()));
+            columns = indent.chars().count();
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+            columns += 1;
+        }
+        line.push_str(word);
+        columns += word_columns;
+        fresh = false;
+    }
+    lines.push(line);
+    lines
+}
+
 /// Renders the report; returns the text and whether any check failed.
 pub fn render(checks: &[Check], color: bool) -> (String, bool) {
     let paint = |code: &str, s: &str| {
@@ -358,27 +420,32 @@ pub fn render(checks: &[Check], color: bool) -> (String, bool) {
     let mut out = String::from("molecule-mcp doctor — onboarding diagnostic\n\n");
     let (mut fails, mut warns) = (0, 0);
     for c in checks {
-        match &c.verdict {
-            Verdict::Ok(msg) => {
-                out.push_str(&format!("  {}   {}: {msg}\n", paint("32", "[OK]"), c.label))
-            }
+        let (tag, tag_text, msg, next) = match &c.verdict {
+            Verdict::Ok(msg) => ("32", "[OK]  ", msg, None),
             Verdict::Warn(msg, next) => {
                 warns += 1;
-                out.push_str(&format!(
-                    "  {} {}: {msg}\n        {}\n",
-                    paint("33", "[WARN]"),
-                    c.label,
-                    paint("2", &format!("next: {next}"))
-                ));
+                ("33", "[WARN]", msg, Some(next))
             }
             Verdict::Fail(msg, next) => {
                 fails += 1;
-                out.push_str(&format!(
-                    "  {} {}: {msg}\n        {}\n",
-                    paint("31", "[FAIL]"),
-                    c.label,
-                    paint("2", &format!("next: {next}"))
-                ));
+                ("31", "[FAIL]", msg, Some(next))
+            }
+        };
+        let name = tag_text.trim_end();
+        let pad = " ".repeat(tag_text.len() - name.len());
+        let plain = format!("  {tag_text} {}: ", c.label);
+        let prefix = format!("  {}{pad} {}: ", paint(tag, name), c.label);
+        for line in wrap(&prefix, plain.chars().count(), msg, WIDTH, CONTINUATION) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        if let Some(next) = next {
+            // The hint is dimmed line by line, so a wrapped hint stays dimmed.
+            let hint_indent = format!("{CONTINUATION}      ");
+            let next = format!("next: {next}");
+            for line in wrap(CONTINUATION, CONTINUATION.len(), &next, WIDTH, &hint_indent) {
+                out.push_str(&paint("2", &line));
+                out.push('\n');
             }
         }
     }
@@ -395,4 +462,30 @@ pub fn render(checks: &[Check], color: bool) -> (String, bool) {
         out.push_str("All checks passed.\n");
     }
     (out, fails > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_whole_and_indents_continuations() {
+        let lines = wrap(
+            "  [OK] X: ",
+            10,
+            "one two three /a/very/long/path four",
+            20,
+            "    ",
+        );
+        assert_eq!(
+            lines,
+            [
+                "  [OK] X: one two",
+                "    three",
+                "    /a/very/long/path",
+                "    four"
+            ]
+        );
+        assert_eq!(wrap("p: ", 3, "", 20, "  "), ["p: "]);
+    }
 }

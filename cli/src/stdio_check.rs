@@ -33,9 +33,10 @@ impl StdioProblem {
     pub fn message(&self) -> String {
         let guidance = "molecule-mcp is an MCP server: launch it from an MCP-aware client (Claude Code, Codex, \
                         Cursor…) that talks to it over pipes. Examples of what does not work: \
-                        `molecule-mcp > out.txt`, `molecule-mcp < input.json`. To watch its logs while a client \
-                        runs it, use `molecule-mcp 2>&1 | tee out.txt`, or run `molecule-mcp doctor` / \
-                        `molecule-mcp demo`.";
+                        `molecule-mcp > out.txt`, `molecule-mcp < input.json`. Its logs go to stderr only (stdout \
+                        carries the protocol): to keep them, have the client start \
+                        `sh -c 'exec molecule-mcp 2>>/tmp/molecule-mcp.log'`; to check a setup, run \
+                        `molecule-mcp doctor` or `molecule-mcp demo`.";
         match self {
             StdioProblem::CannotStat { name, fd, error } => {
                 format!("molecule-mcp: cannot stat {name} (fd={fd}): {error}.\n{guidance}")

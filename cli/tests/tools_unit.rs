@@ -492,15 +492,35 @@ async fn unknown_tool_and_unknown_argument() {
     let fake = Arc::new(Fake::default());
     let c = ctx(&fake);
     assert!(call_tool(&c, "nope", &Map::new()).await.is_none());
-    let r = run(&c, "list_peers", json!({"sourceWorkspaceId": A})).await;
-    assert!(
-        error(&r).contains("unknown argument `sourceWorkspaceId`"),
-        "{r:?}"
-    );
-    assert!(error(&r).contains("source_workspace_id"));
     let r = run(&c, "delegate_task", json!({"workspace_id": 5, "task": "x"})).await;
     assert!(error(&r).contains("`workspace_id` must be a string"));
     assert!(fake.seen().is_empty(), "nothing sent for invalid arguments");
+    // An argument the schema does not declare is ignored, as the Python original did: the
+    // call runs with the declared ones (here: none, so the primary workspace's peers).
+    fake.on(
+        "GET",
+        &format!("/registry/{A}/peers"),
+        vec![reply(200, json!([]))],
+    );
+    let r = run(
+        &c,
+        "list_peers",
+        json!({"sourceWorkspaceId": B, "note\u{1b}[31m": {"nested": [1, 2]}}),
+    )
+    .await;
+    assert_eq!(
+        text(&r),
+        "You have no peers in the platform registry. (No parent, no children, no siblings registered.)",
+        "{r:?}"
+    );
+    assert_eq!(
+        fake.seen_at("GET", &format!("/registry/{A}/peers")).len(),
+        1
+    );
+    assert!(
+        fake.seen_at("GET", &format!("/registry/{B}/peers"))
+            .is_empty()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -681,13 +701,34 @@ async fn delegate_task_request_shapes() {
             .is_some_and(|s| s.len() == 36)
     );
 
-    // Never a self-reported a2a_receive row, never a fake heartbeat.
-    for s in fake.seen() {
-        assert_ne!(s.path, "/registry/heartbeat");
-        if s.path.ends_with("/activity") && s.method == "POST" {
-            assert_eq!(s.json()["activity_type"], "a2a_send");
-        }
-    }
+    // The outcome is recorded as the original did: a2a_send before, a2a_receive after
+    // (with the reply); never an extra heartbeat.
+    let rows: Vec<Value> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/activity") && s.method == "POST")
+        .map(|s| s.json())
+        .collect();
+    let types: Vec<&Value> = rows.iter().map(|r| &r["activity_type"]).collect();
+    assert_eq!(types, [&json!("a2a_send"), &json!("a2a_receive")]);
+    let done = &rows[1];
+    assert_eq!(done["source_id"], A);
+    assert_eq!(done["target_id"], PEER);
+    assert_eq!(done["method"], "message/send");
+    assert_eq!(done["summary"], "Writer responded (5 chars)");
+    assert_eq!(done["status"], "ok");
+    assert_eq!(done["request_body"]["task"], "write a poem");
+    assert_eq!(done["response_body"]["result"], "done!");
+    assert!(done.get("error_detail").is_none(), "{done}");
+    assert_auth(
+        &fake.seen_at("POST", &format!("/workspaces/{A}/activity"))[1],
+        "tok-a",
+        None,
+    );
+    assert!(
+        fake.seen().iter().all(|s| s.path != "/registry/heartbeat"),
+        "no extra heartbeat"
+    );
 }
 
 #[tokio::test]
@@ -789,7 +830,25 @@ async fn delegate_task_does_not_retry_possibly_delivered_requests() {
         )
         .await;
         let e = error(&r);
-        assert!(e.starts_with("DELEGATION FAILED to Slow: "), "{e}");
+        assert!(
+            e.starts_with("DELEGATION FAILED to Slow: [A2A_ERROR] "),
+            "{e}"
+        );
+        let failed = &fake.seen_at("POST", &format!("/workspaces/{A}/activity"))[1].json();
+        assert_eq!(failed["activity_type"], "a2a_receive");
+        assert_eq!(failed["status"], "error");
+        assert!(
+            failed["summary"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Slow failed: ")),
+            "{failed}"
+        );
+        let detail = failed["error_detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("not retried"), "{failed}");
+        assert_eq!(
+            failed["response_body"]["result"],
+            json!(format!("[A2A_ERROR] {detail}"))
+        );
         assert!(e.contains("not retried"), "{e}");
         assert!(
             e.contains("You should either: (1) try a different peer"),
@@ -1055,7 +1114,7 @@ async fn delegate_task_sync_via_polling() {
     )
     .await;
     assert!(
-        error(&r).starts_with("DELEGATION FAILED to P: peer unreachable"),
+        error(&r).starts_with("DELEGATION FAILED to P: [A2A_ERROR] peer unreachable"),
         "{r:?}"
     );
 
@@ -1379,10 +1438,15 @@ async fn list_peers_aggregates_and_routes_later_calls() {
         "tok-b",
         Some(B),
     );
+    // Both activity rows (a2a_send, then the a2a_receive outcome) go to B's feed.
     assert_eq!(
         fake.seen_at("POST", &format!("/workspaces/{B}/activity"))
             .len(),
-        1
+        2
+    );
+    assert!(
+        fake.seen_at("POST", &format!("/workspaces/{A}/activity"))
+            .is_empty()
     );
 
     // ... and check_task_status for that peer asks B.

@@ -7,10 +7,15 @@
 //! | [`StateFile::AuthToken`] | `.auth_token` | `.auth_token_<workspace id>` |
 //! | [`StateFile::InboundSecret`] | `.platform_inbound_secret` | `.platform_inbound_secret_<workspace id>` |
 //! | [`StateFile::InboxState`] | `.mcp_inbox_state` | `.mcp_inbox_state_<workspace id>` |
+//! | [`StateFile::LegacyInboxCursor`] (read only) | `.mcp_inbox_cursor` | `.mcp_inbox_cursor_<first 8 characters of the id>` |
 //! | staged chat uploads | `chat-uploads/` | `chat-uploads/` (file names are random, never shared) |
 //!
 //! Multi-workspace names carry the *full* workspace id: two workspaces whose ids share a
-//! prefix must never share a file, so no truncated id is used.
+//! prefix must never share a file, so no truncated id is used. The one exception is the
+//! legacy cursor: it is the file the Python original of molecule-mcp wrote (the activity id
+//! it last queued, as plain text), so its name is the original's. It is only ever read (an
+//! upgraded install continues from it when it has no inbox state of its own) and never
+//! written or deleted, so a downgrade finds it where the original left it.
 
 /// A per-workspace file in the state directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,14 +26,18 @@ pub enum StateFile {
     InboundSecret,
     /// The inbox's durable state (queue, cursor, handled ids, unfinished uploads).
     InboxState,
+    /// The Python original's inbox cursor (the last activity id it queued). Read once at
+    /// start, when there is no [`StateFile::InboxState`]; never written.
+    LegacyInboxCursor,
 }
 
 impl StateFile {
     /// Every per-workspace file.
-    pub const ALL: [StateFile; 3] = [
+    pub const ALL: [StateFile; 4] = [
         StateFile::AuthToken,
         StateFile::InboundSecret,
         StateFile::InboxState,
+        StateFile::LegacyInboxCursor,
     ];
 
     /// The single-workspace file name.
@@ -37,6 +46,7 @@ impl StateFile {
             StateFile::AuthToken => ".auth_token",
             StateFile::InboundSecret => ".platform_inbound_secret",
             StateFile::InboxState => ".mcp_inbox_state",
+            StateFile::LegacyInboxCursor => ".mcp_inbox_cursor",
         }
     }
 
@@ -44,9 +54,19 @@ impl StateFile {
     pub fn is_secret(self) -> bool {
         match self {
             StateFile::AuthToken | StateFile::InboundSecret => true,
-            StateFile::InboxState => false,
+            StateFile::InboxState | StateFile::LegacyInboxCursor => false,
         }
     }
+}
+
+/// The part of a workspace id the original put in its multi-workspace cursor file names:
+/// the first 8 characters, as configured.
+pub fn legacy_id_prefix(workspace_id: &str) -> &str {
+    workspace_id
+        .char_indices()
+        .nth(8)
+        .and_then(|(i, _)| workspace_id.get(..i))
+        .unwrap_or(workspace_id)
 }
 
 /// The directory, relative to the state directory, where downloaded chat uploads are staged.
@@ -73,7 +93,9 @@ impl StateLayout {
 
     /// The file name (relative to the state directory) of `file` for `workspace_id`.
     pub fn file_name(self, file: StateFile, workspace_id: &str) -> String {
-        if self.multi_workspace {
+        if self.multi_workspace && file == StateFile::LegacyInboxCursor {
+            format!("{}_{}", file.base_name(), legacy_id_prefix(workspace_id))
+        } else if self.multi_workspace {
             format!("{}_{workspace_id}", file.base_name())
         } else {
             file.base_name().to_owned()
@@ -121,6 +143,15 @@ mod tests {
             StateLayout::SINGLE.file_name(StateFile::InboundSecret, ws),
             ".platform_inbound_secret"
         );
+        assert_eq!(
+            StateLayout::SINGLE.file_name(StateFile::LegacyInboxCursor, ws),
+            ".mcp_inbox_cursor"
+        );
+        assert_eq!(
+            StateLayout::new(true).file_name(StateFile::LegacyInboxCursor, ws),
+            ".mcp_inbox_cursor_aaaaaaaa"
+        );
+        assert_eq!(legacy_id_prefix("short"), "short");
         assert_eq!(
             StateLayout::upload_path("ab-x.txt"),
             "chat-uploads/ab-x.txt"

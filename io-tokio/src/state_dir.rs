@@ -20,11 +20,21 @@ impl std::fmt::Display for StateDirError {
 
 /// Resolves the state directory from the given environment lookups, creating it when needed.
 pub fn resolve(configs_dir: Option<&str>, home: Option<&str>) -> Result<PathBuf, StateDirError> {
+    let path = locate(configs_dir, home)?;
+    create_private_dir(&path).map_err(|e| {
+        StateDirError(match configs_dir.map(str::trim).filter(|d| !d.is_empty()) {
+            Some(dir) => format!("CONFIGS_DIR='{dir}' cannot be created: {e}"),
+            None => format!("cannot create {}: {e}", path.display()),
+        })
+    })?;
+    Ok(path)
+}
+
+/// Where the state directory is (or would be), without creating anything: for `doctor`,
+/// which reports on a setup and must leave the machine as it found it.
+pub fn locate(configs_dir: Option<&str>, home: Option<&str>) -> Result<PathBuf, StateDirError> {
     if let Some(dir) = configs_dir.map(str::trim).filter(|d| !d.is_empty()) {
-        let path = PathBuf::from(dir);
-        create_private_dir(&path)
-            .map_err(|e| StateDirError(format!("CONFIGS_DIR='{dir}' cannot be created: {e}")))?;
-        return Ok(path);
+        return Ok(PathBuf::from(dir));
     }
     let configs = Path::new("/configs");
     if configs.is_dir() && is_writable(configs) {
@@ -33,10 +43,14 @@ pub fn resolve(configs_dir: Option<&str>, home: Option<&str>) -> Result<PathBuf,
     let home = home.map(str::trim).filter(|h| !h.is_empty()).ok_or_else(|| {
         StateDirError("neither CONFIGS_DIR nor HOME is set, so there is no place for molecule-mcp's state; set CONFIGS_DIR".to_owned())
     })?;
-    let path = Path::new(home).join(".molecule-workspace");
-    create_private_dir(&path)
-        .map_err(|e| StateDirError(format!("cannot create {}: {e}", path.display())))?;
-    Ok(path)
+    Ok(Path::new(home).join(".molecule-workspace"))
+}
+
+/// [`locate`] from the process environment.
+pub fn locate_from_env() -> Result<PathBuf, StateDirError> {
+    let configs = std::env::var("CONFIGS_DIR").ok();
+    let home = std::env::var("HOME").ok();
+    locate(configs.as_deref(), home.as_deref())
 }
 
 /// Resolves from the process environment.

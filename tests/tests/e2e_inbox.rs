@@ -10,8 +10,8 @@ mod e2e_support;
 use std::time::{Duration, Instant};
 
 use e2e_support::{
-    Reply, Rig, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, send_call, set_env,
-    spawn_initialized, temp_dir, wait_reply,
+    Reply, Rig, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, peek_ids, send_call,
+    set_env, spawn_initialized, temp_dir, wait_peek, wait_reply,
 };
 use molecule_mcp_tests::process::McpProcess;
 use molecule_mcp_tests::stub::{
@@ -29,36 +29,6 @@ async fn wait_push(p: &mut McpProcess, activity_id: &str) -> Value {
     match p.wait_for(|m| is_push_for(m, activity_id), WAIT).await {
         Some(m) => m,
         None => panic!("no push for {activity_id}; stderr: {}", p.stderr()),
-    }
-}
-
-/// Activity ids of `inbox_peek` (limit 200).
-async fn peek_ids(p: &mut McpProcess) -> Vec<String> {
-    let r = call_on(p, "inbox_peek", json!({"limit": 200}))
-        .await
-        .ok("peek");
-    r.text_json()
-        .as_array()
-        .expect("peek returns an array")
-        .iter()
-        .map(|m| m["activity_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// Polls `inbox_peek` until it equals `want`.
-async fn wait_peek(p: &mut McpProcess, want: &[&str]) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = peek_ids(p).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "peek {got:?}, want {want:?}; stderr: {}",
-            p.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -495,7 +495,8 @@ fn restored_files_seed_the_session_and_the_inbox() {
         [
             ".platform_inbound_secret",
             ".auth_token",
-            ".mcp_inbox_state"
+            ".mcp_inbox_state",
+            ".mcp_inbox_cursor"
         ]
     );
     plan.restore(0, StateFile::InboundSecret, b"secret-on-disk\n".to_vec());
@@ -532,6 +533,117 @@ fn restored_files_seed_the_session_and_the_inbox() {
         "{:?}",
         h.writes
     );
+}
+
+/// Three messages in A's feed; the Python original's cursor file names the second one.
+fn upgrade_harness(own_state: Option<&[u8]>, legacy: &[u8]) -> H {
+    let mut plan = plan_for(&[A], false, true);
+    if let Some(own) = own_state {
+        plan.restore(0, StateFile::InboxState, own.to_vec());
+    }
+    plan.restore(0, StateFile::LegacyInboxCursor, legacy.to_vec());
+    let mut h = H::new(plan);
+    let feed = h.feeds.get_mut(A).expect("feed");
+    for text in ["old one", "old two", "new three"] {
+        feed.push(message_row(text, None));
+    }
+    h
+}
+
+fn legacy_cursor_of_second_row() -> String {
+    let mut scratch = FakeFeed::new(A);
+    scratch.push(message_row("x", None));
+    scratch.push(message_row("y", None))
+}
+
+#[test]
+fn an_upgrade_continues_after_the_original_cursor_and_saves_it_as_its_own() {
+    let cursor = legacy_cursor_of_second_row();
+    // The original writes the bare id, no newline.
+    let mut h = upgrade_harness(None, cursor.as_bytes());
+    let upgrade_logs: Vec<&LogLine> = h
+        .logs
+        .iter()
+        .filter(|l| l.message.contains("upgrading from the Python molecule-mcp"))
+        .collect();
+    assert_eq!(upgrade_logs.len(), 1, "{:?}", h.logs);
+    assert!(upgrade_logs[0].message.contains("/state/.mcp_inbox_cursor"));
+    let first_poll = h.requests_to("/activity?").remove(0);
+    assert!(
+        first_poll.url.contains(&format!("since_id={cursor}")),
+        "{}",
+        first_poll.url
+    );
+    // The takeover is written as the inbox's own state at once, so a restart does not
+    // consult (or log) the original's file again.
+    assert_eq!(h.writes.len(), 1, "{:?}", h.writes);
+    assert_eq!(h.writes[0].file, StateFile::InboxState);
+    assert!(String::from_utf8_lossy(&h.writes[0].contents).contains(&cursor));
+    h.settle();
+    let texts: Vec<&str> = h.arrived.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["new three"], "nothing at or before the cursor");
+    // Nothing ever writes the original's file.
+    assert!(
+        !h.outputs.iter().any(|o| matches!(o, Output::Persist(w)
+            if w.file == StateFile::LegacyInboxCursor || w.path.starts_with(".mcp_inbox_cursor"))),
+        "the original's cursor is left for a downgrade"
+    );
+    // Restarting from what was saved ignores the (older) original cursor.
+    let saved = h.disk.get(".mcp_inbox_state").cloned().expect("saved");
+    let mut again = upgrade_harness(Some(&saved), cursor.as_bytes());
+    assert!(
+        !again
+            .logs
+            .iter()
+            .any(|l| l.message.contains("upgrading from the Python")),
+        "logged once: {:?}",
+        again.logs
+    );
+    again.settle();
+    assert!(again.arrived.is_empty(), "{:?}", again.arrived);
+}
+
+#[test]
+fn an_unusable_original_cursor_is_reported_and_the_backlog_read() {
+    let mut h = upgrade_harness(None, b"line one\nline two\n");
+    assert!(
+        h.logs.iter().any(|l| l.level == LogLevel::Warn
+            && l.message.contains("ignoring /state/.mcp_inbox_cursor")),
+        "{:?}",
+        h.logs
+    );
+    assert!(h.requests_to("since_id").is_empty());
+    // A blank file (the original treats it as no cursor) is no news.
+    let blank = upgrade_harness(None, b"  \n");
+    assert!(
+        !blank
+            .logs
+            .iter()
+            .any(|l| l.message.contains(".mcp_inbox_cursor")),
+        "{:?}",
+        blank.logs
+    );
+    h.settle();
+    assert_eq!(h.arrived.len(), 3);
+}
+
+#[test]
+fn multi_workspace_original_cursors_use_the_id_prefix_unless_it_is_shared() {
+    let names = |ids: &[&str]| -> Vec<String> {
+        plan_for(ids, true, true)
+            .files_to_restore()
+            .into_iter()
+            .filter(|(_, f, _)| *f == StateFile::LegacyInboxCursor)
+            .map(|(_, _, n)| n)
+            .collect()
+    };
+    assert_eq!(
+        names(&[A, B]),
+        [".mcp_inbox_cursor_aaaaaaaa", ".mcp_inbox_cursor_bbbbbbbb"]
+    );
+    // Either workspace could have written a shared file last: neither takes it.
+    let twin = "aaaaaaaa-1111-4000-8000-00000000000c";
+    assert_eq!(names(&[A, twin, B]), [".mcp_inbox_cursor_bbbbbbbb"]);
 }
 
 #[test]

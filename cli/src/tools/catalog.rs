@@ -2,12 +2,15 @@
 //! Python `molecule-mcp` listed them in, which clients may have cached), each tool's
 //! [`ToolSpec`], and the dispatcher [`Tool::call`].
 //!
-//! Every input schema is a closed JSON Schema object (`additionalProperties: false`), and the
-//! dispatcher enforces that: an unknown argument is a tool error naming the accepted ones,
-//! so a model that misspells a parameter learns it instead of being silently ignored.
+//! Every input schema is a closed JSON Schema object (`additionalProperties: false`), so a
+//! client or model reading it learns exactly which arguments exist. The dispatcher is
+//! lenient all the same: an argument the schema does not declare is ignored (and logged at
+//! debug), as the Python original did, because agents prompted on the original send extra
+//! keys and an error for one would cost them a turn.
 //! Tools that return a JSON *object* declare an `outputSchema`; `inbox_peek` and
 //! `chat_history` return arrays and declare none (MCP structured content must be an object).
 
+use molecule_mcp_core::sanitize::{escape_controls, shorten};
 use serde_json::{Map, Value, json};
 
 use super::args::Args;
@@ -322,12 +325,10 @@ impl Tool {
         }
     }
 
-    /// Runs the tool. Arguments the input schema does not declare are a tool error naming
-    /// the accepted ones.
+    /// Runs the tool. Arguments the input schema does not declare are ignored (logged at
+    /// debug; see the module docs).
     pub async fn call(self, ctx: &ToolContext, args: &Map<String, Value>) -> ToolOutput {
-        if let Some(err) = unknown_argument(&self.spec(), args) {
-            return err;
-        }
+        log_unknown_arguments(&self.spec(), args);
         let a = Args(args);
         match self {
             Tool::DelegateTask => delegation::delegate_task(ctx, a).await,
@@ -356,23 +357,29 @@ pub fn tool_defs() -> Vec<ToolSpec> {
     Tool::ALL.into_iter().map(Tool::spec).collect()
 }
 
-/// An error naming the first argument the schema does not declare.
-fn unknown_argument(spec: &ToolSpec, args: &Map<String, Value>) -> Option<ToolOutput> {
-    let props = spec
+/// Most unknown argument names one debug line lists (a call may carry any number).
+const MAX_LOGGED_UNKNOWN: usize = 8;
+/// Longest argument name a debug line shows, in characters.
+const MAX_LOGGED_NAME: usize = 64;
+
+/// Logs, at debug, the names (never the values) of arguments the schema does not declare.
+fn log_unknown_arguments(spec: &ToolSpec, args: &Map<String, Value>) {
+    let Some(props) = spec
         .input_schema
         .get("properties")
-        .and_then(Value::as_object)?;
-    let unknown = args.keys().find(|k| !props.contains_key(k.as_str()))?;
-    let accepted: Vec<&str> = props.keys().map(String::as_str).collect();
-    let accepted = if accepted.is_empty() {
-        "none".to_owned()
-    } else {
-        accepted.join(", ")
+        .and_then(Value::as_object)
+    else {
+        return;
     };
-    Some(ToolOutput::error(format!(
-        "Error: unknown argument `{unknown}` for {} (accepted: {accepted})",
-        spec.name
-    )))
+    let unknown: Vec<String> = args
+        .keys()
+        .filter(|k| !props.contains_key(k.as_str()))
+        .take(MAX_LOGGED_UNKNOWN)
+        .map(|k| escape_controls(&shorten(k, MAX_LOGGED_NAME)))
+        .collect();
+    if !unknown.is_empty() {
+        tracing::debug!(tool = spec.name, ignored = ?unknown, "ignoring arguments the tool does not declare");
+    }
 }
 
 /// Runs the tool called `name`; `None` when no such tool exists.

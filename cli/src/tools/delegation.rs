@@ -1,12 +1,15 @@
 //! `delegate_task`, `delegate_task_async`, `check_task_status`.
 //!
 //! * `delegate_task` discovers the target (access check + display name), records an
-//!   `a2a_send` activity row in the source workspace (never `a2a_receive`: self-reported
-//!   receive rows come back into our own inbox as if a peer had written; and no extra
-//!   heartbeat, which the session driver already sends), then either sends A2A
+//!   `a2a_send` activity row in the source workspace, then either sends A2A
 //!   `message/send` ([`super::a2a`]) or, with `DELEGATION_SYNC_VIA_INBOX`, posts to
 //!   `/delegate` and polls `/delegations`. A queued delivery (poll-mode or busy peer) is a
-//!   success: the peer has the task and the reply comes to the inbox.
+//!   success: the peer has the task and the reply comes to the inbox. The outcome is
+//!   recorded as an `a2a_receive` row (summary, status, the reply or the error detail), as
+//!   the Python original did; the inbox skips rows whose source is the polled workspace,
+//!   so the row does not come back as a message. Unlike the original, no extra heartbeat
+//!   carries `current_task`: the platform overwrites every heartbeat field on each beat,
+//!   so the original's extra beat also reset `uptime_seconds` to 0 and `active_tasks` to 1.
 //! * `delegate_task_async` posts `/delegate` with an idempotency key that is a fresh random
 //!   nonce per tool call, so the same task can be delegated again later, while the key still
 //!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 (a retry the
@@ -31,6 +34,13 @@ use crate::mcp::ToolOutput;
 
 /// Summary length cap for activity rows.
 const MAX_SUMMARY_CHARS: usize = 256;
+/// `error_detail` length cap for activity rows (the original's).
+const MAX_ERROR_DETAIL_CHARS: usize = 4096;
+/// How much of a failure the `a2a_receive` row's summary quotes (the original's).
+const FAILURE_SUMMARY_CHARS: usize = 120;
+/// Cap on the reply recorded in the `a2a_receive` row's `response_body`: the row is for
+/// the canvas feed and `chat_history`, and a reply can be as large as an HTTP body may be.
+const MAX_RECORDED_RESULT_CHARS: usize = 64 * 1024;
 /// Timeout of the best-effort activity report.
 const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Overall budget for posting one `/delegate` request, retries included.
@@ -58,9 +68,13 @@ fn refuse_self(src: &str, target: &str) -> Result<(), ToolOutput> {
     Ok(())
 }
 
+/// The marker the Python original put before every A2A failure it returned. Agents and
+/// prompts written for it look for this exact text (trailing space included).
+const A2A_ERROR_PREFIX: &str = "[A2A_ERROR] ";
+
 fn failure_text(peer_name: &str, detail: &str) -> String {
     format!(
-        "DELEGATION FAILED to {peer_name}: {detail}\nYou should either: (1) try a different peer, (2) handle this task yourself, or (3) inform the user that {peer_name} is unavailable and provide your best answer."
+        "DELEGATION FAILED to {peer_name}: {A2A_ERROR_PREFIX}{detail}\nYou should either: (1) try a different peer, (2) handle this task yourself, or (3) inform the user that {peer_name} is unavailable and provide your best answer."
     )
 }
 
@@ -91,6 +105,51 @@ async fn report_delegation_start(
         "status": "ok",
         "request_body": {"task": task},
     });
+    report_activity(ctx, src, body).await;
+}
+
+/// How a delegation ended, as its `a2a_receive` activity row records it.
+struct DelegationRecord {
+    summary: String,
+    /// `None`: `ok`; `Some(detail)`: `error` with that `error_detail`.
+    error_detail: Option<String>,
+    /// The text `delegate_task` returned.
+    result: String,
+}
+
+/// Best-effort `a2a_receive` activity row in `src`'s feed recording the outcome, as the
+/// Python original wrote it: the canvas feed and `chat_history` show the peer's reply from
+/// it. The row's `source_id` is `src` itself, and the inbox never delivers rows whose source
+/// is the polled workspace (`core/src/inbox/message.rs`), so it does not echo back.
+async fn report_delegation_result(
+    ctx: &ToolContext,
+    src: &str,
+    target: &str,
+    task: &str,
+    record: DelegationRecord,
+) {
+    let mut body = json!({
+        "activity_type": "a2a_receive",
+        "source_id": src,
+        "target_id": target,
+        "method": "message/send",
+        "summary": truncate_chars(&record.summary, MAX_SUMMARY_CHARS),
+        "status": if record.error_detail.is_some() { "error" } else { "ok" },
+        "request_body": {"task": task},
+        "response_body": {"result": truncate_chars(&record.result, MAX_RECORDED_RESULT_CHARS)},
+    });
+    if let (Some(detail), Some(map)) = (record.error_detail, body.as_object_mut()) {
+        map.insert(
+            "error_detail".to_owned(),
+            Value::String(truncate_chars(&detail, MAX_ERROR_DETAIL_CHARS)),
+        );
+    }
+    report_activity(ctx, src, body).await;
+}
+
+/// Posts one activity row to `src`'s feed; failures are only logged at debug (the
+/// delegation itself already has its outcome).
+async fn report_activity(ctx: &ToolContext, src: &str, body: Value) {
     let call = PlatformCall::post_json(format!("/workspaces/{src}/activity"), src, body)
         .with_timeout(ACTIVITY_TIMEOUT);
     match ctx.call(call).await {
@@ -147,26 +206,55 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutp
         );
         SyncOutcome::Done(outcome)
     };
-    match outcome {
-        SyncOutcome::Done(A2aOutcome::Reply(text)) => ToolOutput::Text(text),
+    let (output, record) = match outcome {
+        SyncOutcome::Done(A2aOutcome::Reply(text)) => {
+            let record = DelegationRecord {
+                summary: format!("{peer_name} responded ({} chars)", text.chars().count()),
+                error_detail: None,
+                result: text.clone(),
+            };
+            (ToolOutput::Text(text), record)
+        }
         SyncOutcome::Done(A2aOutcome::Queued { how }) => {
-            ToolOutput::Text(queued_text(&peer_name, &target, &how))
+            let text = queued_text(&peer_name, &target, &how);
+            let record = DelegationRecord {
+                summary: format!("Delivered to {peer_name} ({how})"),
+                error_detail: None,
+                result: text.clone(),
+            };
+            (ToolOutput::Text(text), record)
         }
         SyncOutcome::Done(A2aOutcome::Failed { detail, .. }) => {
             let url = ctx.platform().join(&format!("/workspaces/{target}/a2a"));
-            ToolOutput::error(failure_text(
-                &peer_name,
-                &format!("{detail} [target={url}]"),
-            ))
+            let detail = format!("{detail} [target={url}]");
+            let record = DelegationRecord {
+                summary: format!(
+                    "{peer_name} failed: {}",
+                    truncate_chars(&detail, FAILURE_SUMMARY_CHARS)
+                ),
+                result: format!("{A2A_ERROR_PREFIX}{detail}"),
+                error_detail: Some(detail.clone()),
+            };
+            (ToolOutput::error(failure_text(&peer_name, &detail)), record)
         }
         SyncOutcome::StillRunning {
             delegation_id,
             last_status,
-        } => ToolOutput::Text(format!(
-            "{peer_name} is still working after {}s (delegation_id={delegation_id}, last_status={last_status}). The platform keeps running it — call check_task_status with task_id \"{delegation_id}\" later to get the result.",
-            ctx.settings.delegation_timeout.as_secs()
-        )),
-    }
+        } => {
+            let text = format!(
+                "{peer_name} is still working after {}s (delegation_id={delegation_id}, last_status={last_status}). The platform keeps running it — call check_task_status with task_id \"{delegation_id}\" later to get the result.",
+                ctx.settings.delegation_timeout.as_secs()
+            );
+            let record = DelegationRecord {
+                summary: format!("{peer_name} is still working (delegation_id={delegation_id})"),
+                error_detail: None,
+                result: text.clone(),
+            };
+            (ToolOutput::Text(text), record)
+        }
+    };
+    report_delegation_result(ctx, &src, &target, task, record).await;
+    output
 }
 
 /// Result of sync-via-polling.

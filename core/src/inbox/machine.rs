@@ -11,7 +11,7 @@ use super::feed::FeedQuery;
 use super::message::InboxMessage;
 use super::poll::BacklogScan;
 use super::schedule::{FailureClass, FailureLog};
-use super::state::{InboxState, MAX_OUTBOUND};
+use super::state::{self, InboxState, MAX_OUTBOUND};
 use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome, download_failed};
 use crate::action::{LogLevel, LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
@@ -99,6 +99,16 @@ struct Persistence {
     failures: FailureLog,
 }
 
+/// The cursor file the Python original of molecule-mcp left in the state directory
+/// ([`crate::StateFile::LegacyInboxCursor`]): the activity id it last queued, as text.
+#[derive(Debug, Clone, Copy)]
+pub struct LegacyCursor<'a> {
+    /// The file's contents.
+    pub bytes: &'a [u8],
+    /// Where it is, as the operator should read it in the log.
+    pub path: &'a str,
+}
+
 /// One workspace's inbox machine. See the module docs for the driver contract.
 #[derive(Debug)]
 pub struct Inbox {
@@ -135,6 +145,20 @@ impl Inbox {
     /// first poll plus any upload downloads that were interrupted. An unreadable file is
     /// logged and replaced by an empty state (the backlog is then read again).
     pub fn new(cfg: InboxConfig, restored: Option<&[u8]>, now: Instant, seed: u64) -> Self {
+        Inbox::upgrading(cfg, restored, None, now, seed)
+    }
+
+    /// [`Inbox::new`] for an install that may have been run by the Python original: with no
+    /// saved state of its own (`restored` absent or blank), the inbox continues after the
+    /// original's cursor instead of re-reading the backlog, and saves that as its own state
+    /// at once, so the takeover happens (and is logged) on the first start only.
+    pub fn upgrading(
+        cfg: InboxConfig,
+        restored: Option<&[u8]>,
+        legacy: Option<LegacyCursor<'_>>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
         let cfg = cfg.clamped();
         let token = cfg.token.clone();
         let requests = PlatformRequests::new(cfg.platform.clone());
@@ -161,13 +185,45 @@ impl Inbox {
             polls_sent: 0,
             ignored_inputs: 0,
         };
-        inbox.restore(restored);
+        let own = restored.filter(|b| !b.iter().all(u8::is_ascii_whitespace));
+        match (own, legacy) {
+            (None, Some(legacy)) => inbox.take_legacy_cursor(legacy),
+            (own, _) => inbox.restore(own),
+        }
         inbox.progress(now);
         inbox
     }
 
+    fn take_legacy_cursor(&mut self, legacy: LegacyCursor<'_>) {
+        let text = String::from_utf8_lossy(legacy.bytes);
+        let Some(cursor) = state::usable_cursor(text.trim()) else {
+            if !text.trim().is_empty() {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "inbox: ignoring {}: it does not hold an activity id; reading the last {} of activity",
+                        legacy.path,
+                        window(self.cfg.backlog_secs)
+                    ),
+                );
+            }
+            return;
+        };
+        self.log(
+            LogLevel::Info,
+            format!(
+                "inbox: upgrading from the Python molecule-mcp: continuing after activity {cursor} from {} \
+                 (the file is left as it is)",
+                legacy.path
+            ),
+        );
+        self.state.cursor = Some(cursor.to_owned());
+        self.persist.committed_cursor = self.state.cursor.clone();
+        self.touch();
+    }
+
     fn restore(&mut self, restored: Option<&[u8]>) {
-        let Some(bytes) = restored.filter(|b| !b.iter().all(u8::is_ascii_whitespace)) else {
+        let Some(bytes) = restored else {
             return;
         };
         match InboxState::decode(bytes, self.cfg.max_handled) {

@@ -88,7 +88,7 @@ pub use config::{
     DEFAULT_PAGE_LIMIT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT,
     InboxConfig, MAX_BACKLOG_SECS, MAX_PAGE_LIMIT,
 };
-pub use machine::{Inbox, InboxStatus, InboxTimer};
+pub use machine::{Inbox, InboxStatus, InboxTimer, LegacyCursor};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
 pub use push::{PeerLabel, push_content, push_meta};
 pub use schedule::REMINDER_EVERY;

@@ -30,6 +30,15 @@ pub(crate) const MAX_OUTBOUND: usize = 1024;
 /// Longest cursor accepted from disk (ids are 36-character UUIDs).
 const MAX_CURSOR_LEN: usize = 128;
 
+/// `text` when it can be sent as `since_id`: not blank, at most [`MAX_CURSOR_LEN`] bytes,
+/// no control characters.
+pub(crate) fn usable_cursor(text: &str) -> Option<&str> {
+    let ok = !text.trim().is_empty()
+        && text.len() <= MAX_CURSOR_LEN
+        && !text.chars().any(char::is_control);
+    ok.then_some(text)
+}
+
 /// An insertion-ordered set that forgets its oldest members beyond a capacity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RecentSet {
@@ -178,7 +187,7 @@ impl InboxState {
         }
         state.version = VERSION;
         if let Some(c) = &state.cursor
-            && (c.trim().is_empty() || c.len() > MAX_CURSOR_LEN || c.chars().any(char::is_control))
+            && usable_cursor(c).is_none()
         {
             notes.push("ignoring an unusable cursor; the backlog will be replayed (already-handled messages are not delivered again)".to_owned());
             state.cursor = None;

@@ -1383,6 +1383,9 @@ impl Checker {
                 }
                 PersistFile::AuthToken => self.token_persist = Some(p.id),
                 PersistFile::InboxState => self.fail("the session must not write the inbox state"),
+                PersistFile::LegacyInboxCursor => {
+                    self.fail("nothing writes the original's cursor file")
+                }
             }
         }
     }

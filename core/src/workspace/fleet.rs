@@ -12,7 +12,7 @@
 //! "Next message" across workspaces means the oldest by `created_at` (ties and unparsable
 //! timestamps: configuration order), so one busy workspace cannot starve another.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use super::wake_heap::WakeHeap;
@@ -65,8 +65,13 @@ impl FleetPlan {
     }
 
     /// Every state file to read: `(workspace index, file, name relative to the state dir)`.
+    ///
+    /// The original's cursor files are named after the first 8 characters of the id only:
+    /// when two workspaces share that prefix, the file cannot be told apart (either could
+    /// have written it last), so neither takes it and both read the backlog instead.
     pub fn files_to_restore(&self) -> Vec<(usize, StateFile, String)> {
-        self.workspaces
+        let all: Vec<(usize, StateFile, String)> = self
+            .workspaces
             .iter()
             .enumerate()
             .flat_map(|(i, w)| {
@@ -74,6 +79,17 @@ impl FleetPlan {
                     .into_iter()
                     .map(move |(file, name)| (i, file, name))
             })
+            .collect();
+        let mut legacy_names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, file, name) in &all {
+            if *file == StateFile::LegacyInboxCursor {
+                *legacy_names.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        let shared = |name: &str| legacy_names.get(name).is_some_and(|n| *n > 1);
+        all.iter()
+            .filter(|(_, file, name)| *file != StateFile::LegacyInboxCursor || !shared(name))
+            .cloned()
             .collect()
     }
 

@@ -42,7 +42,7 @@ use crate::action::{Action, FatalReason, LogLevel, LogLine, PersistError, Persis
 use crate::http::{HttpRequest, RequestId, TransportError};
 use crate::inbox::{
     Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus, InboxTimer,
-    UploadFetch, UploadOutcome,
+    LegacyCursor, UploadFetch, UploadOutcome,
 };
 use crate::input::Input as SessionInput;
 use crate::secret::Secret;
@@ -263,6 +263,7 @@ impl WorkspacePlan {
         }
         if self.inbox.is_some() {
             files.push(StateFile::InboxState);
+            files.push(StateFile::LegacyInboxCursor);
         }
         files
             .into_iter()
@@ -353,7 +354,16 @@ impl Workspace {
         });
         let inbox = plan.inbox.clone().map(|cfg| {
             let state = plan.restored.files.get(&StateFile::InboxState);
-            Inbox::new(cfg, state.map(Vec::as_slice), now, seed)
+            let legacy_path = plan.display_path(StateFile::LegacyInboxCursor);
+            let legacy = plan
+                .restored
+                .files
+                .get(&StateFile::LegacyInboxCursor)
+                .map(|bytes| LegacyCursor {
+                    bytes,
+                    path: &legacy_path,
+                });
+            Inbox::upgrading(cfg, state.map(Vec::as_slice), legacy, now, seed)
         });
         let mut ws = Workspace {
             id: plan.workspace_id,

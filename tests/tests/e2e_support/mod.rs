@@ -1,4 +1,4 @@
-//! Helpers for `e2e_tools.rs` and `e2e_inbox.rs`: the real `molecule-mcp` binary (spawned
+//! Helpers for the `e2e_*.rs` tests: the real `molecule-mcp` binary (spawned
 //! over pipes by [`McpProcess`]) against the loopback [`PlatformStub`].
 //!
 //! * [`TempDir`] — a private state directory (`CONFIGS_DIR`), removed on drop;
@@ -13,7 +13,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
@@ -296,4 +296,60 @@ pub fn bearer(e: &JournalEntry) -> Option<String> {
 /// A UUID the stub has never seen.
 pub fn unknown_uuid() -> String {
     "0badc0de-0000-4000-8000-00000000beef".to_owned()
+}
+
+// ----- inbox ------------------------------------------------------------------------------
+
+/// Activity ids of `inbox_peek` (limit 200).
+pub async fn peek_ids(p: &mut McpProcess) -> Vec<String> {
+    let r = call_on(p, "inbox_peek", json!({"limit": 200}))
+        .await
+        .ok("peek");
+    r.text_json()
+        .as_array()
+        .expect("peek returns an array")
+        .iter()
+        .map(|m| m["activity_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Polls `inbox_peek` until it equals `want`.
+pub async fn wait_peek(p: &mut McpProcess, want: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = peek_ids(p).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peek {got:?}, want {want:?}; stderr: {}",
+            p.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ----- one-shot commands --------------------------------------------------------------------
+
+/// Runs the binary with `args` and exactly `env`; returns (exit code, stdout, stderr).
+pub async fn run_binary(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = tokio::process::Command::new(molecule_mcp_bin());
+    cmd.args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("finished")
+        .expect("ran");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
