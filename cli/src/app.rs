@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::mcp::{
-    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolSpec,
-    push_notification,
+    CHANNEL_NOTIFICATION, CallEnv, ServeConfig, ServeEnd, ServerIdentity, ToolFuture, ToolHandler,
+    ToolSpec, push_notification,
 };
 use crate::tools::context::InvalidWorkspaceList;
 use crate::tools::{
@@ -44,6 +44,8 @@ pub struct App {
     pushes_tx: mpsc::UnboundedSender<Value>,
     pushes_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
     identity: ServerIdentity,
+    /// `MOLECULE_MCP_PROGRESS_INTERVAL_MS` and `MOLECULE_MCP_CALL_BUDGET_MS`.
+    keepalive: (Duration, Duration),
 }
 
 impl App {
@@ -82,6 +84,7 @@ impl App {
             pushes_tx,
             pushes_rx: Mutex::new(Some(pushes_rx)),
             identity,
+            keepalive: (config.progress_interval, config.call_budget),
         })
     }
 
@@ -123,7 +126,14 @@ impl App {
             .take();
         let pushes = pushes.unwrap_or_else(|| mpsc::unbounded_channel().1);
         let handler: Arc<dyn ToolHandler> = Arc::new(Tools(Arc::clone(&self.ctx)));
-        crate::mcp::serve(
+        let (progress_interval, call_budget) = self.keepalive;
+        let config = ServeConfig {
+            progress_interval,
+            call_budget,
+            ..ServeConfig::default()
+        };
+        crate::mcp::serve_with(
+            config,
             tokio::io::stdin(),
             tokio::io::stdout(),
             handler,
@@ -161,9 +171,20 @@ impl ToolHandler for Tools {
     }
 
     fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture> {
+        self.call_in(name, arguments, CallEnv::unlimited())
+    }
+
+    fn call_in(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        env: CallEnv,
+    ) -> Option<ToolFuture> {
         let tool = Tool::from_name(name)?;
         let ctx = Arc::clone(&self.0);
-        Some(Box::pin(async move { tool.call(&ctx, &arguments).await }))
+        Some(Box::pin(async move {
+            tool.call_in(&ctx, &arguments, &env).await
+        }))
     }
 }
 

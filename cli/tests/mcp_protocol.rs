@@ -779,6 +779,44 @@ async fn cancelled_requests_are_aborted_and_never_answered() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_call_with_a_progress_token_reports_every_interval_then_answers() {
+    // Default interval: 5 s. A 12 s call gets progress at 5 s and 10 s, then its answer.
+    let mut c = start();
+    c.send(req(
+        json!(1),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 12}, "_meta": {"progressToken": "tok"}}),
+    ))
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let m = c.recv().await;
+        if m.get("id").is_some() {
+            assert_eq!(m["result"]["content"][0]["text"], "slept 12s");
+            break;
+        }
+        assert_eq!(m["method"], "notifications/progress");
+        assert_eq!(m["params"]["progressToken"], "tok");
+        seen.push(m["params"]["progress"].as_f64().unwrap());
+    }
+    assert_eq!(seen, vec![5.0, 10.0]);
+    // Without a token, or with an unusable one, a call gets no progress at all.
+    for meta in [
+        json!({}),
+        json!({"progressToken": null}),
+        json!({"progressToken": 1.5}),
+    ] {
+        c.send(req(
+            json!(2),
+            "tools/call",
+            json!({"name": "block", "arguments": {"secs": 12}, "_meta": meta}),
+        ))
+        .await;
+        assert_eq!(c.recv().await["id"], 2, "{meta}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_id_already_in_flight_is_refused() {
     let mut c = start();
     c.send(req(

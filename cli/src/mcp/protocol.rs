@@ -30,11 +30,12 @@
 //! the response line, so the caller decides where the future runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
 use super::framing::Frame;
-use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
+use super::handler::{CallEnv, ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
 use super::jsonrpc::{
     INTERNAL_ERROR, Incoming, METHOD_NOT_FOUND, RequestId, RpcError, UNSUPPORTED_PROTOCOL_VERSION,
     classify, error_line, excerpt, result_line,
@@ -63,6 +64,11 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const CACHE_TTL_MS: u64 = 0;
 /// The push method announced as an experimental capability.
 pub const CHANNEL_NOTIFICATION: &str = "notifications/claude/channel";
+/// The method of progress notifications.
+pub const PROGRESS_NOTIFICATION: &str = "notifications/progress";
+/// How long a call without a progress token may wait unless [`Protocol::with_call_budget`]
+/// says otherwise (the same default as `MOLECULE_MCP_CALL_BUDGET_MS`).
+pub const DEFAULT_CALL_BUDGET: Duration = Duration::from_secs(50);
 
 /// The capabilities we declare: tools (a fixed list) and Claude's channel push.
 pub fn capabilities() -> Value {
@@ -89,6 +95,62 @@ pub struct PendingCall {
     pub future: ToolFuture,
     /// Turns the outcome into the response line.
     pub reply: CallReply,
+    /// Set when the request carried `_meta.progressToken`: the server then sends its
+    /// progress notifications while the call runs.
+    pub progress: Option<Progress>,
+}
+
+/// The progress notifications of one call whose request carried `_meta.progressToken`
+/// (a string or an integer; any other token is ignored and the call gets no progress).
+///
+/// `progress` is the number of seconds the call has run (so it increases with every
+/// notification, as the spec requires), `total` the tool's own limit when it named one and
+/// it is not yet exceeded, `message` what the tool waits for ("waiting for a message: 30 s
+/// of 120 s").
+#[derive(Debug, Clone)]
+pub struct Progress {
+    token: RequestId,
+    env: CallEnv,
+    last: f64,
+}
+
+impl Progress {
+    /// The notification for a call that has run `elapsed`; `None` when `progress` would not
+    /// increase (two ticks within one millisecond).
+    pub fn line(&mut self, elapsed: Duration) -> Option<String> {
+        // Milliseconds are enough precision and keep the numbers short.
+        let progress = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
+        if progress <= self.last {
+            return None;
+        }
+        self.last = progress;
+        let stage = self.env.stage();
+        let what = if stage.what.is_empty() {
+            "working"
+        } else {
+            stage.what.as_str()
+        };
+        let total = stage
+            .total
+            .map(|t| t.as_secs_f64())
+            .filter(|t| *t >= progress);
+        let message = match total {
+            Some(t) => format!("{what}: {} s of {} s", elapsed.as_secs(), t.round()),
+            None => format!("{what}: {} s", elapsed.as_secs()),
+        };
+        let mut params = json!({
+            "progressToken": self.token.to_json(),
+            "progress": progress,
+            "message": message,
+        });
+        if let Some(t) = total {
+            params["total"] = json!(t);
+        }
+        Some(
+            json!({"jsonrpc": "2.0", "method": PROGRESS_NOTIFICATION, "params": params})
+                .to_string(),
+        )
+    }
 }
 
 /// Builds the response of one `tools/call` once its future has finished.
@@ -152,12 +214,23 @@ impl Method {
 pub struct Protocol {
     handler: Arc<dyn ToolHandler>,
     identity: ServerIdentity,
+    call_budget: Duration,
 }
 
 impl Protocol {
     /// A protocol over these tools and this identity.
     pub fn new(handler: Arc<dyn ToolHandler>, identity: ServerIdentity) -> Self {
-        Self { handler, identity }
+        Self {
+            handler,
+            identity,
+            call_budget: DEFAULT_CALL_BUDGET,
+        }
+    }
+
+    /// Sets how long a call without a progress token may wait (see [`CallEnv`]).
+    pub fn with_call_budget(mut self, budget: Duration) -> Self {
+        self.call_budget = budget;
+        self
     }
 
     /// Handles one frame from the [`LineFramer`](super::framing::LineFramer). An oversized
@@ -277,7 +350,20 @@ impl Protocol {
                 ));
             }
         };
-        let Some(future) = self.handler.call(&name, arguments) else {
+        let token = params
+            .get("_meta")
+            .and_then(|meta| meta.get("progressToken"))
+            .and_then(RequestId::from_json);
+        let env = match token {
+            Some(_) => CallEnv::reported(),
+            None => CallEnv::budgeted(self.call_budget),
+        };
+        let progress = token.map(|token| Progress {
+            token,
+            env: env.clone(),
+            last: 0.0,
+        });
+        let Some(future) = self.handler.call_in(&name, arguments, env) else {
             return Err(RpcError::invalid_params(format!(
                 "Unknown tool: {}",
                 excerpt(&name)
@@ -291,6 +377,7 @@ impl Protocol {
                 era,
                 server_info,
             },
+            progress,
         }))
     }
 }

@@ -40,7 +40,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use super::framing::{DEFAULT_MAX_LINE, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
 use super::jsonrpc::{RequestId, RpcError, error_line};
-use super::protocol::{Outcome, PendingCall, Protocol};
+use super::protocol::{Outcome, PendingCall, Progress, Protocol};
 
 /// Tunables of [`serve_with`]; [`serve`] uses the defaults.
 #[derive(Debug, Clone)]
@@ -56,6 +56,12 @@ pub struct ServeConfig {
     /// Then, how long queued output may take to flush (default 200 ms). Together the two
     /// keep the exit well within a client's 1–2 s grace even if stdout is stuck.
     pub flush_grace: Duration,
+    /// How often a call whose request carried a progress token sends
+    /// `notifications/progress` (default 5 s; `MOLECULE_MCP_PROGRESS_INTERVAL_MS`).
+    pub progress_interval: Duration,
+    /// How long a call without a progress token may wait before it answers "not yet"
+    /// (default 50 s; `MOLECULE_MCP_CALL_BUDGET_MS`).
+    pub call_budget: Duration,
 }
 
 impl Default for ServeConfig {
@@ -65,6 +71,8 @@ impl Default for ServeConfig {
             read_chunk: 64 * 1024,
             eof_call_grace: Duration::from_millis(150),
             flush_grace: Duration::from_millis(200),
+            progress_interval: Duration::from_secs(5),
+            call_budget: super::protocol::DEFAULT_CALL_BUDGET,
         }
     }
 }
@@ -124,7 +132,7 @@ where
     R: AsyncRead,
     W: AsyncWrite,
 {
-    let protocol = Protocol::new(handler, identity);
+    let protocol = Protocol::new(handler, identity).with_call_budget(config.call_budget);
     let (lines_tx, lines_rx) = mpsc::channel::<String>(OUTPUT_QUEUE);
     let writer = write_lines(output, lines_rx);
     let reader = read_loop(&config, protocol, input, notifications, lines_tx);
@@ -190,7 +198,9 @@ async fn read_loop<R: AsyncRead>(
                             calls.cancel(&id);
                             None
                         }
-                        Outcome::Call(call) => calls.start(call),
+                        Outcome::Call(call) => {
+                            calls.start(call, config.progress_interval, &lines)
+                        }
                     };
                     if let Some(line) = line {
                         match send_line(&lines, line, input.as_mut(), &mut stash).await {
@@ -413,9 +423,20 @@ struct InFlight {
 type Finished = (RequestId, u64, String);
 
 impl InFlight {
-    /// Spawns the call; returns an error line instead if its id is already running.
-    fn start(&mut self, call: PendingCall) -> Option<String> {
-        let PendingCall { id, future, reply } = call;
+    /// Spawns the call; returns an error line instead if its id is already running. A call
+    /// with a progress token reports progress on `lines` every `interval` while it runs.
+    fn start(
+        &mut self,
+        call: PendingCall,
+        interval: Duration,
+        lines: &mpsc::Sender<String>,
+    ) -> Option<String> {
+        let PendingCall {
+            id,
+            future,
+            reply,
+            progress,
+        } = call;
         if self.running.contains_key(&id) {
             return Some(error_line(
                 Some(&id),
@@ -425,8 +446,14 @@ impl InFlight {
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let task_id = id.clone();
+        let lines = lines.clone();
         let handle = self.tasks.spawn(async move {
-            let line = match CatchUnwind(future).await {
+            let work = CatchUnwind(future);
+            let result = match progress {
+                None => work.await,
+                Some(progress) => with_progress(work, progress, interval, &lines).await,
+            };
+            let line = match result {
                 Ok(output) => reply.output(output),
                 Err(()) => {
                     tracing::error!("tool call {task_id} panicked");
@@ -473,6 +500,37 @@ impl InFlight {
             }
             // Cancelled after it finished but before we wrote it: stay silent.
             Some(_) | None => None,
+        }
+    }
+}
+
+/// Runs `work`, sending a progress notification every `interval` until it finishes. The
+/// notifications go straight into the output queue from the call's own task, so every one of
+/// them is queued before the call's response (which the read loop queues after the task
+/// ends), and aborting the task (cancellation, EOF) stops them with the work.
+async fn with_progress<F: Future>(
+    work: F,
+    mut progress: Progress,
+    interval: Duration,
+    lines: &mpsc::Sender<String>,
+) -> F::Output {
+    tokio::pin!(work);
+    // `interval` panics on zero; a millisecond is the finest period that makes sense.
+    let interval = interval.max(Duration::from_millis(1));
+    let start = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(start + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = ticks.tick() => {
+                if let Some(line) = progress.line(start.elapsed()) {
+                    // A keep-alive is skipped while the output queue is full (the client is
+                    // not reading); the next tick sends a newer one, so nothing piles up.
+                    let _ = lines.try_send(line);
+                }
+            }
         }
     }
 }

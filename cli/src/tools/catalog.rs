@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::args::Args;
 use super::context::ToolContext;
 use super::{chat_history, delegation, inbox, memory, messaging, peers, workspace_info};
-use crate::mcp::{ToolOutput, ToolSpec};
+use crate::mcp::{CallEnv, ToolOutput, ToolSpec};
 
 /// The 12 tools. Closed: adding a tool means adding a variant, and the compiler then asks
 /// for its name, its spec and its dispatch.
@@ -322,21 +322,32 @@ impl Tool {
         }
     }
 
-    /// Runs the tool. Arguments the input schema does not declare are a tool error naming
-    /// the accepted ones.
+    /// Runs the tool with no time budget ([`CallEnv::unlimited`]). Arguments the input
+    /// schema does not declare are a tool error naming the accepted ones.
     pub async fn call(self, ctx: &ToolContext, args: &Map<String, Value>) -> ToolOutput {
+        self.call_in(ctx, args, &CallEnv::unlimited()).await
+    }
+
+    /// [`Tool::call`] under the server's [`CallEnv`]: the tools that wait (`wait_for_message`,
+    /// `delegate_task`) answer "not yet" within its budget and name what they wait for.
+    pub async fn call_in(
+        self,
+        ctx: &ToolContext,
+        args: &Map<String, Value>,
+        env: &CallEnv,
+    ) -> ToolOutput {
         if let Some(err) = unknown_argument(&self.spec(), args) {
             return err;
         }
         let a = Args(args);
         match self {
-            Tool::DelegateTask => delegation::delegate_task(ctx, a).await,
+            Tool::DelegateTask => delegation::delegate_task(ctx, a, env).await,
             Tool::DelegateTaskAsync => delegation::delegate_task_async(ctx, a).await,
             Tool::CheckTaskStatus => delegation::check_task_status(ctx, a).await,
             Tool::ListPeers => peers::list_peers(ctx, a).await,
             Tool::GetWorkspaceInfo => workspace_info::get_workspace_info(ctx, a).await,
             Tool::SendMessageToUser => messaging::send_message_to_user(ctx, a).await,
-            Tool::WaitForMessage => inbox::wait_for_message(ctx, a).await,
+            Tool::WaitForMessage => inbox::wait_for_message(ctx, a, env).await,
             Tool::InboxPeek => inbox::inbox_peek(ctx, a).await,
             Tool::InboxPop => inbox::inbox_pop(ctx, a).await,
             Tool::ChatHistory => chat_history::chat_history(ctx, a).await,
