@@ -655,7 +655,7 @@ fn oversized_frames_are_32600_too_large_with_null_id() {
 struct Client {
     input: Option<DuplexStream>,
     output: tokio::io::Lines<BufReader<DuplexStream>>,
-    push: mpsc::UnboundedSender<Value>,
+    push: mpsc::Sender<Value>,
     server: JoinHandle<ServeEnd>,
     tools: Arc<TestTools>,
 }
@@ -663,7 +663,7 @@ struct Client {
 fn start() -> Client {
     let (client_in, server_in) = tokio::io::duplex(64 * 1024);
     let (server_out, client_out) = tokio::io::duplex(64 * 1024);
-    let (push, pushes) = mpsc::unbounded_channel();
+    let (push, pushes) = mpsc::channel(16);
     let tools = Arc::new(TestTools::default());
     let handler: Arc<dyn ToolHandler> = tools.clone();
     let server = tokio::spawn(serve(server_in, server_out, handler, identity(), pushes));
@@ -851,11 +851,13 @@ async fn a_panicking_tool_is_an_internal_error_and_the_server_lives_on() {
 #[tokio::test]
 async fn push_notifications_are_written_as_single_lines_by_the_same_writer() {
     let mut c = start();
+    c.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
     let params = json!({"content": "[from canvas user]\nhello\n↩ Reply", "meta": {"source": "molecule", "kind": "canvas_user"}});
-    c.push.send(json!(42)).unwrap(); // not a notification: dropped
-    c.push.send(json!({"params": {}})).unwrap(); // no method: dropped
+    c.push.try_send(json!(42)).unwrap(); // not a notification: dropped
+    c.push.try_send(json!({"params": {}})).unwrap(); // no method: dropped
     c.push
-        .send(push_notification(
+        .try_send(push_notification(
             "notifications/claude/channel",
             params.clone(),
         ))
@@ -868,12 +870,53 @@ async fn push_notifications_are_written_as_single_lines_by_the_same_writer() {
     );
     // A push with a stray id and wrong version is normalised into a notification.
     c.push
-        .send(json!({"jsonrpc": "1.0", "id": 3, "method": "x/y"}))
+        .try_send(json!({"jsonrpc": "1.0", "id": 3, "method": "x/y"}))
         .unwrap();
     assert_eq!(c.recv().await, json!({"jsonrpc": "2.0", "method": "x/y"}));
     // Interleaves with responses, one JSON object per line.
     c.send(req(json!(1), "ping", json!({}))).await;
     assert_eq!(c.recv().await["id"], 1);
+}
+
+#[tokio::test]
+async fn pushes_wait_for_notifications_initialized_and_keep_their_order() {
+    let mut c = start();
+    for n in 0..3 {
+        c.push
+            .try_send(push_notification("x/push", json!({"n": n})))
+            .unwrap();
+    }
+    // Before the handshake ends only answers go out: the ping's answer is the first line.
+    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    c.send(req(json!(1), "initialize", init)).await;
+    assert_eq!(c.recv().await["id"], 1);
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2);
+    c.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    for n in 0..3 {
+        assert_eq!(c.recv().await["params"]["n"], n);
+    }
+    c.push
+        .try_send(push_notification("x/push", json!({"n": 3})))
+        .unwrap();
+    assert_eq!(c.recv().await["params"]["n"], 3);
+}
+
+#[tokio::test]
+async fn a_modern_request_opens_pushes_but_a_discover_probe_does_not() {
+    let mut c = start();
+    c.push
+        .try_send(push_notification("x/push", json!({})))
+        .unwrap();
+    let meta = json!({"_meta": modern_meta("2026-07-28")});
+    c.send(req(json!(1), "server/discover", meta.clone())).await;
+    assert_eq!(c.recv().await["id"], 1);
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2, "no push after a discover probe");
+    c.send(req(json!(3), "tools/list", meta)).await;
+    assert_eq!(c.recv().await["id"], 3);
+    assert_eq!(c.recv().await["method"], "x/push");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -951,7 +994,7 @@ impl AsyncRead for ChunkedReader {
 
 async fn serve_chunks(chunks: Vec<Vec<u8>>) -> (Vec<Value>, ServeEnd) {
     let (server_out, client_out) = tokio::io::duplex(1 << 20);
-    let (_push, pushes) = mpsc::unbounded_channel();
+    let (_push, pushes) = mpsc::channel(1);
     let end = serve(
         ChunkedReader(chunks.into()),
         server_out,
@@ -1062,7 +1105,7 @@ async fn stuck_output_does_not_delay_exit_past_the_flush_grace() {
     // A 1-byte pipe nobody reads: the writer can never drain.
     let (client_in, server_in) = tokio::io::duplex(1024);
     let (server_out, _client_out) = tokio::io::duplex(1);
-    let (_push, pushes) = mpsc::unbounded_channel();
+    let (_push, pushes) = mpsc::channel(1);
     let config = ServeConfig {
         flush_grace: Duration::from_millis(300),
         ..ServeConfig::default()

@@ -30,6 +30,7 @@
 //! the response line, so the caller decides where the future runs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -215,6 +216,18 @@ pub struct Protocol {
     handler: Arc<dyn ToolHandler>,
     identity: ServerIdentity,
     call_budget: Duration,
+    session: Arc<Session>,
+}
+
+/// The two facts about the client that outlive one request; both only ever shape legacy
+/// answers and notifications, never whether a request is served.
+#[derive(Debug, Default)]
+struct Session {
+    /// 1 + the index in [`LEGACY_VERSIONS`] of the version the last `initialize` agreed on;
+    /// 0 before any `initialize`.
+    negotiated: AtomicUsize,
+    /// The client may now receive notifications (see [`Protocol::client_ready`]).
+    ready: AtomicBool,
 }
 
 impl Protocol {
@@ -224,7 +237,26 @@ impl Protocol {
             handler,
             identity,
             call_budget: DEFAULT_CALL_BUDGET,
+            session: Arc::new(Session::default()),
         }
+    }
+
+    /// True once the client may receive server-initiated notifications: after its
+    /// `notifications/initialized` (a legacy client must not get any before it, and sends
+    /// it after the `initialize` answer), or after a modern-era request other than
+    /// `server/discover` (the 2026-07-28 revision has no handshake; `server/discover` alone
+    /// does not count because clients probe it before a legacy `initialize`).
+    pub fn client_ready(&self) -> bool {
+        self.session.ready.load(Ordering::Relaxed)
+    }
+
+    /// The legacy version the last `initialize` agreed on, if there was one.
+    pub fn negotiated_version(&self) -> Option<&'static str> {
+        let index = self.session.negotiated.load(Ordering::Relaxed);
+        index
+            .checked_sub(1)
+            .and_then(|i| LEGACY_VERSIONS.get(i))
+            .copied()
     }
 
     /// Sets how long a call without a progress token may wait (see [`CallEnv`]).
@@ -256,7 +288,12 @@ impl Protocol {
         match classify(line) {
             Err(rejected) => Outcome::Reply(error_line(rejected.id.as_ref(), &rejected.error)),
             Ok(Incoming::Response) => Outcome::Silent,
-            Ok(Incoming::Notification { method, params }) => notification(&method, params),
+            Ok(Incoming::Notification { method, params }) => {
+                if method == "notifications/initialized" {
+                    self.session.ready.store(true, Ordering::Relaxed);
+                }
+                notification(&method, params)
+            }
             Ok(Incoming::Request { id, method, params }) => self
                 .request(&id, &method, params)
                 .unwrap_or_else(|error| Outcome::Reply(error_line(Some(&id), &error))),
@@ -281,6 +318,9 @@ impl Protocol {
             Some(Value::Object(map)) => map,
             Some(_) => return Err(RpcError::invalid_params("params must be an object")),
         };
+        if era == Era::Modern && method != Method::Discover {
+            self.session.ready.store(true, Ordering::Relaxed);
+        }
         let server_info = self.server_info();
         let (result, era, cacheable) = match method {
             Method::Initialize => (self.initialize(&params), era, false),
@@ -304,10 +344,14 @@ impl Protocol {
 
     fn initialize(&self, params: &Map<String, Value>) -> Map<String, Value> {
         let requested = params.get("protocolVersion").and_then(Value::as_str);
-        let version = requested
-            .and_then(|r| LEGACY_VERSIONS.iter().find(|v| **v == r))
+        let index = requested
+            .and_then(|r| LEGACY_VERSIONS.iter().position(|v| *v == r))
+            .unwrap_or(LEGACY_VERSIONS.len() - 1);
+        let version = LEGACY_VERSIONS
+            .get(index)
             .copied()
             .unwrap_or(LATEST_LEGACY_VERSION);
+        self.session.negotiated.store(index + 1, Ordering::Relaxed);
         object(json!({
             "protocolVersion": version,
             "capabilities": capabilities(),

@@ -13,9 +13,16 @@
 //! * **one writer** owns the output: lines arrive over a channel and each is written as one
 //!   JSON object + `\n`. Nothing else is ever written, so stdout stays pure MCP;
 //! * **push** — server-initiated notifications (e.g. `notifications/claude/channel`) come in
-//!   on the `notifications` channel and go through the same writer. Each item must be a JSON
-//!   object with a string `method` ([`push_notification`] builds one); `jsonrpc` is forced
-//!   to `"2.0"` and any `id` removed; other values are dropped with a warning.
+//!   on the bounded `notifications` channel and go through the same writer, in the order
+//!   they were sent, but only once [`Protocol::client_ready`] (a legacy client's
+//!   `notifications/initialized`, or a modern request): until then they wait in the channel,
+//!   and its bound holds back the sender, so nothing is lost and nothing grows. Each item
+//!   must be a JSON object with a string `method` ([`push_notification`] builds one);
+//!   `jsonrpc` is forced to `"2.0"` and any `id` removed; other values are dropped with a
+//!   warning;
+//! * **progress** — a call whose request carried `_meta.progressToken` sends
+//!   `notifications/progress` every [`ServeConfig::progress_interval`] from its own task,
+//!   so they all precede its response and stop with it (or with its cancellation).
 //!
 //! Ending ([`ServeEnd`]): on input EOF the final unterminated line is still handled, running
 //! calls get `eof_call_grace` to finish (so piped one-shot input gets its quick answers) and
@@ -102,7 +109,7 @@ pub async fn serve<R, W>(
     output: W,
     handler: Arc<dyn ToolHandler>,
     identity: ServerIdentity,
-    notifications: mpsc::UnboundedReceiver<Value>,
+    notifications: mpsc::Receiver<Value>,
 ) -> ServeEnd
 where
     R: AsyncRead,
@@ -126,7 +133,7 @@ pub async fn serve_with<R, W>(
     output: W,
     handler: Arc<dyn ToolHandler>,
     identity: ServerIdentity,
-    notifications: mpsc::UnboundedReceiver<Value>,
+    notifications: mpsc::Receiver<Value>,
 ) -> ServeEnd
 where
     R: AsyncRead,
@@ -166,7 +173,7 @@ async fn read_loop<R: AsyncRead>(
     config: &ServeConfig,
     protocol: Protocol,
     input: R,
-    mut pushes: mpsc::UnboundedReceiver<Value>,
+    mut pushes: mpsc::Receiver<Value>,
     lines: mpsc::Sender<String>,
 ) -> ServeEnd {
     tokio::pin!(input);
@@ -226,7 +233,8 @@ async fn read_loop<R: AsyncRead>(
                     }
                 }
             }
-            push = pushes.recv(), if pushes_open => match push {
+            // Pushes wait in their (bounded) channel until the client may receive them.
+            push = pushes.recv(), if pushes_open && protocol.client_ready() => match push {
                 None => pushes_open = false,
                 Some(message) => {
                     if let Some(line) = push_line(message) {
