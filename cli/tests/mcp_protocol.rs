@@ -122,6 +122,16 @@ async fn respond_raw(p: &Protocol, line: &[u8]) -> Option<Value> {
         Outcome::Reply(line) => line,
         Outcome::Silent | Outcome::Cancel(_) => return None,
         Outcome::Call(call) => call.reply.output(call.future.await),
+        Outcome::Batch(batch) => {
+            let mut lines = batch.replies;
+            for call in batch.calls {
+                lines.push(call.reply.output(call.future.await));
+            }
+            if lines.is_empty() {
+                return None;
+            }
+            format!("[{}]", lines.join(","))
+        }
     };
     assert!(!text.contains('\n'));
     Some(serde_json::from_str(&text).expect("response is JSON"))
@@ -379,6 +389,163 @@ async fn modern_request_with_another_version_is_32022_with_supported_and_request
 }
 
 #[tokio::test]
+async fn the_32022_message_names_exactly_the_supported_versions() {
+    let p = protocol();
+    let resp = respond(
+        &p,
+        req(
+            json!(1),
+            "ping",
+            json!({"_meta": modern_meta("2025-11-25")}),
+        ),
+    )
+    .await;
+    assert_eq!(error_code(&resp), -32022);
+    let message = resp["error"]["message"].as_str().unwrap();
+    let listed = message
+        .rsplit_once("(supported: ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no supported list in {message:?}"));
+    let listed: Vec<Value> = listed.split(", ").map(|v| json!(v)).collect();
+    assert_eq!(&Value::Array(listed), &resp["error"]["data"]["supported"]);
+    // Every listed version is accepted in `_meta`: a client retrying with it succeeds.
+    for version in resp["error"]["data"]["supported"].as_array().unwrap() {
+        let ok = respond(
+            &p,
+            req(
+                json!(2),
+                "ping",
+                json!({"_meta": modern_meta(version.as_str().unwrap())}),
+            ),
+        )
+        .await;
+        assert_eq!(ok["result"]["resultType"], "complete", "{version}");
+    }
+}
+
+async fn initialized(version: &str) -> Protocol {
+    let p = protocol();
+    let init = respond(
+        &p,
+        req(json!(0), "initialize", json!({"protocolVersion": version})),
+    )
+    .await;
+    assert_eq!(init["result"]["protocolVersion"], version);
+    p
+}
+
+#[tokio::test]
+async fn each_legacy_revision_gets_only_the_fields_it_defines() {
+    // (version, annotations, outputSchema + structuredContent)
+    for (version, annotations, structured) in [
+        ("2024-11-05", false, false),
+        ("2025-03-26", true, false),
+        ("2025-06-18", true, true),
+        ("2025-11-25", true, true),
+    ] {
+        let p = initialized(version).await;
+        let list = respond(&p, req(json!(1), "tools/list", json!({}))).await;
+        let tools = list["result"]["tools"].as_array().unwrap();
+        let by_name = |n: &str| tools.iter().find(|t| t["name"] == n).unwrap().clone();
+        assert_eq!(
+            by_name("say").get("annotations").is_some(),
+            annotations,
+            "{version}"
+        );
+        assert_eq!(
+            by_name("echo").get("outputSchema").is_some(),
+            structured,
+            "{version}"
+        );
+        for tool in tools {
+            assert!(tool.get("title").is_none(), "{version}: {tool}");
+            assert!(tool["inputSchema"].is_object(), "{version}: {tool}");
+        }
+        let call = respond(
+            &p,
+            req(
+                json!(2),
+                "tools/call",
+                json!({"name": "echo", "arguments": {"a": 1}}),
+            ),
+        )
+        .await;
+        let result = &call["result"];
+        assert_eq!(
+            result.get("structuredContent").is_some(),
+            structured,
+            "{version}"
+        );
+        // The text copy always carries the JSON.
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(text).unwrap(),
+            json!({"a": 1})
+        );
+        // A modern request on the same process gets every field, whatever was negotiated.
+        let modern = respond(
+            &p,
+            req(
+                json!(3),
+                "tools/list",
+                json!({"_meta": modern_meta("2026-07-28")}),
+            ),
+        )
+        .await;
+        let tools = modern["result"]["tools"].as_array().unwrap();
+        assert!(
+            tools.iter().any(|t| t.get("outputSchema").is_some()),
+            "{version}"
+        );
+        assert!(
+            tools.iter().any(|t| t.get("annotations").is_some()),
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batches_are_served_only_to_2025_03_26_clients() {
+    let p = initialized("2025-03-26").await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"x": 1}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "no/such"},
+        {"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {"protocolVersion": "2025-03-26"}},
+        [1, 2]
+    ]);
+    let out = respond(&p, batch).await;
+    let out = out.as_array().unwrap_or_else(|| panic!("an array: {out}"));
+    let by_id = |id: Value| out.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(out.len(), 5, "{out:?}");
+    assert_eq!(by_id(json!(1))["result"], json!({}));
+    assert_eq!(by_id(json!(2))["result"]["content"][0]["type"], "text");
+    assert_eq!(error_code(&by_id(json!(3))), -32601);
+    assert_eq!(error_code(&by_id(json!(4))), -32600);
+    assert_eq!(error_code(&by_id(Value::Null)), -32600);
+    // Notifications only: nothing at all comes back.
+    let quiet = json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]);
+    assert_eq!(respond_raw(&p, quiet.to_string().as_bytes()).await, None);
+    // An empty batch, and one over the bound, are one -32600.
+    let empty = respond_raw(&p, b" []").await.unwrap();
+    assert_eq!(error_code(&empty), -32600);
+    let huge = Value::Array(vec![
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+        65
+    ]);
+    assert_eq!(error_code(&respond(&p, huge).await), -32600);
+    // Every other revision (and a client that never initialised) gets -32600.
+    for version in ["2024-11-05", "2025-06-18", "2025-11-25"] {
+        let p = initialized(version).await;
+        let line = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#;
+        let resp = respond_raw(&p, line).await.unwrap();
+        assert_eq!(error_code(&resp), -32600, "{version}");
+        assert_eq!(resp["id"], Value::Null, "{version}");
+    }
+}
+
+#[tokio::test]
 async fn ping_is_answered_in_every_state_and_era() {
     let p = protocol();
     let before = respond(&p, req(json!(1), "ping", json!({}))).await;
@@ -624,7 +791,9 @@ async fn notifications_and_peer_responses_are_never_answered() {
     }
     match p.handle_line(lines[1].as_bytes()) {
         Outcome::Cancel(id) => assert_eq!(id.to_json(), json!(3)),
-        Outcome::Reply(_) | Outcome::Silent | Outcome::Call(_) => panic!("expected a cancel"),
+        Outcome::Reply(_) | Outcome::Silent | Outcome::Call(_) | Outcome::Batch(_) => {
+            panic!("expected a cancel")
+        }
     }
 }
 
@@ -644,7 +813,9 @@ fn oversized_frames_are_32600_too_large_with_null_id() {
                     .contains("too large")
             );
         }
-        Outcome::Silent | Outcome::Cancel(_) | Outcome::Call(_) => panic!("expected a reply"),
+        Outcome::Silent | Outcome::Cancel(_) | Outcome::Call(_) | Outcome::Batch(_) => {
+            panic!("expected a reply")
+        }
     }
 }
 
@@ -814,6 +985,59 @@ async fn a_call_with_a_progress_token_reports_every_interval_then_answers() {
         .await;
         assert_eq!(c.recv().await["id"], 2, "{meta}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_with_a_slow_call_is_answered_as_one_array_when_it_finishes() {
+    let mut c = start();
+    let init = json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    c.send(req(json!(0), "initialize", init)).await;
+    assert_eq!(c.recv().await["id"], 0);
+    c.send(json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "block", "arguments": {"secs": 3}, "_meta": {"progressToken": "t"}}}
+    ]))
+    .await;
+    // A lone ping overtakes the batch; the batch comes whole, without progress.
+    c.send(req(json!(3), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 3);
+    let out = c.recv().await;
+    let out = out.as_array().unwrap_or_else(|| panic!("an array: {out}"));
+    assert_eq!(out.len(), 2);
+    assert!(
+        out.iter()
+            .any(|r| r["result"]["content"][0]["text"] == "slept 3s")
+    );
+    // A batch of notifications is not answered.
+    c.send(json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]))
+        .await;
+    c.send(req(json!(4), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_for_2024_11_05_clients_has_no_message() {
+    let mut c = start();
+    c.send(req(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2024-11-05"}),
+    ))
+    .await;
+    assert_eq!(c.recv().await["id"], 0);
+    c.send(req(
+        json!(1),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 6}, "_meta": {"progressToken": 9}}),
+    ))
+    .await;
+    let progress = c.recv().await;
+    assert_eq!(progress["method"], "notifications/progress");
+    assert_eq!(
+        progress["params"],
+        json!({"progressToken": 9, "progress": 5.0})
+    );
+    assert_eq!(c.recv().await["id"], 1);
 }
 
 #[tokio::test(start_paused = true)]

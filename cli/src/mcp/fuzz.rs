@@ -80,6 +80,13 @@ fn check_frame(protocol: &Protocol, frame: &Frame) {
         Outcome::Reply(line) => Some(line),
         Outcome::Silent | Outcome::Cancel(_) => None,
         Outcome::Call(call) => Some(call.reply.output(run_ready(call.future))),
+        Outcome::Batch(batch) => {
+            let mut lines = batch.replies;
+            for call in batch.calls {
+                lines.push(call.reply.output(run_ready(call.future)));
+            }
+            (!lines.is_empty()).then(|| format!("[{}]", lines.join(",")))
+        }
     };
     let incoming = match frame {
         Frame::Line(line) => classify(line).ok(),

@@ -29,5 +29,7 @@ pub mod server;
 
 pub use framing::{DEFAULT_MAX_LINE, Frame, LineFramer};
 pub use handler::{CallEnv, ServerIdentity, Stage, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
-pub use protocol::{CHANNEL_NOTIFICATION, Outcome, PROGRESS_NOTIFICATION, Progress, Protocol};
+pub use protocol::{
+    Batch, CHANNEL_NOTIFICATION, Outcome, PROGRESS_NOTIFICATION, Progress, Protocol,
+};
 pub use server::{ServeConfig, ServeEnd, push_notification, serve, serve_with};

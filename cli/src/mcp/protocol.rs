@@ -5,14 +5,24 @@
 //! (2026-07-28: no handshake, every request names its version in
 //! `params._meta["io.modelcontextprotocol/protocolVersion"]`). Real clients mix them on one
 //! process (Claude Code probes `server/discover`, then sends `initialize`), so [`Protocol`]
-//! keeps no session state at all:
+//! never refuses a request for what came before it. It remembers two facts only: the legacy
+//! version the last `initialize` agreed on (it decides which fields legacy answers carry and
+//! whether batches are accepted) and whether the client may receive notifications yet
+//! ([`Protocol::client_ready`]):
 //!
 //! * a request whose `_meta` names a version is *modern*: the version must be 2026-07-28
-//!   (else `-32022` with `data: {supported, requested}`), and its result carries
+//!   (else `-32022` with `data: {supported: ["2026-07-28"], requested}`, and the message
+//!   names the same list), and its result carries
 //!   `resultType: "complete"` and serverInfo in `_meta`, plus `ttlMs`/`cacheScope` for the
 //!   cacheable `tools/list` and `server/discover`;
 //! * any other request gets legacy semantics, even without a prior `initialize` (lenient:
-//!   `notifications/initialized` is accepted but never required).
+//!   `notifications/initialized` is accepted but never required), shaped by the negotiated
+//!   revision (the latest before any `initialize`): 2024-11-05 clients get no `annotations`,
+//!   `outputSchema` or `structuredContent` and progress without `message`; 2025-03-26 clients
+//!   get annotations but no `outputSchema`/`structuredContent`, and only they may send
+//!   JSON-RPC batches (an array in, an array out, nothing out for a batch of
+//!   notifications; at most [`MAX_BATCH`] messages, `initialize` not among them); every
+//!   other client's array is `-32600`.
 //!
 //! | method | answer |
 //! |---|---|
@@ -56,6 +66,10 @@ pub const SUPPORTED_VERSIONS: [&str; 5] = [
     "2025-11-25",
     MODERN_VERSION,
 ];
+/// The versions a request may name in `_meta` (the `-32022` error's `supported`, which a
+/// client retries with). The legacy revisions are not among them: they are negotiated by
+/// `initialize`, and a modern request naming one would be refused again.
+pub const META_VERSIONS: [&str; 1] = [MODERN_VERSION];
 /// `_meta` key naming a modern request's protocol version.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// `_meta` key carrying serverInfo on modern results.
@@ -86,6 +100,66 @@ pub enum Outcome {
     Cancel(RequestId),
     /// Run a tool; answer with [`CallReply`] when it finishes.
     Call(PendingCall),
+    /// A JSON-RPC batch (served only to a client that negotiated 2025-03-26): answer with one
+    /// array of every reply and every call's response once the calls finish; write nothing
+    /// when there is nothing to answer (a batch of notifications).
+    Batch(Batch),
+}
+
+/// The parts of a batch. Its calls have no progress and run under the call budget: the
+/// batch is answered as a whole, so nothing could keep one call's request alive.
+pub struct Batch {
+    /// Answers that are ready now (errors, `ping`, `tools/list`, …).
+    pub replies: Vec<String>,
+    /// Tool calls to run; their responses join `replies`.
+    pub calls: Vec<PendingCall>,
+    /// Cancellations carried by the batch.
+    pub cancels: Vec<RequestId>,
+}
+
+/// The most messages one batch may carry; a longer batch is refused whole (`-32600`), so one
+/// line cannot start an unbounded number of calls.
+pub const MAX_BATCH: usize = 64;
+
+/// What a revision defines, for the fields and messages a client of that revision gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Features {
+    /// Tool `annotations` (2025-03-26 on).
+    annotations: bool,
+    /// `outputSchema` and `structuredContent` (2025-06-18 on).
+    structured: bool,
+    /// Receiving JSON-RPC batches (2025-03-26 only).
+    batches: bool,
+    /// The progress notification's `message` (2025-03-26 on).
+    progress_message: bool,
+}
+
+impl Features {
+    const ALL: Features = Features {
+        annotations: true,
+        structured: true,
+        batches: false,
+        progress_message: true,
+    };
+
+    /// The features of a legacy revision (an unknown one gets the latest's).
+    fn legacy(version: &str) -> Features {
+        match version {
+            "2024-11-05" => Features {
+                annotations: false,
+                structured: false,
+                batches: false,
+                progress_message: false,
+            },
+            "2025-03-26" => Features {
+                annotations: true,
+                structured: false,
+                batches: true,
+                progress_message: true,
+            },
+            _ => Features::ALL,
+        }
+    }
 }
 
 /// A `tools/call` ready to run.
@@ -113,6 +187,8 @@ pub struct Progress {
     token: RequestId,
     env: CallEnv,
     last: f64,
+    /// False for 2024-11-05 clients, whose progress notification has no `message`.
+    with_message: bool,
 }
 
 impl Progress {
@@ -142,8 +218,10 @@ impl Progress {
         let mut params = json!({
             "progressToken": self.token.to_json(),
             "progress": progress,
-            "message": message,
         });
+        if self.with_message {
+            params["message"] = json!(message);
+        }
         if let Some(t) = total {
             params["total"] = json!(t);
         }
@@ -159,13 +237,15 @@ impl Progress {
 pub struct CallReply {
     id: RequestId,
     era: Era,
+    features: Features,
     server_info: Value,
 }
 
 impl CallReply {
     /// The response for a finished call.
     pub fn output(self, output: ToolOutput) -> String {
-        let result = decorate(tool_result(output), self.era, false, &self.server_info);
+        let result = tool_result(output, self.features);
+        let result = decorate(result, self.era, false, &self.server_info);
         result_line(&self.id, result)
     }
 
@@ -285,6 +365,69 @@ impl Protocol {
     /// `params.arguments` must be an object; otherwise `-32602`. An unknown tool is also
     /// `-32602`. Everything else about the arguments is the tool's business.
     pub fn handle_line(&self, line: &[u8]) -> Outcome {
+        let is_array = line
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'[');
+        if is_array && self.legacy_features().batches {
+            return self.batch(line);
+        }
+        self.handle_message(line, false)
+    }
+
+    /// The features of the negotiated legacy revision (the latest before any `initialize`).
+    fn legacy_features(&self) -> Features {
+        Features::legacy(self.negotiated_version().unwrap_or(LATEST_LEGACY_VERSION))
+    }
+
+    /// A 2025-03-26 batch: each element is handled as its own message; `initialize` may not
+    /// be in one, and an element that is itself an array is an invalid request.
+    fn batch(&self, line: &[u8]) -> Outcome {
+        let elements = match serde_json::from_slice::<Vec<Value>>(line) {
+            Ok(elements) => elements,
+            // Not valid JSON after all: the single-message path reports the parse error.
+            Err(_) => return self.handle_message(line, false),
+        };
+        if elements.is_empty() || elements.len() > MAX_BATCH {
+            let why = if elements.is_empty() {
+                "an empty batch".to_owned()
+            } else {
+                format!("a batch of more than {MAX_BATCH} messages")
+            };
+            return Outcome::Reply(error_line(None, &RpcError::invalid_request(&why)));
+        }
+        let mut batch = Batch {
+            replies: Vec::new(),
+            calls: Vec::new(),
+            cancels: Vec::new(),
+        };
+        for element in elements {
+            if element.get("method").and_then(Value::as_str) == Some("initialize") {
+                let id = element.get("id").and_then(RequestId::from_json);
+                batch.replies.push(error_line(
+                    id.as_ref(),
+                    &RpcError::invalid_request("initialize must not be part of a batch"),
+                ));
+                continue;
+            }
+            match self.handle_message(element.to_string().as_bytes(), true) {
+                Outcome::Reply(line) => batch.replies.push(line),
+                Outcome::Silent => {}
+                Outcome::Cancel(id) => batch.cancels.push(id),
+                Outcome::Call(call) => batch.calls.push(call),
+                Outcome::Batch(inner) => {
+                    // handle_message never batches; keep whatever it says anyway.
+                    batch.replies.extend(inner.replies);
+                    batch.calls.extend(inner.calls);
+                    batch.cancels.extend(inner.cancels);
+                }
+            }
+        }
+        Outcome::Batch(batch)
+    }
+
+    /// One message (never a batch: an array is `-32600`).
+    fn handle_message(&self, line: &[u8], in_batch: bool) -> Outcome {
         match classify(line) {
             Err(rejected) => Outcome::Reply(error_line(rejected.id.as_ref(), &rejected.error)),
             Ok(Incoming::Response) => Outcome::Silent,
@@ -295,7 +438,7 @@ impl Protocol {
                 notification(&method, params)
             }
             Ok(Incoming::Request { id, method, params }) => self
-                .request(&id, &method, params)
+                .request(&id, &method, params, in_batch)
                 .unwrap_or_else(|error| Outcome::Reply(error_line(Some(&id), &error))),
         }
     }
@@ -305,6 +448,7 @@ impl Protocol {
         id: &RequestId,
         method: &str,
         params: Option<Value>,
+        in_batch: bool,
     ) -> Result<Outcome, RpcError> {
         let era = era_of(params.as_ref())?;
         let Some(method) = Method::parse(method) else {
@@ -322,13 +466,24 @@ impl Protocol {
             self.session.ready.store(true, Ordering::Relaxed);
         }
         let server_info = self.server_info();
+        let features = match era {
+            Era::Modern => Features::ALL,
+            Era::Legacy => self.legacy_features(),
+        };
         let (result, era, cacheable) = match method {
             Method::Initialize => (self.initialize(&params), era, false),
             Method::Ping => (Map::new(), era, false),
             // A discover result is modern by definition, whoever asks.
             Method::Discover => (self.discover(), Era::Modern, true),
-            Method::ToolsList => (self.tools_list(), era, true),
-            Method::ToolsCall => return self.tools_call(id, params, era, server_info),
+            Method::ToolsList => (self.tools_list(features), era, true),
+            Method::ToolsCall => {
+                let call = CallShape {
+                    era,
+                    features,
+                    in_batch,
+                };
+                return self.tools_call(id, params, call, server_info);
+            }
         };
         let result = decorate(result, era, cacheable, &server_info);
         Ok(Outcome::Reply(result_line(id, result)))
@@ -368,8 +523,13 @@ impl Protocol {
         }))
     }
 
-    fn tools_list(&self) -> Map<String, Value> {
-        let tools: Vec<Value> = self.handler.tools().into_iter().map(tool_json).collect();
+    fn tools_list(&self, features: Features) -> Map<String, Value> {
+        let tools: Vec<Value> = self
+            .handler
+            .tools()
+            .into_iter()
+            .map(|spec| tool_json(spec, features))
+            .collect();
         object(json!({"tools": tools}))
     }
 
@@ -377,7 +537,7 @@ impl Protocol {
         &self,
         id: &RequestId,
         mut params: Map<String, Value>,
-        era: Era,
+        shape: CallShape,
         server_info: Value,
     ) -> Result<Outcome, RpcError> {
         let name = match params.get("name") {
@@ -397,7 +557,8 @@ impl Protocol {
         let token = params
             .get("_meta")
             .and_then(|meta| meta.get("progressToken"))
-            .and_then(RequestId::from_json);
+            .and_then(RequestId::from_json)
+            .filter(|_| !shape.in_batch);
         let env = match token {
             Some(_) => CallEnv::reported(),
             None => CallEnv::budgeted(self.call_budget),
@@ -406,6 +567,7 @@ impl Protocol {
             token,
             env: env.clone(),
             last: 0.0,
+            with_message: shape.features.progress_message,
         });
         let Some(future) = self.handler.call_in(&name, arguments, env) else {
             return Err(RpcError::invalid_params(format!(
@@ -418,12 +580,22 @@ impl Protocol {
             future,
             reply: CallReply {
                 id: id.clone(),
-                era,
+                era: shape.era,
+                features: shape.features,
                 server_info,
             },
             progress,
         }))
     }
+}
+
+/// How a `tools/call` is answered: its era, its revision's features, and whether it came in
+/// a batch (no progress then).
+#[derive(Debug, Clone, Copy)]
+struct CallShape {
+    era: Era,
+    features: Features,
+    in_batch: bool,
 }
 
 /// Reads the era from `params._meta`; a modern request with another version is `-32022`.
@@ -436,9 +608,13 @@ fn era_of(params: Option<&Value>) -> Result<Era, RpcError> {
         Some(Value::String(v)) if v == MODERN_VERSION => Ok(Era::Modern),
         Some(Value::String(v)) => Err(RpcError::new(
             UNSUPPORTED_PROTOCOL_VERSION,
-            format!("Unsupported protocol version: {}", excerpt(v)),
+            format!(
+                "Unsupported protocol version: {} (supported: {})",
+                excerpt(v),
+                META_VERSIONS.join(", ")
+            ),
         )
-        .with_data(json!({"supported": SUPPORTED_VERSIONS, "requested": v}))),
+        .with_data(json!({"supported": META_VERSIONS, "requested": v}))),
         Some(_) => Err(RpcError::invalid_params(format!(
             "_meta[\"{META_PROTOCOL_VERSION}\"] must be a string"
         ))),
@@ -484,22 +660,25 @@ fn decorate(
     Value::Object(result)
 }
 
-fn tool_json(spec: ToolSpec) -> Value {
+/// A tool as `tools/list` shows it to a client of a revision with `features`: fields the
+/// revision does not define are left out.
+fn tool_json(spec: ToolSpec, features: Features) -> Value {
     let mut tool = Map::new();
     tool.insert("name".to_owned(), json!(spec.name));
     tool.insert("description".to_owned(), json!(spec.description));
     tool.insert("inputSchema".to_owned(), spec.input_schema);
-    if let Some(schema) = spec.output_schema {
+    if let Some(schema) = spec.output_schema.filter(|_| features.structured) {
         tool.insert("outputSchema".to_owned(), schema);
     }
-    if let Some(annotations) = spec.annotations {
+    if let Some(annotations) = spec.annotations.filter(|_| features.annotations) {
         tool.insert("annotations".to_owned(), annotations);
     }
     Value::Object(tool)
 }
 
-/// The `tools/call` result for a tool's output.
-fn tool_result(output: ToolOutput) -> Map<String, Value> {
+/// The `tools/call` result for a tool's output; `structuredContent` only for revisions that
+/// define it (the text copy carries the same JSON for the others).
+fn tool_result(output: ToolOutput, features: Features) -> Map<String, Value> {
     let text_block = |text: String| json!([{"type": "text", "text": text}]);
     let mut result = Map::new();
     match output {
@@ -514,7 +693,7 @@ fn tool_result(output: ToolOutput) -> Map<String, Value> {
             // The text copy is for clients that ignore structuredContent.
             let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
             result.insert("content".to_owned(), text_block(text));
-            if value.is_object() {
+            if value.is_object() && features.structured {
                 result.insert("structuredContent".to_owned(), value);
             }
         }

@@ -47,7 +47,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use super::framing::{DEFAULT_MAX_LINE, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
 use super::jsonrpc::{RequestId, RpcError, error_line};
-use super::protocol::{Outcome, PendingCall, Progress, Protocol};
+use super::protocol::{Batch, CallReply, Outcome, PendingCall, Progress, Protocol};
 
 /// Tunables of [`serve_with`]; [`serve`] uses the defaults.
 #[derive(Debug, Clone)]
@@ -208,6 +208,7 @@ async fn read_loop<R: AsyncRead>(
                         Outcome::Call(call) => {
                             calls.start(call, config.progress_interval, &lines)
                         }
+                        Outcome::Batch(batch) => calls.start_batch(batch),
                     };
                     if let Some(line) = line {
                         match send_line(&lines, line, input.as_mut(), &mut stash).await {
@@ -427,8 +428,8 @@ struct InFlight {
     next_ticket: u64,
 }
 
-/// A call's task result: the id, its ticket and the response line.
-type Finished = (RequestId, u64, String);
+/// A task's result: the call's id (none for a batch), its ticket and the response line.
+type Finished = (Option<RequestId>, u64, String);
 
 impl InFlight {
     /// Spawns the call; returns an error line instead if its id is already running. A call
@@ -461,16 +462,50 @@ impl InFlight {
                 None => work.await,
                 Some(progress) => with_progress(work, progress, interval, &lines).await,
             };
-            let line = match result {
-                Ok(output) => reply.output(output),
-                Err(()) => {
-                    tracing::error!("tool call {task_id} panicked");
-                    reply.internal_error("the tool failed unexpectedly")
-                }
-            };
-            (task_id, ticket, line)
+            (
+                Some(task_id.clone()),
+                ticket,
+                answer(task_id, reply, result),
+            )
         });
         self.running.insert(id, (ticket, handle));
+        None
+    }
+
+    /// Runs a batch: its cancellations at once, its calls concurrently in one task whose
+    /// result is the batch's array; returns the array now when there is no call, nothing when
+    /// there is nothing to answer.
+    fn start_batch(&mut self, batch: Batch) -> Option<String> {
+        let Batch {
+            replies,
+            calls,
+            cancels,
+        } = batch;
+        for id in &cancels {
+            self.cancel(id);
+        }
+        if calls.is_empty() {
+            return (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.tasks.spawn(async move {
+            let mut lines = replies;
+            // Dropping this set (the batch task aborted at EOF) aborts the calls too.
+            let mut running = JoinSet::new();
+            for call in calls {
+                running.spawn(async move {
+                    let result = CatchUnwind(call.future).await;
+                    answer(call.id, call.reply, result)
+                });
+            }
+            while let Some(done) = running.join_next().await {
+                if let Ok(line) = done {
+                    lines.push(line);
+                }
+            }
+            (None, ticket, format!("[{}]", lines.join(",")))
+        });
         None
     }
 
@@ -501,6 +536,10 @@ impl InFlight {
     /// The line to write for a finished task; `None` if it was cancelled.
     fn finished(&mut self, joined: Result<Finished, JoinError>) -> Option<String> {
         let (id, ticket, line) = joined.ok()?;
+        // A batch is not cancellable as a whole: its answer is always written.
+        let Some(id) = id else {
+            return Some(line);
+        };
         match self.running.get(&id) {
             Some((current, _)) if *current == ticket => {
                 self.running.remove(&id);
@@ -508,6 +547,17 @@ impl InFlight {
             }
             // Cancelled after it finished but before we wrote it: stay silent.
             Some(_) | None => None,
+        }
+    }
+}
+
+/// The response line of a finished call (a panic is `-32603`).
+fn answer(id: RequestId, reply: CallReply, result: Result<ToolOutput, ()>) -> String {
+    match result {
+        Ok(output) => reply.output(output),
+        Err(()) => {
+            tracing::error!("tool call {id} panicked");
+            reply.internal_error("the tool failed unexpectedly")
         }
     }
 }

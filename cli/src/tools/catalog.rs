@@ -246,7 +246,9 @@ impl Tool {
                     &[],
                 ),
                 Some(json!({"type": "object", "additionalProperties": true})),
-                annotations("Wait for inbox message", true, false, true, false),
+                // Not read-only or idempotent: it marks the message it returns, so the next
+                // call returns the next message (see the description).
+                annotations("Wait for inbox message", false, false, false, false),
             ),
             Tool::InboxPeek => spec(
                 name,
@@ -300,7 +302,7 @@ impl Tool {
                 ),
                 Some(json!({
                     "type": "object",
-                    "properties": {"success": {"type": "boolean"}, "id": {}, "scope": {"type": "string"}},
+                    "properties": {"success": {"type": "boolean"}, "id": {"type": ["string", "integer", "null"], "description": "The platform's id of the saved memory (null when it named none)."}, "scope": {"type": "string"}},
                     "required": ["success", "scope"]
                 })),
                 annotations("Save memory", false, false, false, true),
@@ -408,5 +410,71 @@ mod tests {
             assert!(Tool::ALL[..i].iter().all(|earlier| *earlier != tool));
         }
         assert_eq!(Tool::from_name("nope"), None);
+    }
+
+    /// Every schema node that describes a value names its JSON type(s), so clients that
+    /// validate structured output (and models reading the schema) know what to expect.
+    fn assert_typed(schema: &Value, at: &str) {
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("{at}: schema without a type: {schema}"),
+        };
+        let known = [
+            "object", "array", "string", "integer", "number", "boolean", "null",
+        ];
+        assert!(
+            !types.is_empty() && types.iter().all(|t| known.contains(t)),
+            "{at}: {schema}"
+        );
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, prop) in props {
+                assert_typed(prop, &format!("{at}.{name}"));
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            assert_typed(items, &format!("{at}[]"));
+        }
+    }
+
+    #[test]
+    fn every_schema_is_typed_and_output_schemas_are_objects() {
+        for tool in Tool::ALL {
+            let spec = tool.spec();
+            assert_typed(&spec.input_schema, spec.name);
+            if let Some(out) = &spec.output_schema {
+                assert_eq!(out["type"], "object", "{}", spec.name);
+                assert_typed(out, &format!("{} output", spec.name));
+            }
+        }
+    }
+
+    #[test]
+    fn annotations_claim_read_only_only_where_nothing_changes() {
+        let hint = |tool: Tool, key: &str| tool.spec().annotations.unwrap()[key].clone();
+        // wait_for_message marks the message it returns: a second call returns another one.
+        assert_eq!(hint(Tool::WaitForMessage, "readOnlyHint"), json!(false));
+        assert_eq!(hint(Tool::WaitForMessage, "idempotentHint"), json!(false));
+        for tool in Tool::ALL {
+            let read_only = hint(tool, "readOnlyHint") == json!(true);
+            let changes = matches!(
+                tool,
+                Tool::DelegateTask
+                    | Tool::DelegateTaskAsync
+                    | Tool::SendMessageToUser
+                    | Tool::WaitForMessage
+                    | Tool::InboxPop
+                    | Tool::CommitMemory
+            );
+            assert_eq!(read_only, !changes, "{}", tool.name());
+            if read_only {
+                assert_eq!(
+                    hint(tool, "destructiveHint"),
+                    json!(false),
+                    "{}",
+                    tool.name()
+                );
+            }
+        }
     }
 }
