@@ -85,7 +85,10 @@ async fn typescript_sdk_client_passes_in_every_era() {
     for line in stdout.lines().filter(|l| l.starts_with("RESULT ")) {
         println!("{line}");
     }
-    let results: Vec<&str> = stdout.lines().filter(|l| l.starts_with("RESULT ")).collect();
+    let results: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("RESULT "))
+        .collect();
     let failed: Vec<&&str> = results
         .iter()
         .filter(|l| l.split(' ').nth(3) != Some("pass"))
