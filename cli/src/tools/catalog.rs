@@ -155,7 +155,7 @@ impl Tool {
         match self {
             Tool::DelegateTask => spec(
                 name,
-                "Delegate a task to a peer workspace via A2A and WAIT for the response (synchronous). Use for quick questions and small sub-tasks; for long work use delegate_task_async + check_task_status. If the peer cannot answer inline (poll-mode or busy peer) the task is still delivered and its reply arrives in your inbox.",
+                "Delegate a task to a peer workspace via A2A and WAIT for the response (synchronous). Use for quick questions and small sub-tasks; for long work use delegate_task_async + check_task_status. If the peer cannot answer inline (poll-mode or busy peer) the task is still delivered and its reply arrives in your inbox. If the peer takes longer than your MCP client waits for a tool, the call returns early and says how to get the outcome.",
                 object_schema(
                     json!({"workspace_id": target, "task": task, "source_workspace_id": source_prop()}),
                     &["workspace_id", "task"],
@@ -240,7 +240,7 @@ impl Tool {
             ),
             Tool::WaitForMessage => spec(
                 name,
-                "Block until the next inbound message (canvas user OR peer agent) arrives, or until ``timeout_secs`` elapses. Returns the oldest pending message that no earlier wait_for_message call returned; it stays in the inbox (inbox_peek still lists it) until you call inbox_pop with its activity_id after handling it.",
+                "Block until the next inbound message (canvas user OR peer agent) arrives, or until ``timeout_secs`` elapses. Returns the oldest pending message that no earlier wait_for_message call returned; it stays in the inbox (inbox_peek still lists it) until you call inbox_pop with its activity_id after handling it. A result with \"call_again\": true means nothing has arrived yet and the call returned early so that your MCP client does not time out: call wait_for_message again to keep waiting.",
                 object_schema(
                     json!({"timeout_secs": {"type": "number", "minimum": 0, "description": "Max seconds to block. Capped at 300. Default 60."}}),
                     &[],
