@@ -20,6 +20,9 @@
 //!   must be a JSON object with a string `method` ([`push_notification`] builds one);
 //!   `jsonrpc` is forced to `"2.0"` and any `id` removed; other values are dropped with a
 //!   warning;
+//! * **batches** (2025-03-26 clients only, see [`Protocol`]) — the ready answers and the
+//!   calls of one batch go out as one array when its last call finishes; the calls run
+//!   concurrently in one task, without progress, and are stopped with it at EOF;
 //! * **progress** — a call whose request carried `_meta.progressToken` sends
 //!   `notifications/progress` every [`ServeConfig::progress_interval`] from its own task,
 //!   so they all precede its response and stop with it (or with its cancellation).
