@@ -88,12 +88,12 @@ async function legacy(era, askFor) {
       return 'inbox_pop';
     });
     await check(era, 'long-call-times-out-without-reset', async () => {
-      // A 700 ms client timeout that progress does not reset: the SDK gives up.
+      // A 1 s client timeout that progress does not reset: the SDK gives up.
       try {
         await client.callTool(
-          { name: 'wait_for_message', arguments: { timeout_secs: 2 } },
+          { name: 'wait_for_message', arguments: { timeout_secs: 3 } },
           undefined,
-          { timeout: 700, onprogress: () => {} },
+          { timeout: 1000, onprogress: () => {} },
         );
       } catch (e) {
         assert(e?.code === -32001, `expected RequestTimeout, got ${e}`);
@@ -104,9 +104,9 @@ async function legacy(era, askFor) {
     await check(era, 'long-call-with-progress', async () => {
       const seen = [];
       const r = await client.callTool(
-        { name: 'wait_for_message', arguments: { timeout_secs: 2 } },
+        { name: 'wait_for_message', arguments: { timeout_secs: 3 } },
         undefined,
-        { timeout: 700, resetTimeoutOnProgress: true, onprogress: (p) => seen.push(p) },
+        { timeout: 1000, resetTimeoutOnProgress: true, onprogress: (p) => seen.push(p) },
       );
       assert(!r.isError, JSON.stringify(r));
       assert(JSON.parse(r.content[0].text).timeout === true, r.content[0].text);
@@ -116,7 +116,7 @@ async function legacy(era, askFor) {
       }
       const withMessage = seen.every((p) => typeof p.message === 'string');
       assert(withMessage === (askFor !== '2024-11-05'), `message present=${withMessage}`);
-      return `${seen.length} progress notifications over 2 s with a 700 ms timeout`;
+      return `${seen.length} progress notifications over 3 s with a 1 s timeout`;
     });
     await check(era, 'long-call-without-token-answers-in-budget', async () => {
       const started = Date.now();
@@ -165,9 +165,9 @@ async function modern() {
     await check(era, 'long-call-with-progress', async () => {
       const seen = [];
       const r = await client.request(
-        { method: 'tools/call', params: { name: 'wait_for_message', arguments: { timeout_secs: 2 }, _meta: meta } },
+        { method: 'tools/call', params: { name: 'wait_for_message', arguments: { timeout_secs: 3 }, _meta: meta } },
         ResultSchema,
-        { timeout: 700, resetTimeoutOnProgress: true, onprogress: (p) => seen.push(p) },
+        { timeout: 1000, resetTimeoutOnProgress: true, onprogress: (p) => seen.push(p) },
       );
       assert(r.structuredContent?.timeout === true, JSON.stringify(r));
       assert(seen.length >= 5, `${seen.length} progress notifications`);

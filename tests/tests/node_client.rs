@@ -3,7 +3,7 @@
 //! `molecule-mcp` binary against the loopback platform stub through
 //! `tests/node/ts_client_check.mjs`: per era (the SDK's own 2025-11-25 handshake, the same
 //! client asking for 2024-11-05, and 2026-07-28 requests with the modern `_meta`) it
-//! connects, lists the tools, calls one, and makes a long call with a 700 ms client timeout
+//! connects, lists the tools, calls one, and makes a long call with a 1 s client timeout
 //! that fails without `resetTimeoutOnProgress` and passes with it.
 //!
 //! Without `node` or the installed package the test is skipped and says why (printed as
