@@ -122,6 +122,7 @@ async fn respond_raw(p: &Protocol, line: &[u8]) -> Option<Value> {
         Outcome::Reply(line) => line,
         Outcome::Silent | Outcome::Cancel(_) => return None,
         Outcome::Call(call) => call.reply.output(call.future.await),
+        Outcome::Task(_) => panic!("task requests are answered by the serve loop"),
         Outcome::Batch(batch) => {
             let mut lines = batch.replies;
             for call in batch.calls {
@@ -791,7 +792,11 @@ async fn notifications_and_peer_responses_are_never_answered() {
     }
     match p.handle_line(lines[1].as_bytes()) {
         Outcome::Cancel(id) => assert_eq!(id.to_json(), json!(3)),
-        Outcome::Reply(_) | Outcome::Silent | Outcome::Call(_) | Outcome::Batch(_) => {
+        Outcome::Reply(_)
+        | Outcome::Silent
+        | Outcome::Call(_)
+        | Outcome::Batch(_)
+        | Outcome::Task(_) => {
             panic!("expected a cancel")
         }
     }
@@ -813,7 +818,11 @@ fn oversized_frames_are_32600_too_large_with_null_id() {
                     .contains("too large")
             );
         }
-        Outcome::Silent | Outcome::Cancel(_) | Outcome::Call(_) | Outcome::Batch(_) => {
+        Outcome::Silent
+        | Outcome::Cancel(_)
+        | Outcome::Call(_)
+        | Outcome::Batch(_)
+        | Outcome::Task(_) => {
             panic!("expected a reply")
         }
     }
@@ -1038,6 +1047,126 @@ async fn progress_for_2024_11_05_clients_has_no_message() {
         json!({"progressToken": 9, "progress": 5.0})
     );
     assert_eq!(c.recv().await["id"], 1);
+}
+
+async fn initialize_on(c: &mut Client, version: &str) {
+    let init = json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    c.send(req(json!("init"), "initialize", init)).await;
+    let resp = c.recv().await;
+    assert_eq!(resp["result"]["protocolVersion"], version);
+    // Only 2025-11-25 defines tasks; the capability says which requests may be tasks.
+    let tasks = &resp["result"]["capabilities"]["tasks"];
+    if version == "2025-11-25" {
+        assert_eq!(tasks["requests"]["tools"]["call"], json!({}), "{resp}");
+        assert!(
+            tasks["list"].is_object() && tasks["cancel"].is_object(),
+            "{resp}"
+        );
+    } else {
+        assert!(tasks.is_null(), "{resp}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_augmented_calls_run_as_tasks_for_2025_11_25_clients() {
+    let mut c = start();
+    initialize_on(&mut c, "2025-11-25").await;
+    c.send(req(json!(1), "tools/list", json!({}))).await;
+    let list = c.recv().await;
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["execution"] == json!({"taskSupport": "optional"}))
+    );
+    // Created at once, working.
+    c.send(req(
+        json!(2),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 10}, "task": {"ttl": 60000}}),
+    ))
+    .await;
+    let created = c.recv().await;
+    let task = created["result"]["task"].clone();
+    assert_eq!(task["status"], "working", "{created}");
+    assert_eq!(task["ttl"], 60000);
+    let task_id = task["taskId"].as_str().unwrap().to_owned();
+    // tasks/result waits; tasks/get and tasks/list answer meanwhile.
+    c.send(req(json!(3), "tasks/result", json!({"taskId": task_id})))
+        .await;
+    c.send(req(json!(4), "tasks/get", json!({"taskId": task_id})))
+        .await;
+    let got = c.recv().await;
+    assert_eq!(
+        (got["id"].clone(), got["result"]["status"].clone()),
+        (json!(4), json!("working"))
+    );
+    c.send(req(json!(5), "tasks/list", json!({}))).await;
+    assert_eq!(
+        c.recv().await["result"]["tasks"][0]["taskId"],
+        json!(task_id)
+    );
+    let result = c.recv().await;
+    assert_eq!(result["id"], 3);
+    assert_eq!(result["result"]["content"][0]["text"], "slept 10s");
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        json!(task_id)
+    );
+    c.send(req(json!(6), "tasks/get", json!({"taskId": task_id})))
+        .await;
+    assert_eq!(c.recv().await["result"]["status"], "completed");
+    // A failing tool ends its task failed; cancelling an ended task is -32602.
+    c.send(req(
+        json!(7),
+        "tools/call",
+        json!({"name": "fail", "task": {}}),
+    ))
+    .await;
+    let failing = c.recv().await["result"]["task"]["taskId"].clone();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    c.send(req(json!(8), "tasks/get", json!({"taskId": failing})))
+        .await;
+    assert_eq!(c.recv().await["result"]["status"], "failed");
+    c.send(req(json!(9), "tasks/cancel", json!({"taskId": failing})))
+        .await;
+    assert_eq!(error_code(&c.recv().await), -32602);
+    // Cancelling a running task stops it.
+    c.send(req(
+        json!(10),
+        "tools/call",
+        json!({"name": "block", "task": {}}),
+    ))
+    .await;
+    let running = c.recv().await["result"]["task"]["taskId"].clone();
+    c.send(req(json!(11), "tasks/cancel", json!({"taskId": running})))
+        .await;
+    assert_eq!(c.recv().await["result"]["status"], "cancelled");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c.tools.block_dropped_unfinished.load(Ordering::SeqCst), 1);
+    c.send(req(json!(12), "tasks/get", json!({"taskId": "nope"})))
+        .await;
+    assert_eq!(error_code(&c.recv().await), -32602);
+}
+
+#[tokio::test]
+async fn tasks_are_not_served_to_earlier_revisions() {
+    let mut c = start();
+    initialize_on(&mut c, "2025-06-18").await;
+    c.send(req(json!(1), "tasks/list", json!({}))).await;
+    assert_eq!(error_code(&c.recv().await), -32601);
+    // The task field is ignored: the call runs as a plain call.
+    c.send(req(
+        json!(2),
+        "tools/call",
+        json!({"name": "say", "task": {}}),
+    ))
+    .await;
+    assert_eq!(c.recv().await["result"]["content"][0]["text"], "said 0");
+    c.send(req(json!(3), "tools/list", json!({}))).await;
+    let list = c.recv().await;
+    assert!(list["result"]["tools"][0].get("execution").is_none());
 }
 
 #[tokio::test(start_paused = true)]

@@ -118,6 +118,29 @@ async function legacy(era, askFor) {
       assert(withMessage === (askFor !== '2024-11-05'), `message present=${withMessage}`);
       return `${seen.length} progress notifications over 3 s with a 1 s timeout`;
     });
+    if (askFor === null) {
+      await check(era, 'task-augmented-call', async () => {
+        const caps = client.getServerCapabilities();
+        assert(caps?.tasks?.requests?.tools?.call, `tasks capability ${JSON.stringify(caps?.tasks)}`);
+        const kinds = [];
+        let result = null;
+        const stream = client.experimental.tasks.callToolStream(
+          { name: 'wait_for_message', arguments: { timeout_secs: 1 } },
+          undefined,
+          { task: { ttl: 60000 } },
+        );
+        for await (const message of stream) {
+          kinds.push(message.type);
+          if (message.type === 'result') result = message.result;
+          if (message.type === 'error') throw message.error;
+        }
+        assert(kinds[0] === 'taskCreated', `stream ${kinds.join(',')}`);
+        assert(result && JSON.parse(result.content[0].text).timeout === true, JSON.stringify(result));
+        const { tasks } = await client.experimental.tasks.listTasks();
+        assert(tasks.some((t) => t.status === 'completed'), JSON.stringify(tasks));
+        return kinds.join(' → ');
+      });
+    }
     await check(era, 'long-call-without-token-answers-in-budget', async () => {
       const started = Date.now();
       const r = await client.callTool(

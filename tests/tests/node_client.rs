@@ -4,7 +4,8 @@
 //! `tests/node/ts_client_check.mjs`: per era (the SDK's own 2025-11-25 handshake, the same
 //! client asking for 2024-11-05, and 2026-07-28 requests with the modern `_meta`) it
 //! connects, lists the tools, calls one, and makes a long call with a 1 s client timeout
-//! that fails without `resetTimeoutOnProgress` and passes with it.
+//! that fails without `resetTimeoutOnProgress` and passes with it; at 2025-11-25 it also runs
+//! a call as a task (`callToolStream` with `task`, then `tasks/list`).
 //!
 //! Without `node` or the installed package the test is skipped and says why (printed as
 //! `SKIPPED node_client: …`), so a machine without Node still runs the rest of the suite.
@@ -98,7 +99,7 @@ async fn typescript_sdk_client_passes_in_every_era() {
         "TypeScript client failed ({}): {failed:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    // 3 eras: 6 + 6 + 5 scenarios, all of them reported.
-    assert_eq!(results.len(), 17, "{stdout}\n{stderr}");
+    // 3 eras: 7 (with the task-augmented call) + 6 + 5 scenarios, all of them reported.
+    assert_eq!(results.len(), 18, "{stdout}\n{stderr}");
     assert!(!token.is_empty() && !stdout.contains(&token) && !stderr.contains(&token));
 }

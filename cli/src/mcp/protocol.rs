@@ -31,6 +31,7 @@
 //! | `server/discover` | `supportedVersions` (all five), capabilities, instructions, always in modern shape |
 //! | `tools/list` | every tool in the handler's order, one page, no `nextCursor` (a `cursor` is ignored) |
 //! | `tools/call` | see [`Protocol::handle_line`]: `-32602` for bad params or an unknown tool; tool failures are `isError: true` results |
+//! | `tools/call` with `params.task` (2025-11-25 clients) | [`Outcome::Task`]: answered at once with the new task; `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel` likewise (the store is `tasks.rs`); other revisions get `-32601` for `tasks/*` and a plain call |
 //! | anything else (`logging/setLevel`, `resources/list`, `prompts/list`, …) | `-32601` at once: we declare only tools |
 //!
 //! Checks run in this order: message shape ([`classify`]), modern version, method name,
@@ -100,10 +101,41 @@ pub enum Outcome {
     Cancel(RequestId),
     /// Run a tool; answer with [`CallReply`] when it finishes.
     Call(PendingCall),
+    /// A task operation (2025-11-25 clients): the server owns the task store.
+    Task(TaskRequest),
     /// A JSON-RPC batch (served only to a client that negotiated 2025-03-26): answer with one
     /// array of every reply and every call's response once the calls finish; write nothing
     /// when there is nothing to answer (a batch of notifications).
     Batch(Batch),
+}
+
+/// A request about tasks, answered by the server's task store.
+pub struct TaskRequest {
+    /// The request id to answer.
+    pub id: RequestId,
+    /// What it asks.
+    pub op: TaskOp,
+}
+
+/// The task requests (2025-11-25): a task-augmented `tools/call`, `tasks/get`,
+/// `tasks/result`, `tasks/list`, `tasks/cancel`.
+pub enum TaskOp {
+    /// Run `call` as a task and answer at once with the task; `ttl` is the client's wish
+    /// for how long (ms) the result stays available.
+    Create {
+        /// The call (no progress: the client polls the task instead).
+        call: PendingCall,
+        /// `params.task.ttl`, if given.
+        ttl: Option<u64>,
+    },
+    /// `tasks/get {taskId}`.
+    Get(String),
+    /// `tasks/result {taskId}`: the call's result once the task ends.
+    Result(String),
+    /// `tasks/list`.
+    List,
+    /// `tasks/cancel {taskId}`.
+    Cancel(String),
 }
 
 /// The parts of a batch. Its calls have no progress and run under the call budget: the
@@ -132,14 +164,18 @@ struct Features {
     batches: bool,
     /// The progress notification's `message` (2025-03-26 on).
     progress_message: bool,
+    /// Task-augmented `tools/call` and the `tasks/*` methods (2025-11-25).
+    tasks: bool,
 }
 
 impl Features {
-    const ALL: Features = Features {
+    /// What the modern revision's answers carry (tasks are not served to it).
+    const MODERN: Features = Features {
         annotations: true,
         structured: true,
         batches: false,
         progress_message: true,
+        tasks: false,
     };
 
     /// The features of a legacy revision (an unknown one gets the latest's).
@@ -150,14 +186,20 @@ impl Features {
                 structured: false,
                 batches: false,
                 progress_message: false,
+                tasks: false,
             },
             "2025-03-26" => Features {
                 annotations: true,
                 structured: false,
                 batches: true,
                 progress_message: true,
+                tasks: false,
             },
-            _ => Features::ALL,
+            "2025-06-18" => Features::MODERN,
+            _ => Features {
+                tasks: true,
+                ..Features::MODERN
+            },
         }
     }
 }
@@ -244,9 +286,14 @@ pub struct CallReply {
 impl CallReply {
     /// The response for a finished call.
     pub fn output(self, output: ToolOutput) -> String {
+        let id = self.id.clone();
+        result_line(&id, self.result(output))
+    }
+
+    /// The `result` object for a finished call (what `tasks/result` hands back later).
+    pub fn result(self, output: ToolOutput) -> Value {
         let result = tool_result(output, self.features);
-        let result = decorate(result, self.era, false, &self.server_info);
-        result_line(&self.id, result)
+        decorate(result, self.era, false, &self.server_info)
     }
 
     /// A `-32603` response, for a tool that panicked.
@@ -275,6 +322,10 @@ enum Method {
     Discover,
     ToolsList,
     ToolsCall,
+    TasksGet,
+    TasksResult,
+    TasksList,
+    TasksCancel,
 }
 
 impl Method {
@@ -285,6 +336,10 @@ impl Method {
             "server/discover" => Method::Discover,
             "tools/list" => Method::ToolsList,
             "tools/call" => Method::ToolsCall,
+            "tasks/get" => Method::TasksGet,
+            "tasks/result" => Method::TasksResult,
+            "tasks/list" => Method::TasksList,
+            "tasks/cancel" => Method::TasksCancel,
             _ => return None,
         })
     }
@@ -415,6 +470,12 @@ impl Protocol {
                 Outcome::Silent => {}
                 Outcome::Cancel(id) => batch.cancels.push(id),
                 Outcome::Call(call) => batch.calls.push(call),
+                // Only 2025-03-26 clients batch, and tasks are 2025-11-25's: unreachable, but
+                // answered rather than dropped.
+                Outcome::Task(TaskRequest { id, .. }) => batch.replies.push(error_line(
+                    Some(&id),
+                    &RpcError::invalid_request("tasks cannot be part of a batch"),
+                )),
                 Outcome::Batch(inner) => {
                     // handle_message never batches; keep whatever it says anyway.
                     batch.replies.extend(inner.replies);
@@ -467,10 +528,41 @@ impl Protocol {
         }
         let server_info = self.server_info();
         let features = match era {
-            Era::Modern => Features::ALL,
+            Era::Modern => Features::MODERN,
             Era::Legacy => self.legacy_features(),
         };
+        let task_method = matches!(
+            method,
+            Method::TasksGet | Method::TasksResult | Method::TasksList | Method::TasksCancel
+        );
+        if task_method {
+            if !features.tasks {
+                return Err(RpcError::new(
+                    METHOD_NOT_FOUND,
+                    "Method not found: tasks are served to 2025-11-25 clients only",
+                ));
+            }
+            let task_id = || match params.get("taskId") {
+                Some(Value::String(task)) => Ok(task.clone()),
+                Some(_) | None => Err(RpcError::invalid_params("params.taskId must be a string")),
+            };
+            let op = match method {
+                Method::TasksGet => TaskOp::Get(task_id()?),
+                Method::TasksResult => TaskOp::Result(task_id()?),
+                Method::TasksCancel => TaskOp::Cancel(task_id()?),
+                Method::TasksList
+                | Method::Initialize
+                | Method::Ping
+                | Method::Discover
+                | Method::ToolsList
+                | Method::ToolsCall => TaskOp::List,
+            };
+            return Ok(Outcome::Task(TaskRequest { id: id.clone(), op }));
+        }
         let (result, era, cacheable) = match method {
+            Method::TasksGet | Method::TasksResult | Method::TasksList | Method::TasksCancel => {
+                return Err(RpcError::new(INTERNAL_ERROR, "Internal error: task method"));
+            }
             Method::Initialize => (self.initialize(&params), era, false),
             Method::Ping => (Map::new(), era, false),
             // A discover result is modern by definition, whoever asks.
@@ -507,9 +599,14 @@ impl Protocol {
             .copied()
             .unwrap_or(LATEST_LEGACY_VERSION);
         self.session.negotiated.store(index + 1, Ordering::Relaxed);
+        let mut capabilities = capabilities();
+        if Features::legacy(version).tasks {
+            capabilities["tasks"] =
+                json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}});
+        }
         object(json!({
             "protocolVersion": version,
-            "capabilities": capabilities(),
+            "capabilities": capabilities,
             "serverInfo": self.server_info(),
             "instructions": self.instructions(),
         }))
@@ -554,14 +651,19 @@ impl Protocol {
                 ));
             }
         };
+        let task = params
+            .get("task")
+            .filter(|t| t.is_object() && shape.features.tasks && !shape.in_batch)
+            .map(|t| t.get("ttl").and_then(Value::as_u64));
         let token = params
             .get("_meta")
             .and_then(|meta| meta.get("progressToken"))
             .and_then(RequestId::from_json)
-            .filter(|_| !shape.in_batch);
-        let env = match token {
-            Some(_) => CallEnv::reported(),
-            None => CallEnv::budgeted(self.call_budget),
+            .filter(|_| !shape.in_batch && task.is_none());
+        // A task has no request timeout to respect: its client polls for the outcome.
+        let env = match (&token, &task) {
+            (Some(_), _) | (None, Some(_)) => CallEnv::reported(),
+            (None, None) => CallEnv::budgeted(self.call_budget),
         };
         let progress = token.map(|token| Progress {
             token,
@@ -575,7 +677,7 @@ impl Protocol {
                 excerpt(&name)
             )));
         };
-        Ok(Outcome::Call(PendingCall {
+        let call = PendingCall {
             id: id.clone(),
             future,
             reply: CallReply {
@@ -585,7 +687,14 @@ impl Protocol {
                 server_info,
             },
             progress,
-        }))
+        };
+        Ok(match task {
+            Some(ttl) => Outcome::Task(TaskRequest {
+                id: id.clone(),
+                op: TaskOp::Create { call, ttl },
+            }),
+            None => Outcome::Call(call),
+        })
     }
 }
 
@@ -672,6 +781,10 @@ fn tool_json(spec: ToolSpec, features: Features) -> Value {
     }
     if let Some(annotations) = spec.annotations.filter(|_| features.annotations) {
         tool.insert("annotations".to_owned(), annotations);
+    }
+    if features.tasks {
+        // Every tool may run as a task: the client then polls instead of waiting.
+        tool.insert("execution".to_owned(), json!({"taskSupport": "optional"}));
     }
     Value::Object(tool)
 }

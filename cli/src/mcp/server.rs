@@ -50,7 +50,10 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use super::framing::{DEFAULT_MAX_LINE, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
 use super::jsonrpc::{RequestId, RpcError, error_line};
-use super::protocol::{Batch, CallReply, Outcome, PendingCall, Progress, Protocol};
+use super::protocol::{
+    Batch, CallReply, Outcome, PendingCall, Progress, Protocol, TaskOp, TaskRequest,
+};
+use super::tasks::Tasks;
 
 /// Tunables of [`serve_with`]; [`serve`] uses the defaults.
 #[derive(Debug, Clone)]
@@ -183,6 +186,8 @@ async fn read_loop<R: AsyncRead>(
     let mut framer = LineFramer::new(config.max_line);
     let mut chunk = vec![0u8; config.read_chunk.max(1)];
     let mut calls = InFlight::default();
+    // Dropped when serving ends, which aborts the task runs still going.
+    let mut tasks = Tasks::default();
     let mut pushes_open = true;
     // Input read while an answer waited for room in the output queue (see `send_line`).
     let mut stash = InputStash::new(config.max_line);
@@ -212,6 +217,16 @@ async fn read_loop<R: AsyncRead>(
                             calls.start(call, config.progress_interval, &lines)
                         }
                         Outcome::Batch(batch) => calls.start_batch(batch),
+                        Outcome::Task(TaskRequest { id, op }) => match op {
+                            TaskOp::Create { call, ttl } => Some(tasks.create(call, ttl)),
+                            TaskOp::Get(task) => Some(tasks.get(&id, &task)),
+                            TaskOp::List => Some(tasks.list(&id)),
+                            TaskOp::Cancel(task) => Some(tasks.cancel(&id, &task)),
+                            TaskOp::Result(task) => match tasks.result(&id, &task) {
+                                Ok(line) => Some(line),
+                                Err(wait) => calls.start_line(id, wait),
+                            },
+                        },
                     };
                     if let Some(line) = line {
                         match send_line(&lines, line, input.as_mut(), &mut stash).await {
@@ -235,6 +250,12 @@ async fn read_loop<R: AsyncRead>(
                         Sent::OutputClosed => break ServeEnd::OutputClosed,
                         Sent::InputEnded => break ServeEnd::InputClosed,
                     }
+                }
+            }
+            Some(done) = tasks.running.join_next() => {
+                // A cancelled task's run ends in a JoinError: its state is already recorded.
+                if let Ok(done) = done {
+                    tasks.finished(done);
                 }
             }
             // Pushes wait in their (bounded) channel until the client may receive them.
@@ -449,6 +470,24 @@ impl InFlight {
             reply,
             progress,
         } = call;
+        let task_id = id.clone();
+        let lines = lines.clone();
+        self.start_line(id, async move {
+            let work = CatchUnwind(future);
+            let result = match progress {
+                None => work.await,
+                Some(progress) => with_progress(work, progress, interval, &lines).await,
+            };
+            answer(task_id, reply, result)
+        })
+    }
+
+    /// Runs `work`, whose output is the response line of request `id` (cancellable like a
+    /// call); returns an error line instead if the id is already running.
+    fn start_line<F>(&mut self, id: RequestId, work: F) -> Option<String>
+    where
+        F: Future<Output = String> + Send + 'static,
+    {
         if self.running.contains_key(&id) {
             return Some(error_line(
                 Some(&id),
@@ -458,19 +497,9 @@ impl InFlight {
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let task_id = id.clone();
-        let lines = lines.clone();
-        let handle = self.tasks.spawn(async move {
-            let work = CatchUnwind(future);
-            let result = match progress {
-                None => work.await,
-                Some(progress) => with_progress(work, progress, interval, &lines).await,
-            };
-            (
-                Some(task_id.clone()),
-                ticket,
-                answer(task_id, reply, result),
-            )
-        });
+        let handle = self
+            .tasks
+            .spawn(async move { (Some(task_id), ticket, work.await) });
         self.running.insert(id, (ticket, handle));
         None
     }
@@ -597,7 +626,7 @@ async fn with_progress<F: Future>(
 }
 
 /// Turns a panic inside a tool future into `Err(())`.
-struct CatchUnwind(ToolFuture);
+pub(super) struct CatchUnwind(pub(super) ToolFuture);
 
 impl Future for CatchUnwind {
     type Output = Result<ToolOutput, ()>;
