@@ -25,13 +25,19 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::mcp::{
-    CHANNEL_NOTIFICATION, ServeEnd, ServerIdentity, ToolFuture, ToolHandler, ToolSpec,
-    push_notification,
+    CHANNEL_NOTIFICATION, CallEnv, ServeConfig, ServeEnd, ServerIdentity, ToolFuture, ToolHandler,
+    ToolSpec, push_notification,
 };
 use crate::tools::context::InvalidWorkspaceList;
 use crate::tools::{
     BoxFuture, InboxAccess, Tool, ToolContext, ToolSettings, WorkspaceRegistry, peers, tool_defs,
 };
+
+/// Channel notifications waiting for the MCP writer (for instance until the client's
+/// `notifications/initialized`). When full, the push task waits, and arrivals wait for it;
+/// arrivals are bounded in turn by the inbox queue (`max_pending` in
+/// `core/src/inbox/config.rs`: the inbox stops fetching when it is full).
+const PUSH_QUEUE: usize = 64;
 
 /// How long the push path waits for discovery to name an unknown peer before pushing anyway.
 const PUSH_ENRICH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -41,9 +47,11 @@ pub struct App {
     ctx: Arc<ToolContext>,
     arrivals_tx: mpsc::UnboundedSender<InboxMessage>,
     arrivals: Mutex<Option<mpsc::UnboundedReceiver<InboxMessage>>>,
-    pushes_tx: mpsc::UnboundedSender<Value>,
-    pushes_rx: Mutex<Option<mpsc::UnboundedReceiver<Value>>>,
+    pushes_tx: mpsc::Sender<Value>,
+    pushes_rx: Mutex<Option<mpsc::Receiver<Value>>>,
     identity: ServerIdentity,
+    /// `MOLECULE_MCP_PROGRESS_INTERVAL_MS` and `MOLECULE_MCP_CALL_BUDGET_MS`.
+    keepalive: (Duration, Duration),
 }
 
 impl App {
@@ -73,7 +81,7 @@ impl App {
         let identity = ServerIdentity::molecule(move || {
             crate::instructions::instructions(poll_timeout, multi)
         });
-        let (pushes_tx, pushes_rx) = mpsc::unbounded_channel();
+        let (pushes_tx, pushes_rx) = mpsc::channel(PUSH_QUEUE);
         let (arrivals_tx, arrivals) = mpsc::unbounded_channel();
         Ok(App {
             ctx: Arc::new(ctx),
@@ -82,6 +90,7 @@ impl App {
             pushes_tx,
             pushes_rx: Mutex::new(Some(pushes_rx)),
             identity,
+            keepalive: (config.progress_interval, config.call_budget),
         })
     }
 
@@ -105,7 +114,7 @@ impl App {
             tasks.spawn(async move {
                 while let Some(message) = arrivals.recv().await {
                     let notification = channel_notification(&ctx, &message).await;
-                    if tx.send(notification).is_err() {
+                    if tx.send(notification).await.is_err() {
                         return;
                     }
                 }
@@ -121,9 +130,16 @@ impl App {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let pushes = pushes.unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let pushes = pushes.unwrap_or_else(|| mpsc::channel(1).1);
         let handler: Arc<dyn ToolHandler> = Arc::new(Tools(Arc::clone(&self.ctx)));
-        crate::mcp::serve(
+        let (progress_interval, call_budget) = self.keepalive;
+        let config = ServeConfig {
+            progress_interval,
+            call_budget,
+            ..ServeConfig::default()
+        };
+        crate::mcp::serve_with(
+            config,
             tokio::io::stdin(),
             tokio::io::stdout(),
             handler,
@@ -161,9 +177,20 @@ impl ToolHandler for Tools {
     }
 
     fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture> {
+        self.call_in(name, arguments, CallEnv::unlimited())
+    }
+
+    fn call_in(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        env: CallEnv,
+    ) -> Option<ToolFuture> {
         let tool = Tool::from_name(name)?;
         let ctx = Arc::clone(&self.0);
-        Some(Box::pin(async move { tool.call(&ctx, &arguments).await }))
+        Some(Box::pin(async move {
+            tool.call_in(&ctx, &arguments, &env).await
+        }))
     }
 }
 

@@ -122,6 +122,17 @@ async fn respond_raw(p: &Protocol, line: &[u8]) -> Option<Value> {
         Outcome::Reply(line) => line,
         Outcome::Silent | Outcome::Cancel(_) => return None,
         Outcome::Call(call) => call.reply.output(call.future.await),
+        Outcome::Task(_) => panic!("task requests are answered by the serve loop"),
+        Outcome::Batch(batch) => {
+            let mut lines = batch.replies;
+            for call in batch.calls {
+                lines.push(call.reply.output(call.future.await));
+            }
+            if lines.is_empty() {
+                return None;
+            }
+            format!("[{}]", lines.join(","))
+        }
     };
     assert!(!text.contains('\n'));
     Some(serde_json::from_str(&text).expect("response is JSON"))
@@ -379,6 +390,163 @@ async fn modern_request_with_another_version_is_32022_with_supported_and_request
 }
 
 #[tokio::test]
+async fn the_32022_message_names_exactly_the_supported_versions() {
+    let p = protocol();
+    let resp = respond(
+        &p,
+        req(
+            json!(1),
+            "ping",
+            json!({"_meta": modern_meta("2025-11-25")}),
+        ),
+    )
+    .await;
+    assert_eq!(error_code(&resp), -32022);
+    let message = resp["error"]["message"].as_str().unwrap();
+    let listed = message
+        .rsplit_once("(supported: ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no supported list in {message:?}"));
+    let listed: Vec<Value> = listed.split(", ").map(|v| json!(v)).collect();
+    assert_eq!(&Value::Array(listed), &resp["error"]["data"]["supported"]);
+    // Every listed version is accepted in `_meta`: a client retrying with it succeeds.
+    for version in resp["error"]["data"]["supported"].as_array().unwrap() {
+        let ok = respond(
+            &p,
+            req(
+                json!(2),
+                "ping",
+                json!({"_meta": modern_meta(version.as_str().unwrap())}),
+            ),
+        )
+        .await;
+        assert_eq!(ok["result"]["resultType"], "complete", "{version}");
+    }
+}
+
+async fn initialized(version: &str) -> Protocol {
+    let p = protocol();
+    let init = respond(
+        &p,
+        req(json!(0), "initialize", json!({"protocolVersion": version})),
+    )
+    .await;
+    assert_eq!(init["result"]["protocolVersion"], version);
+    p
+}
+
+#[tokio::test]
+async fn each_legacy_revision_gets_only_the_fields_it_defines() {
+    // (version, annotations, outputSchema + structuredContent)
+    for (version, annotations, structured) in [
+        ("2024-11-05", false, false),
+        ("2025-03-26", true, false),
+        ("2025-06-18", true, true),
+        ("2025-11-25", true, true),
+    ] {
+        let p = initialized(version).await;
+        let list = respond(&p, req(json!(1), "tools/list", json!({}))).await;
+        let tools = list["result"]["tools"].as_array().unwrap();
+        let by_name = |n: &str| tools.iter().find(|t| t["name"] == n).unwrap().clone();
+        assert_eq!(
+            by_name("say").get("annotations").is_some(),
+            annotations,
+            "{version}"
+        );
+        assert_eq!(
+            by_name("echo").get("outputSchema").is_some(),
+            structured,
+            "{version}"
+        );
+        for tool in tools {
+            assert!(tool.get("title").is_none(), "{version}: {tool}");
+            assert!(tool["inputSchema"].is_object(), "{version}: {tool}");
+        }
+        let call = respond(
+            &p,
+            req(
+                json!(2),
+                "tools/call",
+                json!({"name": "echo", "arguments": {"a": 1}}),
+            ),
+        )
+        .await;
+        let result = &call["result"];
+        assert_eq!(
+            result.get("structuredContent").is_some(),
+            structured,
+            "{version}"
+        );
+        // The text copy always carries the JSON.
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(text).unwrap(),
+            json!({"a": 1})
+        );
+        // A modern request on the same process gets every field, whatever was negotiated.
+        let modern = respond(
+            &p,
+            req(
+                json!(3),
+                "tools/list",
+                json!({"_meta": modern_meta("2026-07-28")}),
+            ),
+        )
+        .await;
+        let tools = modern["result"]["tools"].as_array().unwrap();
+        assert!(
+            tools.iter().any(|t| t.get("outputSchema").is_some()),
+            "{version}"
+        );
+        assert!(
+            tools.iter().any(|t| t.get("annotations").is_some()),
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batches_are_served_only_to_2025_03_26_clients() {
+    let p = initialized("2025-03-26").await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"x": 1}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "no/such"},
+        {"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {"protocolVersion": "2025-03-26"}},
+        [1, 2]
+    ]);
+    let out = respond(&p, batch).await;
+    let out = out.as_array().unwrap_or_else(|| panic!("an array: {out}"));
+    let by_id = |id: Value| out.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(out.len(), 5, "{out:?}");
+    assert_eq!(by_id(json!(1))["result"], json!({}));
+    assert_eq!(by_id(json!(2))["result"]["content"][0]["type"], "text");
+    assert_eq!(error_code(&by_id(json!(3))), -32601);
+    assert_eq!(error_code(&by_id(json!(4))), -32600);
+    assert_eq!(error_code(&by_id(Value::Null)), -32600);
+    // Notifications only: nothing at all comes back.
+    let quiet = json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]);
+    assert_eq!(respond_raw(&p, quiet.to_string().as_bytes()).await, None);
+    // An empty batch, and one over the bound, are one -32600.
+    let empty = respond_raw(&p, b" []").await.unwrap();
+    assert_eq!(error_code(&empty), -32600);
+    let huge = Value::Array(vec![
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+        65
+    ]);
+    assert_eq!(error_code(&respond(&p, huge).await), -32600);
+    // Every other revision (and a client that never initialised) gets -32600.
+    for version in ["2024-11-05", "2025-06-18", "2025-11-25"] {
+        let p = initialized(version).await;
+        let line = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#;
+        let resp = respond_raw(&p, line).await.unwrap();
+        assert_eq!(error_code(&resp), -32600, "{version}");
+        assert_eq!(resp["id"], Value::Null, "{version}");
+    }
+}
+
+#[tokio::test]
 async fn ping_is_answered_in_every_state_and_era() {
     let p = protocol();
     let before = respond(&p, req(json!(1), "ping", json!({}))).await;
@@ -624,7 +792,13 @@ async fn notifications_and_peer_responses_are_never_answered() {
     }
     match p.handle_line(lines[1].as_bytes()) {
         Outcome::Cancel(id) => assert_eq!(id.to_json(), json!(3)),
-        Outcome::Reply(_) | Outcome::Silent | Outcome::Call(_) => panic!("expected a cancel"),
+        Outcome::Reply(_)
+        | Outcome::Silent
+        | Outcome::Call(_)
+        | Outcome::Batch(_)
+        | Outcome::Task(_) => {
+            panic!("expected a cancel")
+        }
     }
 }
 
@@ -644,7 +818,13 @@ fn oversized_frames_are_32600_too_large_with_null_id() {
                     .contains("too large")
             );
         }
-        Outcome::Silent | Outcome::Cancel(_) | Outcome::Call(_) => panic!("expected a reply"),
+        Outcome::Silent
+        | Outcome::Cancel(_)
+        | Outcome::Call(_)
+        | Outcome::Batch(_)
+        | Outcome::Task(_) => {
+            panic!("expected a reply")
+        }
     }
 }
 
@@ -655,7 +835,7 @@ fn oversized_frames_are_32600_too_large_with_null_id() {
 struct Client {
     input: Option<DuplexStream>,
     output: tokio::io::Lines<BufReader<DuplexStream>>,
-    push: mpsc::UnboundedSender<Value>,
+    push: mpsc::Sender<Value>,
     server: JoinHandle<ServeEnd>,
     tools: Arc<TestTools>,
 }
@@ -663,7 +843,7 @@ struct Client {
 fn start() -> Client {
     let (client_in, server_in) = tokio::io::duplex(64 * 1024);
     let (server_out, client_out) = tokio::io::duplex(64 * 1024);
-    let (push, pushes) = mpsc::unbounded_channel();
+    let (push, pushes) = mpsc::channel(16);
     let tools = Arc::new(TestTools::default());
     let handler: Arc<dyn ToolHandler> = tools.clone();
     let server = tokio::spawn(serve(server_in, server_out, handler, identity(), pushes));
@@ -779,6 +959,217 @@ async fn cancelled_requests_are_aborted_and_never_answered() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_call_with_a_progress_token_reports_every_interval_then_answers() {
+    // Default interval: 5 s. A 12 s call gets progress at 5 s and 10 s, then its answer.
+    let mut c = start();
+    c.send(req(
+        json!(1),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 12}, "_meta": {"progressToken": "tok"}}),
+    ))
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let m = c.recv().await;
+        if m.get("id").is_some() {
+            assert_eq!(m["result"]["content"][0]["text"], "slept 12s");
+            break;
+        }
+        assert_eq!(m["method"], "notifications/progress");
+        assert_eq!(m["params"]["progressToken"], "tok");
+        seen.push(m["params"]["progress"].as_f64().unwrap());
+    }
+    assert_eq!(seen, vec![5.0, 10.0]);
+    // Without a token, or with an unusable one, a call gets no progress at all.
+    for meta in [
+        json!({}),
+        json!({"progressToken": null}),
+        json!({"progressToken": 1.5}),
+    ] {
+        c.send(req(
+            json!(2),
+            "tools/call",
+            json!({"name": "block", "arguments": {"secs": 12}, "_meta": meta}),
+        ))
+        .await;
+        assert_eq!(c.recv().await["id"], 2, "{meta}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_with_a_slow_call_is_answered_as_one_array_when_it_finishes() {
+    let mut c = start();
+    let init = json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    c.send(req(json!(0), "initialize", init)).await;
+    assert_eq!(c.recv().await["id"], 0);
+    c.send(json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "block", "arguments": {"secs": 3}, "_meta": {"progressToken": "t"}}}
+    ]))
+    .await;
+    // A lone ping overtakes the batch; the batch comes whole, without progress.
+    c.send(req(json!(3), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 3);
+    let out = c.recv().await;
+    let out = out.as_array().unwrap_or_else(|| panic!("an array: {out}"));
+    assert_eq!(out.len(), 2);
+    assert!(
+        out.iter()
+            .any(|r| r["result"]["content"][0]["text"] == "slept 3s")
+    );
+    // A batch of notifications is not answered.
+    c.send(json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]))
+        .await;
+    c.send(req(json!(4), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_for_2024_11_05_clients_has_no_message() {
+    let mut c = start();
+    c.send(req(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2024-11-05"}),
+    ))
+    .await;
+    assert_eq!(c.recv().await["id"], 0);
+    c.send(req(
+        json!(1),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 6}, "_meta": {"progressToken": 9}}),
+    ))
+    .await;
+    let progress = c.recv().await;
+    assert_eq!(progress["method"], "notifications/progress");
+    assert_eq!(
+        progress["params"],
+        json!({"progressToken": 9, "progress": 5.0})
+    );
+    assert_eq!(c.recv().await["id"], 1);
+}
+
+async fn initialize_on(c: &mut Client, version: &str) {
+    let init = json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    c.send(req(json!("init"), "initialize", init)).await;
+    let resp = c.recv().await;
+    assert_eq!(resp["result"]["protocolVersion"], version);
+    // Only 2025-11-25 defines tasks; the capability says which requests may be tasks.
+    let tasks = &resp["result"]["capabilities"]["tasks"];
+    if version == "2025-11-25" {
+        assert_eq!(tasks["requests"]["tools"]["call"], json!({}), "{resp}");
+        assert!(
+            tasks["list"].is_object() && tasks["cancel"].is_object(),
+            "{resp}"
+        );
+    } else {
+        assert!(tasks.is_null(), "{resp}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_augmented_calls_run_as_tasks_for_2025_11_25_clients() {
+    let mut c = start();
+    initialize_on(&mut c, "2025-11-25").await;
+    c.send(req(json!(1), "tools/list", json!({}))).await;
+    let list = c.recv().await;
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["execution"] == json!({"taskSupport": "optional"}))
+    );
+    // Created at once, working.
+    c.send(req(
+        json!(2),
+        "tools/call",
+        json!({"name": "block", "arguments": {"secs": 10}, "task": {"ttl": 60000}}),
+    ))
+    .await;
+    let created = c.recv().await;
+    let task = created["result"]["task"].clone();
+    assert_eq!(task["status"], "working", "{created}");
+    assert_eq!(task["ttl"], 60000);
+    let task_id = task["taskId"].as_str().unwrap().to_owned();
+    // tasks/result waits; tasks/get and tasks/list answer meanwhile.
+    c.send(req(json!(3), "tasks/result", json!({"taskId": task_id})))
+        .await;
+    c.send(req(json!(4), "tasks/get", json!({"taskId": task_id})))
+        .await;
+    let got = c.recv().await;
+    assert_eq!(
+        (got["id"].clone(), got["result"]["status"].clone()),
+        (json!(4), json!("working"))
+    );
+    c.send(req(json!(5), "tasks/list", json!({}))).await;
+    assert_eq!(
+        c.recv().await["result"]["tasks"][0]["taskId"],
+        json!(task_id)
+    );
+    let result = c.recv().await;
+    assert_eq!(result["id"], 3);
+    assert_eq!(result["result"]["content"][0]["text"], "slept 10s");
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        json!(task_id)
+    );
+    c.send(req(json!(6), "tasks/get", json!({"taskId": task_id})))
+        .await;
+    assert_eq!(c.recv().await["result"]["status"], "completed");
+    // A failing tool ends its task failed; cancelling an ended task is -32602.
+    c.send(req(
+        json!(7),
+        "tools/call",
+        json!({"name": "fail", "task": {}}),
+    ))
+    .await;
+    let failing = c.recv().await["result"]["task"]["taskId"].clone();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    c.send(req(json!(8), "tasks/get", json!({"taskId": failing})))
+        .await;
+    assert_eq!(c.recv().await["result"]["status"], "failed");
+    c.send(req(json!(9), "tasks/cancel", json!({"taskId": failing})))
+        .await;
+    assert_eq!(error_code(&c.recv().await), -32602);
+    // Cancelling a running task stops it.
+    c.send(req(
+        json!(10),
+        "tools/call",
+        json!({"name": "block", "task": {}}),
+    ))
+    .await;
+    let running = c.recv().await["result"]["task"]["taskId"].clone();
+    c.send(req(json!(11), "tasks/cancel", json!({"taskId": running})))
+        .await;
+    assert_eq!(c.recv().await["result"]["status"], "cancelled");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c.tools.block_dropped_unfinished.load(Ordering::SeqCst), 1);
+    c.send(req(json!(12), "tasks/get", json!({"taskId": "nope"})))
+        .await;
+    assert_eq!(error_code(&c.recv().await), -32602);
+}
+
+#[tokio::test]
+async fn tasks_are_not_served_to_earlier_revisions() {
+    let mut c = start();
+    initialize_on(&mut c, "2025-06-18").await;
+    c.send(req(json!(1), "tasks/list", json!({}))).await;
+    assert_eq!(error_code(&c.recv().await), -32601);
+    // The task field is ignored: the call runs as a plain call.
+    c.send(req(
+        json!(2),
+        "tools/call",
+        json!({"name": "say", "task": {}}),
+    ))
+    .await;
+    assert_eq!(c.recv().await["result"]["content"][0]["text"], "said 0");
+    c.send(req(json!(3), "tools/list", json!({}))).await;
+    let list = c.recv().await;
+    assert!(list["result"]["tools"][0].get("execution").is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_id_already_in_flight_is_refused() {
     let mut c = start();
     c.send(req(
@@ -813,11 +1204,13 @@ async fn a_panicking_tool_is_an_internal_error_and_the_server_lives_on() {
 #[tokio::test]
 async fn push_notifications_are_written_as_single_lines_by_the_same_writer() {
     let mut c = start();
+    c.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
     let params = json!({"content": "[from canvas user]\nhello\n↩ Reply", "meta": {"source": "molecule", "kind": "canvas_user"}});
-    c.push.send(json!(42)).unwrap(); // not a notification: dropped
-    c.push.send(json!({"params": {}})).unwrap(); // no method: dropped
+    c.push.try_send(json!(42)).unwrap(); // not a notification: dropped
+    c.push.try_send(json!({"params": {}})).unwrap(); // no method: dropped
     c.push
-        .send(push_notification(
+        .try_send(push_notification(
             "notifications/claude/channel",
             params.clone(),
         ))
@@ -830,12 +1223,53 @@ async fn push_notifications_are_written_as_single_lines_by_the_same_writer() {
     );
     // A push with a stray id and wrong version is normalised into a notification.
     c.push
-        .send(json!({"jsonrpc": "1.0", "id": 3, "method": "x/y"}))
+        .try_send(json!({"jsonrpc": "1.0", "id": 3, "method": "x/y"}))
         .unwrap();
     assert_eq!(c.recv().await, json!({"jsonrpc": "2.0", "method": "x/y"}));
     // Interleaves with responses, one JSON object per line.
     c.send(req(json!(1), "ping", json!({}))).await;
     assert_eq!(c.recv().await["id"], 1);
+}
+
+#[tokio::test]
+async fn pushes_wait_for_notifications_initialized_and_keep_their_order() {
+    let mut c = start();
+    for n in 0..3 {
+        c.push
+            .try_send(push_notification("x/push", json!({"n": n})))
+            .unwrap();
+    }
+    // Before the handshake ends only answers go out: the ping's answer is the first line.
+    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    c.send(req(json!(1), "initialize", init)).await;
+    assert_eq!(c.recv().await["id"], 1);
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2);
+    c.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    for n in 0..3 {
+        assert_eq!(c.recv().await["params"]["n"], n);
+    }
+    c.push
+        .try_send(push_notification("x/push", json!({"n": 3})))
+        .unwrap();
+    assert_eq!(c.recv().await["params"]["n"], 3);
+}
+
+#[tokio::test]
+async fn a_modern_request_opens_pushes_but_a_discover_probe_does_not() {
+    let mut c = start();
+    c.push
+        .try_send(push_notification("x/push", json!({})))
+        .unwrap();
+    let meta = json!({"_meta": modern_meta("2026-07-28")});
+    c.send(req(json!(1), "server/discover", meta.clone())).await;
+    assert_eq!(c.recv().await["id"], 1);
+    c.send(req(json!(2), "ping", json!({}))).await;
+    assert_eq!(c.recv().await["id"], 2, "no push after a discover probe");
+    c.send(req(json!(3), "tools/list", meta)).await;
+    assert_eq!(c.recv().await["id"], 3);
+    assert_eq!(c.recv().await["method"], "x/push");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -913,7 +1347,7 @@ impl AsyncRead for ChunkedReader {
 
 async fn serve_chunks(chunks: Vec<Vec<u8>>) -> (Vec<Value>, ServeEnd) {
     let (server_out, client_out) = tokio::io::duplex(1 << 20);
-    let (_push, pushes) = mpsc::unbounded_channel();
+    let (_push, pushes) = mpsc::channel(1);
     let end = serve(
         ChunkedReader(chunks.into()),
         server_out,
@@ -1024,7 +1458,7 @@ async fn stuck_output_does_not_delay_exit_past_the_flush_grace() {
     // A 1-byte pipe nobody reads: the writer can never drain.
     let (client_in, server_in) = tokio::io::duplex(1024);
     let (server_out, _client_out) = tokio::io::duplex(1);
-    let (_push, pushes) = mpsc::unbounded_channel();
+    let (_push, pushes) = mpsc::channel(1);
     let config = ServeConfig {
         flush_grace: Duration::from_millis(300),
         ..ServeConfig::default()

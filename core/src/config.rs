@@ -79,10 +79,14 @@ pub const WORKSPACE_TIER: &str = "WORKSPACE_TIER";
 pub const DELEGATION_SYNC_VIA_INBOX: &str = "DELEGATION_SYNC_VIA_INBOX";
 /// `DELEGATION_TIMEOUT`.
 pub const DELEGATION_TIMEOUT: &str = "DELEGATION_TIMEOUT";
+/// `MOLECULE_MCP_PROGRESS_INTERVAL_MS`.
+pub const PROGRESS_INTERVAL_MS: &str = "MOLECULE_MCP_PROGRESS_INTERVAL_MS";
+/// `MOLECULE_MCP_CALL_BUDGET_MS`.
+pub const CALL_BUDGET_MS: &str = "MOLECULE_MCP_CALL_BUDGET_MS";
 
 /// Every variable [`validate`] (and [`token_file_path`]) looks at. New ones go at the end:
 /// the config fuzzer's one-character aliases index this list.
-pub const VARIABLES: [&str; 17] = [
+pub const VARIABLES: [&str; 19] = [
     WORKSPACE_ID,
     PLATFORM_URL,
     WORKSPACE_TOKEN,
@@ -100,6 +104,8 @@ pub const VARIABLES: [&str; 17] = [
     WORKSPACE_TIER,
     DELEGATION_SYNC_VIA_INBOX,
     DELEGATION_TIMEOUT,
+    PROGRESS_INTERVAL_MS,
+    CALL_BUDGET_MS,
 ];
 
 /// Highest accepted `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: the platform's health sweep
@@ -111,6 +117,18 @@ pub const MAX_INBOX_POLL_INTERVAL_SECS: u64 = 60;
 pub const DEFAULT_POLL_TIMEOUT_SECS: u64 = 2;
 /// Cap for `MOLECULE_MCP_POLL_TIMEOUT_SECS`.
 pub const MAX_POLL_TIMEOUT_SECS: u64 = 60;
+/// `MOLECULE_MCP_PROGRESS_INTERVAL_MS` when unset or unusable: a progress notification every
+/// 5 s keeps a call alive under any client timeout of 10 s or more, for one short line each.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// Accepted range of `MOLECULE_MCP_PROGRESS_INTERVAL_MS` (values outside are clamped): at
+/// most 10 s, so even a 10 s client timeout that resets on progress never fires.
+pub const PROGRESS_INTERVAL_RANGE_MS: (u64, u64) = (10, 10_000);
+/// `MOLECULE_MCP_CALL_BUDGET_MS` when unset or unusable: how long a call without a progress
+/// token may wait before answering "nothing yet". 50 s answers before the 60 s default
+/// request timeout of the TypeScript SDK and of Codex, with 10 s to spare for the answer.
+pub const DEFAULT_CALL_BUDGET: Duration = Duration::from_secs(50);
+/// Accepted range of `MOLECULE_MCP_CALL_BUDGET_MS` (values outside are clamped).
+pub const CALL_BUDGET_RANGE_MS: (u64, u64) = (100, 50_000);
 
 /// Outcome of the shell reading a file for the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +242,12 @@ pub struct ValidConfig {
     /// `MOLECULE_MCP_POLL_TIMEOUT_SECS` as advertised in the MCP instructions (default 2,
     /// 0 = polling disabled, capped at 60).
     pub poll_timeout_secs: u64,
+    /// `MOLECULE_MCP_PROGRESS_INTERVAL_MS`: how often a long call with a progress token
+    /// reports progress (default 5 s, 10 ms..=10 s).
+    pub progress_interval: Duration,
+    /// `MOLECULE_MCP_CALL_BUDGET_MS`: how long a call without a progress token may wait
+    /// (default 50 s, 100 ms..=50 s).
+    pub call_budget: Duration,
     /// Agent card inputs.
     pub agent: AgentIdentity,
     /// The tools' settings (`WORKSPACE_TIER`, `DELEGATION_SYNC_VIA_INBOX`,
@@ -526,6 +550,16 @@ pub fn validate(raw: &RawConfig) -> Result<ValidConfig, ConfigErrors> {
                 heartbeat_interval,
                 inbox_poll_interval,
                 poll_timeout_secs: poll_timeout_secs(env.get(POLL_TIMEOUT_SECS)),
+                progress_interval: clamped_millis(
+                    env.get(PROGRESS_INTERVAL_MS),
+                    DEFAULT_PROGRESS_INTERVAL,
+                    PROGRESS_INTERVAL_RANGE_MS,
+                ),
+                call_budget: clamped_millis(
+                    env.get(CALL_BUDGET_MS),
+                    DEFAULT_CALL_BUDGET,
+                    CALL_BUDGET_RANGE_MS,
+                ),
                 agent: agent_identity(&env),
                 tool_settings: tool_settings(&env),
             })
@@ -890,6 +924,15 @@ fn poll_timeout_secs(value: Option<&str>) -> u64 {
         .map_or(MAX_POLL_TIMEOUT_SECS, |n| n.min(MAX_POLL_TIMEOUT_SECS))
 }
 
+/// A whole number of milliseconds clamped to `(min, max)`; unset or not a whole number ⇒
+/// `default`. Lenient like `poll_timeout_secs`: these only tune how calls are kept alive, so
+/// a typo never stops the start.
+fn clamped_millis(value: Option<&str>, default: Duration, (min, max): (u64, u64)) -> Duration {
+    value
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(default, |ms| Duration::from_millis(ms.clamp(min, max)))
+}
+
 /// `MOLECULE_AGENT_NAME`, `…_DESCRIPTION` (trimmed, blank ⇒ `None`) and `…_SKILLS`.
 fn agent_identity(env: &Env<'_>) -> AgentIdentity {
     AgentIdentity {
@@ -987,6 +1030,25 @@ mod tests {
                 "{value:?}"
             );
             assert_eq!(FlagRule::OnlyOnWord.is_on(value), only_on, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn keepalive_millis_are_clamped_and_unusable_values_fall_back() {
+        let d = Duration::from_secs(5);
+        for (value, expected) in [
+            (None, 5_000),
+            (Some("abc"), 5_000),
+            (Some("-5"), 5_000),
+            (Some("100"), 100),
+            (Some("1"), 10),
+            (Some("99999999999"), 10_000),
+        ] {
+            assert_eq!(
+                clamped_millis(value, d, PROGRESS_INTERVAL_RANGE_MS),
+                Duration::from_millis(expected),
+                "{value:?}"
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::framing::{DEFAULT_MAX_LINE, Frame, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
-use super::jsonrpc::{Incoming, classify};
+use super::jsonrpc::{Incoming, classify, result_line};
 use super::protocol::{Outcome, Protocol};
 
 /// Runs one fuzz case. Panics (the fuzzer's signal) when a property is violated.
@@ -80,6 +80,27 @@ fn check_frame(protocol: &Protocol, frame: &Frame) {
         Outcome::Reply(line) => Some(line),
         Outcome::Silent | Outcome::Cancel(_) => None,
         Outcome::Call(call) => Some(call.reply.output(run_ready(call.future))),
+        // The task store lives in the serve loop; reaching it with the id is what is checked.
+        Outcome::Task(task) => Some(result_line(&task.id, json!({}))),
+        Outcome::Batch(batch) => {
+            // Each answer of a batch must be a well-formed response on its own.
+            let mut lines = batch.replies;
+            for call in batch.calls {
+                lines.push(call.reply.output(run_ready(call.future)));
+            }
+            for line in lines {
+                let value: Value = match serde_json::from_str(&line) {
+                    Ok(v) => v,
+                    Err(e) => panic!("batch answer is not JSON ({e}): {line}"),
+                };
+                assert_eq!(value.get("jsonrpc"), Some(&json!("2.0")), "{line}");
+                assert!(
+                    value.get("result").is_some() != value.get("error").is_some(),
+                    "exactly one of result/error: {line}"
+                );
+            }
+            return;
+        }
     };
     let incoming = match frame {
         Frame::Line(line) => classify(line).ok(),

@@ -8,7 +8,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -24,6 +25,93 @@ pub trait ToolHandler: Send + Sync + 'static {
     /// Starts a call. `None` means "no such tool" (a JSON-RPC `-32602`); argument problems
     /// belong in the returned [`ToolOutput::Error`] so the model can correct itself.
     fn call(&self, name: &str, arguments: Map<String, Value>) -> Option<ToolFuture>;
+
+    /// [`ToolHandler::call`] with the call's [`CallEnv`]: what the server serves. Handlers
+    /// whose tools never wait long need not override it.
+    fn call_in(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        env: CallEnv,
+    ) -> Option<ToolFuture> {
+        let _ = env;
+        self.call(name, arguments)
+    }
+}
+
+/// How long one call may wait, decided by the server from its request: a call whose client
+/// sent a progress token is kept alive by progress notifications and may wait as long as it
+/// needs; any other call must answer within its budget, before the client's own request
+/// timeout fires.
+#[derive(Debug, Clone, Default)]
+pub struct CallEnv {
+    budget: Option<Duration>,
+    stage: Option<Arc<Mutex<Stage>>>,
+}
+
+/// What a call is waiting for, as its progress notifications describe it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stage {
+    /// A short human phrase, e.g. "waiting for a message".
+    pub what: String,
+    /// How long the wait lasts at most, when the tool knows it.
+    pub total: Option<Duration>,
+}
+
+impl CallEnv {
+    /// No budget and no progress: direct callers (unit tests, embedders) that have no
+    /// client timeout to respect.
+    pub fn unlimited() -> Self {
+        Self::default()
+    }
+
+    /// A call that reports progress: unbounded by the server, the tool's own limits apply.
+    pub fn reported() -> Self {
+        Self {
+            budget: None,
+            stage: Some(Arc::new(Mutex::new(Stage::default()))),
+        }
+    }
+
+    /// A call without progress: it answers within `budget`.
+    pub fn budgeted(budget: Duration) -> Self {
+        Self {
+            budget: Some(budget),
+            stage: None,
+        }
+    }
+
+    /// The longest this call may wait before it must answer, if there is a limit.
+    pub fn budget(&self) -> Option<Duration> {
+        self.budget
+    }
+
+    /// Caps a wait the tool wants (`wanted`) by the budget; true when the budget is shorter,
+    /// i.e. the tool must answer "not yet" when it runs out.
+    pub fn cap(&self, wanted: Duration) -> (Duration, bool) {
+        match self.budget {
+            Some(budget) if budget < wanted => (budget, true),
+            Some(_) | None => (wanted, false),
+        }
+    }
+
+    /// Names what the call now waits for (shown in its progress messages).
+    pub fn waiting_for(&self, what: impl Into<String>, total: Option<Duration>) {
+        if let Some(stage) = &self.stage {
+            *stage.lock().unwrap_or_else(PoisonError::into_inner) = Stage {
+                what: what.into(),
+                total,
+            };
+        }
+    }
+
+    /// What the call waits for now (empty before the tool names it).
+    pub fn stage(&self) -> Stage {
+        self.stage
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
 }
 
 /// One tool as `tools/list` advertises it.

@@ -6,7 +6,7 @@
 //! | input | answer |
 //! |---|---|
 //! | invalid UTF-8, invalid JSON | `-32700` parse error, `"id": null` |
-//! | a JSON array (batch; only 2025-03-26 required them, later revisions removed them) | `-32600`, `"id": null` |
+//! | a JSON array (batch; only 2025-03-26 required them, later revisions removed them; [`Protocol`](super::Protocol) accepts them from a client that negotiated 2025-03-26 before it calls this) | `-32600`, `"id": null` |
 //! | a non-object, `jsonrpc` ≠ `"2.0"`, `method` missing or not a string | `-32600`, the id if it is valid, else `null` |
 //! | `"id": null`, or an id that is neither a string nor an integer | `-32600`, `"id": null` |
 //! | an object with `result`/`error` and no `method` (a response) | ignored: we never send requests, and answering a response could collide with one of the client's own ids |

@@ -9,6 +9,7 @@
 //! | `protocol.rs` | [`Protocol`]: the method table and the dual-era rules (sans-io) |
 //! | `handler.rs` | what the application plugs in: [`ToolHandler`], [`ToolSpec`], [`ToolOutput`], [`ServerIdentity`] |
 //! | `server.rs` | [`serve`]: reader loop, concurrent tool tasks, cancellation, the single writer |
+//! | `tasks.rs` | the task store of 2025-11-25 task-augmented `tools/call` (`tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel`) |
 //! | `fuzz.rs` | `fuzz::frames_case`, the body of the `mcp_frames` fuzz target (cargo feature `fuzzing` only) |
 //!
 //! What this layer guarantees: requests run concurrently, `ping` never waits for a tool,
@@ -26,8 +27,11 @@ pub mod handler;
 pub mod jsonrpc;
 pub mod protocol;
 pub mod server;
+mod tasks;
 
 pub use framing::{DEFAULT_MAX_LINE, Frame, LineFramer};
-pub use handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
-pub use protocol::{CHANNEL_NOTIFICATION, Outcome, Protocol};
+pub use handler::{CallEnv, ServerIdentity, Stage, ToolFuture, ToolHandler, ToolOutput, ToolSpec};
+pub use protocol::{
+    Batch, CHANNEL_NOTIFICATION, Outcome, PROGRESS_NOTIFICATION, Progress, Protocol,
+};
 pub use server::{ServeConfig, ServeEnd, push_notification, serve, serve_with};

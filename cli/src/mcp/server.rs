@@ -13,9 +13,19 @@
 //! * **one writer** owns the output: lines arrive over a channel and each is written as one
 //!   JSON object + `\n`. Nothing else is ever written, so stdout stays pure MCP;
 //! * **push** — server-initiated notifications (e.g. `notifications/claude/channel`) come in
-//!   on the `notifications` channel and go through the same writer. Each item must be a JSON
-//!   object with a string `method` ([`push_notification`] builds one); `jsonrpc` is forced
-//!   to `"2.0"` and any `id` removed; other values are dropped with a warning.
+//!   on the bounded `notifications` channel and go through the same writer, in the order
+//!   they were sent, but only once [`Protocol::client_ready`] (a legacy client's
+//!   `notifications/initialized`, or a modern request): until then they wait in the channel,
+//!   and its bound holds back the sender, so nothing is lost and nothing grows. Each item
+//!   must be a JSON object with a string `method` ([`push_notification`] builds one);
+//!   `jsonrpc` is forced to `"2.0"` and any `id` removed; other values are dropped with a
+//!   warning;
+//! * **batches** (2025-03-26 clients only, see [`Protocol`]) — the ready answers and the
+//!   calls of one batch go out as one array when its last call finishes; the calls run
+//!   concurrently in one task, without progress, and are stopped with it at EOF;
+//! * **progress** — a call whose request carried `_meta.progressToken` sends
+//!   `notifications/progress` every [`ServeConfig::progress_interval`] from its own task,
+//!   so they all precede its response and stop with it (or with its cancellation).
 //!
 //! Ending ([`ServeEnd`]): on input EOF the final unterminated line is still handled, running
 //! calls get `eof_call_grace` to finish (so piped one-shot input gets its quick answers) and
@@ -40,7 +50,10 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use super::framing::{DEFAULT_MAX_LINE, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
 use super::jsonrpc::{RequestId, RpcError, error_line};
-use super::protocol::{Outcome, PendingCall, Protocol};
+use super::protocol::{
+    Batch, CallReply, Outcome, PendingCall, Progress, Protocol, TaskOp, TaskRequest,
+};
+use super::tasks::Tasks;
 
 /// Tunables of [`serve_with`]; [`serve`] uses the defaults.
 #[derive(Debug, Clone)]
@@ -56,6 +69,12 @@ pub struct ServeConfig {
     /// Then, how long queued output may take to flush (default 200 ms). Together the two
     /// keep the exit well within a client's 1–2 s grace even if stdout is stuck.
     pub flush_grace: Duration,
+    /// How often a call whose request carried a progress token sends
+    /// `notifications/progress` (default 5 s; `MOLECULE_MCP_PROGRESS_INTERVAL_MS`).
+    pub progress_interval: Duration,
+    /// How long a call without a progress token may wait before it answers "not yet"
+    /// (default 50 s; `MOLECULE_MCP_CALL_BUDGET_MS`).
+    pub call_budget: Duration,
 }
 
 impl Default for ServeConfig {
@@ -65,6 +84,8 @@ impl Default for ServeConfig {
             read_chunk: 64 * 1024,
             eof_call_grace: Duration::from_millis(150),
             flush_grace: Duration::from_millis(200),
+            progress_interval: Duration::from_secs(5),
+            call_budget: super::protocol::DEFAULT_CALL_BUDGET,
         }
     }
 }
@@ -94,7 +115,7 @@ pub async fn serve<R, W>(
     output: W,
     handler: Arc<dyn ToolHandler>,
     identity: ServerIdentity,
-    notifications: mpsc::UnboundedReceiver<Value>,
+    notifications: mpsc::Receiver<Value>,
 ) -> ServeEnd
 where
     R: AsyncRead,
@@ -118,13 +139,13 @@ pub async fn serve_with<R, W>(
     output: W,
     handler: Arc<dyn ToolHandler>,
     identity: ServerIdentity,
-    notifications: mpsc::UnboundedReceiver<Value>,
+    notifications: mpsc::Receiver<Value>,
 ) -> ServeEnd
 where
     R: AsyncRead,
     W: AsyncWrite,
 {
-    let protocol = Protocol::new(handler, identity);
+    let protocol = Protocol::new(handler, identity).with_call_budget(config.call_budget);
     let (lines_tx, lines_rx) = mpsc::channel::<String>(OUTPUT_QUEUE);
     let writer = write_lines(output, lines_rx);
     let reader = read_loop(&config, protocol, input, notifications, lines_tx);
@@ -158,13 +179,15 @@ async fn read_loop<R: AsyncRead>(
     config: &ServeConfig,
     protocol: Protocol,
     input: R,
-    mut pushes: mpsc::UnboundedReceiver<Value>,
+    mut pushes: mpsc::Receiver<Value>,
     lines: mpsc::Sender<String>,
 ) -> ServeEnd {
     tokio::pin!(input);
     let mut framer = LineFramer::new(config.max_line);
     let mut chunk = vec![0u8; config.read_chunk.max(1)];
     let mut calls = InFlight::default();
+    // Dropped when serving ends, which aborts the task runs still going.
+    let mut tasks = Tasks::default();
     let mut pushes_open = true;
     // Input read while an answer waited for room in the output queue (see `send_line`).
     let mut stash = InputStash::new(config.max_line);
@@ -190,7 +213,20 @@ async fn read_loop<R: AsyncRead>(
                             calls.cancel(&id);
                             None
                         }
-                        Outcome::Call(call) => calls.start(call),
+                        Outcome::Call(call) => {
+                            calls.start(call, config.progress_interval, &lines)
+                        }
+                        Outcome::Batch(batch) => calls.start_batch(batch),
+                        Outcome::Task(TaskRequest { id, op }) => match op {
+                            TaskOp::Create { call, ttl } => Some(tasks.create(call, ttl)),
+                            TaskOp::Get(task) => Some(tasks.get(&id, &task)),
+                            TaskOp::List => Some(tasks.list(&id)),
+                            TaskOp::Cancel(task) => Some(tasks.cancel(&id, &task)),
+                            TaskOp::Result(task) => match tasks.result(&id, &task) {
+                                Ok(line) => Some(line),
+                                Err(wait) => calls.start_line(id, wait),
+                            },
+                        },
                     };
                     if let Some(line) = line {
                         match send_line(&lines, line, input.as_mut(), &mut stash).await {
@@ -216,7 +252,14 @@ async fn read_loop<R: AsyncRead>(
                     }
                 }
             }
-            push = pushes.recv(), if pushes_open => match push {
+            Some(done) = tasks.running.join_next() => {
+                // A cancelled task's run ends in a JoinError: its state is already recorded.
+                if let Ok(done) = done {
+                    tasks.finished(done);
+                }
+            }
+            // Pushes wait in their (bounded) channel until the client may receive them.
+            push = pushes.recv(), if pushes_open && protocol.client_ready() => match push {
                 None => pushes_open = false,
                 Some(message) => {
                     if let Some(line) = push_line(message) {
@@ -409,13 +452,42 @@ struct InFlight {
     next_ticket: u64,
 }
 
-/// A call's task result: the id, its ticket and the response line.
-type Finished = (RequestId, u64, String);
+/// A task's result: the call's id (none for a batch), its ticket and the response line.
+type Finished = (Option<RequestId>, u64, String);
 
 impl InFlight {
-    /// Spawns the call; returns an error line instead if its id is already running.
-    fn start(&mut self, call: PendingCall) -> Option<String> {
-        let PendingCall { id, future, reply } = call;
+    /// Spawns the call; returns an error line instead if its id is already running. A call
+    /// with a progress token reports progress on `lines` every `interval` while it runs.
+    fn start(
+        &mut self,
+        call: PendingCall,
+        interval: Duration,
+        lines: &mpsc::Sender<String>,
+    ) -> Option<String> {
+        let PendingCall {
+            id,
+            future,
+            reply,
+            progress,
+        } = call;
+        let task_id = id.clone();
+        let lines = lines.clone();
+        self.start_line(id, async move {
+            let work = CatchUnwind(future);
+            let result = match progress {
+                None => work.await,
+                Some(progress) => with_progress(work, progress, interval, &lines).await,
+            };
+            answer(task_id, reply, result)
+        })
+    }
+
+    /// Runs `work`, whose output is the response line of request `id` (cancellable like a
+    /// call); returns an error line instead if the id is already running.
+    fn start_line<F>(&mut self, id: RequestId, work: F) -> Option<String>
+    where
+        F: Future<Output = String> + Send + 'static,
+    {
         if self.running.contains_key(&id) {
             return Some(error_line(
                 Some(&id),
@@ -425,17 +497,47 @@ impl InFlight {
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let task_id = id.clone();
-        let handle = self.tasks.spawn(async move {
-            let line = match CatchUnwind(future).await {
-                Ok(output) => reply.output(output),
-                Err(()) => {
-                    tracing::error!("tool call {task_id} panicked");
-                    reply.internal_error("the tool failed unexpectedly")
-                }
-            };
-            (task_id, ticket, line)
-        });
+        let handle = self
+            .tasks
+            .spawn(async move { (Some(task_id), ticket, work.await) });
         self.running.insert(id, (ticket, handle));
+        None
+    }
+
+    /// Runs a batch: its cancellations at once, its calls concurrently in one task whose
+    /// result is the batch's array; returns the array now when there is no call, nothing when
+    /// there is nothing to answer.
+    fn start_batch(&mut self, batch: Batch) -> Option<String> {
+        let Batch {
+            replies,
+            calls,
+            cancels,
+        } = batch;
+        for id in &cancels {
+            self.cancel(id);
+        }
+        if calls.is_empty() {
+            return (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.tasks.spawn(async move {
+            let mut lines = replies;
+            // Dropping this set (the batch task aborted at EOF) aborts the calls too.
+            let mut running = JoinSet::new();
+            for call in calls {
+                running.spawn(async move {
+                    let result = CatchUnwind(call.future).await;
+                    answer(call.id, call.reply, result)
+                });
+            }
+            while let Some(done) = running.join_next().await {
+                if let Ok(line) = done {
+                    lines.push(line);
+                }
+            }
+            (None, ticket, format!("[{}]", lines.join(",")))
+        });
         None
     }
 
@@ -466,6 +568,10 @@ impl InFlight {
     /// The line to write for a finished task; `None` if it was cancelled.
     fn finished(&mut self, joined: Result<Finished, JoinError>) -> Option<String> {
         let (id, ticket, line) = joined.ok()?;
+        // A batch is not cancellable as a whole: its answer is always written.
+        let Some(id) = id else {
+            return Some(line);
+        };
         match self.running.get(&id) {
             Some((current, _)) if *current == ticket => {
                 self.running.remove(&id);
@@ -477,8 +583,50 @@ impl InFlight {
     }
 }
 
+/// The response line of a finished call (a panic is `-32603`).
+fn answer(id: RequestId, reply: CallReply, result: Result<ToolOutput, ()>) -> String {
+    match result {
+        Ok(output) => reply.output(output),
+        Err(()) => {
+            tracing::error!("tool call {id} panicked");
+            reply.internal_error("the tool failed unexpectedly")
+        }
+    }
+}
+
+/// Runs `work`, sending a progress notification every `interval` until it finishes. The
+/// notifications go straight into the output queue from the call's own task, so every one of
+/// them is queued before the call's response (which the read loop queues after the task
+/// ends), and aborting the task (cancellation, EOF) stops them with the work.
+async fn with_progress<F: Future>(
+    work: F,
+    mut progress: Progress,
+    interval: Duration,
+    lines: &mpsc::Sender<String>,
+) -> F::Output {
+    tokio::pin!(work);
+    // `interval` panics on zero; a millisecond is the finest period that makes sense.
+    let interval = interval.max(Duration::from_millis(1));
+    let start = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(start + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = ticks.tick() => {
+                if let Some(line) = progress.line(start.elapsed()) {
+                    // A keep-alive is skipped while the output queue is full (the client is
+                    // not reading); the next tick sends a newer one, so nothing piles up.
+                    let _ = lines.try_send(line);
+                }
+            }
+        }
+    }
+}
+
 /// Turns a panic inside a tool future into `Err(())`.
-struct CatchUnwind(ToolFuture);
+pub(super) struct CatchUnwind(pub(super) ToolFuture);
 
 impl Future for CatchUnwind {
     type Output = Result<ToolOutput, ()>;

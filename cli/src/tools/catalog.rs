@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::args::Args;
 use super::context::ToolContext;
 use super::{chat_history, delegation, inbox, memory, messaging, peers, workspace_info};
-use crate::mcp::{ToolOutput, ToolSpec};
+use crate::mcp::{CallEnv, ToolOutput, ToolSpec};
 
 /// The 12 tools. Closed: adding a tool means adding a variant, and the compiler then asks
 /// for its name, its spec and its dispatch.
@@ -158,7 +158,7 @@ impl Tool {
         match self {
             Tool::DelegateTask => spec(
                 name,
-                "Delegate a task to a peer workspace via A2A and WAIT for the response (synchronous). Use for quick questions and small sub-tasks; for long work use delegate_task_async + check_task_status. If the peer cannot answer inline (poll-mode or busy peer) the task is still delivered and its reply arrives in your inbox.",
+                "Delegate a task to a peer workspace via A2A and WAIT for the response (synchronous). Use for quick questions and small sub-tasks; for long work use delegate_task_async + check_task_status. If the peer cannot answer inline (poll-mode or busy peer) the task is still delivered and its reply arrives in your inbox. If the peer takes longer than your MCP client waits for a tool, the call returns early and says how to get the outcome.",
                 object_schema(
                     json!({"workspace_id": target, "task": task, "source_workspace_id": source_prop()}),
                     &["workspace_id", "task"],
@@ -243,13 +243,15 @@ impl Tool {
             ),
             Tool::WaitForMessage => spec(
                 name,
-                "Block until the next inbound message (canvas user OR peer agent) arrives, or until ``timeout_secs`` elapses. Returns the oldest pending message that no earlier wait_for_message call returned; it stays in the inbox (inbox_peek still lists it) until you call inbox_pop with its activity_id after handling it.",
+                "Block until the next inbound message (canvas user OR peer agent) arrives, or until ``timeout_secs`` elapses. Returns the oldest pending message that no earlier wait_for_message call returned; it stays in the inbox (inbox_peek still lists it) until you call inbox_pop with its activity_id after handling it. A result with \"call_again\": true means nothing has arrived yet and the call returned early so that your MCP client does not time out: call wait_for_message again to keep waiting.",
                 object_schema(
                     json!({"timeout_secs": {"type": "number", "minimum": 0, "description": "Max seconds to block. Capped at 300. Default 60."}}),
                     &[],
                 ),
                 Some(json!({"type": "object", "additionalProperties": true})),
-                annotations("Wait for inbox message", true, false, true, false),
+                // Not read-only or idempotent: it marks the message it returns, so the next
+                // call returns the next message (see the description).
+                annotations("Wait for inbox message", false, false, false, false),
             ),
             Tool::InboxPeek => spec(
                 name,
@@ -303,7 +305,7 @@ impl Tool {
                 ),
                 Some(json!({
                     "type": "object",
-                    "properties": {"success": {"type": "boolean"}, "id": {}, "scope": {"type": "string"}},
+                    "properties": {"success": {"type": "boolean"}, "id": {"type": ["string", "integer", "null"], "description": "The platform's id of the saved memory (null when it named none)."}, "scope": {"type": "string"}},
                     "required": ["success", "scope"]
                 })),
                 annotations("Save memory", false, false, false, true),
@@ -325,19 +327,31 @@ impl Tool {
         }
     }
 
-    /// Runs the tool. Arguments the input schema does not declare are ignored (logged at
-    /// debug; see the module docs).
+    /// Runs the tool with no time budget ([`CallEnv::unlimited`]).
     pub async fn call(self, ctx: &ToolContext, args: &Map<String, Value>) -> ToolOutput {
+        self.call_in(ctx, args, &CallEnv::unlimited()).await
+    }
+
+    /// [`Tool::call`] under the server's [`CallEnv`]: the tools that wait (`wait_for_message`,
+    /// `delegate_task`) answer "not yet" within its budget and name what they wait for.
+    /// Arguments the input schema does not declare are ignored (logged at debug; see the
+    /// module docs).
+    pub async fn call_in(
+        self,
+        ctx: &ToolContext,
+        args: &Map<String, Value>,
+        env: &CallEnv,
+    ) -> ToolOutput {
         log_unknown_arguments(&self.spec(), args);
         let a = Args(args);
         match self {
-            Tool::DelegateTask => delegation::delegate_task(ctx, a).await,
+            Tool::DelegateTask => delegation::delegate_task(ctx, a, env).await,
             Tool::DelegateTaskAsync => delegation::delegate_task_async(ctx, a).await,
             Tool::CheckTaskStatus => delegation::check_task_status(ctx, a).await,
             Tool::ListPeers => peers::list_peers(ctx, a).await,
             Tool::GetWorkspaceInfo => workspace_info::get_workspace_info(ctx, a).await,
             Tool::SendMessageToUser => messaging::send_message_to_user(ctx, a).await,
-            Tool::WaitForMessage => inbox::wait_for_message(ctx, a).await,
+            Tool::WaitForMessage => inbox::wait_for_message(ctx, a, env).await,
             Tool::InboxPeek => inbox::inbox_peek(ctx, a).await,
             Tool::InboxPop => inbox::inbox_pop(ctx, a).await,
             Tool::ChatHistory => chat_history::chat_history(ctx, a).await,
@@ -404,5 +418,71 @@ mod tests {
             assert!(Tool::ALL[..i].iter().all(|earlier| *earlier != tool));
         }
         assert_eq!(Tool::from_name("nope"), None);
+    }
+
+    /// Every schema node that describes a value names its JSON type(s), so clients that
+    /// validate structured output (and models reading the schema) know what to expect.
+    fn assert_typed(schema: &Value, at: &str) {
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("{at}: schema without a type: {schema}"),
+        };
+        let known = [
+            "object", "array", "string", "integer", "number", "boolean", "null",
+        ];
+        assert!(
+            !types.is_empty() && types.iter().all(|t| known.contains(t)),
+            "{at}: {schema}"
+        );
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, prop) in props {
+                assert_typed(prop, &format!("{at}.{name}"));
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            assert_typed(items, &format!("{at}[]"));
+        }
+    }
+
+    #[test]
+    fn every_schema_is_typed_and_output_schemas_are_objects() {
+        for tool in Tool::ALL {
+            let spec = tool.spec();
+            assert_typed(&spec.input_schema, spec.name);
+            if let Some(out) = &spec.output_schema {
+                assert_eq!(out["type"], "object", "{}", spec.name);
+                assert_typed(out, &format!("{} output", spec.name));
+            }
+        }
+    }
+
+    #[test]
+    fn annotations_claim_read_only_only_where_nothing_changes() {
+        let hint = |tool: Tool, key: &str| tool.spec().annotations.unwrap()[key].clone();
+        // wait_for_message marks the message it returns: a second call returns another one.
+        assert_eq!(hint(Tool::WaitForMessage, "readOnlyHint"), json!(false));
+        assert_eq!(hint(Tool::WaitForMessage, "idempotentHint"), json!(false));
+        for tool in Tool::ALL {
+            let read_only = hint(tool, "readOnlyHint") == json!(true);
+            let changes = matches!(
+                tool,
+                Tool::DelegateTask
+                    | Tool::DelegateTaskAsync
+                    | Tool::SendMessageToUser
+                    | Tool::WaitForMessage
+                    | Tool::InboxPop
+                    | Tool::CommitMemory
+            );
+            assert_eq!(read_only, !changes, "{}", tool.name());
+            if read_only {
+                assert_eq!(
+                    hint(tool, "destructiveHint"),
+                    json!(false),
+                    "{}",
+                    tool.name()
+                );
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ use super::args::{Args, parse_registered, parse_workspace_id, resolve_source};
 use super::client::{ApiResponse, CallError, PlatformCall};
 use super::context::ToolContext;
 use super::peers::{Discovery, discover};
-use crate::mcp::ToolOutput;
+use crate::mcp::{CallEnv, ToolOutput};
 
 /// Summary length cap for activity rows.
 const MAX_SUMMARY_CHARS: usize = 256;
@@ -159,8 +159,12 @@ async fn report_activity(ctx: &ToolContext, src: &str, body: Value) {
     }
 }
 
-/// `delegate_task`.
-pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
+/// `delegate_task`. Under a budget (a client without a progress token) it stops waiting when
+/// the budget runs out: the polling path then names the delegation id to check later, the
+/// direct A2A path says the peer has not answered yet.
+pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>, env: &CallEnv) -> ToolOutput {
+    // Budgets count from here: discovery and the delegation post spend them too.
+    let started = tokio::time::Instant::now();
     let (target, task) = match required_pair(args) {
         Ok(pair) => pair,
         Err(e) => return e,
@@ -194,17 +198,34 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutp
         .unwrap_or_else(|| short_id(&target).to_owned());
 
     let outcome = if ctx.settings.sync_via_inbox {
+        let (wait, _) = env.cap(ctx.settings.delegation_timeout);
+        env.waiting_for(
+            format!("waiting for {peer_name} to finish the delegated task"),
+            Some(wait),
+        );
         let (_, outcome) = tokio::join!(
             report_delegation_start(ctx, &src, &target, &peer_name, task),
-            delegate_via_polling(ctx, &src, &target, task)
+            delegate_via_polling(ctx, &src, &target, task, started + wait)
         );
         outcome
     } else {
+        let (wait, capped) = env.cap(ctx.settings.a2a_deadline);
+        env.waiting_for(format!("waiting for {peer_name} to answer"), Some(wait));
+        let send = async {
+            let send = a2a::send_message(ctx, &src, &target, task);
+            if !capped {
+                return SyncOutcome::Done(send.await);
+            }
+            match tokio::time::timeout_at(started + wait, send).await {
+                Ok(outcome) => SyncOutcome::Done(outcome),
+                Err(_) => SyncOutcome::Unanswered { waited: wait },
+            }
+        };
         let (_, outcome) = tokio::join!(
             report_delegation_start(ctx, &src, &target, &peer_name, task),
-            a2a::send_message(ctx, &src, &target, task)
+            send
         );
-        SyncOutcome::Done(outcome)
+        outcome
     };
     let (output, record) = match outcome {
         SyncOutcome::Done(A2aOutcome::Reply(text)) => {
@@ -240,10 +261,11 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutp
         SyncOutcome::StillRunning {
             delegation_id,
             last_status,
+            waited,
         } => {
             let text = format!(
                 "{peer_name} is still working after {}s (delegation_id={delegation_id}, last_status={last_status}). The platform keeps running it — call check_task_status with task_id \"{delegation_id}\" later to get the result.",
-                ctx.settings.delegation_timeout.as_secs()
+                waited.as_secs()
             );
             let record = DelegationRecord {
                 summary: format!("{peer_name} is still working (delegation_id={delegation_id})"),
@@ -251,6 +273,13 @@ pub(crate) async fn delegate_task(ctx: &ToolContext, args: Args<'_>) -> ToolOutp
                 result: text.clone(),
             };
             (ToolOutput::Text(text), record)
+        }
+        // No outcome to record yet: the peer's reply arrives later as a message.
+        SyncOutcome::Unanswered { waited } => {
+            return ToolOutput::Text(format!(
+                "{peer_name} has not answered within {}s. The task was sent to workspace {target}, but this call stopped waiting so that your MCP client's request timeout does not fire (the request carried no progress token); any reply the peer sends later as a message arrives in your inbox. For long work use delegate_task_async, which returns a task_id to poll with check_task_status.",
+                waited.as_secs()
+            ));
         }
     };
     report_delegation_result(ctx, &src, &target, task, record).await;
@@ -266,7 +295,10 @@ enum SyncOutcome {
     StillRunning {
         delegation_id: String,
         last_status: String,
+        waited: Duration,
     },
+    /// The direct A2A call did not answer within the call's budget.
+    Unanswered { waited: Duration },
 }
 
 /// A `/delegate` acceptance.
@@ -503,7 +535,9 @@ async fn delegate_via_polling(
     src: &str,
     target: &str,
     task: &str,
+    deadline: tokio::time::Instant,
 ) -> SyncOutcome {
+    let started = tokio::time::Instant::now();
     let accepted = match post_delegate(ctx, src, target, task).await {
         Ok(a) => a,
         Err(e) => {
@@ -514,7 +548,6 @@ async fn delegate_via_polling(
         }
     };
     let id = accepted.delegation_id;
-    let deadline = tokio::time::Instant::now() + ctx.settings.delegation_timeout;
     let mut last_status = accepted.status;
     loop {
         let call = PlatformCall::get(format!("/workspaces/{src}/delegations"), src);
@@ -541,6 +574,7 @@ async fn delegate_via_polling(
             return SyncOutcome::StillRunning {
                 delegation_id: id,
                 last_status,
+                waited: deadline.saturating_duration_since(started),
             };
         }
         tokio::time::sleep(ctx.settings.delegation_poll_interval.min(remaining)).await;

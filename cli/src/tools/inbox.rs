@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::args::Args;
 use super::context::ToolContext;
-use crate::mcp::ToolOutput;
+use crate::mcp::{CallEnv, ToolOutput};
 
 /// Returned when the inbox is not running (`MOLECULE_MCP_DISABLE_INBOX`, or an embedder
 /// without an inbox).
@@ -90,8 +90,14 @@ pub(crate) fn peek_limit(args: Args<'_>) -> Result<usize, ToolOutput> {
     })
 }
 
-/// `wait_for_message`.
-pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
+/// `wait_for_message`. Under a budget shorter than `timeout_secs` (a client without a
+/// progress token) it waits only for the budget and then says "nothing yet — call again",
+/// so the client's request timeout never fires first.
+pub(crate) async fn wait_for_message(
+    ctx: &ToolContext,
+    args: Args<'_>,
+    env: &CallEnv,
+) -> ToolOutput {
     let Some(inbox) = ctx.inbox.as_ref().filter(|i| i.enabled()) else {
         return ToolOutput::error(NOT_ENABLED);
     };
@@ -99,10 +105,23 @@ pub(crate) async fn wait_for_message(ctx: &ToolContext, args: Args<'_>) -> ToolO
         Ok(s) => s,
         Err(e) => return e,
     };
-    match inbox.wait_next(Duration::from_secs_f64(secs)).await {
+    let wanted = Duration::from_secs_f64(secs);
+    let (wait, capped) = env.cap(wanted);
+    env.waiting_for("waiting for a message", Some(wanted));
+    match inbox.wait_next(wait).await {
         // The result is declared as an object (MCP structured content); wrap anything else.
         Some(message @ Value::Object(_)) => ToolOutput::Json(enrich(ctx, message)),
         Some(other) => ToolOutput::Json(json!({"message": other})),
+        None if capped => ToolOutput::Json(json!({
+            "timeout": true,
+            "timeout_secs": secs,
+            "waited_secs": wait.as_secs_f64(),
+            "call_again": true,
+            "note": format!(
+                "Nothing yet after {} s. This call returns early so that your MCP client's request timeout does not fire (the request carried no progress token); call wait_for_message again to keep waiting.",
+                wait.as_secs()
+            ),
+        })),
         None => ToolOutput::Json(json!({"timeout": true, "timeout_secs": secs})),
     }
 }

@@ -85,6 +85,15 @@ pub(crate) async fn commit_memory(ctx: &ToolContext, args: Args<'_>) -> ToolOutp
             .and_then(|v| v.get("id"))
             .cloned()
             .unwrap_or(Value::Null);
+        // The output schema types `id` as a string, an integer or null; any other shape the
+        // platform sends is passed on as its JSON text rather than breaking the schema.
+        let id = match id {
+            Value::String(_) | Value::Null => id,
+            Value::Number(n) if n.is_i64() || n.is_u64() => Value::Number(n),
+            Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
+                Value::String(id.to_string())
+            }
+        };
         return ToolOutput::Json(json!({"success": true, "id": id, "scope": scope}));
     }
     ToolOutput::error(format!(

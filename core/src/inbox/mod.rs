@@ -92,7 +92,6 @@ pub use machine::{Inbox, InboxStatus, InboxTimer, LegacyCursor};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
 pub use push::{PeerLabel, push_content, push_meta};
 pub use schedule::REMINDER_EVERY;
-#[cfg(any(test, feature = "testing"))]
-pub(crate) use timestamp::format_rfc3339_micros;
+pub use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;
 pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome};

@@ -70,8 +70,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
 }
 
 /// Formats nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, like
-/// Postgres). Used by the simulated activity feed of tests and fuzz targets.
-#[cfg(any(test, feature = "testing"))]
+/// Postgres). Used by the simulated activity feed of tests and fuzz targets, and for the
+/// `createdAt`/`lastUpdatedAt` of MCP tasks.
 pub fn format_rfc3339_micros(nanos: i128) -> String {
     let secs = nanos.div_euclid(1_000_000_000);
     let micros = nanos.rem_euclid(1_000_000_000) / 1_000;
@@ -117,7 +117,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-#[cfg(any(test, feature = "testing"))]
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
