@@ -67,7 +67,14 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
     };
     logging::init(config.verbose);
     let settings = config.tool_settings.clone();
-    let code = rt.block_on(serve(config, state_dir, settings, signal));
+    // The token file stays a secret even when `MOLECULE_WORKSPACE_TOKEN` wins over it.
+    let secret_files: Vec<std::path::PathBuf> = raw
+        .env
+        .get(molecule_mcp_core::config::WORKSPACE_TOKEN_FILE)
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .into_iter()
+        .collect();
+    let code = rt.block_on(serve(config, state_dir, secret_files, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.
     runtime::exit(code)
 }
@@ -82,6 +89,7 @@ pub fn print_fatal(message: &str) {
 async fn serve(
     config: ValidConfig,
     state_dir: std::path::PathBuf,
+    secret_files: Vec<std::path::PathBuf>,
     settings: ToolSettings,
     mut signal: runtime::Signal,
 ) -> u8 {
@@ -97,7 +105,14 @@ async fn serve(
         http.clone(),
         molecule_mcp_io_tokio::entropy::os_seed(),
     );
-    let app = match App::new(&config, &state_dir, http, settings, fleet.clone()) {
+    let app = match App::new(
+        &config,
+        &state_dir,
+        &secret_files,
+        http,
+        settings,
+        fleet.clone(),
+    ) {
         Ok(app) => app,
         Err(e) => {
             print_fatal(&format!("molecule-mcp: {e}"));

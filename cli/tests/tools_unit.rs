@@ -14,7 +14,8 @@ use molecule_mcp_cli::tools::catalog::{TOOL_NAMES, tool_def};
 use molecule_mcp_cli::tools::client::ApiResponse;
 use molecule_mcp_cli::tools::inbox::NOT_ENABLED;
 use molecule_mcp_cli::tools::messaging::{
-    Attachment, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body, sniff_mime,
+    Attachment, AttachmentGuard, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body,
+    sniff_mime,
 };
 use molecule_mcp_cli::tools::{
     BoxFuture, InboxAccess, PlatformTransport, ToolContext, ToolSettings, WorkspaceRegistry,
@@ -1837,7 +1838,11 @@ fn load_attachment_reads_regular_files() {
     let dir = temp_dir("load");
     let p = dir.join("My Report.pdf");
     std::fs::write(&p, b"%PDF-1.4 body").expect("write");
-    let a = load_attachment(&p, Some(&dir.join("state"))).expect("loads");
+    let guard = AttachmentGuard {
+        state_dir: Some(dir.join("state")),
+        secret_files: Vec::new(),
+    };
+    let a = load_attachment(&p, &guard).expect("loads");
     assert_eq!(
         a,
         Attachment {

@@ -8,7 +8,12 @@
 //! * at most [`MAX_FILE_BYTES`] (25 MiB, the platform's poll-mode cap) per file, checked
 //!   *before* reading, and the read itself is bounded; at most [`MAX_FILES`] files and
 //!   [`MAX_TOTAL_BYTES`] in total;
-//! * files inside the state directory (which holds the workspace token) are refused;
+//! * the path is resolved (`canonicalize`) and refused when it lies in `/proc`, `/sys` or
+//!   `/dev` (`/proc/self/environ` is a regular-looking file that holds the environment,
+//!   tokens included), inside the state directory (which holds the workspace token), or when
+//!   it is the same file (device and inode, so a hard link counts) as a secret file: the
+//!   token file and every `.auth_token*` / `.platform_inbound_secret*` in the state
+//!   directory ([`AttachmentGuard`]);
 //! * MIME type from the content's magic bytes (png, jpeg, gif, pdf, zip, gzip, webp), then
 //!   text detection, then the extension, then `application/octet-stream` ([`sniff_mime`]);
 //! * the multipart body is built by hand ([`multipart_body`]): a random boundary, one part
@@ -214,6 +219,16 @@ pub enum AttachmentError {
         /// The path as given.
         path: PathBuf,
     },
+    /// Under `/proc`, `/sys` or `/dev` once resolved.
+    SystemPath {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The same file (device and inode) as a secret file.
+    SecretFile {
+        /// The path as given.
+        path: PathBuf,
+    },
     /// Replaced between the checks and the open.
     ChangedWhileOpening {
         /// The path as given.
@@ -262,6 +277,16 @@ impl std::fmt::Display for AttachmentError {
                 "Error: attachment {} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first",
                 path.display()
             ),
+            AttachmentError::SystemPath { path } => write!(
+                f,
+                "Error: attachment {} resolves into /proc, /sys or /dev; only ordinary files can be attached",
+                path.display()
+            ),
+            AttachmentError::SecretFile { path } => write!(
+                f,
+                "Error: attachment {} is one of the runtime's credential files (or a link to one); it is never uploaded",
+                path.display()
+            ),
             AttachmentError::ChangedWhileOpening { path } => write!(
                 f,
                 "Error: attachment {} changed while being opened; try again",
@@ -286,10 +311,91 @@ impl std::fmt::Display for AttachmentError {
 
 impl std::error::Error for AttachmentError {}
 
+/// Where attachments must never come from: the state directory and the secret files
+/// (module docs).
+#[derive(Debug, Clone, Default)]
+pub struct AttachmentGuard {
+    /// The state directory (holds `.auth_token*` and `.platform_inbound_secret*`).
+    pub state_dir: Option<PathBuf>,
+    /// Files holding a secret outside the state directory (the token file).
+    pub secret_files: Vec<PathBuf>,
+}
+
+/// Resolved paths under these prefixes are never attached (module docs).
+const SYSTEM_PREFIXES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+impl AttachmentGuard {
+    /// `(device, inode)` of every secret file that exists now: the configured ones and the
+    /// state directory's secret files of any workspace (their names start with the
+    /// single-workspace name, see `molecule_mcp_core::state_layout`).
+    fn secret_identities(&self) -> Vec<(u64, u64)> {
+        let mut paths = self.secret_files.clone();
+        if let Some(dir) = &self.state_dir
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            let secret_names: Vec<&str> = molecule_mcp_core::StateFile::ALL
+                .iter()
+                .filter(|f| f.is_secret())
+                .map(|f| f.base_name())
+                .collect();
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if secret_names.iter().any(|s| name.starts_with(s)) {
+                    paths.push(entry.path());
+                }
+            }
+        }
+        paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .filter_map(|m| identity(&m))
+            .collect()
+    }
+
+    /// Refuses `path` (its metadata: `meta`) when a rule of the module docs forbids it.
+    fn check(&self, path: &Path, meta: &std::fs::Metadata) -> Result<(), AttachmentError> {
+        let owned = || path.to_path_buf();
+        let resolved = path.canonicalize().map_err(|error| AttachmentError::Read {
+            path: owned(),
+            error,
+        })?;
+        if SYSTEM_PREFIXES
+            .iter()
+            .any(|prefix| resolved.starts_with(prefix))
+        {
+            return Err(AttachmentError::SystemPath { path: owned() });
+        }
+        if let Some(dir) = &self.state_dir
+            && let Ok(dir) = dir.canonicalize()
+            && resolved.starts_with(&dir)
+        {
+            return Err(AttachmentError::InStateDir { path: owned() });
+        }
+        if let Some(id) = identity(meta)
+            && self.secret_identities().contains(&id)
+        {
+            return Err(AttachmentError::SecretFile { path: owned() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
 /// Reads one attachment under the module's rules.
 pub fn load_attachment(
     path: &Path,
-    state_dir: Option<&Path>,
+    guard: &AttachmentGuard,
 ) -> Result<Attachment, AttachmentError> {
     let owned = || path.to_path_buf();
     let read_error = |error| AttachmentError::Read {
@@ -315,12 +421,7 @@ pub fn load_attachment(
             bytes: meta.len(),
         });
     }
-    if let Some(dir) = state_dir
-        && let (Ok(file), Ok(dir)) = (path.canonicalize(), dir.canonicalize())
-        && file.starts_with(&dir)
-    {
-        return Err(AttachmentError::InStateDir { path: owned() });
-    }
+    guard.check(path, &meta)?;
     let file = std::fs::File::open(path).map_err(read_error)?;
     let opened = file.metadata().map_err(read_error)?;
     if !opened.is_file() || !same_file(&meta, &opened) {
@@ -343,21 +444,15 @@ pub fn load_attachment(
     })
 }
 
-#[cfg(unix)]
+/// The same file: equal device and inode (always true where there are none).
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-#[cfg(not(unix))]
-fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
-    true
+    identity(a) == identity(b)
 }
 
 /// Loads every attachment in order; stops at the first problem.
 pub fn load_attachments(
     paths: &[PathBuf],
-    state_dir: Option<&Path>,
+    guard: &AttachmentGuard,
 ) -> Result<Vec<Attachment>, AttachmentError> {
     if paths.len() > MAX_FILES {
         return Err(AttachmentError::TooMany { count: paths.len() });
@@ -365,7 +460,7 @@ pub fn load_attachments(
     let mut total: u64 = 0;
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        let a = load_attachment(path, state_dir)?;
+        let a = load_attachment(path, guard)?;
         total += a.bytes.len() as u64;
         if total > MAX_TOTAL_BYTES {
             return Err(AttachmentError::TotalTooLarge);
@@ -545,10 +640,11 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
     let mut uploaded: Vec<Value> = Vec::new();
     if !paths.is_empty() {
         let owned: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        let state_dir = ctx.state_dir.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || load_attachments(&owned, state_dir.as_deref()))
-                .await;
+        let guard = AttachmentGuard {
+            state_dir: ctx.state_dir.clone(),
+            secret_files: ctx.secret_files.clone(),
+        };
+        let loaded = tokio::task::spawn_blocking(move || load_attachments(&owned, &guard)).await;
         let files = match loaded {
             Ok(Ok(files)) => files,
             Ok(Err(e)) => return ToolOutput::error(e.to_string()),

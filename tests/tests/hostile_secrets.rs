@@ -1,0 +1,72 @@
+//! Hostile inputs, class "secrets never leave": the real binary against the stub, with a
+//! model that asks to attach credential files and a platform that echoes the request's
+//! `Authorization` header back. The workspace token (the canary) must appear in no stdout
+//! frame, no stderr line and no upload.
+
+mod e2e_support;
+
+use std::time::Duration;
+
+use e2e_support::{Rig, WAIT, hits};
+use serde_json::json;
+
+/// Every way an attachment path can reach a credential file: through `/proc`, the token
+/// file itself, and hard links (same inode, another name) to the token file and to the
+/// inbound secret in the state directory. Each is refused before any upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_never_upload_credential_files() {
+    let outside = e2e_support::temp_dir("hostile-secrets-outside");
+    let token_file = outside.join("token");
+    let token_file_str = token_file.to_str().expect("utf-8 path").to_owned();
+    let mut rig = Rig::start(
+        "hostile-secrets-attach",
+        &[("MOLECULE_WORKSPACE_TOKEN_FILE", &token_file_str)],
+    )
+    .await;
+    std::fs::write(&token_file, format!("{}\n", rig.token)).expect("token file");
+    let inbound = rig.dir.join(".platform_inbound_secret");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !inbound.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(inbound.exists(), "register never stored the inbound secret");
+    let secret = std::fs::read_to_string(&inbound).expect("inbound secret");
+    let token_link = outside.join("innocent.txt");
+    std::fs::hard_link(&token_file, &token_link).expect("hard link to the token file");
+    let secret_link = outside.join("notes.txt");
+    std::fs::hard_link(&inbound, &secret_link).expect("hard link to the inbound secret");
+
+    let cases = [
+        ("/proc/self/environ".to_owned(), "/proc, /sys or /dev"),
+        (token_file_str.clone(), "credential files"),
+        (token_link.display().to_string(), "credential files"),
+        (secret_link.display().to_string(), "credential files"),
+    ];
+    for (path, needle) in &cases {
+        let reply = rig
+            .call(
+                "send_message_to_user",
+                json!({"message": "see attached", "attachments": [path]}),
+            )
+            .await
+            .err(path, &[needle]);
+        assert!(
+            !reply.0.to_string().contains(&rig.token),
+            "{path}: token in the reply"
+        );
+    }
+    let uploads = format!("/workspaces/{}/chat/uploads", rig.ws);
+    assert!(
+        hits(&rig.stub, "POST", &uploads).is_empty(),
+        "a credential file was uploaded"
+    );
+    for entry in rig.stub.journal() {
+        let body = String::from_utf8_lossy(&entry.body);
+        assert!(
+            !body.contains(&rig.token) && !body.contains(secret.trim()),
+            "a secret left in a request body to {}",
+            entry.path
+        );
+    }
+    rig.finish().await;
+}
