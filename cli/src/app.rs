@@ -127,7 +127,14 @@ impl App {
             .take();
         let pushes = pushes.unwrap_or_else(|| mpsc::unbounded_channel().1);
         let handler: Arc<dyn ToolHandler> = Arc::new(Tools(Arc::clone(&self.ctx)));
-        crate::mcp::serve(
+        let config = crate::mcp::ServeConfig {
+            max_calls: self.ctx.settings().max_concurrent_calls,
+            // Every byte sent to the client passes the process's secret redaction.
+            redact: molecule_mcp_io_tokio::secrets::redact,
+            ..crate::mcp::ServeConfig::default()
+        };
+        crate::mcp::serve_with(
+            config,
             tokio::io::stdin(),
             tokio::io::stdout(),
             handler,

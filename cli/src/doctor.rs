@@ -72,7 +72,9 @@ pub fn run() -> ExitCode {
 
 #[allow(clippy::print_stdout)] // doctor is an interactive command; it never coexists with the MCP server
 fn print_stdout(text: &str) {
-    print!("{text}");
+    // The same redaction as the server's output: a platform answer quoted in a check must
+    // not print the token.
+    print!("{}", molecule_mcp_io_tokio::secrets::redact(text));
 }
 
 /// Runs all six checks.
@@ -194,6 +196,7 @@ fn env_check() -> (Check, Option<ValidConfig>) {
     let raw = env_snapshot::from_process(&dir);
     match validate(&raw) {
         Ok(config) => {
+            crate::serve::remember_secrets(&config);
             let msg = if config.multi_workspace {
                 format!(
                     "PLATFORM_URL + MOLECULE_WORKSPACES ({} workspaces) set; state dir {}",

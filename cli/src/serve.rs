@@ -65,6 +65,7 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    remember_secrets(&config);
     logging::init(config.verbose);
     let settings = config.tool_settings.clone();
     // The token file stays a secret even when `MOLECULE_WORKSPACE_TOKEN` wins over it.
@@ -77,6 +78,14 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
     let code = rt.block_on(serve(config, state_dir, secret_files, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.
     runtime::exit(code)
+}
+
+/// Registers every configured token with the process's redaction
+/// (`molecule_mcp_io_tokio::secrets`), before anything can echo one.
+pub fn remember_secrets(config: &ValidConfig) {
+    for workspace in &config.workspaces {
+        molecule_mcp_io_tokio::secrets::remember(workspace.token.expose());
+    }
 }
 
 /// Writes a message for the operator to stderr (the MCP client shows it in its server log)

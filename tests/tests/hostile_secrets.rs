@@ -70,3 +70,96 @@ async fn attachments_never_upload_credential_files() {
     }
     rig.finish().await;
 }
+
+/// Counts the canary in `text`.
+fn count(text: &str, canary: &str) -> usize {
+    text.matches(canary).count()
+}
+
+/// A platform that answers 4xx and 5xx with the request echoed back, `Authorization` header
+/// included, to register, heartbeats, inbox polls and every tool call, with debug logging
+/// on: the token appears in no stdout frame and no stderr line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_that_echoes_the_token_never_gets_it_shown() {
+    use molecule_mcp_tests::stub::{Action, PlatformStub, Script, WorkspaceSpec};
+    let stub = PlatformStub::start().await.expect("stub");
+    // Register fails twice (echoing the token) before it succeeds.
+    stub.script(
+        Script::new(
+            "POST",
+            "/registry/register",
+            Action::EchoRequest { status: 500 },
+        )
+        .times(2),
+    );
+    let mut rig = Rig::start_on(
+        stub,
+        "hostile-secrets-echo",
+        &[("MOLECULE_MCP_VERBOSE", "1")],
+    )
+    .await;
+    let peer = rig.peer(WorkspaceSpec::named("peer"));
+    let mut shown = String::new();
+    for status in [400, 401, 403, 404, 500, 502] {
+        rig.script(
+            Script::new(
+                "POST",
+                "/registry/heartbeat",
+                Action::EchoRequest { status },
+            )
+            .times(1),
+        );
+        rig.script(
+            Script::new(
+                "GET",
+                "/workspaces/:id/activity",
+                Action::EchoRequest { status },
+            )
+            .times(1),
+        );
+        rig.script(Script::new("*", "/workspaces/*", Action::EchoRequest { status }).times(12));
+        rig.script(Script::new("*", "/registry/*", Action::EchoRequest { status }).times(4));
+        let calls = [
+            ("list_peers", json!({})),
+            ("get_workspace_info", json!({})),
+            (
+                "delegate_task_async",
+                json!({"workspace_id": peer, "task": "t"}),
+            ),
+            ("check_task_status", json!({})),
+            ("commit_memory", json!({"content": "remember this"})),
+            ("recall_memory", json!({"query": "this"})),
+            ("chat_history", json!({"workspace_id": peer})),
+            ("send_message_to_user", json!({"message": "hello"})),
+        ];
+        for (tool, args) in calls {
+            let reply = rig.call(tool, args).await;
+            shown.push_str(&reply.0.to_string());
+            shown.push('\n');
+        }
+        // Let a heartbeat and a poll meet their scripted answers.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+    }
+    for frame in rig.p.unclaimed() {
+        shown.push_str(&frame.to_string());
+        shown.push('\n');
+    }
+    let echoed = rig
+        .stub
+        .journal()
+        .iter()
+        .filter(|e| e.status.is_some_and(|s| s >= 400))
+        .count();
+    assert!(
+        echoed >= 40,
+        "the platform echoed the token {echoed} times only"
+    );
+    let stderr = rig.p.stderr();
+    assert!(
+        stderr.contains("[REDACTED]"),
+        "nothing was redacted: was anything echoed into the log?"
+    );
+    assert_eq!(count(&shown, &rig.token), 0, "the token in stdout frames");
+    assert_eq!(count(&stderr, &rig.token), 0, "the token in stderr");
+    rig.finish().await;
+}

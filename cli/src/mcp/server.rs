@@ -10,8 +10,11 @@
 //!   a `-32603` answer, never a dead server. A request id that is still running is refused
 //!   with `-32600`. `notifications/cancelled {requestId}` aborts that task, and no response
 //!   is ever written for it (even if it had already finished but was not yet written);
+//!   At most `max_calls` run at once: one more is refused at once with `-32000` (never
+//!   queued), so a flood of calls holds a bounded amount of memory;
 //! * **one writer** owns the output: lines arrive over a channel and each is written as one
-//!   JSON object + `\n`. Nothing else is ever written, so stdout stays pure MCP;
+//!   JSON object + `\n`, after `redact` (the process's secret redaction): every byte sent
+//!   to the client passes it. Nothing else is ever written, so stdout stays pure MCP;
 //! * **push** — server-initiated notifications (e.g. `notifications/claude/channel`) come in
 //!   on the `notifications` channel and go through the same writer. Each item must be a JSON
 //!   object with a string `method` ([`push_notification`] builds one); `jsonrpc` is forced
@@ -39,7 +42,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::framing::{DEFAULT_MAX_LINE, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
-use super::jsonrpc::{RequestId, RpcError, error_line};
+use super::jsonrpc::{RequestId, RpcError, SERVER_BUSY, error_line};
 use super::protocol::{Outcome, PendingCall, Protocol};
 
 /// Tunables of [`serve_with`]; [`serve`] uses the defaults.
@@ -56,7 +59,16 @@ pub struct ServeConfig {
     /// Then, how long queued output may take to flush (default 200 ms). Together the two
     /// keep the exit well within a client's 1–2 s grace even if stdout is stuck.
     pub flush_grace: Duration,
+    /// Most tool calls running at once (default [`DEFAULT_MAX_CALLS`]); one more is refused
+    /// with `-32000`.
+    pub max_calls: usize,
+    /// Applied to every line before it is written (the binary passes its secret redaction;
+    /// the default leaves lines as they are).
+    pub redact: fn(&str) -> String,
 }
+
+/// Default of [`ServeConfig::max_calls`] (the tool settings' default).
+pub const DEFAULT_MAX_CALLS: usize = molecule_mcp_core::tool_settings::DEFAULT_MAX_CONCURRENT_CALLS;
 
 impl Default for ServeConfig {
     fn default() -> Self {
@@ -65,6 +77,8 @@ impl Default for ServeConfig {
             read_chunk: 64 * 1024,
             eof_call_grace: Duration::from_millis(150),
             flush_grace: Duration::from_millis(200),
+            max_calls: DEFAULT_MAX_CALLS,
+            redact: str::to_owned,
         }
     }
 }
@@ -126,7 +140,7 @@ where
 {
     let protocol = Protocol::new(handler, identity);
     let (lines_tx, lines_rx) = mpsc::channel::<String>(OUTPUT_QUEUE);
-    let writer = write_lines(output, lines_rx);
+    let writer = write_lines(output, lines_rx, config.redact);
     let reader = read_loop(&config, protocol, input, notifications, lines_tx);
     tokio::pin!(writer, reader);
     let end = tokio::select! {
@@ -164,7 +178,7 @@ async fn read_loop<R: AsyncRead>(
     tokio::pin!(input);
     let mut framer = LineFramer::new(config.max_line);
     let mut chunk = vec![0u8; config.read_chunk.max(1)];
-    let mut calls = InFlight::default();
+    let mut calls = InFlight::new(config.max_calls);
     let mut pushes_open = true;
     // Input read while an answer waited for room in the output queue (see `send_line`).
     let mut stash = InputStash::new(config.max_line);
@@ -190,7 +204,25 @@ async fn read_loop<R: AsyncRead>(
                             calls.cancel(&id);
                             None
                         }
-                        Outcome::Call(call) => calls.start(call),
+                        Outcome::Call(call) => {
+                            if calls.is_full() {
+                                // A burst read in one chunk starts its calls before any
+                                // of them ran: let those that finish at once (bad
+                                // arguments, quick answers) finish and be answered before
+                                // the cap refuses the next one.
+                                tokio::task::yield_now().await;
+                                while let Some(joined) = calls.tasks.try_join_next() {
+                                    if let Some(line) = calls.finished(joined) {
+                                        match send_line(&lines, line, input.as_mut(), &mut stash).await {
+                                            Sent::Queued => {}
+                                            Sent::OutputClosed => break 'serve ServeEnd::OutputClosed,
+                                            Sent::InputEnded => break 'serve ServeEnd::InputClosed,
+                                        }
+                                    }
+                                }
+                            }
+                            calls.start(call)
+                        }
                     };
                     if let Some(line) = line {
                         match send_line(&lines, line, input.as_mut(), &mut stash).await {
@@ -381,17 +413,18 @@ fn push_line(message: Value) -> Option<String> {
 async fn write_lines<W: AsyncWrite>(
     output: W,
     mut lines: mpsc::Receiver<String>,
+    redact: fn(&str) -> String,
 ) -> io::Result<()> {
     const BATCH_BYTES: usize = 1024 * 1024;
     tokio::pin!(output);
     let mut batch = Vec::new();
     while let Some(line) = lines.recv().await {
         batch.clear();
-        batch.extend_from_slice(line.as_bytes());
+        batch.extend_from_slice(redact(&line).as_bytes());
         batch.push(b'\n');
         while batch.len() < BATCH_BYTES {
             let Ok(more) = lines.try_recv() else { break };
-            batch.extend_from_slice(more.as_bytes());
+            batch.extend_from_slice(redact(&more).as_bytes());
             batch.push(b'\n');
         }
         output.write_all(&batch).await?;
@@ -401,25 +434,54 @@ async fn write_lines<W: AsyncWrite>(
 }
 
 /// Tool calls in progress, keyed by request id.
-#[derive(Default)]
 struct InFlight {
     tasks: JoinSet<Finished>,
     /// The ticket tells a cancelled call's late result from a newer call reusing its id.
     running: HashMap<RequestId, (u64, AbortHandle)>,
     next_ticket: u64,
+    /// [`ServeConfig::max_calls`].
+    max: usize,
 }
 
 /// A call's task result: the id, its ticket and the response line.
 type Finished = (RequestId, u64, String);
 
 impl InFlight {
-    /// Spawns the call; returns an error line instead if its id is already running.
+    fn new(max: usize) -> Self {
+        InFlight {
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            next_ticket: 0,
+            max: max.max(1),
+        }
+    }
+
+    /// True when one more call would be refused.
+    fn is_full(&self) -> bool {
+        self.running.len().max(self.tasks.len()) >= self.max
+    }
+
+    /// Spawns the call; returns an error line instead if its id is already running or
+    /// `max` calls already run (the refused future is dropped unpolled: it did nothing).
     fn start(&mut self, call: PendingCall) -> Option<String> {
         let PendingCall { id, future, reply } = call;
         if self.running.contains_key(&id) {
             return Some(error_line(
                 Some(&id),
                 &RpcError::invalid_request("this request id is already in flight"),
+            ));
+        }
+        // `tasks` also holds cancelled calls until they unwind: count both.
+        if self.is_full() {
+            return Some(error_line(
+                Some(&id),
+                &RpcError::new(
+                    SERVER_BUSY,
+                    format!(
+                        "server busy: {} tool calls are already running (MOLECULE_MCP_MAX_CONCURRENT_CALLS); retry when one finishes",
+                        self.max
+                    ),
+                ),
             ));
         }
         let ticket = self.next_ticket;
