@@ -143,6 +143,7 @@ impl PlatformTransport for Fake {
         &self,
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
+        _max_body: usize,
     ) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {
             let (parts, body) = request.into_parts();

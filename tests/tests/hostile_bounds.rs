@@ -100,3 +100,63 @@ async fn a_huge_token_file_is_refused_before_it_is_read() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(p.stderr().contains("larger than 64 KiB"), "{}", p.stderr());
 }
+
+/// `n` bytes of valid JSON (an array of strings), as a huge but well-formed answer.
+fn json_of(n: usize) -> bytes::Bytes {
+    let item = format!("\"{}\",", "x".repeat(1_000));
+    let mut body = String::with_capacity(n + item.len());
+    body.push('[');
+    while body.len() < n {
+        body.push_str(&item);
+    }
+    body.pop();
+    body.push(']');
+    bytes::Bytes::from(body)
+}
+
+/// Huge platform answers — a 30 MB activity page (inbox polls and `chat_history`), a 10 MB
+/// peer list, a 50 MB error page — are refused (or, for the error, cut to its head) while
+/// they are read: the tools answer with a clear error, heartbeats go on, memory stays
+/// bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_platform_answers_are_capped_while_read() {
+    let mut rig = Rig::start("hostile-bounds-answers", &[]).await;
+    let page = Action::body(200, "application/json", json_of(30 * 1024 * 1024));
+    rig.script(Script::new("GET", "/workspaces/:id/activity", page));
+    let peers = Action::body(200, "application/json", json_of(10 * 1024 * 1024));
+    rig.script(Script::new("GET", "/registry/:id/peers", peers));
+    let error = Action::body(500, "text/plain", vec![b'e'; 50 * 1024 * 1024]);
+    rig.script(Script::new("GET", "/workspaces/:id", error));
+    rig.call("chat_history", json!({"peer_id": rig.ws.clone()}))
+        .await
+        .err("30 MB activity page", &["too large"]);
+    rig.call("list_peers", json!({}))
+        .await
+        .err("10 MB peer list", &["too large"]);
+    let info = rig.call("get_workspace_info", json!({})).await;
+    let text = info.text();
+    assert!(info.is_error() && text.contains("500"), "{text}");
+    assert!(
+        text.len() < 4_096,
+        "the error quotes only the head of the page"
+    );
+    // Inbox polls meet the 30 MB page too; let a few of them and a few heartbeats pass.
+    let beats_before = answered(&rig.stub.journal(), "POST", "/registry/heartbeat", 200);
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let beats = answered(&rig.stub.journal(), "POST", "/registry/heartbeat", 200);
+    assert!(
+        beats >= beats_before + 2,
+        "heartbeats stalled: {beats_before} → {beats}"
+    );
+    let polls = hits(
+        &rig.stub,
+        "GET",
+        &format!("/workspaces/{}/activity", rig.ws),
+    )
+    .len();
+    assert!(polls >= 2, "the inbox did not poll the huge page ({polls})");
+    let peak = peak_kb(&rig.p);
+    eprintln!("huge answers: peak RSS {peak} kB");
+    assert!(peak < PEAK_RSS_KB, "peak RSS {peak} kB");
+    rig.finish().await;
+}
