@@ -266,6 +266,7 @@ impl ValidConfig {
         let ws = self.workspaces.get(index)?;
         let mut inbox = InboxConfig::new(self.platform.clone(), ws.id.clone(), ws.token.clone());
         inbox.poll_interval = self.inbox_poll_interval;
+        inbox.debug_logs = self.verbose;
         if self.multi_workspace {
             inbox.arrival_workspace_id = Some(ws.id.clone());
         }
