@@ -1828,7 +1828,7 @@ fn multipart_body_format() {
             bytes: vec![0, 1, 2],
         },
     ];
-    let body = multipart_body(&files, "BOUND");
+    let body = multipart_body(files, "BOUND");
     let mut expected = b"--BOUND\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n".to_vec();
     expected.extend_from_slice(b"--BOUND\r\nContent-Disposition: form-data; name=\"files\"; filename=\"b.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--BOUND--\r\n");
     assert_eq!(body, expected);

@@ -251,8 +251,25 @@ where
     Ok(Bytes::from(head))
 }
 
-/// Turns a core request description into a hyper request.
+/// Turns a core request description into a hyper request (the body is copied; see
+/// [`into_request`] to move it).
 pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>, TransportError> {
+    hyper_request(request, Bytes::from(request.body.clone()))
+}
+
+/// [`build_request`] that moves the body instead of copying it: an upload of 100 MiB must
+/// not be held twice while it is sent.
+pub fn into_request(
+    mut request: HttpRequest,
+) -> Result<http::Request<Full<Bytes>>, TransportError> {
+    let body = Bytes::from(std::mem::take(&mut request.body));
+    hyper_request(&request, body)
+}
+
+fn hyper_request(
+    request: &HttpRequest,
+    body: Bytes,
+) -> Result<http::Request<Full<Bytes>>, TransportError> {
     let method = match request.method {
         Method::Get => http::Method::GET,
         Method::Post => http::Method::POST,
@@ -264,13 +281,11 @@ pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>
     for (name, value) in request.wire_headers() {
         builder = builder.header(name, value.as_ref());
     }
-    builder
-        .body(Full::new(Bytes::from(request.body.clone())))
-        .map_err(|e| TransportError {
-            kind: TransportErrorKind::Protocol,
-            // The error names the bad part (URL or header) without echoing header values.
-            message: format!("could not build request for {}: {e}", request.url),
-        })
+    builder.body(Full::new(body)).map_err(|e| TransportError {
+        kind: TransportErrorKind::Protocol,
+        // The error names the bad part (URL or header) without echoing header values.
+        message: format!("could not build request for {}: {e}", request.url),
+    })
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> TransportError {

@@ -160,3 +160,36 @@ async fn huge_platform_answers_are_capped_while_read() {
     assert!(peak < PEAK_RSS_KB, "peak RSS {peak} kB");
     rig.finish().await;
 }
+
+/// Ten `send_message_to_user` calls at once, each with four 25 MB attachments (1 GB in
+/// all): they take turns through the shared attachment budget, so peak memory stays about
+/// one message's worth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_messages_with_a_hundred_megabytes_of_attachments_each() {
+    let mut rig = Rig::start("hostile-bounds-attachments", &[]).await;
+    // The stub stops reading an upload after 1 MiB (413): by then every file was read and
+    // the whole body built, which is what costs memory, and the test stays quick.
+    rig.stub.update_options(|o| o.max_body_bytes = 1024 * 1024);
+    let files = e2e_support::temp_dir("hostile-bounds-files");
+    let mut paths = Vec::new();
+    for i in 0..4 {
+        let path = files.join(&format!("part-{i}.bin"));
+        // Binary content: MIME sniffing stops at the first byte (text detection scans the
+        // whole file, which an unoptimised test build does slowly).
+        std::fs::write(&path, vec![0xf0 + i; 25 * 1024 * 1024]).expect("attachment");
+        paths.push(path.to_str().expect("utf-8").to_owned());
+    }
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let args = json!({"message": format!("files {i}"), "attachments": paths});
+        calls.push(e2e_support::send_call(&mut rig.p, "send_message_to_user", args).await);
+    }
+    for call in calls {
+        let reply = e2e_support::wait_reply(&mut rig.p, call, Duration::from_secs(120)).await;
+        assert!(reply.0.get("result").is_some(), "{}", reply.0);
+    }
+    let peak = peak_kb(&rig.p);
+    eprintln!("10 × 4 × 25 MB attachments: peak RSS {peak} kB");
+    assert!(peak < PEAK_RSS_KB, "peak RSS {peak} kB");
+    rig.finish().await;
+}

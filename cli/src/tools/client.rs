@@ -27,7 +27,7 @@ use http_body_util::Full;
 use molecule_mcp_core::redact::redact_known;
 use molecule_mcp_core::sanitize::{Controls, EMPTY_BODY, printable_prefix};
 use molecule_mcp_core::{Body, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
-use molecule_mcp_io_tokio::http_client::build_request;
+use molecule_mcp_io_tokio::http_client::into_request;
 use molecule_mcp_io_tokio::{HttpClient, HttpResponse, driver};
 use serde_json::Value;
 
@@ -326,12 +326,9 @@ impl ToolContext {
         );
         described.max_response_bytes = call.max_response_bytes;
         // The error names the failing part without echoing header values (the token).
-        let request = build_request(&described).map_err(|e| CallError::Build(e.message))?;
-        match self
-            .transport
-            .send(request, call.timeout, described.max_response_bytes)
-            .await
-        {
+        let max_body = described.max_response_bytes;
+        let request = into_request(described).map_err(|e| CallError::Build(e.message))?;
+        match self.transport.send(request, call.timeout, max_body).await {
             Ok(r) => Ok(ApiResponse {
                 status: r.status,
                 headers: r.headers,

@@ -392,11 +392,13 @@ fn identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
-/// Reads one attachment under the module's rules.
-pub fn load_attachment(
+/// Appends one attachment's content to `buf` under the module's rules; returns its header
+/// file name and MIME type.
+fn read_attachment_into(
     path: &Path,
     guard: &AttachmentGuard,
-) -> Result<Attachment, AttachmentError> {
+    buf: &mut Vec<u8>,
+) -> Result<(String, String), AttachmentError> {
     let owned = || path.to_path_buf();
     let read_error = |error| AttachmentError::Read {
         path: path.to_path_buf(),
@@ -427,16 +429,27 @@ pub fn load_attachment(
     if !opened.is_file() || !same_file(&meta, &opened) {
         return Err(AttachmentError::ChangedWhileOpening { path: owned() });
     }
-    let mut bytes =
-        Vec::with_capacity(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
+    let start = buf.len();
+    buf.reserve(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
     file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
+        .read_to_end(buf)
         .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    let content = buf.get(start..).unwrap_or_default();
+    if content.len() as u64 > MAX_FILE_BYTES {
         return Err(AttachmentError::GrewWhileReading { path: owned() });
     }
     let filename = header_filename(path);
-    let mime = sniff_mime(&bytes, &filename);
+    let mime = sniff_mime(content, &filename);
+    Ok((filename, mime))
+}
+
+/// Reads one attachment under the module's rules.
+pub fn load_attachment(
+    path: &Path,
+    guard: &AttachmentGuard,
+) -> Result<Attachment, AttachmentError> {
+    let mut bytes = Vec::new();
+    let (filename, mime) = read_attachment_into(path, guard, &mut bytes)?;
     Ok(Attachment {
         filename,
         mime,
@@ -449,25 +462,48 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     identity(a) == identity(b)
 }
 
-/// Loads every attachment in order; stops at the first problem.
-pub fn load_attachments(
+/// Reads every attachment in order, under the module's rules, straight into one
+/// `multipart/form-data` body ([`multipart_body`]'s format); stops at the first problem.
+/// Returns the body and the number of files.
+///
+/// Each file is read into the body itself, not into a buffer of its own that is copied
+/// afterwards: the upload then costs one allocation the size of the body, which is
+/// returned to the system once the upload is answered (separate 25 MiB buffers, freed on
+/// other threads, stayed resident and doubled the peak).
+pub fn load_multipart(
     paths: &[PathBuf],
     guard: &AttachmentGuard,
-) -> Result<Vec<Attachment>, AttachmentError> {
+    boundary: &str,
+) -> Result<(Vec<u8>, usize), AttachmentError> {
     if paths.len() > MAX_FILES {
         return Err(AttachmentError::TooMany { count: paths.len() });
     }
+    let expected: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| m.len().min(MAX_FILE_BYTES))
+        .sum();
+    let mut body = Vec::with_capacity(
+        usize::try_from(expected.min(MAX_TOTAL_BYTES)).unwrap_or(0) + 512 * paths.len() + 64,
+    );
     let mut total: u64 = 0;
-    let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        let a = load_attachment(path, guard)?;
-        total += a.bytes.len() as u64;
+        let start = body.len();
+        let (filename, mime) = read_attachment_into(path, guard, &mut body)?;
+        total += (body.len() - start) as u64;
         if total > MAX_TOTAL_BYTES {
             return Err(AttachmentError::TotalTooLarge);
         }
-        out.push(a);
+        // The part's header names the MIME type sniffed from the content, so it goes in
+        // front of the content once that is read (moving only this file's bytes).
+        body.splice(
+            start..start,
+            part_header(boundary, &filename, &mime).into_bytes(),
+        );
+        body.extend_from_slice(b"\r\n");
     }
-    Ok(out)
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok((body, paths.len()))
 }
 
 /// Tells the inbox that `workspace` is uploading files itself, for as long as it lives: the
@@ -511,24 +547,59 @@ fn pending_file_id(entry: &Value) -> Option<&str> {
 }
 
 /// `multipart/form-data` body: one `files` part per attachment.
-pub fn multipart_body(files: &[Attachment], boundary: &str) -> Vec<u8> {
+///
+/// Takes the files by value and frees each one as soon as it is copied, so building the
+/// body holds about one copy of the attachments, not two.
+pub fn multipart_body(files: Vec<Attachment>, boundary: &str) -> Vec<u8> {
     let mut body =
         Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 200).sum::<usize>() + 64);
     for f in files {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        body.extend_from_slice(
-            format!(
-                "Content-Disposition: form-data; name=\"files\"; filename=\"{}\"\r\n",
-                f.filename
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(format!("Content-Type: {}\r\n\r\n", f.mime).as_bytes());
+        body.extend_from_slice(part_header(boundary, &f.filename, &f.mime).as_bytes());
         body.extend_from_slice(&f.bytes);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     body
+}
+
+/// The boundary line and headers that open one file's part.
+fn part_header(boundary: &str, filename: &str, mime: &str) -> String {
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
+    )
+}
+
+/// Attachment bytes all running `send_message_to_user` calls may hold at once: one message's
+/// largest total ([`MAX_TOTAL_BYTES`]), so ten calls with 100 MiB each take turns instead of
+/// holding a gigabyte together.
+const ATTACHMENT_MEMORY_MIB: u32 = (MAX_TOTAL_BYTES / (1024 * 1024)) as u32;
+
+static ATTACHMENT_MEMORY: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(ATTACHMENT_MEMORY_MIB as usize);
+
+/// Waits (at most [`NOTIFY_TIMEOUT`]) until the attachments' size, as their metadata gives
+/// it now, fits in the shared budget. Unreadable paths count as empty: loading them reports
+/// the real error, and growth after this check is bounded by the per-file cap.
+async fn reserve_attachment_memory(
+    paths: &[PathBuf],
+) -> Result<tokio::sync::SemaphorePermit<'static>, ToolOutput> {
+    let bytes: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len().min(MAX_FILE_BYTES))
+        .sum();
+    let mib = bytes
+        .div_ceil(1024 * 1024)
+        .min(u64::from(ATTACHMENT_MEMORY_MIB));
+    let mib = u32::try_from(mib).unwrap_or(ATTACHMENT_MEMORY_MIB);
+    match tokio::time::timeout(NOTIFY_TIMEOUT, ATTACHMENT_MEMORY.acquire_many(mib)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) | Err(_) => Err(ToolOutput::error(format!(
+            "Error: other messages' attachments kept the upload budget ({ATTACHMENT_MEMORY_MIB} MiB) busy for {}s; try again",
+            NOTIFY_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// A fresh boundary (random, so file content cannot collide with it in practice).
@@ -640,25 +711,29 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
     let mut uploaded: Vec<Value> = Vec::new();
     if !paths.is_empty() {
         let owned: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+        // Held until the upload is answered: the files and the body are in memory until then.
+        let _budget = match reserve_attachment_memory(&owned).await {
+            Ok(permit) => permit,
+            Err(e) => return e,
+        };
         let guard = AttachmentGuard {
             state_dir: ctx.state_dir.clone(),
             secret_files: ctx.secret_files.clone(),
         };
-        let loaded = tokio::task::spawn_blocking(move || load_attachments(&owned, &guard)).await;
-        let files = match loaded {
-            Ok(Ok(files)) => files,
+        let boundary = new_boundary(ctx);
+        let for_load = boundary.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || load_multipart(&owned, &guard, &for_load)).await;
+        let (bytes, count) = match loaded {
+            Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => return ToolOutput::error(e.to_string()),
             Err(e) => return ToolOutput::error(format!("Error reading attachments: {e}")),
         };
-        let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
+        let total_mib = bytes.len() as u64 / (1024 * 1024);
         let mut outbound = OutboundUpload::begin(ctx, &target);
-        let boundary = new_boundary(ctx);
         let call = PlatformCall {
             method: http::Method::POST,
-            body: CallBody::Multipart {
-                bytes: multipart_body(&files, &boundary),
-                boundary,
-            },
+            body: CallBody::Multipart { bytes, boundary },
             ..PlatformCall::get(format!("/workspaces/{target}/chat/uploads"), &target)
         }
         .with_timeout(NOTIFY_TIMEOUT + Duration::from_secs(total_mib * UPLOAD_SECS_PER_MIB));
@@ -673,7 +748,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
                 response.snippet(200)
             ));
         }
-        uploaded = match parse_upload_response(response.json(), files.len()) {
+        uploaded = match parse_upload_response(response.json(), count) {
             Ok(list) => list,
             Err(e) => return ToolOutput::error(e.to_string()),
         };
