@@ -163,3 +163,46 @@ async fn a_platform_that_echoes_the_token_never_gets_it_shown() {
     assert_eq!(count(&stderr, &rig.token), 0, "the token in stderr");
     rig.finish().await;
 }
+
+/// `molecule-mcp doctor` against a platform that echoes the token on every probe (health,
+/// token check) with 4xx and 5xx: neither its report (stdout) nor stderr shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_never_prints_an_echoed_token() {
+    use molecule_mcp_tests::process::molecule_mcp_bin;
+    use molecule_mcp_tests::stub::{Action, PlatformStub, Script, WorkspaceSpec};
+    let stub = PlatformStub::start().await.expect("stub");
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("doctor").poll());
+    let dir = e2e_support::temp_dir("hostile-secrets-doctor");
+    let mut seen = 0;
+    for status in [401, 403, 500] {
+        stub.clear_scripts();
+        stub.script(Script::new("*", "/*", Action::EchoRequest { status }));
+        let out = tokio::process::Command::new(molecule_mcp_bin())
+            .arg("doctor")
+            .env_clear()
+            .env("PLATFORM_URL", stub.url())
+            .env("WORKSPACE_ID", &ws)
+            .env("MOLECULE_WORKSPACE_TOKEN", &token)
+            .env("CONFIGS_DIR", dir.as_str())
+            .env("HOME", dir.as_str())
+            .env("MOLECULE_MCP_VERBOSE", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("doctor ran");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(shown.contains("[FAIL]"), "{status}: {shown}");
+        seen += count(&shown, &token);
+    }
+    let echoed = stub
+        .journal()
+        .iter()
+        .filter(|e| e.status.is_some_and(|s| s >= 400))
+        .count();
+    assert!(echoed >= 3, "the probes were not echoed ({echoed})");
+    assert_eq!(seen, 0, "doctor showed the token");
+}
