@@ -263,6 +263,30 @@ mod tests {
     }
 
     #[test]
+    fn every_request_carries_its_kind_s_response_cap() {
+        let b = builder();
+        #[allow(clippy::disallowed_methods)] // any origin will do: the test only adds to it
+        let now = Instant::now();
+        let cap = |kind| {
+            b.build(
+                RequestId(1),
+                kind,
+                Method::Get,
+                b.url("/x", &[]),
+                &Secret::new("t"),
+                Body::Empty,
+                &[],
+                now,
+            )
+            .max_response_bytes
+        };
+        assert_eq!(cap(RequestKind::Register), response_cap::SESSION);
+        assert_eq!(cap(RequestKind::Heartbeat), response_cap::SESSION);
+        assert_eq!(cap(RequestKind::InboxPoll), response_cap::ACTIVITY_PAGE);
+        assert_eq!(cap(RequestKind::Tool), response_cap::TOOL);
+    }
+
+    #[test]
     fn percent_encoding_keeps_only_unreserved_characters() {
         assert_eq!(percent_encode("a-Z.0_~"), "a-Z.0_~");
         assert_eq!(
