@@ -11,7 +11,7 @@
 //! arrivals, minted tokens and rejected workspaces here ([`App::arrived`],
 //! [`App::set_token`], [`App::mark_failed`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -60,6 +60,7 @@ impl App {
     pub fn new(
         config: &ValidConfig,
         state_dir: &Path,
+        secret_files: &[PathBuf],
         http: HttpClient,
         settings: ToolSettings,
         fleet: FleetHandle,
@@ -74,6 +75,9 @@ impl App {
         .map_err(InvalidWorkspaceList)?;
         let mut ctx = ToolContext::new(Arc::new(http), config.platform.clone(), registry, settings)
             .with_state_dir(state_dir.to_path_buf());
+        for file in secret_files {
+            ctx = ctx.with_secret_file(file.clone());
+        }
         if config.inbox_enabled {
             ctx = ctx.with_inbox(Arc::new(InboxTools(fleet)));
         }
@@ -136,6 +140,9 @@ impl App {
         let config = ServeConfig {
             progress_interval,
             call_budget,
+            max_calls: self.ctx.settings().max_concurrent_calls,
+            // Every byte sent to the client passes the process's secret redaction.
+            redact: molecule_mcp_io_tokio::secrets::redact,
             ..ServeConfig::default()
         };
         crate::mcp::serve_with(

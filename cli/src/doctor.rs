@@ -73,7 +73,9 @@ pub fn run(workspaces_file: Option<&Path>) -> ExitCode {
 
 #[allow(clippy::print_stdout)] // doctor is an interactive command; it never coexists with the MCP server
 fn print_stdout(text: &str) {
-    print!("{text}");
+    // The same redaction as the server's output: a platform answer quoted in a check must
+    // not print the token.
+    print!("{}", molecule_mcp_io_tokio::secrets::redact(text));
 }
 
 /// Runs all six checks.
@@ -215,6 +217,7 @@ fn env_check(workspaces_file: Option<&Path>) -> (Check, Option<ValidConfig>) {
     };
     match validate(&raw) {
         Ok(config) => {
+            crate::serve::remember_secrets(&config);
             let msg = if config.multi_workspace {
                 let source = if workspaces_file.is_some() {
                     "--workspaces-file"

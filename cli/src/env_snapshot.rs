@@ -14,25 +14,39 @@ pub fn is_read(name: &str) -> bool {
     molecule_mcp_core::config::VARIABLES.contains(&name) || EXTRA_VARIABLES.contains(&name)
 }
 
-/// Reads a file for the config without following the error into a panic.
+/// Largest token file read: a token is one line, so a bigger file is a mistake (a 3 GB
+/// file must not be read into memory to find that out).
+pub const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a file for the config without following the error into a panic. The size is
+/// checked before reading and the read itself is bounded (the file may grow in between).
 pub fn read_file(path: &Path) -> FileRead {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileRead::Missing,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return FileRead::PermissionDenied;
+    use std::io::Read as _;
+    let too_large =
+        || FileRead::Unreadable("file is larger than 64 KiB; expected a single token".to_owned());
+    let denied_or = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            FileRead::Missing
+        } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+            FileRead::PermissionDenied
+        } else {
+            FileRead::Unreadable(e.to_string())
         }
-        Err(e) => return FileRead::Unreadable(e.to_string()),
+    };
+    match std::fs::metadata(path) {
+        Err(e) => return denied_or(e),
         Ok(m) if !m.is_file() => return FileRead::NotRegularFile,
+        Ok(m) if m.len() > MAX_TOKEN_FILE_BYTES => return too_large(),
         Ok(_) => {}
     }
-    // Tokens are tiny; refuse to slurp something huge by mistake.
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.len() > 64 * 1024 => {
-            FileRead::Unreadable("file is larger than 64 KiB; expected a single token".to_owned())
-        }
-        Ok(bytes) => FileRead::Contents(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FileRead::PermissionDenied,
-        Err(e) => FileRead::Unreadable(e.to_string()),
+    let mut bytes = Vec::new();
+    match std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes))
+    {
+        Ok(n) if n as u64 > MAX_TOKEN_FILE_BYTES => too_large(),
+        Ok(_) => FileRead::Contents(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRead::Unreadable(e.to_string()),
+        Err(e) => denied_or(e),
     }
 }
 

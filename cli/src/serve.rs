@@ -65,14 +65,30 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    remember_secrets(&config);
     logging::init(config.verbose);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let settings = config.tool_settings.clone();
-    let code = rt.block_on(serve(config, state_dir, settings, signal));
+    // The token file stays a secret even when `MOLECULE_WORKSPACE_TOKEN` wins over it.
+    let secret_files: Vec<std::path::PathBuf> = raw
+        .env
+        .get(molecule_mcp_core::config::WORKSPACE_TOKEN_FILE)
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .into_iter()
+        .collect();
+    let code = rt.block_on(serve(config, state_dir, secret_files, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.
     runtime::exit(code)
+}
+
+/// Registers every configured token with the process's redaction
+/// (`molecule_mcp_io_tokio::secrets`), before anything can echo one.
+pub fn remember_secrets(config: &ValidConfig) {
+    for workspace in &config.workspaces {
+        molecule_mcp_io_tokio::secrets::remember(workspace.token.expose());
+    }
 }
 
 /// Writes a message for the operator to stderr (the MCP client shows it in its server log)
@@ -85,6 +101,7 @@ pub fn print_fatal(message: &str) {
 async fn serve(
     config: ValidConfig,
     state_dir: std::path::PathBuf,
+    secret_files: Vec<std::path::PathBuf>,
     settings: ToolSettings,
     mut signal: runtime::Signal,
 ) -> u8 {
@@ -100,7 +117,14 @@ async fn serve(
         http.clone(),
         molecule_mcp_io_tokio::entropy::os_seed(),
     );
-    let app = match App::new(&config, &state_dir, http, settings, fleet.clone()) {
+    let app = match App::new(
+        &config,
+        &state_dir,
+        &secret_files,
+        http,
+        settings,
+        fleet.clone(),
+    ) {
         Ok(app) => app,
         Err(e) => {
             print_fatal(&format!("molecule-mcp: {e}"));

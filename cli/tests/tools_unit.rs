@@ -14,7 +14,8 @@ use molecule_mcp_cli::tools::catalog::{TOOL_NAMES, tool_def};
 use molecule_mcp_cli::tools::client::ApiResponse;
 use molecule_mcp_cli::tools::inbox::NOT_ENABLED;
 use molecule_mcp_cli::tools::messaging::{
-    Attachment, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body, sniff_mime,
+    Attachment, AttachmentGuard, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body,
+    sniff_mime,
 };
 use molecule_mcp_cli::tools::{
     BoxFuture, InboxAccess, PlatformTransport, ToolContext, ToolSettings, WorkspaceRegistry,
@@ -142,6 +143,7 @@ impl PlatformTransport for Fake {
         &self,
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
+        _max_body: usize,
     ) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -1890,7 +1892,7 @@ fn multipart_body_format() {
             bytes: vec![0, 1, 2],
         },
     ];
-    let body = multipart_body(&files, "BOUND");
+    let body = multipart_body(files, "BOUND");
     let mut expected = b"--BOUND\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n".to_vec();
     expected.extend_from_slice(b"--BOUND\r\nContent-Disposition: form-data; name=\"files\"; filename=\"b.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--BOUND--\r\n");
     assert_eq!(body, expected);
@@ -1901,7 +1903,11 @@ fn load_attachment_reads_regular_files() {
     let dir = temp_dir("load");
     let p = dir.join("My Report.pdf");
     std::fs::write(&p, b"%PDF-1.4 body").expect("write");
-    let a = load_attachment(&p, Some(&dir.join("state"))).expect("loads");
+    let guard = AttachmentGuard {
+        state_dir: Some(dir.join("state")),
+        secret_files: Vec::new(),
+    };
+    let a = load_attachment(&p, &guard).expect("loads");
     assert_eq!(
         a,
         Attachment {

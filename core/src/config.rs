@@ -84,9 +84,12 @@ pub const PROGRESS_INTERVAL_MS: &str = "MOLECULE_MCP_PROGRESS_INTERVAL_MS";
 /// `MOLECULE_MCP_CALL_BUDGET_MS`.
 pub const CALL_BUDGET_MS: &str = "MOLECULE_MCP_CALL_BUDGET_MS";
 
+/// `MOLECULE_MCP_MAX_CONCURRENT_CALLS`.
+pub const MAX_CONCURRENT_CALLS: &str = "MOLECULE_MCP_MAX_CONCURRENT_CALLS";
+
 /// Every variable [`validate`] (and [`token_file_path`]) looks at. New ones go at the end:
 /// the config fuzzer's one-character aliases index this list.
-pub const VARIABLES: [&str; 19] = [
+pub const VARIABLES: [&str; 20] = [
     WORKSPACE_ID,
     PLATFORM_URL,
     WORKSPACE_TOKEN,
@@ -106,6 +109,7 @@ pub const VARIABLES: [&str; 19] = [
     DELEGATION_TIMEOUT,
     PROGRESS_INTERVAL_MS,
     CALL_BUDGET_MS,
+    MAX_CONCURRENT_CALLS,
 ];
 
 /// Highest accepted `MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS`: the platform's health sweep
@@ -301,6 +305,7 @@ impl ValidConfig {
         let ws = self.workspaces.get(index)?;
         let mut inbox = InboxConfig::new(self.platform.clone(), ws.id.clone(), ws.token.clone());
         inbox.poll_interval = self.inbox_poll_interval;
+        inbox.debug_logs = self.verbose;
         if self.multi_workspace {
             inbox.arrival_workspace_id = Some(ws.id.clone());
         }
@@ -953,8 +958,10 @@ fn agent_identity(env: &Env<'_>) -> AgentIdentity {
 
 /// The tools' settings: `WORKSPACE_TIER` (a `u32`, else 1), `DELEGATION_SYNC_VIA_INBOX`
 /// ([`FlagRule::OnlyOnWord`]) and `DELEGATION_TIMEOUT` (seconds, a finite number > 0, cut
-/// at 24 h, else 300). Unusable values fall back to the defaults instead of stopping the
-/// start: these only tune the tools, and the README documents the fallbacks.
+/// at 24 h, else 300) and `MOLECULE_MCP_MAX_CONCURRENT_CALLS` (a whole number, cut to
+/// 1..=512, else 64). Unusable values fall back to the defaults instead of stopping the
+/// start: these only tune the tools, and the README and `docs/limits.md` document the
+/// fallbacks.
 fn tool_settings(env: &Env<'_>) -> ToolSettings {
     let mut s = ToolSettings::default();
     if let Some(tier) = env.get(WORKSPACE_TIER).and_then(|v| v.parse::<u32>().ok()) {
@@ -969,6 +976,12 @@ fn tool_settings(env: &Env<'_>) -> ToolSettings {
     {
         s.delegation_timeout =
             Duration::from_secs_f64(secs.min(MAX_DELEGATION_TIMEOUT.as_secs_f64()));
+    }
+    if let Some(calls) = env
+        .get(MAX_CONCURRENT_CALLS)
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        s.max_concurrent_calls = calls.clamp(1, crate::tool_settings::MAX_CONCURRENT_CALLS);
     }
     s
 }
@@ -992,7 +1005,12 @@ mod tests {
             ("WORKSPACE_TIER", "0"),
             ("DELEGATION_SYNC_VIA_INBOX", "1"),
             ("DELEGATION_TIMEOUT", "12.5"),
+            ("MOLECULE_MCP_MAX_CONCURRENT_CALLS", "5000"),
         ]));
+        assert_eq!(
+            s.max_concurrent_calls, 512,
+            "cut to the highest accepted value"
+        );
         assert_eq!(s.tier, 0);
         assert!(s.sync_via_inbox);
         assert_eq!(s.delegation_timeout, Duration::from_millis(12_500));

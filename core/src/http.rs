@@ -48,6 +48,21 @@ pub enum RequestKind {
     Tool,
 }
 
+impl RequestKind {
+    /// The largest response body a request of this kind accepts by default
+    /// ([`HttpRequest::max_response_bytes`]); drivers refuse a longer one while reading it
+    /// (`TransportErrorKind::BodyTooLarge`). Tool calls set their own per endpoint
+    /// (`crate::platform_request::response_cap`).
+    pub fn max_response_bytes(self) -> usize {
+        use crate::platform_request::response_cap;
+        match self {
+            RequestKind::Register | RequestKind::Heartbeat => response_cap::SESSION,
+            RequestKind::InboxPoll => response_cap::ACTIVITY_PAGE,
+            RequestKind::Tool => response_cap::TOOL,
+        }
+    }
+}
+
 /// A fully described HTTP request. `Debug` never prints the bearer token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -67,6 +82,9 @@ pub struct HttpRequest {
     pub headers: Headers,
     /// Body bytes (JSON for POSTs); empty for GETs.
     pub body: Vec<u8>,
+    /// The driver refuses a response body longer than this while reading it
+    /// ([`TransportErrorKind::BodyTooLarge`]), so no answer holds more memory than this.
+    pub max_response_bytes: usize,
     /// The driver must give up at this instant and report [`TransportErrorKind::Timeout`].
     /// The core enforces the same deadline itself, so a late answer is simply ignored.
     pub deadline: Instant,
@@ -82,6 +100,7 @@ impl std::fmt::Debug for HttpRequest {
             .field("bearer", &self.bearer)
             .field("headers", &self.headers)
             .field("body_len", &self.body.len())
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("deadline", &self.deadline)
             .finish()
     }

@@ -20,6 +20,24 @@ use crate::http::{Headers, HttpRequest, Method, RequestId, RequestKind};
 use crate::platform_url::PlatformUrl;
 use crate::secret::Secret;
 
+/// The largest response body each endpoint accepts (see `docs/limits.md`): sized well above
+/// what the platform sends for that endpoint, far below what would strain memory. Drivers
+/// enforce them while reading ([`HttpRequest::max_response_bytes`]).
+pub mod response_cap {
+    /// Register and heartbeat answers: a few small JSON fields (tokens, status).
+    pub const SESSION: usize = 256 * 1024;
+    /// One page of `GET /workspaces/:id/activity` (inbox polls and `chat_history`): at
+    /// most 500 rows (`inbox::config::MAX_PAGE_LIMIT`) of messages and their metadata.
+    pub const ACTIVITY_PAGE: usize = 16 * 1024 * 1024;
+    /// Any other tool call: workspace info, memories, delegations, A2A answers.
+    pub const TOOL: usize = 8 * 1024 * 1024;
+    /// The peer list and discovery answers: names, ids and URLs of workspaces.
+    pub const PEERS: usize = 4 * 1024 * 1024;
+    /// Non-2xx answers of any endpoint: only the head is kept (the error message is at
+    /// the start), the rest is never read.
+    pub const ERROR_BODY: usize = 64 * 1024;
+}
+
 /// `molecule-mcp/<version>`: sent on every request.
 pub const USER_AGENT: &str = concat!("molecule-mcp/", env!("CARGO_PKG_VERSION"));
 
@@ -116,6 +134,7 @@ impl PlatformRequests {
             bearer: (!token.is_empty()).then(|| token.clone()),
             headers,
             body: bytes,
+            max_response_bytes: kind.max_response_bytes(),
             deadline,
         }
     }
@@ -241,6 +260,30 @@ mod tests {
             .collect();
         assert_eq!(ct, ["multipart/form-data; boundary=bnd"]);
         assert!(USER_AGENT.starts_with("molecule-mcp/"));
+    }
+
+    #[test]
+    fn every_request_carries_its_kind_s_response_cap() {
+        let b = builder();
+        #[allow(clippy::disallowed_methods)] // any origin will do: the test only adds to it
+        let now = Instant::now();
+        let cap = |kind| {
+            b.build(
+                RequestId(1),
+                kind,
+                Method::Get,
+                b.url("/x", &[]),
+                &Secret::new("t"),
+                Body::Empty,
+                &[],
+                now,
+            )
+            .max_response_bytes
+        };
+        assert_eq!(cap(RequestKind::Register), response_cap::SESSION);
+        assert_eq!(cap(RequestKind::Heartbeat), response_cap::SESSION);
+        assert_eq!(cap(RequestKind::InboxPoll), response_cap::ACTIVITY_PAGE);
+        assert_eq!(cap(RequestKind::Tool), response_cap::TOOL);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!   GitHub tokens, AWS key ids, `password = <base64>`), removed from memory content before
 //!   `commit_memory` stores it on the platform.
 //!
+//! * [`Redactor`]: both at once, for everything the process shows (MCP output, log lines):
+//!   every secret the process holds, then the patterns.
+//!
 //! Making text printable and short (control characters, excerpts, display names) is
 //! [`crate::sanitize`].
 //!
@@ -47,6 +50,43 @@ pub fn redact_known(text: &str, secret: &Secret) -> String {
         return text.to_owned();
     }
     text.replace(value, REDACTED)
+}
+
+/// The secrets one process holds (configured and minted tokens, inbound secrets), applied
+/// with the patterns to every text the process shows.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    known: Vec<Secret>,
+}
+
+impl Redactor {
+    /// A redactor that knows no secret yet (patterns only).
+    pub const fn new() -> Self {
+        Redactor { known: Vec::new() }
+    }
+
+    /// Adds `secret` (trimmed, as the runtime uses tokens and secrets read from files);
+    /// values shorter than 4 bytes and repeats are ignored (see `MIN_KNOWN_SECRET_LEN`).
+    pub fn remember(&mut self, secret: &str) {
+        let secret = secret.trim();
+        if secret.len() >= MIN_KNOWN_SECRET_LEN && !self.known.iter().any(|k| k.expose() == secret)
+        {
+            self.known.push(Secret::new(secret));
+        }
+    }
+
+    /// `text` with every known secret and every pattern of the module docs replaced. Linear
+    /// in the text for each known secret (a handful: one per workspace token and secret).
+    pub fn redact(&self, text: &str) -> String {
+        // Known values first: a pattern could match inside one and leave the rest of it.
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for secret in &self.known {
+            if out.contains(secret.expose()) {
+                out = std::borrow::Cow::Owned(redact_known(&out, secret));
+            }
+        }
+        redact_secrets(&out)
+    }
 }
 
 /// Applies the five patterns of the module docs.
@@ -246,6 +286,26 @@ mod tests {
         assert_eq!(
             redact_known("x abcdef y abcdef", &s),
             "x [REDACTED] y [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn the_redactor_replaces_every_known_secret_and_the_patterns() {
+        let mut r = Redactor::new();
+        r.remember("  tok-123456 \n");
+        r.remember("tok-123456");
+        r.remember("ab");
+        r.remember("inbound-secret-value");
+        assert_eq!(
+            r.known.len(),
+            2,
+            "trimmed repeats and short values are skipped"
+        );
+        let text =
+            "Bearer tok-123456 sent inbound-secret-value and sk-abcdefghijklmnopqrstuvwxyz ab";
+        assert_eq!(
+            r.redact(text),
+            "Bearer [REDACTED] sent [REDACTED] and [REDACTED] ab"
         );
     }
 

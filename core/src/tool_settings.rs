@@ -77,7 +77,18 @@ pub struct ToolSettings {
     pub a2a_deadline: Duration,
     /// First retry delay for undelivered A2A attempts (1 s, doubled per attempt, max 16×).
     pub retry_base_delay: Duration,
+    /// `MOLECULE_MCP_MAX_CONCURRENT_CALLS` (default [`DEFAULT_MAX_CONCURRENT_CALLS`],
+    /// 1..=[`MAX_CONCURRENT_CALLS`]): tool calls running at once; one more is refused.
+    pub max_concurrent_calls: usize,
 }
+
+/// Default of [`ToolSettings::max_concurrent_calls`]: far above what an agent runs at once,
+/// far below what would exhaust memory or the process's file descriptors (each running
+/// call may hold a connection).
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+/// Highest accepted `MOLECULE_MCP_MAX_CONCURRENT_CALLS`: stays below the common soft limit
+/// of 1024 open files, so heartbeats and polls always find a descriptor.
+pub const MAX_CONCURRENT_CALLS: usize = 512;
 
 impl Default for ToolSettings {
     fn default() -> Self {
@@ -89,6 +100,7 @@ impl Default for ToolSettings {
             delegation_poll_interval: Duration::from_secs(3),
             a2a_deadline: Duration::from_secs(600),
             retry_base_delay: Duration::from_secs(1),
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }

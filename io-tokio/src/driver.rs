@@ -55,7 +55,12 @@ pub fn restore(plan: &mut FleetPlan, state_dir: &Path) {
     for (idx, file, name) in plan.files_to_restore() {
         let path = state_dir.join(&name);
         match std::fs::read(&path) {
-            Ok(bytes) => plan.restore(idx, file, bytes),
+            Ok(bytes) => {
+                if file.is_secret() {
+                    crate::secrets::remember(&String::from_utf8_lossy(&bytes));
+                }
+                plan.restore(idx, file, bytes)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!("cannot read {}: {e}; starting without it", path.display()),
         }
@@ -379,6 +384,10 @@ impl Driver {
     }
 
     fn persist(&self, write: PersistWrite) {
+        // A minted token or an inbound secret is known from the moment it is written.
+        if write.file.is_secret() {
+            crate::secrets::remember(&String::from_utf8_lossy(&write.contents));
+        }
         let path = self.state_dir.join(&write.path);
         let tx = self.outcome_tx.clone();
         tokio::task::spawn_blocking(move || {

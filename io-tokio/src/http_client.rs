@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use molecule_mcp_core::platform_request::response_cap;
 use molecule_mcp_core::{HttpRequest, Method, TransportError, TransportErrorKind};
 
 /// Default cap on response bodies (a misbehaving platform must not exhaust memory).
@@ -137,7 +138,13 @@ impl HttpClient {
             .await
             .map_err(classify_client_error)?;
         let (parts, body) = response.into_parts();
-        let body = read_body(body, max_body).await?;
+        // A failure's body only feeds an error message: its head is enough, and a huge
+        // error page must neither fail the call as "too large" nor be read to its end.
+        let body = if parts.status.is_success() {
+            read_body(body, max_body).await?
+        } else {
+            read_head(body, max_body.min(response_cap::ERROR_BODY)).await?
+        };
         Ok(HttpResponse {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -145,9 +152,11 @@ impl HttpClient {
         })
     }
 
-    /// Sends a request described by the core, honouring its deadline.
+    /// Sends a request described by the core, honouring its deadline and its response cap
+    /// ([`HttpRequest::max_response_bytes`], never above the client's own cap).
     pub async fn execute(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.execute_capped(request, self.max_body).await
+        self.execute_capped(request, request.max_response_bytes.min(self.max_body))
+            .await
     }
 
     /// [`HttpClient::execute`] with its own body cap (see [`HttpClient::send_capped`]).
@@ -219,8 +228,48 @@ where
     Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
-/// Turns a core request description into a hyper request.
+/// The first `max_body` bytes of a body; the rest is never read.
+async fn read_head<B>(body: B, max_body: usize) -> Result<Bytes, TransportError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(body);
+    let mut head: Vec<u8> = Vec::new();
+    while head.len() < max_body
+        && let Some(frame) = body.frame().await
+    {
+        let frame = frame.map_err(|e| TransportError {
+            kind: TransportErrorKind::Io,
+            message: format!("connection broke while reading the body: {}", e.into()),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            let room = max_body - head.len();
+            head.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+        }
+    }
+    Ok(Bytes::from(head))
+}
+
+/// Turns a core request description into a hyper request (the body is copied; see
+/// [`into_request`] to move it).
 pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>, TransportError> {
+    hyper_request(request, Bytes::from(request.body.clone()))
+}
+
+/// [`build_request`] that moves the body instead of copying it: an upload of 100 MiB must
+/// not be held twice while it is sent.
+pub fn into_request(
+    mut request: HttpRequest,
+) -> Result<http::Request<Full<Bytes>>, TransportError> {
+    let body = Bytes::from(std::mem::take(&mut request.body));
+    hyper_request(&request, body)
+}
+
+fn hyper_request(
+    request: &HttpRequest,
+    body: Bytes,
+) -> Result<http::Request<Full<Bytes>>, TransportError> {
     let method = match request.method {
         Method::Get => http::Method::GET,
         Method::Post => http::Method::POST,
@@ -232,13 +281,11 @@ pub fn build_request(request: &HttpRequest) -> Result<http::Request<Full<Bytes>>
     for (name, value) in request.wire_headers() {
         builder = builder.header(name, value.as_ref());
     }
-    builder
-        .body(Full::new(Bytes::from(request.body.clone())))
-        .map_err(|e| TransportError {
-            kind: TransportErrorKind::Protocol,
-            // The error names the bad part (URL or header) without echoing header values.
-            message: format!("could not build request for {}: {e}", request.url),
-        })
+    builder.body(Full::new(body)).map_err(|e| TransportError {
+        kind: TransportErrorKind::Protocol,
+        // The error names the bad part (URL or header) without echoing header values.
+        message: format!("could not build request for {}: {e}", request.url),
+    })
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> TransportError {

@@ -21,6 +21,7 @@ pub mod http_client;
 pub mod logging;
 pub mod persist;
 mod request_queue;
+pub mod secrets;
 pub mod state_dir;
 
 pub use driver::FleetHandle;

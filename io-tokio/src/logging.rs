@@ -69,10 +69,16 @@ fn writer_loop(rx: Receiver<Vec<u8>>) {
 }
 
 /// Queues `bytes` for stderr without ever blocking; drops them (counted) when the queue is
-/// full.
+/// full. Every secret the process knows and every secret-looking pattern is redacted here
+/// ([`crate::secrets`]): `tracing` formats a whole event before it reaches the writer, so
+/// this is the one point every log line and operator message passes.
 pub fn write_stderr(bytes: Vec<u8>) {
     let Some(sink) = sink() else {
         return;
+    };
+    let bytes = match String::from_utf8(bytes) {
+        Ok(text) => crate::secrets::redact(&text).into_bytes(),
+        Err(e) => crate::secrets::redact(&String::from_utf8_lossy(e.as_bytes())).into_bytes(),
     };
     let dropped = sink.dropped.swap(0, Ordering::AcqRel);
     if dropped > 0 {

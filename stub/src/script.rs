@@ -24,6 +24,11 @@ pub enum Action {
         headers: Vec<(String, String)>,
         body: Bytes,
     },
+    /// Answer `status` with a JSON body that echoes the request back, as a careless proxy
+    /// or platform error page does: `{"error": "...", "hint": "...", "headers": {...}}`
+    /// where `error` quotes the `Authorization` header and `hint` the path with its query
+    /// (tests check that the runtime never shows what a platform echoes of its secrets).
+    EchoRequest { status: u16 },
     /// Wait, then handle the request normally.
     Delay(Duration),
     /// Never answer; the connection stays open until the client gives up or the stub stops.
@@ -203,7 +208,13 @@ mod tests {
         ];
         let status = |a: Option<Action>| match a {
             Some(Action::Respond { status, .. }) => status,
-            Some(Action::Delay(_) | Action::Hang | Action::Drop | Action::ResetMidBody { .. })
+            Some(
+                Action::Delay(_)
+                | Action::Hang
+                | Action::Drop
+                | Action::ResetMidBody { .. }
+                | Action::EchoRequest { .. },
+            )
             | None => 0,
         };
         assert_eq!(status(take(&mut v, "GET", "/a")), 501);

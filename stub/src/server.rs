@@ -154,6 +154,29 @@ async fn handle(
             let partial = body.slice(..sent.min(body.len()));
             build(status, &headers, StubBody::reset_after(partial))
         }
+        Some(Action::EchoRequest { status }) => {
+            let auth = request
+                .headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            let echoed: serde_json::Map<String, serde_json::Value> = request
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            let body = serde_json::json!({
+                "error": format!("request refused; you sent Authorization: {auth}"),
+                "hint": format!("{} {}?{}", request.method, request.path, raw_query.as_deref().unwrap_or_default()),
+                "headers": echoed,
+            });
+            build(
+                status,
+                &[("content-type".into(), "application/json".into())],
+                StubBody::full(Bytes::from(body.to_string())),
+            )
+        }
         Some(Action::Drop) => return Err(io::Error::other("scripted drop")),
         Some(Action::Hang) => {
             stopped(shared.shutdown.clone()).await;

@@ -211,7 +211,7 @@ impl Driver {
             let state_dir = self.state_dir.clone();
             std::thread::spawn(move || {
                 let outcome = match job {
-                    Job::Send(request) => send(&request, MAX_BODY),
+                    Job::Send(request) => send(&request, request.max_response_bytes.min(MAX_BODY)),
                     Job::Fetch(fetch) => download(fetch, &state_dir),
                 };
                 let _ = done.send(Msg::Done(outcome));

@@ -242,6 +242,7 @@ fn request(method: Method, url: String, body: &[u8], timeout: Duration) -> HttpR
         bearer: Some(Secret::new("tok")),
         headers: Headers::from(vec![("Origin", "http://o.example".to_owned())]),
         body: body.to_vec(),
+        max_response_bytes: RequestKind::Tool.max_response_bytes(),
         deadline: Instant::now() + timeout,
     }
 }

@@ -28,6 +28,8 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// `-32603`: a fault on our side (a tool panicked).
 pub const INTERNAL_ERROR: i64 = -32603;
+/// `-32000`: the server is busy (too many tool calls in flight); the client may retry.
+pub const SERVER_BUSY: i64 = -32000;
 /// `-32022`: modern-era request naming a protocol version we do not serve (2026-07-28).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 

@@ -10,8 +10,11 @@
 //!   a `-32603` answer, never a dead server. A request id that is still running is refused
 //!   with `-32600`. `notifications/cancelled {requestId}` aborts that task, and no response
 //!   is ever written for it (even if it had already finished but was not yet written);
+//!   At most `max_calls` run at once: one more is refused at once with `-32000` (never
+//!   queued), so a flood of calls holds a bounded amount of memory;
 //! * **one writer** owns the output: lines arrive over a channel and each is written as one
-//!   JSON object + `\n`. Nothing else is ever written, so stdout stays pure MCP;
+//!   JSON object + `\n`, after `redact` (the process's secret redaction): every byte sent
+//!   to the client passes it. Nothing else is ever written, so stdout stays pure MCP;
 //! * **push** — server-initiated notifications (e.g. `notifications/claude/channel`) come in
 //!   on the bounded `notifications` channel and go through the same writer, in the order
 //!   they were sent, but only once [`Protocol::client_ready`] (a legacy client's
@@ -49,7 +52,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use super::framing::{DEFAULT_MAX_LINE, LineFramer};
 use super::handler::{ServerIdentity, ToolFuture, ToolHandler, ToolOutput};
-use super::jsonrpc::{RequestId, RpcError, error_line};
+use super::jsonrpc::{RequestId, RpcError, SERVER_BUSY, error_line};
 use super::protocol::{
     Batch, CallReply, Outcome, PendingCall, Progress, Protocol, TaskOp, TaskRequest,
 };
@@ -75,7 +78,16 @@ pub struct ServeConfig {
     /// How long a call without a progress token may wait before it answers "not yet"
     /// (default 50 s; `MOLECULE_MCP_CALL_BUDGET_MS`).
     pub call_budget: Duration,
+    /// Most tool calls running at once (default [`DEFAULT_MAX_CALLS`]); one more is refused
+    /// with `-32000`.
+    pub max_calls: usize,
+    /// Applied to every line before it is written (the binary passes its secret redaction;
+    /// the default leaves lines as they are).
+    pub redact: fn(&str) -> String,
 }
+
+/// Default of [`ServeConfig::max_calls`] (the tool settings' default).
+pub const DEFAULT_MAX_CALLS: usize = molecule_mcp_core::tool_settings::DEFAULT_MAX_CONCURRENT_CALLS;
 
 impl Default for ServeConfig {
     fn default() -> Self {
@@ -86,6 +98,8 @@ impl Default for ServeConfig {
             flush_grace: Duration::from_millis(200),
             progress_interval: Duration::from_secs(5),
             call_budget: super::protocol::DEFAULT_CALL_BUDGET,
+            max_calls: DEFAULT_MAX_CALLS,
+            redact: str::to_owned,
         }
     }
 }
@@ -147,7 +161,7 @@ where
 {
     let protocol = Protocol::new(handler, identity).with_call_budget(config.call_budget);
     let (lines_tx, lines_rx) = mpsc::channel::<String>(OUTPUT_QUEUE);
-    let writer = write_lines(output, lines_rx);
+    let writer = write_lines(output, lines_rx, config.redact);
     let reader = read_loop(&config, protocol, input, notifications, lines_tx);
     tokio::pin!(writer, reader);
     let end = tokio::select! {
@@ -185,7 +199,7 @@ async fn read_loop<R: AsyncRead>(
     tokio::pin!(input);
     let mut framer = LineFramer::new(config.max_line);
     let mut chunk = vec![0u8; config.read_chunk.max(1)];
-    let mut calls = InFlight::default();
+    let mut calls = InFlight::new(config.max_calls);
     // Dropped when serving ends, which aborts the task runs still going.
     let mut tasks = Tasks::default();
     let mut pushes_open = true;
@@ -214,6 +228,22 @@ async fn read_loop<R: AsyncRead>(
                             None
                         }
                         Outcome::Call(call) => {
+                            if calls.is_full() {
+                                // A burst read in one chunk starts its calls before any
+                                // of them ran: let those that finish at once (bad
+                                // arguments, quick answers) finish and be answered before
+                                // the cap refuses the next one.
+                                tokio::task::yield_now().await;
+                                while let Some(joined) = calls.tasks.try_join_next() {
+                                    if let Some(line) = calls.finished(joined) {
+                                        match send_line(&lines, line, input.as_mut(), &mut stash).await {
+                                            Sent::Queued => {}
+                                            Sent::OutputClosed => break 'serve ServeEnd::OutputClosed,
+                                            Sent::InputEnded => break 'serve ServeEnd::InputClosed,
+                                        }
+                                    }
+                                }
+                            }
                             calls.start(call, config.progress_interval, &lines)
                         }
                         Outcome::Batch(batch) => calls.start_batch(batch),
@@ -424,17 +454,18 @@ fn push_line(message: Value) -> Option<String> {
 async fn write_lines<W: AsyncWrite>(
     output: W,
     mut lines: mpsc::Receiver<String>,
+    redact: fn(&str) -> String,
 ) -> io::Result<()> {
     const BATCH_BYTES: usize = 1024 * 1024;
     tokio::pin!(output);
     let mut batch = Vec::new();
     while let Some(line) = lines.recv().await {
         batch.clear();
-        batch.extend_from_slice(line.as_bytes());
+        batch.extend_from_slice(redact(&line).as_bytes());
         batch.push(b'\n');
         while batch.len() < BATCH_BYTES {
             let Ok(more) = lines.try_recv() else { break };
-            batch.extend_from_slice(more.as_bytes());
+            batch.extend_from_slice(redact(&more).as_bytes());
             batch.push(b'\n');
         }
         output.write_all(&batch).await?;
@@ -444,18 +475,33 @@ async fn write_lines<W: AsyncWrite>(
 }
 
 /// Tool calls in progress, keyed by request id.
-#[derive(Default)]
 struct InFlight {
     tasks: JoinSet<Finished>,
     /// The ticket tells a cancelled call's late result from a newer call reusing its id.
     running: HashMap<RequestId, (u64, AbortHandle)>,
     next_ticket: u64,
+    /// [`ServeConfig::max_calls`].
+    max: usize,
 }
 
 /// A task's result: the call's id (none for a batch), its ticket and the response line.
 type Finished = (Option<RequestId>, u64, String);
 
 impl InFlight {
+    fn new(max: usize) -> Self {
+        InFlight {
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            next_ticket: 0,
+            max: max.max(1),
+        }
+    }
+
+    /// True when one more call would be refused.
+    fn is_full(&self) -> bool {
+        self.running.len().max(self.tasks.len()) >= self.max
+    }
+
     /// Spawns the call; returns an error line instead if its id is already running. A call
     /// with a progress token reports progress on `lines` every `interval` while it runs.
     fn start(
@@ -492,6 +538,19 @@ impl InFlight {
             return Some(error_line(
                 Some(&id),
                 &RpcError::invalid_request("this request id is already in flight"),
+            ));
+        }
+        // `tasks` also holds cancelled calls until they unwind: count both.
+        if self.is_full() {
+            return Some(error_line(
+                Some(&id),
+                &RpcError::new(
+                    SERVER_BUSY,
+                    format!(
+                        "server busy: {} tool calls are already running (MOLECULE_MCP_MAX_CONCURRENT_CALLS); retry when one finishes",
+                        self.max
+                    ),
+                ),
             ));
         }
         let ticket = self.next_ticket;

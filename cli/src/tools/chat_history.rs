@@ -12,6 +12,7 @@ use super::args::{Args, parse_workspace_id, quote, resolve_source};
 use super::client::PlatformCall;
 use super::context::ToolContext;
 use crate::mcp::ToolOutput;
+use molecule_mcp_core::platform_request::response_cap;
 
 /// Default number of rows.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -89,6 +90,7 @@ pub(crate) async fn chat_history(ctx: &ToolContext, args: Args<'_>) -> ToolOutpu
         Err(e) => return e,
     };
     let mut call = PlatformCall::get(format!("/workspaces/{src}/activity"), &src)
+        .with_max_response_bytes(response_cap::ACTIVITY_PAGE)
         .with_query("peer_id", peer)
         .with_query("limit", limit.to_string());
     if let Some(ts) = before {

@@ -27,7 +27,7 @@ use http_body_util::Full;
 use molecule_mcp_core::redact::redact_known;
 use molecule_mcp_core::sanitize::{Controls, EMPTY_BODY, printable_prefix};
 use molecule_mcp_core::{Body, Method, RequestId, RequestKind, TransportError, TransportErrorKind};
-use molecule_mcp_io_tokio::http_client::build_request;
+use molecule_mcp_io_tokio::http_client::into_request;
 use molecule_mcp_io_tokio::{HttpClient, HttpResponse, driver};
 use serde_json::Value;
 
@@ -38,11 +38,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Sends one HTTP request and returns the complete response.
 pub trait PlatformTransport: Send + Sync {
-    /// Sends `request`, giving up after `timeout`.
+    /// Sends `request`, giving up after `timeout`; a response body longer than `max_body`
+    /// is refused while it is read ([`TransportErrorKind::BodyTooLarge`]).
     fn send(
         &self,
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
+        max_body: usize,
     ) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
 }
 
@@ -51,8 +53,9 @@ impl PlatformTransport for HttpClient {
         &self,
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
+        max_body: usize,
     ) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
-        Box::pin(HttpClient::send(self, request, timeout))
+        Box::pin(HttpClient::send_capped(self, request, timeout, max_body))
     }
 }
 
@@ -94,6 +97,9 @@ pub struct PlatformCall {
     pub body: CallBody,
     /// Give up after this long.
     pub timeout: Duration,
+    /// The largest response body accepted: the endpoint's cap from
+    /// `molecule_mcp_core::platform_request::response_cap` (default `TOOL`).
+    pub max_response_bytes: usize,
 }
 
 impl PlatformCall {
@@ -107,6 +113,7 @@ impl PlatformCall {
             workspace_header: false,
             body: CallBody::Empty,
             timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: RequestKind::Tool.max_response_bytes(),
         }
     }
 
@@ -134,6 +141,12 @@ impl PlatformCall {
     /// Sets the timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the endpoint's response cap (see [`PlatformCall::max_response_bytes`]).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max;
         self
     }
 }
@@ -300,7 +313,7 @@ impl ToolContext {
         } else {
             Vec::new()
         };
-        let described = self.requests.build(
+        let mut described = self.requests.build(
             // Tool calls are awaited directly, not routed through a machine: no id needed.
             RequestId(0),
             RequestKind::Tool,
@@ -311,9 +324,11 @@ impl ToolContext {
             &extra,
             driver::now() + call.timeout,
         );
+        described.max_response_bytes = call.max_response_bytes;
         // The error names the failing part without echoing header values (the token).
-        let request = build_request(&described).map_err(|e| CallError::Build(e.message))?;
-        match self.transport.send(request, call.timeout).await {
+        let max_body = described.max_response_bytes;
+        let request = into_request(described).map_err(|e| CallError::Build(e.message))?;
+        match self.transport.send(request, call.timeout, max_body).await {
             Ok(r) => Ok(ApiResponse {
                 status: r.status,
                 headers: r.headers,

@@ -273,6 +273,8 @@ pub struct ToolContext {
     pub(crate) workspaces: WorkspaceRegistry,
     pub(crate) peers: PeerCache,
     pub(crate) state_dir: Option<PathBuf>,
+    /// Secret files outside the state directory (the token file): never attached.
+    pub(crate) secret_files: Vec<PathBuf>,
     pub(crate) settings: ToolSettings,
     pub(crate) inbox: Option<Arc<dyn InboxAccess>>,
     /// Random ids (A2A message ids, idempotency nonces, multipart boundaries) and retry
@@ -306,6 +308,7 @@ impl ToolContext {
             workspaces,
             peers: PeerCache::default(),
             state_dir: None,
+            secret_files: Vec::new(),
             settings,
             inbox: None,
             rng: Mutex::new(Rng::new(molecule_mcp_io_tokio::entropy::os_seed())),
@@ -322,6 +325,13 @@ impl ToolContext {
     /// because it holds the workspace token.
     pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
         self.state_dir = Some(dir);
+        self
+    }
+
+    /// Adds a file that holds a secret (the token file): `send_message_to_user` refuses to
+    /// upload it or any hard link to it.
+    pub fn with_secret_file(mut self, path: PathBuf) -> Self {
+        self.secret_files.push(path);
         self
     }
 

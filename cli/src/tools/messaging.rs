@@ -8,7 +8,12 @@
 //! * at most [`MAX_FILE_BYTES`] (25 MiB, the platform's poll-mode cap) per file, checked
 //!   *before* reading, and the read itself is bounded; at most [`MAX_FILES`] files and
 //!   [`MAX_TOTAL_BYTES`] in total;
-//! * files inside the state directory (which holds the workspace token) are refused;
+//! * the path is resolved (`canonicalize`) and refused when it lies in `/proc`, `/sys` or
+//!   `/dev` (`/proc/self/environ` is a regular-looking file that holds the environment,
+//!   tokens included), inside the state directory (which holds the workspace token), or when
+//!   it is the same file (device and inode, so a hard link counts) as a secret file: the
+//!   token file and every `.auth_token*` / `.platform_inbound_secret*` in the state
+//!   directory ([`AttachmentGuard`]);
 //! * MIME type from the content's magic bytes (png, jpeg, gif, pdf, zip, gzip, webp), then
 //!   text detection, then the extension, then `application/octet-stream` ([`sniff_mime`]);
 //! * the multipart body is built by hand ([`multipart_body`]): a random boundary, one part
@@ -214,6 +219,16 @@ pub enum AttachmentError {
         /// The path as given.
         path: PathBuf,
     },
+    /// Under `/proc`, `/sys` or `/dev` once resolved.
+    SystemPath {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The same file (device and inode) as a secret file.
+    SecretFile {
+        /// The path as given.
+        path: PathBuf,
+    },
     /// Replaced between the checks and the open.
     ChangedWhileOpening {
         /// The path as given.
@@ -262,6 +277,16 @@ impl std::fmt::Display for AttachmentError {
                 "Error: attachment {} is inside the runtime's state directory (it holds credentials); copy the file elsewhere first",
                 path.display()
             ),
+            AttachmentError::SystemPath { path } => write!(
+                f,
+                "Error: attachment {} resolves into /proc, /sys or /dev; only ordinary files can be attached",
+                path.display()
+            ),
+            AttachmentError::SecretFile { path } => write!(
+                f,
+                "Error: attachment {} is one of the runtime's credential files (or a link to one); it is never uploaded",
+                path.display()
+            ),
             AttachmentError::ChangedWhileOpening { path } => write!(
                 f,
                 "Error: attachment {} changed while being opened; try again",
@@ -286,11 +311,94 @@ impl std::fmt::Display for AttachmentError {
 
 impl std::error::Error for AttachmentError {}
 
-/// Reads one attachment under the module's rules.
-pub fn load_attachment(
+/// Where attachments must never come from: the state directory and the secret files
+/// (module docs).
+#[derive(Debug, Clone, Default)]
+pub struct AttachmentGuard {
+    /// The state directory (holds `.auth_token*` and `.platform_inbound_secret*`).
+    pub state_dir: Option<PathBuf>,
+    /// Files holding a secret outside the state directory (the token file).
+    pub secret_files: Vec<PathBuf>,
+}
+
+/// Resolved paths under these prefixes are never attached (module docs).
+const SYSTEM_PREFIXES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+impl AttachmentGuard {
+    /// `(device, inode)` of every secret file that exists now: the configured ones and the
+    /// state directory's secret files of any workspace (their names start with the
+    /// single-workspace name, see `molecule_mcp_core::state_layout`).
+    fn secret_identities(&self) -> Vec<(u64, u64)> {
+        let mut paths = self.secret_files.clone();
+        if let Some(dir) = &self.state_dir
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            let secret_names: Vec<&str> = molecule_mcp_core::StateFile::ALL
+                .iter()
+                .filter(|f| f.is_secret())
+                .map(|f| f.base_name())
+                .collect();
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if secret_names.iter().any(|s| name.starts_with(s)) {
+                    paths.push(entry.path());
+                }
+            }
+        }
+        paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .filter_map(|m| identity(&m))
+            .collect()
+    }
+
+    /// Refuses `path` (its metadata: `meta`) when a rule of the module docs forbids it.
+    fn check(&self, path: &Path, meta: &std::fs::Metadata) -> Result<(), AttachmentError> {
+        let owned = || path.to_path_buf();
+        let resolved = path.canonicalize().map_err(|error| AttachmentError::Read {
+            path: owned(),
+            error,
+        })?;
+        if SYSTEM_PREFIXES
+            .iter()
+            .any(|prefix| resolved.starts_with(prefix))
+        {
+            return Err(AttachmentError::SystemPath { path: owned() });
+        }
+        if let Some(dir) = &self.state_dir
+            && let Ok(dir) = dir.canonicalize()
+            && resolved.starts_with(&dir)
+        {
+            return Err(AttachmentError::InStateDir { path: owned() });
+        }
+        if let Some(id) = identity(meta)
+            && self.secret_identities().contains(&id)
+        {
+            return Err(AttachmentError::SecretFile { path: owned() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// Appends one attachment's content to `buf` under the module's rules; returns its header
+/// file name and MIME type.
+fn read_attachment_into(
     path: &Path,
-    state_dir: Option<&Path>,
-) -> Result<Attachment, AttachmentError> {
+    guard: &AttachmentGuard,
+    buf: &mut Vec<u8>,
+) -> Result<(String, String), AttachmentError> {
     let owned = || path.to_path_buf();
     let read_error = |error| AttachmentError::Read {
         path: path.to_path_buf(),
@@ -315,27 +423,33 @@ pub fn load_attachment(
             bytes: meta.len(),
         });
     }
-    if let Some(dir) = state_dir
-        && let (Ok(file), Ok(dir)) = (path.canonicalize(), dir.canonicalize())
-        && file.starts_with(&dir)
-    {
-        return Err(AttachmentError::InStateDir { path: owned() });
-    }
+    guard.check(path, &meta)?;
     let file = std::fs::File::open(path).map_err(read_error)?;
     let opened = file.metadata().map_err(read_error)?;
     if !opened.is_file() || !same_file(&meta, &opened) {
         return Err(AttachmentError::ChangedWhileOpening { path: owned() });
     }
-    let mut bytes =
-        Vec::with_capacity(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
+    let start = buf.len();
+    buf.reserve(usize::try_from(opened.len().min(MAX_FILE_BYTES)).unwrap_or(0));
     file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
+        .read_to_end(buf)
         .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    let content = buf.get(start..).unwrap_or_default();
+    if content.len() as u64 > MAX_FILE_BYTES {
         return Err(AttachmentError::GrewWhileReading { path: owned() });
     }
     let filename = header_filename(path);
-    let mime = sniff_mime(&bytes, &filename);
+    let mime = sniff_mime(content, &filename);
+    Ok((filename, mime))
+}
+
+/// Reads one attachment under the module's rules.
+pub fn load_attachment(
+    path: &Path,
+    guard: &AttachmentGuard,
+) -> Result<Attachment, AttachmentError> {
+    let mut bytes = Vec::new();
+    let (filename, mime) = read_attachment_into(path, guard, &mut bytes)?;
     Ok(Attachment {
         filename,
         mime,
@@ -343,36 +457,53 @@ pub fn load_attachment(
     })
 }
 
-#[cfg(unix)]
+/// The same file: equal device and inode (always true where there are none).
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
+    identity(a) == identity(b)
 }
 
-#[cfg(not(unix))]
-fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
-    true
-}
-
-/// Loads every attachment in order; stops at the first problem.
-pub fn load_attachments(
+/// Reads every attachment in order, under the module's rules, straight into one
+/// `multipart/form-data` body ([`multipart_body`]'s format); stops at the first problem.
+/// Returns the body and the number of files.
+///
+/// Each file is read into the body itself, not into a buffer of its own that is copied
+/// afterwards: the upload then costs one allocation the size of the body, which is
+/// returned to the system once the upload is answered (separate 25 MiB buffers, freed on
+/// other threads, stayed resident and doubled the peak).
+pub fn load_multipart(
     paths: &[PathBuf],
-    state_dir: Option<&Path>,
-) -> Result<Vec<Attachment>, AttachmentError> {
+    guard: &AttachmentGuard,
+    boundary: &str,
+) -> Result<(Vec<u8>, usize), AttachmentError> {
     if paths.len() > MAX_FILES {
         return Err(AttachmentError::TooMany { count: paths.len() });
     }
+    let expected: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| m.len().min(MAX_FILE_BYTES))
+        .sum();
+    let mut body = Vec::with_capacity(
+        usize::try_from(expected.min(MAX_TOTAL_BYTES)).unwrap_or(0) + 512 * paths.len() + 64,
+    );
     let mut total: u64 = 0;
-    let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        let a = load_attachment(path, state_dir)?;
-        total += a.bytes.len() as u64;
+        let start = body.len();
+        let (filename, mime) = read_attachment_into(path, guard, &mut body)?;
+        total += (body.len() - start) as u64;
         if total > MAX_TOTAL_BYTES {
             return Err(AttachmentError::TotalTooLarge);
         }
-        out.push(a);
+        // The part's header names the MIME type sniffed from the content, so it goes in
+        // front of the content once that is read (moving only this file's bytes).
+        body.splice(
+            start..start,
+            part_header(boundary, &filename, &mime).into_bytes(),
+        );
+        body.extend_from_slice(b"\r\n");
     }
-    Ok(out)
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok((body, paths.len()))
 }
 
 /// Tells the inbox that `workspace` is uploading files itself, for as long as it lives: the
@@ -416,24 +547,59 @@ fn pending_file_id(entry: &Value) -> Option<&str> {
 }
 
 /// `multipart/form-data` body: one `files` part per attachment.
-pub fn multipart_body(files: &[Attachment], boundary: &str) -> Vec<u8> {
+///
+/// Takes the files by value and frees each one as soon as it is copied, so building the
+/// body holds about one copy of the attachments, not two.
+pub fn multipart_body(files: Vec<Attachment>, boundary: &str) -> Vec<u8> {
     let mut body =
         Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 200).sum::<usize>() + 64);
     for f in files {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        body.extend_from_slice(
-            format!(
-                "Content-Disposition: form-data; name=\"files\"; filename=\"{}\"\r\n",
-                f.filename
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(format!("Content-Type: {}\r\n\r\n", f.mime).as_bytes());
+        body.extend_from_slice(part_header(boundary, &f.filename, &f.mime).as_bytes());
         body.extend_from_slice(&f.bytes);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     body
+}
+
+/// The boundary line and headers that open one file's part.
+fn part_header(boundary: &str, filename: &str, mime: &str) -> String {
+    format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
+    )
+}
+
+/// Attachment bytes all running `send_message_to_user` calls may hold at once: one message's
+/// largest total ([`MAX_TOTAL_BYTES`]), so ten calls with 100 MiB each take turns instead of
+/// holding a gigabyte together.
+const ATTACHMENT_MEMORY_MIB: u32 = (MAX_TOTAL_BYTES / (1024 * 1024)) as u32;
+
+static ATTACHMENT_MEMORY: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(ATTACHMENT_MEMORY_MIB as usize);
+
+/// Waits (at most [`NOTIFY_TIMEOUT`]) until the attachments' size, as their metadata gives
+/// it now, fits in the shared budget. Unreadable paths count as empty: loading them reports
+/// the real error, and growth after this check is bounded by the per-file cap.
+async fn reserve_attachment_memory(
+    paths: &[PathBuf],
+) -> Result<tokio::sync::SemaphorePermit<'static>, ToolOutput> {
+    let bytes: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len().min(MAX_FILE_BYTES))
+        .sum();
+    let mib = bytes
+        .div_ceil(1024 * 1024)
+        .min(u64::from(ATTACHMENT_MEMORY_MIB));
+    let mib = u32::try_from(mib).unwrap_or(ATTACHMENT_MEMORY_MIB);
+    match tokio::time::timeout(NOTIFY_TIMEOUT, ATTACHMENT_MEMORY.acquire_many(mib)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) | Err(_) => Err(ToolOutput::error(format!(
+            "Error: other messages' attachments kept the upload budget ({ATTACHMENT_MEMORY_MIB} MiB) busy for {}s; try again",
+            NOTIFY_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// A fresh boundary (random, so file content cannot collide with it in practice).
@@ -545,24 +711,29 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
     let mut uploaded: Vec<Value> = Vec::new();
     if !paths.is_empty() {
         let owned: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        let state_dir = ctx.state_dir.clone();
+        // Held until the upload is answered: the files and the body are in memory until then.
+        let _budget = match reserve_attachment_memory(&owned).await {
+            Ok(permit) => permit,
+            Err(e) => return e,
+        };
+        let guard = AttachmentGuard {
+            state_dir: ctx.state_dir.clone(),
+            secret_files: ctx.secret_files.clone(),
+        };
+        let boundary = new_boundary(ctx);
+        let for_load = boundary.clone();
         let loaded =
-            tokio::task::spawn_blocking(move || load_attachments(&owned, state_dir.as_deref()))
-                .await;
-        let files = match loaded {
-            Ok(Ok(files)) => files,
+            tokio::task::spawn_blocking(move || load_multipart(&owned, &guard, &for_load)).await;
+        let (bytes, count) = match loaded {
+            Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => return ToolOutput::error(e.to_string()),
             Err(e) => return ToolOutput::error(format!("Error reading attachments: {e}")),
         };
-        let total_mib = files.iter().map(|f| f.bytes.len() as u64).sum::<u64>() / (1024 * 1024);
+        let total_mib = bytes.len() as u64 / (1024 * 1024);
         let mut outbound = OutboundUpload::begin(ctx, &target);
-        let boundary = new_boundary(ctx);
         let call = PlatformCall {
             method: http::Method::POST,
-            body: CallBody::Multipart {
-                bytes: multipart_body(&files, &boundary),
-                boundary,
-            },
+            body: CallBody::Multipart { bytes, boundary },
             ..PlatformCall::get(format!("/workspaces/{target}/chat/uploads"), &target)
         }
         .with_timeout(NOTIFY_TIMEOUT + Duration::from_secs(total_mib * UPLOAD_SECS_PER_MIB));
@@ -577,7 +748,7 @@ pub(crate) async fn send_message_to_user(ctx: &ToolContext, args: Args<'_>) -> T
                 response.snippet(200)
             ));
         }
-        uploaded = match parse_upload_response(response.json(), files.len()) {
+        uploaded = match parse_upload_response(response.json(), count) {
             Ok(list) => list,
             Err(e) => return ToolOutput::error(e.to_string()),
         };

@@ -16,6 +16,7 @@ use super::args::{Args, parse_registered};
 use super::client::{CallError, PlatformCall};
 use super::context::ToolContext;
 use crate::mcp::ToolOutput;
+use molecule_mcp_core::platform_request::response_cap;
 
 /// One peer as shown to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +173,9 @@ pub(crate) async fn list_peers(ctx: &ToolContext, args: Args<'_>) -> ToolOutput 
     let mut lines: Vec<String> = Vec::new();
     let mut diagnostics: Vec<String> = Vec::new();
     for src in &sources {
-        let call = PlatformCall::get(format!("/registry/{src}/peers"), src).with_workspace_header();
+        let call = PlatformCall::get(format!("/registry/{src}/peers"), src)
+            .with_workspace_header()
+            .with_max_response_bytes(response_cap::PEERS);
         let result = ctx.call(call).await;
         let records = match peer_records(ctx, src, &result) {
             Ok(records) => records,
@@ -232,8 +235,9 @@ pub enum Discovery {
 
 /// `GET /registry/discover/{target}` as `src`.
 pub async fn discover(ctx: &ToolContext, src: &str, target: &str) -> Discovery {
-    let call =
-        PlatformCall::get(format!("/registry/discover/{target}"), src).with_workspace_header();
+    let call = PlatformCall::get(format!("/registry/discover/{target}"), src)
+        .with_workspace_header()
+        .with_max_response_bytes(response_cap::PEERS);
     match ctx.call(call).await {
         Err(e) => Discovery::Inconclusive(e.to_string()),
         Ok(r) => match r.status {

@@ -55,6 +55,9 @@ pub struct InboxConfig {
     pub max_pending_bytes: usize,
     /// Handled ids remembered (popped messages, settled uploads).
     pub max_handled: usize,
+    /// Emit the per-row DEBUG lines (skipped rows, our own uploads). Off when the process
+    /// does not show DEBUG: a 500-row page would otherwise format 500 lines for nothing.
+    pub debug_logs: bool,
 }
 
 impl InboxConfig {
@@ -73,6 +76,7 @@ impl InboxConfig {
             max_pending: DEFAULT_MAX_PENDING,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             max_handled: DEFAULT_MAX_HANDLED,
+            debug_logs: true,
         }
     }
 

@@ -553,6 +553,13 @@ impl Inbox {
         }));
     }
 
+    /// A DEBUG line, formatted only when [`InboxConfig::debug_logs`] is on.
+    pub(super) fn debug(&mut self, message: impl FnOnce() -> String) {
+        if self.cfg.debug_logs {
+            self.log(LogLevel::Debug, message());
+        }
+    }
+
     /// Everything that may be due at `now`, in dependency order.
     fn progress(&mut self, now: Instant) {
         self.expire_deadlines(now);

@@ -327,10 +327,7 @@ impl Inbox {
         let mut changed = false;
         for row in rows {
             let Some(id) = row_id(row) else {
-                self.log(
-                    LogLevel::Debug,
-                    "inbox: skipping an activity row without an id".to_owned(),
-                );
+                self.debug(|| "inbox: skipping an activity row without an id".to_owned());
                 continue;
             };
             if self.knows(&id) {
@@ -354,13 +351,12 @@ impl Inbox {
                     changed = true;
                 }
                 Row::Upload(up) if self.state.outbound_uploads.contains(&up.file_id) => {
-                    self.log(
-                        LogLevel::Debug,
+                    self.debug(|| {
                         format!(
                             "inbox: upload row {id} is our own attachment {}; not fetching it",
                             up.file_id
-                        ),
-                    );
+                        )
+                    });
                 }
                 Row::Upload(up) => {
                     self.state.uploads.push(UploadJob::new(id.clone(), up));
@@ -374,18 +370,15 @@ impl Inbox {
                         ),
                     );
                 }
-                Row::Skip(reason) => {
+                Row::Skip(reason) => self.debug(|| {
                     let why = match reason {
                         SkipReason::NotObject => "not an object".to_owned(),
                         SkipReason::SelfAuthored => "written by this workspace itself".to_owned(),
                         SkipReason::NotifyEcho => "echo of our own send_message_to_user".to_owned(),
                         SkipReason::NonMessage(m) => format!("method {m} is not a chat message"),
                     };
-                    self.log(
-                        LogLevel::Debug,
-                        format!("inbox: not delivering activity {id}: {why}"),
-                    );
-                }
+                    format!("inbox: not delivering activity {id}: {why}")
+                }),
             }
             candidate = Some(id);
         }
