@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use molecule_mcp_core::PersistError;
 use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
 use molecule_mcp_core::workspace::{
-    Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, WorkspaceStatus,
+    Fleet, FleetPlan, Input, Output, PersistWrite, PopOutcome, PopTicket, WorkspaceStatus,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -61,7 +61,7 @@ enum Command {
     Input(Input),
     Pop {
         activity_id: String,
-        reply: oneshot::Sender<Option<InboxMessage>>,
+        reply: oneshot::Sender<PopOutcome<InboxMessage>>,
     },
     Peek {
         limit: usize,
@@ -140,12 +140,13 @@ impl FleetHandle {
         }
     }
 
-    /// Removes a handled message; answered once the removal is on disk (the core's rule).
-    pub async fn pop(&self, activity_id: &str) -> Option<InboxMessage> {
+    /// Removes a handled message; answered once the removal is on disk, or as
+    /// [`PopOutcome::NotSaved`] when the disk kept failing (the core's rule).
+    pub async fn pop(&self, activity_id: &str) -> PopOutcome<InboxMessage> {
         let activity_id = activity_id.to_owned();
         self.ask(|reply| Command::Pop { activity_id, reply })
             .await
-            .flatten()
+            .unwrap_or(PopOutcome::NotQueued)
     }
 
     /// `workspace_id` is about to upload files itself (see the core's hold-back rule).
@@ -230,7 +231,7 @@ struct Driver {
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Output>,
     arrival_count: watch::Sender<u64>,
-    pops: HashMap<PopTicket, oneshot::Sender<Option<InboxMessage>>>,
+    pops: HashMap<PopTicket, oneshot::Sender<PopOutcome<InboxMessage>>>,
     next_ticket: u64,
     /// Shutdown callers, answered once everything is saved.
     stopping: Vec<oneshot::Sender<()>>,
@@ -363,9 +364,13 @@ impl Driver {
                 Output::TokenChanged { .. } | Output::Rejected { .. } | Output::Exit { .. } => {
                     let _ = self.events.send(output);
                 }
-                Output::PopDone { ticket, message } => {
+                Output::PopDone {
+                    ticket,
+                    message,
+                    saved,
+                } => {
                     if let Some(reply) = self.pops.remove(&ticket) {
-                        let _ = reply.send(message);
+                        let _ = reply.send(PopOutcome::from_answer(message, saved));
                     }
                 }
             }

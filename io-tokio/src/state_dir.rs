@@ -62,19 +62,35 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 fn is_writable(dir: &Path) -> bool {
-    // Probe by creating a uniquely named file: permission bits alone lie for root and ACLs.
+    probe_write(dir).is_ok()
+}
+
+/// Checks that files can really be created in `dir` (a probe file is written and removed):
+/// permission bits alone lie for root, ACLs and read-only mounts. The error names the
+/// directory and says how to fix it, for the exit-2 message at start-up.
+pub fn check_writable(dir: &Path) -> Result<(), StateDirError> {
+    probe_write(dir).map_err(|e| {
+        let shown = dir.display();
+        StateDirError(format!(
+            "the state directory {shown} is not writable ({e}), so queued messages and handled ids could not be \
+             saved. Fix: make it writable for this user (e.g. `chmod u+rwx {shown}`, or check that its file system \
+             is not mounted read-only or full), or set CONFIGS_DIR to a writable directory"
+        ))
+    })
+}
+
+/// Creates, writes and removes a uniquely named file in `dir`.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
     let probe = dir.join(format!(".molecule-mcp-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            true
-        }
-        Err(_) => false,
-    }
+        .and_then(|mut f| f.write_all(b"probe"));
+    // Remove whatever was created, even when the write itself failed.
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 #[cfg(test)]
@@ -100,6 +116,22 @@ mod tests {
                 0o700
             );
         }
+    }
+
+    #[test]
+    fn the_write_probe_names_the_directory_and_the_fix() {
+        let dir = tmp("probe");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(check_writable(&dir).is_ok());
+        assert!(
+            std::fs::read_dir(&dir).unwrap().next().is_none(),
+            "the probe file is removed"
+        );
+        // A directory that does not exist cannot be written, whoever runs the test.
+        let missing = dir.join("missing");
+        let err = check_writable(&missing).unwrap_err().0;
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("Fix:") && err.contains("CONFIGS_DIR"), "{err}");
     }
 
     #[test]

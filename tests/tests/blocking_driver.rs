@@ -116,6 +116,7 @@ fn the_fleet_runs_end_to_end_on_std_threads() {
         let Output::PopDone {
             ticket: PopTicket(7),
             message,
+            saved: true,
         } = e
         else {
             return None;

@@ -11,7 +11,8 @@ use molecule_mcp_core::testing::inbox::{
     FakeFeed, PLATFORM, epoch, message_row, test_config, upload_row,
 };
 use molecule_mcp_core::workspace::{
-    Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, Restored, WorkspacePlan,
+    Fleet, FleetPlan, Input, Output, POP_SAVE_GRACE, PersistWrite, PopTicket, Restored,
+    WorkspacePlan,
 };
 use molecule_mcp_core::{
     HttpRequest, LogLevel, LogLine, PersistError, PlatformUrl, RequestId, Secret, SessionConfig,
@@ -116,7 +117,9 @@ impl H {
                 Output::Persist(w) => self.writes.push(w.clone()),
                 Output::Log(l) => self.logs.push(l.clone()),
                 Output::Arrived(m) => self.arrived.push(m.clone()),
-                Output::PopDone { ticket, message } => {
+                Output::PopDone {
+                    ticket, message, ..
+                } => {
                     self.pops.insert(*ticket, message.clone());
                 }
                 Output::TokenChanged { .. } | Output::Rejected { .. } | Output::Exit { .. } => {}
@@ -257,6 +260,53 @@ fn a_pop_whose_write_keeps_failing_is_answered_after_the_grace() {
         h.pops.contains_key(&PopTicket(9)),
         "answered once the grace is over"
     );
+}
+
+#[test]
+fn a_pop_answered_after_the_grace_says_its_removal_is_not_saved() {
+    let saved_of = |h: &H, ticket: PopTicket| {
+        h.outputs.iter().find_map(|o| {
+            if let Output::PopDone {
+                ticket: t, saved, ..
+            } = o
+                && *t == ticket
+            {
+                Some(*saved)
+            } else {
+                None
+            }
+        })
+    };
+    let mut h = H::new(plan_for(&[A], false, true));
+    let feed = h.feeds.get_mut(A).expect("feed");
+    let failing = feed.push(message_row("hello", None));
+    let fine = feed.push(message_row("again", None));
+    h.settle();
+    h.handle(Input::Pop {
+        ticket: PopTicket(9),
+        activity_id: failing,
+    });
+    h.save(true);
+    h.advance(POP_SAVE_GRACE + Duration::from_secs(1));
+    assert_eq!(
+        saved_of(&h, PopTicket(9)),
+        Some(false),
+        "the answer after the grace says the removal is not on disk"
+    );
+    // Once the disk works again, a pop is answered as saved.
+    h.advance(Duration::from_secs(120));
+    h.save(false);
+    h.handle(Input::Pop {
+        ticket: PopTicket(10),
+        activity_id: fine,
+    });
+    h.save(false);
+    assert_eq!(saved_of(&h, PopTicket(10)), Some(true));
+    h.handle(Input::Pop {
+        ticket: PopTicket(11),
+        activity_id: "not-queued".to_owned(),
+    });
+    assert_eq!(saved_of(&h, PopTicket(11)), Some(true), "nothing to save");
 }
 
 #[test]

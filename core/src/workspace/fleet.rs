@@ -198,6 +198,7 @@ impl Fleet {
                     self.out.push_back(Output::PopDone {
                         ticket,
                         message: None,
+                        saved: true,
                     });
                 }
             }

@@ -12,7 +12,9 @@
 //!   our file ids ([`Input::OutboundUploadFinished`]);
 //! * a pop is answered ([`Output::PopDone`]) only once the queue without the message is on
 //!   disk, so a crash right after the answer cannot deliver the message again; if the disk
-//!   keeps failing the answer comes after [`POP_SAVE_GRACE`] (the write keeps retrying).
+//!   keeps failing the answer comes after [`POP_SAVE_GRACE`] and says the removal is not
+//!   saved (`saved: false`), because a restart before the retried write succeeds delivers
+//!   the message again (the message stays handled in memory and the write keeps retrying).
 //!
 //! Many workspaces form a [`Fleet`], the machine drivers run: it routes outcomes by request
 //! id, orders messages across workspaces, and decides when the process should exit.
@@ -57,6 +59,40 @@ pub const POP_SAVE_GRACE: Duration = Duration::from_secs(5);
 /// Identifies one pop so its answer can be matched (chosen by the driver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PopTicket(pub u64);
+
+/// What a pop came to, as the tools report it (built from [`Output::PopDone`]; generic so
+/// the tool layer can carry the message as JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PopOutcome<M> {
+    /// Removed, and the removal is on disk.
+    Removed(M),
+    /// No message with that id was queued.
+    NotQueued,
+    /// Removed in memory, but the removal could not be written before [`POP_SAVE_GRACE`]
+    /// ran out; the write keeps retrying, and a restart before it succeeds delivers the
+    /// message again.
+    NotSaved(M),
+}
+
+impl<M> PopOutcome<M> {
+    /// The outcome an [`Output::PopDone`] with these fields stands for.
+    pub fn from_answer(message: Option<M>, saved: bool) -> Self {
+        match (message, saved) {
+            (None, _) => PopOutcome::NotQueued,
+            (Some(m), true) => PopOutcome::Removed(m),
+            (Some(m), false) => PopOutcome::NotSaved(m),
+        }
+    }
+
+    /// The same outcome with the message converted.
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> PopOutcome<N> {
+        match self {
+            PopOutcome::Removed(m) => PopOutcome::Removed(f(m)),
+            PopOutcome::NotQueued => PopOutcome::NotQueued,
+            PopOutcome::NotSaved(m) => PopOutcome::NotSaved(f(m)),
+        }
+    }
+}
 
 /// An event for a [`Workspace`] or a [`Fleet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +224,10 @@ pub enum Output {
         ticket: PopTicket,
         /// The removed message.
         message: Option<InboxMessage>,
+        /// The removal is on disk (always true when nothing was removed). False when the
+        /// grace ran out first: the message is handled in memory and the write is retried,
+        /// but a restart before that write succeeds would deliver it again.
+        saved: bool,
     },
     /// The process should end: print `molecule-mcp: <message>` to stderr and exit with
     /// `code` (only a [`Fleet`] emits this).
@@ -469,6 +509,7 @@ impl Workspace {
                     self.out.push_back(Output::PopDone {
                         ticket,
                         message: None,
+                        saved: true,
                     });
                 }
             }
@@ -755,14 +796,17 @@ impl Workspace {
             return;
         }
         let inbox = self.inbox.as_ref();
+        let saved = |p: &PendingPop| inbox.is_none_or(|i| i.is_saved(p.mark));
         let (ready, waiting): (Vec<PendingPop>, Vec<PendingPop>) = std::mem::take(&mut self.pops)
             .into_iter()
-            .partition(|p| p.deadline <= now || inbox.is_none_or(|i| i.is_saved(p.mark)));
+            .partition(|p| p.deadline <= now || saved(p));
         self.pops = waiting;
         for pop in ready {
+            let saved = saved(&pop);
             self.out.push_back(Output::PopDone {
                 ticket: pop.ticket,
                 message: Some(pop.message),
+                saved,
             });
         }
     }
