@@ -19,6 +19,7 @@
 //! loop {
 //!     while let Some(output) = fleet.poll_output() { // drain fully
 //!         perform(output)  // SendHttp, FetchUpload: start it; Persist: write the file;
+//!                          // SetAside: rename the unusable file to its backup, now;
 //!     }                    // Log, Arrived, PopDone, TokenChanged, Rejected, Exit: to the program
 //!     wait until fleet.poll_timeout() (None: no deadline) OR an input arrives;
 //!     on input:    fleet.handle(now, input)  // HttpResponse/HttpFailed/PersistDone/UploadStaged

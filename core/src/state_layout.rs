@@ -8,6 +8,7 @@
 //! | [`StateFile::InboundSecret`] | `.platform_inbound_secret` | `.platform_inbound_secret_<workspace id>` |
 //! | [`StateFile::InboxState`] | `.mcp_inbox_state` | `.mcp_inbox_state_<workspace id>` |
 //! | staged chat uploads | `chat-uploads/` | `chat-uploads/` (file names are random, never shared) |
+//! | a state file set aside as unreadable | `<name>.corrupt-<unix secs>` ([`set_aside_name`]) | the same |
 //!
 //! Multi-workspace names carry the *full* workspace id: two workspaces whose ids share a
 //! prefix must never share a file, so no truncated id is used.
@@ -98,6 +99,17 @@ impl StateLayout {
     }
 }
 
+/// The name a driver gives a state file the core asked to set aside (unreadable or empty),
+/// next to it: `<path>.corrupt-<unix secs>`, plus `-<n>` from 2 up when a backup of that
+/// second already exists (`attempt` 1 is the plain name). The driver supplies the clock.
+pub fn set_aside_name(path: &str, unix_secs: u64, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("{path}.corrupt-{unix_secs}")
+    } else {
+        format!("{path}.corrupt-{unix_secs}-{attempt}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +136,14 @@ mod tests {
         assert_eq!(
             StateLayout::upload_path("ab-x.txt"),
             "chat-uploads/ab-x.txt"
+        );
+        assert_eq!(
+            set_aside_name(".mcp_inbox_state", 1_700_000_000, 1),
+            ".mcp_inbox_state.corrupt-1700000000"
+        );
+        assert_eq!(
+            set_aside_name(".mcp_inbox_state", 1_700_000_000, 2),
+            ".mcp_inbox_state.corrupt-1700000000-2"
         );
     }
 }

@@ -10,6 +10,8 @@
 //!   a 2xx body is written (0600) to the file the core named under the uploads directory,
 //!   anything else goes back to the core as the answer or failure it was;
 //! * `Persist`: the contents written atomically to the state file the core named;
+//! * `SetAside`: the unusable state file renamed to a timestamped backup, at once (so it
+//!   happens before any later write of that file);
 //! * `Log` through `tracing` (stderr); `PopDone` to the waiting tool call; `Arrived`,
 //!   `TokenChanged`, `Rejected` and `Exit` are forwarded as they are to the embedding
 //!   program, which reacts to them (push notifications, tool tokens, exit).
@@ -54,6 +56,22 @@ pub fn restore(plan: &mut FleetPlan, state_dir: &Path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!("cannot read {}: {e}; starting without it", path.display()),
         }
+    }
+}
+
+/// Performs [`Output::SetAside`] and logs where the file went (or why it could not move).
+fn set_aside(path: &Path) {
+    match persist::set_aside(path) {
+        Ok(backup) => tracing::warn!(
+            "the unusable state file {} was moved aside to {}; inspect or delete it",
+            path.display(),
+            backup.display()
+        ),
+        Err(e) => tracing::error!(
+            "the unusable state file {} could not be moved aside ({e}); copy it elsewhere now if its contents \
+             matter: the next save replaces it",
+            path.display()
+        ),
     }
 }
 
@@ -356,6 +374,8 @@ impl Driver {
                 Output::SendHttp(request) => self.requests.push(request),
                 Output::FetchUpload(fetch) => self.fetch(fetch),
                 Output::Persist(write) => self.persist(write),
+                // On this task, before any later write of the file is spawned.
+                Output::SetAside(aside) => set_aside(&self.state_dir.join(&aside.path)),
                 Output::Log(line) => logging::emit(&line),
                 Output::Arrived(_) => {
                     self.arrival_count.send_modify(|n| *n = n.wrapping_add(1));

@@ -58,6 +58,30 @@ fn libc_o_nofollow() -> i32 {
     }
 }
 
+/// Moves the state file `path` aside to a backup next to it, named by
+/// [`molecule_mcp_core::state_layout::set_aside_name`] with the current Unix time, never
+/// replacing an existing backup. Returns the backup's path.
+pub fn set_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let shown = path.to_string_lossy();
+    for attempt in 1..=100 {
+        let backup = std::path::PathBuf::from(molecule_mcp_core::state_layout::set_aside_name(
+            &shown, secs, attempt,
+        ));
+        // One process owns the state dir, so checking first cannot race another writer.
+        if backup.symlink_metadata().is_err() {
+            std::fs::rename(path, &backup)?;
+            return Ok(backup);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "100 backups of this second already exist",
+    ))
+}
+
 /// Reads a small text file, trimmed; `None` when missing, unreadable or blank.
 pub fn read_trimmed(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -101,5 +125,27 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn set_aside_keeps_every_backup() {
+        let dir = std::env::temp_dir().join(format!("mmcp-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".mcp_inbox_state");
+        std::fs::write(&path, b"{broken").unwrap();
+        let first = set_aside(&path).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let second = set_aside(&path).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read(&first).unwrap(), b"{broken");
+        assert!(std::fs::read(&second).unwrap().is_empty());
+        assert!(!path.exists());
+        assert!(
+            first
+                .to_string_lossy()
+                .contains(".mcp_inbox_state.corrupt-")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,7 +11,7 @@ mod e2e_support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_support::{Rig, WAIT};
+use e2e_support::{Rig, WAIT, base_env, spawn_initialized, temp_dir};
 use molecule_mcp_tests::process::molecule_mcp_bin;
 use molecule_mcp_tests::stub::{InboundMessage, PlatformStub, WorkspaceSpec};
 use serde_json::{Value, json};
@@ -120,4 +120,53 @@ async fn a_pop_whose_removal_cannot_be_saved_says_so() {
         let _ = std::fs::remove_dir_all(rig.dir.path().join(name));
     }
     rig.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_empty_state_file_is_moved_aside_with_a_warning() {
+    let stub = PlatformStub::start().await.expect("stub");
+    for (tag, bytes) in [
+        ("corrupt", &b"{\"pending\": [{\"activity_id\": \"old\""[..]),
+        ("empty", b""),
+    ] {
+        let (ws, token) = stub.create_workspace(WorkspaceSpec::named(tag).poll());
+        let dir = temp_dir(&format!("aside-{tag}"));
+        let state = dir.path().join(INBOX_FILES[0]);
+        std::fs::write(&state, bytes).expect("seed");
+        let env = base_env(&stub.url(), &ws, &token, dir.as_str());
+        let mut p = spawn_initialized(&env).await;
+        let id = stub.inject_message(&ws, InboundMessage::canvas("after the backup"));
+        let deadline = Instant::now() + WAIT;
+        while !std::fs::read_to_string(&state).is_ok_and(|s| s.contains(&id)) {
+            assert!(
+                Instant::now() < deadline,
+                "{tag}: never saved; stderr: {}",
+                p.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let backups: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".mcp_inbox_state.corrupt-")
+            })
+            .collect();
+        assert_eq!(backups.len(), 1, "{tag}: one backup");
+        let backup = backups[0].path();
+        assert_eq!(
+            std::fs::read(&backup).expect("backup"),
+            bytes,
+            "{tag}: kept as it was"
+        );
+        let stderr = p.stderr();
+        assert!(
+            stderr.contains("WARN") && stderr.contains(&backup.display().to_string()),
+            "{tag}: the warning names the backup; stderr: {stderr}"
+        );
+        p.close_stdin();
+        assert!(p.wait_exit(WAIT).await.is_some_and(|s| s.success()));
+    }
 }

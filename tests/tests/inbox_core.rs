@@ -47,6 +47,8 @@ struct H {
     arrived: Vec<InboxMessage>,
     logs: Vec<LogLine>,
     disk: Option<Vec<u8>>,
+    /// `SetAside` actions seen.
+    set_aside: usize,
 }
 
 impl H {
@@ -70,6 +72,7 @@ impl H {
             arrived: Vec::new(),
             logs: Vec::new(),
             disk,
+            set_aside: 0,
         };
         h.drain();
         h
@@ -100,6 +103,7 @@ impl H {
                 InboxAction::Persist { id, bytes } => self.writes.push_back((id, bytes)),
                 InboxAction::Arrived(m) => self.arrived.push(m),
                 InboxAction::FetchUpload(f) => self.downloads.push(f),
+                InboxAction::SetAside => self.set_aside += 1,
             }
         }
     }
@@ -1071,6 +1075,29 @@ fn unreadable_state_file_starts_over_with_a_warning() {
     );
     let url = h.poll_in_flight().unwrap().1;
     assert!(query_param(&url, "since_secs").is_some());
+}
+
+#[test]
+fn an_unreadable_or_empty_state_file_is_set_aside_once_before_any_write() {
+    for bytes in [&b"{ not json"[..], b"", b" \n\t", b"null"] {
+        let mut h = H::with_disk(cfg(), FakeFeed::new(WS), Some(bytes.to_vec()), epoch());
+        assert_eq!(h.set_aside, 1, "{bytes:?}");
+        assert!(
+            h.logs_at(LogLevel::Warn)
+                .iter()
+                .any(|l| l.contains("moving it aside")),
+            "{bytes:?}"
+        );
+        assert!(h.writes.is_empty(), "nothing written before the file moved");
+        let a = h.feed.push(msg("a"));
+        h.sync();
+        assert_eq!(h.set_aside, 1, "only once");
+        assert!(h.inbox.peek(10).iter().any(|m| m.activity_id == a));
+        // A state this machine wrote restores without being set aside.
+        let h = h.restart();
+        assert_eq!(h.set_aside, 0);
+        assert!(h.inbox.peek(10).iter().any(|m| m.activity_id == a));
+    }
 }
 
 // ----- queue API -------------------------------------------------------------------------

@@ -69,6 +69,8 @@ struct H {
     http: BTreeMap<RequestId, HttpRequest>,
     fetches: Vec<UploadFetch>,
     writes: Vec<PersistWrite>,
+    /// Paths the fleet asked to move aside, in order.
+    set_aside: Vec<String>,
     disk: BTreeMap<String, Vec<u8>>,
     logs: Vec<LogLine>,
     arrived: Vec<InboxMessage>,
@@ -92,6 +94,7 @@ impl H {
             http: BTreeMap::new(),
             fetches: Vec::new(),
             writes: Vec::new(),
+            set_aside: Vec::new(),
             disk: BTreeMap::new(),
             logs: Vec::new(),
             arrived: Vec::new(),
@@ -115,6 +118,7 @@ impl H {
                 }
                 Output::FetchUpload(f) => self.fetches.push(f.clone()),
                 Output::Persist(w) => self.writes.push(w.clone()),
+                Output::SetAside(a) => self.set_aside.push(a.path.clone()),
                 Output::Log(l) => self.logs.push(l.clone()),
                 Output::Arrived(m) => self.arrived.push(m.clone()),
                 Output::PopDone {
@@ -260,6 +264,50 @@ fn a_pop_whose_write_keeps_failing_is_answered_after_the_grace() {
         h.pops.contains_key(&PopTicket(9)),
         "answered once the grace is over"
     );
+}
+
+#[test]
+fn an_unusable_inbox_state_is_set_aside_before_anything_writes_it() {
+    for bytes in [
+        &b""[..],
+        b"  \n",
+        b"{\"pending\": [",
+        b"[1, 2]",
+        b"\xff\xfe",
+    ] {
+        let mut plan = plan_for(&[A, B], false, true);
+        plan.workspaces[0]
+            .restored
+            .files
+            .insert(StateFile::InboxState, bytes.to_vec());
+        let mut h = H::new(plan);
+        let file = format!(".mcp_inbox_state_{A}");
+        assert_eq!(h.set_aside, vec![file.clone()], "{bytes:?}");
+        let aside_at = h
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::SetAside(_)))
+            .expect("set aside");
+        assert!(
+            h.logs.iter().any(|l| l.level == LogLevel::Warn
+                && l.workspace_id == A
+                && l.message.contains("moving it aside")),
+            "{:?}",
+            h.logs
+        );
+        h.feeds
+            .get_mut(A)
+            .expect("feed")
+            .push(message_row("hello", None));
+        h.settle();
+        let first_write = h
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::Persist(w) if w.path == file))
+            .expect("the inbox saves again");
+        assert!(aside_at < first_write, "moved aside before it is replaced");
+        assert_eq!(h.set_aside.len(), 1, "once");
+    }
 }
 
 #[test]
@@ -437,6 +485,7 @@ fn a_single_rejected_workspace_ends_the_process_with_exit_3() {
             Output::SendHttp(_)
             | Output::FetchUpload(_)
             | Output::Persist(_)
+            | Output::SetAside(_)
             | Output::Log(_)
             | Output::Arrived(_)
             | Output::TokenChanged { .. }

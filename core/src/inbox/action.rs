@@ -56,6 +56,11 @@ pub enum InboxAction {
     Arrived(InboxMessage),
     /// Download and stage an uploaded file.
     FetchUpload(UploadFetch),
+    /// The restored state file is unusable (it could not be decoded, or it is empty): move
+    /// it aside to a backup next to it, before any later `Persist` replaces it, and log the
+    /// backup's name at WARN. Emitted at most once, at start, ahead of every write; no
+    /// outcome is reported (the machine has already started empty).
+    SetAside,
 }
 
 impl std::fmt::Debug for InboxAction {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for InboxAction {
                 .finish(),
             InboxAction::Arrived(m) => f.debug_tuple("Arrived").field(m).finish(),
             InboxAction::FetchUpload(u) => f.debug_tuple("FetchUpload").field(u).finish(),
+            InboxAction::SetAside => f.write_str("SetAside"),
         }
     }
 }

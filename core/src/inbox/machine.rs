@@ -132,8 +132,9 @@ pub struct Inbox {
 
 impl Inbox {
     /// Creates the machine from the bytes of the saved state file (if any) and queues the
-    /// first poll plus any upload downloads that were interrupted. An unreadable file is
-    /// logged and replaced by an empty state (the backlog is then read again).
+    /// first poll plus any upload downloads that were interrupted. An unreadable or empty
+    /// file is logged and set aside ([`InboxAction::SetAside`]); the machine starts empty
+    /// (the backlog is then read again).
     pub fn new(cfg: InboxConfig, restored: Option<&[u8]>, now: Instant, seed: u64) -> Self {
         let cfg = cfg.clamped();
         let token = cfg.token.clone();
@@ -167,9 +168,15 @@ impl Inbox {
     }
 
     fn restore(&mut self, restored: Option<&[u8]>) {
-        let Some(bytes) = restored.filter(|b| !b.iter().all(u8::is_ascii_whitespace)) else {
+        let Some(bytes) = restored else {
             return;
         };
+        // This machine only ever writes whole encoded states (atomically), so an empty file
+        // was left by something else; like an undecodable one it is kept, never overwritten.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            self.set_aside("the file is empty");
+            return;
+        }
         match InboxState::decode(bytes, self.cfg.max_handled) {
             Ok((state, notes)) => {
                 self.state = state;
@@ -184,21 +191,32 @@ impl Inbox {
                         self.state.uploads.len(),
                         match &self.state.cursor {
                             Some(c) => format!("continuing after activity {c}"),
-                            None => format!("reading the last {} of activity", window(self.cfg.backlog_secs)),
+                            None => format!(
+                                "reading the last {} of activity",
+                                window(self.cfg.backlog_secs)
+                            ),
                         }
                     ),
                 );
             }
-            Err(e) => self.log(
-                LogLevel::Warn,
-                format!(
-                    "inbox: the saved inbox state could not be read ({e}); starting empty and re-reading the last {} \
-                     of activity (messages handled before the restart may be delivered again)",
-                    window(self.cfg.backlog_secs)
-                ),
-            ),
+            Err(e) => self.set_aside(&format!("it could not be read: {e}")),
         }
         self.persist.committed_cursor = self.state.cursor.clone();
+    }
+
+    /// Starts empty from an unusable state file, which the driver moves aside first
+    /// ([`InboxAction::SetAside`]) so that nothing it held is overwritten.
+    fn set_aside(&mut self, why: &str) {
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "inbox: the saved inbox state is unusable ({why}); moving it aside to a backup (named in the next \
+                 warning) and starting empty, re-reading the last {} of activity. Messages handled before the \
+                 restart may be delivered again; older queued messages are only in the backup.",
+                window(self.cfg.backlog_secs)
+            ),
+        );
+        self.actions.push_back(InboxAction::SetAside);
     }
 
     /// The polled workspace.

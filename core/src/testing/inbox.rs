@@ -736,6 +736,8 @@ impl Runner {
                         ));
                     }
                 }
+                // Every restart reads back a state this machine wrote itself.
+                InboxAction::SetAside => self.fail("a state the machine wrote was set aside"),
                 InboxAction::FetchUpload(f) => {
                     if !f
                         .name

@@ -360,6 +360,7 @@ impl Fleet {
                     message,
                 } => self.rejected(idx, workspace_id, reason, message),
                 other @ (Output::Log(_)
+                | Output::SetAside(_)
                 | Output::Arrived(_)
                 | Output::TokenChanged { .. }
                 | Output::PopDone { .. }

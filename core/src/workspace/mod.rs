@@ -184,6 +184,20 @@ impl std::fmt::Debug for PersistWrite {
     }
 }
 
+/// Move an unusable state file aside: rename `<state dir>/<path>` to
+/// [`crate::state_layout::set_aside_name`] next to it (the driver supplies the time), and log
+/// the backup's name at WARN. Performed before any later output writes that file; no outcome
+/// is reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The workspace the file belongs to.
+    pub workspace_id: String,
+    /// Which file.
+    pub file: StateFile,
+    /// Its name relative to the state directory ([`StateLayout::file_name`]).
+    pub path: String,
+}
+
 /// An instruction from a [`Workspace`] or a [`Fleet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -195,6 +209,8 @@ pub enum Output {
     FetchUpload(UploadFetch),
     /// Write a state file.
     Persist(PersistWrite),
+    /// Move an unusable state file aside before it is written again.
+    SetAside(SetAside),
     /// A log line for stderr.
     Log(LogLine),
     /// A message arrived (first time in this process): push it to the MCP client and wake
@@ -788,6 +804,11 @@ impl Workspace {
             }
             InboxAction::Arrived(message) => self.out.push_back(Output::Arrived(message)),
             InboxAction::Log(line) => self.out.push_back(Output::Log(line)),
+            InboxAction::SetAside => self.out.push_back(Output::SetAside(SetAside {
+                workspace_id: self.id.clone(),
+                file: StateFile::InboxState,
+                path: self.layout.file_name(StateFile::InboxState, &self.id),
+            })),
         }
     }
 
