@@ -130,7 +130,7 @@ async fn serve(
                     break code;
                 }
                 // The driver performs these itself and never forwards them.
-                Output::SendHttp(_) | Output::FetchUpload(_) | Output::Persist(_) | Output::SetAside(_) | Output::Log(_) | Output::PopDone { .. } => {}
+                Output::SendHttp(_) | Output::FetchUpload(_) | Output::Persist(_) | Output::Append(_) | Output::SetAside(_) | Output::Log(_) | Output::PopDone { .. } => {}
             },
         }
     };

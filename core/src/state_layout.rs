@@ -7,6 +7,7 @@
 //! | [`StateFile::AuthToken`] | `.auth_token` | `.auth_token_<workspace id>` |
 //! | [`StateFile::InboundSecret`] | `.platform_inbound_secret` | `.platform_inbound_secret_<workspace id>` |
 //! | [`StateFile::InboxState`] | `.mcp_inbox_state` | `.mcp_inbox_state_<workspace id>` |
+//! | [`StateFile::InboxJournal`] | `.mcp_inbox_journal` | `.mcp_inbox_journal_<workspace id>` |
 //! | staged chat uploads | `chat-uploads/` | `chat-uploads/` (file names are random, never shared) |
 //! | a state file set aside as unreadable | `<name>.corrupt-<unix secs>` ([`set_aside_name`]) | the same |
 //!
@@ -22,14 +23,17 @@ pub enum StateFile {
     InboundSecret,
     /// The inbox's durable state (queue, cursor, handled ids, unfinished uploads).
     InboxState,
+    /// Changes to the inbox state since its last snapshot, one JSON line each (appended).
+    InboxJournal,
 }
 
 impl StateFile {
     /// Every per-workspace file.
-    pub const ALL: [StateFile; 3] = [
+    pub const ALL: [StateFile; 4] = [
         StateFile::AuthToken,
         StateFile::InboundSecret,
         StateFile::InboxState,
+        StateFile::InboxJournal,
     ];
 
     /// The single-workspace file name.
@@ -38,6 +42,7 @@ impl StateFile {
             StateFile::AuthToken => ".auth_token",
             StateFile::InboundSecret => ".platform_inbound_secret",
             StateFile::InboxState => ".mcp_inbox_state",
+            StateFile::InboxJournal => ".mcp_inbox_journal",
         }
     }
 
@@ -45,7 +50,7 @@ impl StateFile {
     pub fn is_secret(self) -> bool {
         match self {
             StateFile::AuthToken | StateFile::InboundSecret => true,
-            StateFile::InboxState => false,
+            StateFile::InboxState | StateFile::InboxJournal => false,
         }
     }
 }

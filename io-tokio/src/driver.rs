@@ -10,6 +10,8 @@
 //!   a 2xx body is written (0600) to the file the core named under the uploads directory,
 //!   anything else goes back to the core as the answer or failure it was;
 //! * `Persist`: the contents written atomically to the state file the core named;
+//! * `Append`: the lines appended to the journal the core named (O_APPEND, fsync), on the
+//!   blocking pool like `Persist` (the core keeps one write outstanding, so they stay in order);
 //! * `SetAside`: the unusable state file renamed to a timestamped backup, at once (so it
 //!   happens before any later write of that file);
 //! * `Log` through `tracing` (stderr); `PopDone` to the waiting tool call; `Arrived`,
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant};
 use molecule_mcp_core::PersistError;
 use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
 use molecule_mcp_core::workspace::{
-    Fleet, FleetPlan, Input, Output, PersistWrite, PopOutcome, PopTicket, WorkspaceStatus,
+    AppendWrite, Fleet, FleetPlan, Input, Output, PersistWrite, PopOutcome, PopTicket,
+    WorkspaceStatus,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -374,6 +377,7 @@ impl Driver {
                 Output::SendHttp(request) => self.requests.push(request),
                 Output::FetchUpload(fetch) => self.fetch(fetch),
                 Output::Persist(write) => self.persist(write),
+                Output::Append(write) => self.append(write),
                 // On this task, before any later write of the file is spawned.
                 Output::SetAside(aside) => set_aside(&self.state_dir.join(&aside.path)),
                 Output::Log(line) => logging::emit(&line),
@@ -396,6 +400,19 @@ impl Driver {
             }
         }
         self.requests.pump();
+    }
+
+    fn append(&self, write: AppendWrite) {
+        let path = self.state_dir.join(&write.path);
+        let tx = self.outcome_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = persist::append_private(&path, &write.contents, write.restart)
+                .map_err(|e| PersistError::from(format!("{}: {e}", path.display())));
+            let _ = tx.send(Input::PersistDone {
+                id: write.id,
+                result,
+            });
+        });
     }
 
     fn persist(&self, write: PersistWrite) {

@@ -45,6 +45,36 @@ fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8]) -> std::io::Resul
     Ok(())
 }
 
+/// Appends `contents` to `path` (created mode 0600 when missing, emptied first when
+/// `restart`) and fsyncs it; the cost depends on `contents` only. A restart or a creation
+/// also fsyncs the directory, so the file's name is as durable as its data.
+pub fn append_private(path: &Path, contents: &[u8], restart: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let created = !path.exists();
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    if restart {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc_o_nofollow());
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_data()?;
+    if (restart || created)
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        // Best effort, as in `write_then_rename`.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(unix)]
 fn libc_o_nofollow() -> i32 {
     // O_NOFOLLOW on Linux (all architectures we build for); avoids a libc dependency.
@@ -125,6 +155,28 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn append_adds_lines_and_restart_empties_first() {
+        let dir = std::env::temp_dir().join(format!("mmcp-append-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".mcp_inbox_journal");
+        append_private(&path, b"one\n", false).unwrap();
+        append_private(&path, b"two\n", false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        append_private(&path, b"three\n", true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -84,6 +84,7 @@ async fn next_arrival(events: &mut mpsc::UnboundedReceiver<Output>) -> Option<In
             Output::SendHttp(_)
             | Output::FetchUpload(_)
             | Output::Persist(_)
+            | Output::Append(_)
             | Output::SetAside(_)
             | Output::Log(_)
             | Output::TokenChanged { .. }

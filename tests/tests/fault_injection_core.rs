@@ -421,7 +421,7 @@ impl InboxRig {
                         PollFault::Hang => None,
                     }
                 }
-                InboxAction::Persist { id, .. } => {
+                InboxAction::Persist { id, .. } | InboxAction::Append { id, .. } => {
                     Some(InboxInput::PersistDone { id, result: Ok(()) })
                 }
                 InboxAction::Arrived(m) => {

@@ -71,6 +71,8 @@ struct H {
     writes: Vec<PersistWrite>,
     /// Paths the fleet asked to move aside, in order.
     set_aside: Vec<String>,
+    /// Which of `writes` are journal appends (with their `restart` flag).
+    appends: BTreeMap<molecule_mcp_core::PersistId, bool>,
     disk: BTreeMap<String, Vec<u8>>,
     logs: Vec<LogLine>,
     arrived: Vec<InboxMessage>,
@@ -95,6 +97,7 @@ impl H {
             fetches: Vec::new(),
             writes: Vec::new(),
             set_aside: Vec::new(),
+            appends: BTreeMap::new(),
             disk: BTreeMap::new(),
             logs: Vec::new(),
             arrived: Vec::new(),
@@ -118,6 +121,17 @@ impl H {
                 }
                 Output::FetchUpload(f) => self.fetches.push(f.clone()),
                 Output::Persist(w) => self.writes.push(w.clone()),
+                // Kept with the other writes; `save` appends it instead of replacing.
+                Output::Append(a) => {
+                    self.appends.insert(a.id, a.restart);
+                    self.writes.push(PersistWrite {
+                        id: a.id,
+                        workspace_id: a.workspace_id.clone(),
+                        file: a.file,
+                        path: a.path.clone(),
+                        contents: a.contents.clone(),
+                    });
+                }
                 Output::SetAside(a) => self.set_aside.push(a.path.clone()),
                 Output::Log(l) => self.logs.push(l.clone()),
                 Output::Arrived(m) => self.arrived.push(m.clone()),
@@ -186,7 +200,16 @@ impl H {
             let result = if fail {
                 Err(PersistError::from("No space left on device"))
             } else {
-                self.disk.insert(w.path.clone(), w.contents.clone());
+                match self.appends.remove(&w.id) {
+                    Some(false) => self
+                        .disk
+                        .entry(w.path.clone())
+                        .or_default()
+                        .extend(&w.contents),
+                    Some(true) | None => {
+                        self.disk.insert(w.path.clone(), w.contents.clone());
+                    }
+                }
                 Ok(())
             };
             self.handle(Input::PersistDone { id: w.id, result });
@@ -226,8 +249,9 @@ fn a_pop_is_answered_only_once_its_removal_is_saved() {
     });
     assert!(h.pops.is_empty(), "not answered before the write completes");
     assert_eq!(h.writes.len(), 1, "the removal is written");
-    assert_eq!(h.writes[0].file, StateFile::InboxState);
-    assert_eq!(h.writes[0].path, ".mcp_inbox_state");
+    // Appended to the journal: its cost does not grow with the state.
+    assert_eq!(h.writes[0].file, StateFile::InboxJournal);
+    assert_eq!(h.writes[0].path, ".mcp_inbox_journal");
     h.save(false);
     let answered = h.pops.get(&PopTicket(1)).cloned().flatten();
     assert_eq!(answered.map(|m| m.activity_id), Some(id.clone()));
@@ -485,6 +509,7 @@ fn a_single_rejected_workspace_ends_the_process_with_exit_3() {
             Output::SendHttp(_)
             | Output::FetchUpload(_)
             | Output::Persist(_)
+            | Output::Append(_)
             | Output::SetAside(_)
             | Output::Log(_)
             | Output::Arrived(_)
@@ -594,7 +619,8 @@ fn restored_files_seed_the_session_and_the_inbox() {
         [
             ".platform_inbound_secret",
             ".auth_token",
-            ".mcp_inbox_state"
+            ".mcp_inbox_state",
+            ".mcp_inbox_journal"
         ]
     );
     plan.restore(0, StateFile::InboundSecret, b"secret-on-disk\n".to_vec());

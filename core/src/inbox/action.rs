@@ -51,6 +51,19 @@ pub enum InboxAction {
         /// The complete state file.
         bytes: Vec<u8>,
     },
+    /// Append `bytes` (whole journal lines) to this workspace's inbox journal file (mode
+    /// 0600, created if missing; emptied first when `restart`), fsync it, then report
+    /// [`InboxInput::PersistDone`]. Shares the one-write-outstanding rule and the id space
+    /// with `Persist`; its cost depends on `bytes` only, never on the state's size.
+    Append {
+        /// Echoed back in the outcome.
+        id: PersistId,
+        /// Journal lines, each ending in a newline.
+        bytes: Vec<u8>,
+        /// Empty the journal before appending: the snapshot written before it contains
+        /// every earlier record.
+        restart: bool,
+    },
     /// A message became available (first time in this process): push it to the MCP client
     /// and wake `wait_for_message` callers. Messages restored from disk are not announced.
     Arrived(InboxMessage),
@@ -73,6 +86,12 @@ impl std::fmt::Debug for InboxAction {
                 .debug_struct("Persist")
                 .field("id", id)
                 .field("bytes_len", &bytes.len())
+                .finish(),
+            InboxAction::Append { id, bytes, restart } => f
+                .debug_struct("Append")
+                .field("id", id)
+                .field("bytes_len", &bytes.len())
+                .field("restart", restart)
                 .finish(),
             InboxAction::Arrived(m) => f.debug_tuple("Arrived").field(m).finish(),
             InboxAction::FetchUpload(u) => f.debug_tuple("FetchUpload").field(u).finish(),
@@ -102,7 +121,7 @@ pub enum InboxInput {
         /// What went wrong.
         error: TransportError,
     },
-    /// Outcome of a `Persist` action. `Err(detail)` when the write failed.
+    /// Outcome of a `Persist` or `Append` action. `Err(detail)` when the write failed.
     PersistDone {
         /// The id from the `Persist` action.
         id: PersistId,

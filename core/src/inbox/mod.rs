@@ -6,7 +6,9 @@
 //! ## Delivery guarantee: at least once
 //!
 //! The queue, the cursor, the handled-id set, unfinished uploads and the upload URI
-//! rewrites form **one** state value that is written whole ([`InboxAction::Persist`]). A
+//! rewrites form **one** state value, written whole as a snapshot ([`InboxAction::Persist`])
+//! with the frequent changes (pops, arrivals) appended to a journal in between
+//! ([`InboxAction::Append`]; format and replay rule in `state.rs`). A
 //! poll never continues from a cursor that is not on disk yet, so at every instant
 //! everything the durable cursor has moved past is in the durable queue, handled set or
 //! upload list. A crash at any point loses nothing: the restart re-creates the queue, and at
@@ -92,6 +94,7 @@ pub use machine::{Inbox, InboxStatus, InboxTimer};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
 pub use push::{PeerLabel, push_content, push_meta};
 pub use schedule::REMINDER_EVERY;
+pub use state::saved_state;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;

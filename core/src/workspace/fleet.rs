@@ -354,6 +354,10 @@ impl Fleet {
                     write.id = PersistId(self.join(idx, write.id.0));
                     self.out.push_back(Output::Persist(write));
                 }
+                Output::Append(mut write) => {
+                    write.id = PersistId(self.join(idx, write.id.0));
+                    self.out.push_back(Output::Append(write));
+                }
                 Output::Rejected {
                     workspace_id,
                     reason,

@@ -184,6 +184,38 @@ impl std::fmt::Debug for PersistWrite {
     }
 }
 
+/// A journal append: add `contents` to the end of `<state dir>/<path>` (created 0600 when
+/// missing; emptied first when `restart`), fsync it, then report [`Input::PersistDone`].
+/// `Debug` never prints the contents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppendWrite {
+    /// Echoed in the outcome.
+    pub id: PersistId,
+    /// The workspace the file belongs to.
+    pub workspace_id: String,
+    /// Which file.
+    pub file: StateFile,
+    /// Its name relative to the state directory ([`StateLayout::file_name`]).
+    pub path: String,
+    /// Whole lines to append.
+    pub contents: Vec<u8>,
+    /// Empty the file first (a snapshot now holds everything it held).
+    pub restart: bool,
+}
+
+impl std::fmt::Debug for AppendWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendWrite")
+            .field("id", &self.id)
+            .field("workspace_id", &self.workspace_id)
+            .field("file", &self.file)
+            .field("path", &self.path)
+            .field("contents_len", &self.contents.len())
+            .field("restart", &self.restart)
+            .finish()
+    }
+}
+
 /// Move an unusable state file aside: rename `<state dir>/<path>` to
 /// [`crate::state_layout::set_aside_name`] next to it (the driver supplies the time), and log
 /// the backup's name at WARN. Performed before any later output writes that file; no outcome
@@ -209,6 +241,8 @@ pub enum Output {
     FetchUpload(UploadFetch),
     /// Write a state file.
     Persist(PersistWrite),
+    /// Append to a state file (the inbox journal).
+    Append(AppendWrite),
     /// Move an unusable state file aside before it is written again.
     SetAside(SetAside),
     /// A log line for stderr.
@@ -319,6 +353,7 @@ impl WorkspacePlan {
         }
         if self.inbox.is_some() {
             files.push(StateFile::InboxState);
+            files.push(StateFile::InboxJournal);
         }
         files
             .into_iter()
@@ -409,7 +444,14 @@ impl Workspace {
         });
         let inbox = plan.inbox.clone().map(|cfg| {
             let state = plan.restored.files.get(&StateFile::InboxState);
-            Inbox::new(cfg, state.map(Vec::as_slice), now, seed)
+            let journal = plan.restored.files.get(&StateFile::InboxJournal);
+            Inbox::restore_from(
+                cfg,
+                state.map(Vec::as_slice),
+                journal.map(Vec::as_slice),
+                now,
+                seed,
+            )
         });
         let mut ws = Workspace {
             id: plan.workspace_id,
@@ -801,6 +843,16 @@ impl Workspace {
                     path: self.layout.file_name(StateFile::InboxState, &self.id),
                     contents: bytes,
                 }))
+            }
+            InboxAction::Append { id, bytes, restart } => {
+                self.out.push_back(Output::Append(AppendWrite {
+                    id: PersistId(to_local(Part::Inbox, id.0)),
+                    workspace_id: self.id.clone(),
+                    file: StateFile::InboxJournal,
+                    path: self.layout.file_name(StateFile::InboxJournal, &self.id),
+                    contents: bytes,
+                    restart,
+                }));
             }
             InboxAction::Arrived(message) => self.out.push_back(Output::Arrived(message)),
             InboxAction::Log(line) => self.out.push_back(Output::Log(line)),
