@@ -70,6 +70,11 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         }
     };
     logging::init(config.verbose);
+    let token_file =
+        molecule_mcp_core::config::token_file_path(&raw.env).map(std::path::PathBuf::from);
+    for warning in state_dir::permission_warnings(&state_dir, token_file.as_deref()) {
+        tracing::warn!("{warning}");
+    }
     let settings = config.tool_settings.clone();
     let code = rt.block_on(serve(config, state_dir, settings, signal));
     // Do not wait for the runtime's blocking stdin reader: exit now.

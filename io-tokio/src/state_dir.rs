@@ -93,6 +93,38 @@ fn probe_write(dir: &Path) -> std::io::Result<()> {
     written
 }
 
+/// Warnings for secrets that other local users could read: the state directory (it holds
+/// minted tokens and the inbox) and `token_file`, when their mode grants group or others
+/// any access. Each names the path and the `chmod` that fixes it. Nothing is changed: the
+/// operator may share them on purpose.
+pub fn permission_warnings(state_dir: &Path, token_file: Option<&Path>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut check = |path: &Path, what: &str, fix: &str| {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    warnings.push(format!(
+                        "{what} {} is accessible to other users (mode {mode:03o}); it holds workspace tokens. \
+                         Fix: chmod {fix} {}",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+            }
+        };
+        check(state_dir, "the state directory", "700");
+        if let Some(file) = token_file {
+            check(file, "the token file", "600");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (state_dir, token_file);
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +164,31 @@ mod tests {
         let err = check_writable(&missing).unwrap_err().0;
         assert!(err.contains(&missing.display().to_string()), "{err}");
         assert!(err.contains("Fix:") && err.contains("CONFIGS_DIR"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn shared_state_dirs_and_token_files_are_named_with_their_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp("modes");
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "t").unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(permission_warnings(&dir, Some(&token)).is_empty());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = permission_warnings(&dir, Some(&token));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains(&format!("chmod 700 {}", dir.display())),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains(&format!("chmod 600 {}", token.display())),
+            "{w:?}"
+        );
     }
 
     #[test]

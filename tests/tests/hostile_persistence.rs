@@ -371,3 +371,35 @@ fn a_pop_and_an_arrival_cost_the_same_at_10_and_10000_handled_ids() {
         "{size_10} vs {size_10k} bytes of state"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_dir_and_token_file_readable_by_others_are_named_with_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let stub = PlatformStub::start().await.expect("stub");
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("shared").poll());
+    let dir = temp_dir("shared-modes");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).expect("token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut env = base_env(&stub.url(), &ws, &token, dir.as_str());
+    env.retain(|(k, _)| k != "MOLECULE_WORKSPACE_TOKEN");
+    env.push((
+        "MOLECULE_WORKSPACE_TOKEN_FILE".to_owned(),
+        token_file.display().to_string(),
+    ));
+    let mut p = spawn_initialized(&env).await;
+    let want = [
+        format!("chmod 700 {}", dir.path().display()),
+        format!("chmod 600 {}", token_file.display()),
+    ];
+    let deadline = Instant::now() + WAIT;
+    while !want.iter().all(|w| p.stderr().contains(w.as_str())) {
+        assert!(Instant::now() < deadline, "stderr: {}", p.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(p.stderr().contains("WARN"));
+    p.close_stdin();
+    assert!(p.wait_exit(WAIT).await.is_some_and(|s| s.success()));
+}
