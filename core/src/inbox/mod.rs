@@ -20,7 +20,7 @@
 //! ## Driver contract
 //!
 //! ```text
-//! let mut inbox = Inbox::new(cfg, read_state_file(), now, seed);
+//! let mut inbox = Inbox::restore_from(cfg, read_state_file(), read_journal(), now, seed);
 //! loop {
 //!     while let Some(a) = inbox.poll_action() {
 //!         match a {
@@ -29,6 +29,9 @@
 //!                                state dir, inbox.handle(now, UploadDone{ id: f.request.id, outcome }),
 //!             Persist{id, bytes} => write the state file atomically (0600), then
 //!                                inbox.handle(now, PersistDone{ id, result }),
+//!             Append{id, bytes, restart} => append to the journal (0600; emptied first when
+//!                                restart), fsync, then inbox.handle(now, PersistDone{ id, result }),
+//!             SetAside        => rename the unusable state file to a timestamped backup, now,
 //!             Arrived(msg)    => push notification (push_meta / push_content), wake waiters,
 //!             Log(line)       => stderr,
 //!         }
