@@ -433,7 +433,7 @@ impl InboxRig {
                     None
                 }
                 InboxAction::FetchUpload(f) => panic!("no uploads in this feed: {f:?}"),
-                InboxAction::SetAside => panic!("a state this test wrote was set aside"),
+                InboxAction::SetAside(_) => panic!("a state this test wrote was set aside"),
             };
             if let Some(input) = input {
                 self.inbox.handle(self.now, input);

@@ -210,7 +210,7 @@ impl DiskInbox {
                 InboxAction::Log(_)
                 | InboxAction::Arrived(_)
                 | InboxAction::FetchUpload(_)
-                | InboxAction::SetAside => None,
+                | InboxAction::SetAside(_) => None,
             };
             if let Some((id, result)) = done {
                 let result = result.map_err(|e| PersistError::from(e.to_string()));

@@ -22,7 +22,7 @@ use molecule_mcp_core::testing::inbox::{
     query_param, run_inbox_ops, test_config, upload_row,
 };
 use molecule_mcp_core::{
-    HttpRequest, LogLevel, LogLine, Method, PersistId, PlatformUrl, RequestId, Secret,
+    HttpRequest, LogLevel, LogLine, Method, PersistId, PlatformUrl, RequestId, Secret, StateFile,
     TransportError, TransportErrorKind,
 };
 use proptest::prelude::*;
@@ -51,8 +51,9 @@ struct H {
     journal: Vec<u8>,
     /// Which outstanding writes are journal appends (with their `restart` flag).
     appends: BTreeMap<PersistId, bool>,
-    /// `SetAside` actions seen.
+    /// `SetAside` actions seen, and their files.
     set_aside: usize,
+    set_aside_files: Vec<StateFile>,
 }
 
 impl H {
@@ -89,6 +90,7 @@ impl H {
             journal,
             appends: BTreeMap::new(),
             set_aside: 0,
+            set_aside_files: Vec::new(),
         };
         h.drain();
         h
@@ -123,7 +125,17 @@ impl H {
                 }
                 InboxAction::Arrived(m) => self.arrived.push(m),
                 InboxAction::FetchUpload(f) => self.downloads.push(f),
-                InboxAction::SetAside => self.set_aside += 1,
+                // As a driver does: the file is gone from where the machine reads it.
+                InboxAction::SetAside(file) => {
+                    self.set_aside += 1;
+                    self.set_aside_files.push(file);
+                    match file {
+                        StateFile::InboxJournal => self.journal.clear(),
+                        StateFile::InboxState | StateFile::AuthToken | StateFile::InboundSecret => {
+                            self.disk = None
+                        }
+                    }
+                }
             }
         }
     }
@@ -1511,4 +1523,30 @@ fn a_failed_append_is_followed_by_a_snapshot() {
     h.save();
     let h = h.restart();
     assert_eq!(h.peek_ids(), vec![ids[1].clone(), ids[2].clone()]);
+}
+
+#[test]
+fn a_journal_with_garbage_before_readable_lines_is_set_aside_after_its_readable_changes() {
+    let (mut h, ids) = with_history(10);
+    h.inbox.pop(&ids[0]);
+    h.drain();
+    h.save();
+    let mut journal = b"garbage from elsewhere\n".to_vec();
+    journal.extend(&h.journal);
+    h.journal = journal;
+    let mut h = h.restart();
+    assert_eq!(h.set_aside_files, vec![StateFile::InboxJournal]);
+    assert_eq!(
+        h.peek_ids(),
+        vec![ids[1].clone(), ids[2].clone()],
+        "the pop was replayed"
+    );
+    // The next write is a snapshot; the journal then starts afresh.
+    h.inbox.pop(&ids[1]);
+    h.drain();
+    let (id, _) = h.writes.back().cloned().expect("written");
+    assert!(!h.appends.contains_key(&id));
+    h.save();
+    let h = h.restart();
+    assert_eq!(h.peek_ids(), vec![ids[2].clone()]);
 }

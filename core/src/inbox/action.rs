@@ -6,6 +6,7 @@ use super::message::InboxMessage;
 use super::upload::UploadOutcome;
 use crate::action::{LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, RequestId, TransportError};
+use crate::state_layout::StateFile;
 
 /// Download one pending upload into the state directory (never a fixed system path, which
 /// is usually not writable on a laptop).
@@ -69,11 +70,13 @@ pub enum InboxAction {
     Arrived(InboxMessage),
     /// Download and stage an uploaded file.
     FetchUpload(UploadFetch),
-    /// The restored state file is unusable (it could not be decoded, or it is empty): move
-    /// it aside to a backup next to it, before any later `Persist` replaces it, and log the
-    /// backup's name at WARN. Emitted at most once, at start, ahead of every write; no
-    /// outcome is reported (the machine has already started empty).
-    SetAside,
+    /// A restored file is unusable: the state file could not be decoded or is empty
+    /// ([`StateFile::InboxState`]), or the journal has unreadable lines before readable ones
+    /// ([`StateFile::InboxJournal`]; a torn last line alone is normal after a crash). Move it
+    /// aside to a backup next to it, before any later write replaces it, and log the
+    /// backup's name at WARN. Emitted only at start, ahead of every write; no outcome is
+    /// reported (the machine has already started from what it could read).
+    SetAside(StateFile),
 }
 
 impl std::fmt::Debug for InboxAction {
@@ -95,7 +98,7 @@ impl std::fmt::Debug for InboxAction {
                 .finish(),
             InboxAction::Arrived(m) => f.debug_tuple("Arrived").field(m).finish(),
             InboxAction::FetchUpload(u) => f.debug_tuple("FetchUpload").field(u).finish(),
-            InboxAction::SetAside => f.write_str("SetAside"),
+            InboxAction::SetAside(file) => f.debug_tuple("SetAside").field(file).finish(),
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::retry::{Backoff, StatusPolicy};
 use crate::rng::Rng;
 use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
+use crate::state_layout::StateFile;
 use crate::timer::LastNow;
 
 /// Default `peek` size.
@@ -207,8 +208,20 @@ impl Inbox {
     /// Applies the journal after the snapshot `restore` read (`snapshot_ok`: it decoded).
     fn replay(&mut self, snapshot_ok: bool, journal: Option<&[u8]>) {
         let journal = journal.unwrap_or_default();
-        let (last, notes) = self.state.replay(journal, self.cfg.max_handled);
+        let (last, notes, corrupt) = self.state.replay(journal, self.cfg.max_handled);
         self.persist.last_seq = last;
+        if corrupt {
+            // Not the tail of a cut-short append: keep the file for inspection instead of
+            // letting the journal restart after the next snapshot overwrite it.
+            self.log(
+                LogLevel::Warn,
+                "inbox: the inbox journal has unreadable lines before readable ones; the readable changes were \
+                 applied and the file is moved aside to a backup (named in the next warning)"
+                    .to_owned(),
+            );
+            self.actions
+                .push_back(InboxAction::SetAside(StateFile::InboxJournal));
+        }
         // Appends may continue the journal only after a snapshot this build can read and
         // whole, readable lines; anything else is replaced by a snapshot first.
         self.persist.snapshot_needed = !snapshot_ok || !notes.is_empty();
@@ -274,7 +287,8 @@ impl Inbox {
                 window(self.cfg.backlog_secs)
             ),
         );
-        self.actions.push_back(InboxAction::SetAside);
+        self.actions
+            .push_back(InboxAction::SetAside(StateFile::InboxState));
     }
 
     /// The polled workspace.

@@ -263,24 +263,33 @@ impl InboxState {
     }
 
     /// Applies the journal records newer than the snapshot, in order. Returns the highest
-    /// sequence number seen (the next record must be numbered above it) and notes for the
-    /// log about lines that were skipped (none: the journal can be appended to as it is).
-    pub(crate) fn replay(&mut self, journal: &[u8], max_handled: usize) -> (u64, Vec<String>) {
+    /// sequence number seen (the next record must be numbered above it), notes for the log
+    /// about lines that were skipped (none: the journal can be appended to as it is), and
+    /// whether an unreadable line came before a readable one (more than a torn tail).
+    pub(crate) fn replay(
+        &mut self,
+        journal: &[u8],
+        max_handled: usize,
+    ) -> (u64, Vec<String>, bool) {
         let mut last = self.journal_seq;
         let mut applied = 0usize;
         let mut skipped = 0usize;
+        let mut corrupt = false;
         for line in journal.split(|b| *b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             match serde_json::from_slice::<JournalLine>(line) {
-                Ok(record) if record.seq > last => {
-                    self.apply(&record.op, max_handled);
-                    last = record.seq;
-                    applied += 1;
+                Ok(record) => {
+                    corrupt |= skipped > 0;
+                    // Older ones are already in the snapshot (the journal was not restarted
+                    // after it).
+                    if record.seq > last {
+                        self.apply(&record.op, max_handled);
+                        last = record.seq;
+                        applied += 1;
+                    }
                 }
-                // Already in the snapshot (the journal was not restarted after it).
-                Ok(_) => {}
                 Err(_) => skipped += 1,
             }
         }
@@ -295,7 +304,7 @@ impl InboxState {
                 "skipped {skipped} unreadable journal line(s) (a write cut short by a crash); {applied} change(s) replayed"
             ));
         }
-        (last, notes)
+        (last, notes, corrupt)
     }
 
     /// Reads a state file and repairs what a hand edit or an older build could have left
@@ -361,7 +370,7 @@ pub fn saved_state(snapshot: &[u8], journal: &[u8]) -> Option<Vec<u8>> {
     } else {
         InboxState::decode(snapshot, usize::MAX).ok()?.0
     };
-    state.replay(journal, usize::MAX);
+    let _ = state.replay(journal, usize::MAX);
     Some(state.encode())
 }
 
@@ -418,9 +427,10 @@ mod tests {
             },
         ));
         journal.extend(b"{\"seq\":5,\"op\":\"po");
-        let (last, notes) = state.replay(&journal, 10);
+        let (last, notes, corrupt) = state.replay(&journal, 10);
         assert_eq!(last, 4);
         assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(!corrupt, "a torn last line is what a crash leaves");
         let ids: Vec<&str> = state
             .pending
             .iter()
@@ -432,5 +442,15 @@ mod tests {
         let before = state.clone();
         state.replay(&journal, 10);
         assert_eq!(state, before);
+        // Garbage followed by a readable record is more than a torn tail.
+        let mut broken = b"not json\n".to_vec();
+        broken.extend(line(9, JournalOp::Pop { id: "b".into() }));
+        let (last, _, corrupt) = state.replay(&broken, 10);
+        assert!(corrupt);
+        assert_eq!(last, 9);
+        assert!(
+            state.pending.is_empty(),
+            "the readable record is still applied"
+        );
     }
 }

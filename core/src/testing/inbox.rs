@@ -755,7 +755,7 @@ impl Runner {
                     }
                 }
                 // Every restart reads back a state this machine wrote itself.
-                InboxAction::SetAside => self.fail("a state the machine wrote was set aside"),
+                InboxAction::SetAside(_) => self.fail("a state the machine wrote was set aside"),
                 InboxAction::FetchUpload(f) => {
                     if !f
                         .name

@@ -856,10 +856,10 @@ impl Workspace {
             }
             InboxAction::Arrived(message) => self.out.push_back(Output::Arrived(message)),
             InboxAction::Log(line) => self.out.push_back(Output::Log(line)),
-            InboxAction::SetAside => self.out.push_back(Output::SetAside(SetAside {
+            InboxAction::SetAside(file) => self.out.push_back(Output::SetAside(SetAside {
                 workspace_id: self.id.clone(),
-                file: StateFile::InboxState,
-                path: self.layout.file_name(StateFile::InboxState, &self.id),
+                file,
+                path: self.layout.file_name(file, &self.id),
             })),
         }
     }

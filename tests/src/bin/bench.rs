@@ -677,7 +677,7 @@ fn drain_inbox(ib: &mut Inbox) -> InboxDrain {
             InboxAction::Log(line) => {
                 std::hint::black_box(line);
             }
-            InboxAction::FetchUpload(_) | InboxAction::SetAside => {}
+            InboxAction::FetchUpload(_) | InboxAction::SetAside(_) => {}
         }
     }
     out
