@@ -28,7 +28,7 @@ use crate::mcp::{
     CHANNEL_NOTIFICATION, CallEnv, ServeConfig, ServeEnd, ServerIdentity, ToolFuture, ToolHandler,
     ToolSpec, push_notification,
 };
-use crate::tools::context::InvalidWorkspaceList;
+use crate::tools::context::{InvalidWorkspaceList, PopOutcome};
 use crate::tools::{
     BoxFuture, InboxAccess, Tool, ToolContext, ToolSettings, WorkspaceRegistry, peers, tool_defs,
 };
@@ -224,7 +224,7 @@ impl InboxAccess for InboxTools {
         })
     }
 
-    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>> {
+    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, PopOutcome<Value>> {
         Box::pin(async move { self.0.pop(activity_id).await.map(|m| m.to_json()) })
     }
 

@@ -2,7 +2,8 @@
 //! in the background.
 //!
 //! Start-up order (the stdio check comes first, so a misconfigured launch has no side effects
-//! on the platform): stdio check → state dir → config validation
+//! on the platform): stdio check → state dir (resolved, then a real write probe: exit 2 with
+//! the path and the fix when it cannot be written) → config validation
 //! (exit 2 with help) → logging → MCP server answers `initialize` immediately while the
 //! session registers and heartbeats in the background. A register 401/403 still ends the
 //! process with exit code 3 (in multi-workspace mode only when every workspace failed).
@@ -44,7 +45,10 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         print_fatal(&problem.message());
         return ExitCode::from(2);
     }
-    let state_dir = match state_dir::resolve_from_env() {
+    // A state dir that cannot be written would make every pop an unsaved one; say so now.
+    let state_dir = match state_dir::resolve_from_env()
+        .and_then(|dir| state_dir::check_writable(&dir).map(|()| dir))
+    {
         Ok(dir) => dir,
         Err(e) => {
             print_fatal(&format!("molecule-mcp: {e}"));
@@ -68,6 +72,11 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
     remember_secrets(&config);
     logging::init(config.verbose);
     for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let token_file =
+        molecule_mcp_core::config::token_file_path(&raw.env).map(std::path::PathBuf::from);
+    for warning in state_dir::permission_warnings(&state_dir, token_file.as_deref()) {
         tracing::warn!("{warning}");
     }
     let settings = config.tool_settings.clone();
@@ -153,7 +162,7 @@ async fn serve(
                     break code;
                 }
                 // The driver performs these itself and never forwards them.
-                Output::SendHttp(_) | Output::FetchUpload(_) | Output::Persist(_) | Output::Log(_) | Output::PopDone { .. } => {}
+                Output::SendHttp(_) | Output::FetchUpload(_) | Output::Persist(_) | Output::Append(_) | Output::SetAside(_) | Output::Log(_) | Output::PopDone { .. } => {}
             },
         }
     };

@@ -12,14 +12,14 @@ use molecule_mcp_cli::mcp::ToolOutput;
 use molecule_mcp_cli::tools::a2a::{A2aOutcome, interpret_response, result_text};
 use molecule_mcp_cli::tools::catalog::{TOOL_NAMES, tool_def};
 use molecule_mcp_cli::tools::client::ApiResponse;
-use molecule_mcp_cli::tools::inbox::NOT_ENABLED;
+use molecule_mcp_cli::tools::inbox::{NOT_ENABLED, not_saved_text};
 use molecule_mcp_cli::tools::messaging::{
     Attachment, AttachmentGuard, MAX_FILE_BYTES, header_filename, load_attachment, multipart_body,
     sniff_mime,
 };
 use molecule_mcp_cli::tools::{
-    BoxFuture, InboxAccess, PlatformTransport, ToolContext, ToolSettings, WorkspaceRegistry,
-    call_tool, tool_defs,
+    BoxFuture, InboxAccess, PlatformTransport, PopOutcome, ToolContext, ToolSettings,
+    WorkspaceRegistry, call_tool, tool_defs,
 };
 use molecule_mcp_core::redact::redact_secrets;
 use molecule_mcp_core::{PlatformUrl, Secret, TransportError, TransportErrorKind};
@@ -205,6 +205,9 @@ impl PlatformTransport for Fake {
     }
 }
 
+/// The activity id whose removal [`FakeInbox`] reports as not saved.
+const UNSAVED_POP: &str = "unsaved-pop";
+
 #[derive(Default)]
 struct FakeInbox {
     disabled: bool,
@@ -235,13 +238,19 @@ impl InboxAccess for FakeInbox {
             .collect();
         Box::pin(async move { list })
     }
-    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>> {
+    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, PopOutcome<Value>> {
+        // The one id whose removal the fake cannot save (`inbox_peek_limits_and_pop`).
         let mut m = self.messages.lock().expect("lock");
         let popped = m
             .iter()
             .position(|v| v["activity_id"] == activity_id)
             .map(|pos| m.remove(pos));
-        Box::pin(async move { popped })
+        let outcome = match popped {
+            Some(v) if activity_id == UNSAVED_POP => PopOutcome::NotSaved(v),
+            Some(v) => PopOutcome::Removed(v),
+            None => PopOutcome::NotQueued,
+        };
+        Box::pin(async move { outcome })
     }
     fn begin_outbound_upload(&self, workspace_id: &str) {
         self.outbound
@@ -2021,7 +2030,17 @@ async fn inbox_peek_limits_and_pop() {
         .lock()
         .expect("lock")
         .extend((0..3).map(|i| json!({"activity_id": i.to_string(), "text": "t", "peer_id": ""})));
+    inbox
+        .messages
+        .lock()
+        .expect("lock")
+        .push(json!({"activity_id": UNSAVED_POP, "text": "t", "peer_id": ""}));
     let (_, c) = inbox_ctx(inbox.clone());
+    // A removal that could not be saved is an error that says so, never `removed: true`.
+    let unsaved = run(&c, "inbox_pop", json!({"activity_id": UNSAVED_POP})).await;
+    let unsaved = error(&unsaved);
+    assert_eq!(unsaved, not_saved_text(UNSAVED_POP));
+    assert!(unsaved.contains("could not be saved") && unsaved.contains("Fix:"));
     run(&c, "inbox_peek", json!({})).await;
     run(&c, "inbox_peek", json!({"limit": 0})).await;
     run(&c, "inbox_peek", json!({"limit": 2})).await;

@@ -18,7 +18,8 @@
 //! let mut fleet = Fleet::new(plan, now, seed);       // plan: FleetPlan, state files restored
 //! loop {
 //!     while let Some(output) = fleet.poll_output() { // drain fully
-//!         perform(output)  // SendHttp, FetchUpload: start it; Persist: write the file;
+//!         perform(output)  // SendHttp, FetchUpload: start it; Persist: write the file; Append: append + fsync;
+//!                          // SetAside: rename the unusable file to its backup, now;
 //!     }                    // Log, Arrived, PopDone, TokenChanged, Rejected, Exit: to the program
 //!     wait until fleet.poll_timeout() (None: no deadline) OR an input arrives;
 //!     on input:    fleet.handle(now, input)  // HttpResponse/HttpFailed/PersistDone/UploadStaged

@@ -7,7 +7,7 @@
 //! | loop | backoff | `Retry-After` | statuses retried |
 //! |---|---|---|---|
 //! | register (core session) | [`Backoff::REGISTER`] | [`RetryAfterCap::BACKGROUND`] | [`StatusPolicy::Register`] |
-//! | heartbeat 429 (core session) | the heartbeat grid | [`RetryAfterCap::BACKGROUND`] | – |
+//! | heartbeat 429 (core session) | the heartbeat grid | [`RetryAfterCap::HEARTBEAT`] | – |
 //! | inbox polls and state saves (core inbox) | [`Backoff::inbox`] | [`RetryAfterCap::BACKGROUND`] | every failure |
 //! | upload downloads (core inbox) | [`Backoff::UPLOAD`] | – | [`StatusPolicy::UploadAnswer`] |
 //! | A2A `message/send`, `/delegate` (cli tools) | [`Backoff::tool_call`] | [`RetryAfterCap::TOOL_CALL`] | 503 busy/waking / [`StatusPolicy::DelegatePost`] |
@@ -194,6 +194,12 @@ impl RetryAfterCap {
     /// long pause the platform asks for is honoured, but a bogus huge value must not silence
     /// a workspace for hours: 10 minutes at most.
     pub const BACKGROUND: RetryAfterCap = RetryAfterCap(Duration::from_secs(600));
+
+    /// Heartbeats: the platform's health sweep marks a workspace offline after about a
+    /// minute without a beat (see `MAX_HEARTBEAT_INTERVAL_SECS` in `config.rs`), so a
+    /// heartbeat never waits longer than that for a `Retry-After`, whatever the platform
+    /// asked; polls and registers keep [`RetryAfterCap::BACKGROUND`].
+    pub const HEARTBEAT: RetryAfterCap = RetryAfterCap(Duration::from_secs(60));
 
     /// The tools: the model is waiting for the call, so one wait is at most a minute (and
     /// the tool's deadline still ends the call when the wait would pass it).

@@ -616,8 +616,10 @@ impl Session {
         }
         let excerpt = self.body_excerpt(body);
         if status == 429 {
-            let wait =
-                RetryAfterCap::BACKGROUND.clamp(retry_after.unwrap_or(self.cfg.heartbeat_interval));
+            let wait = match retry_after {
+                Some(ra) => RetryAfterCap::HEARTBEAT.clamp(ra),
+                None => self.cfg.heartbeat_interval,
+            };
             self.log(
                 LogLevel::Warn,
                 format!(

@@ -7,8 +7,10 @@
 //! | [`StateFile::AuthToken`] | `.auth_token` | `.auth_token_<workspace id>` |
 //! | [`StateFile::InboundSecret`] | `.platform_inbound_secret` | `.platform_inbound_secret_<workspace id>` |
 //! | [`StateFile::InboxState`] | `.mcp_inbox_state` | `.mcp_inbox_state_<workspace id>` |
+//! | [`StateFile::InboxJournal`] | `.mcp_inbox_journal` | `.mcp_inbox_journal_<workspace id>` |
 //! | [`StateFile::LegacyInboxCursor`] (read only) | `.mcp_inbox_cursor` | `.mcp_inbox_cursor_<first 8 characters of the id>` |
 //! | staged chat uploads | `chat-uploads/` | `chat-uploads/` (file names are random, never shared) |
+//! | a state file set aside as unreadable | `<name>.corrupt-<unix secs>` ([`set_aside_name`]) | the same |
 //!
 //! Multi-workspace names carry the *full* workspace id: two workspaces whose ids share a
 //! prefix must never share a file, so no truncated id is used. The one exception is the
@@ -26,6 +28,8 @@ pub enum StateFile {
     InboundSecret,
     /// The inbox's durable state (queue, cursor, handled ids, unfinished uploads).
     InboxState,
+    /// Changes to the inbox state since its last snapshot, one JSON line each (appended).
+    InboxJournal,
     /// The Python original's inbox cursor (the last activity id it queued). Read once at
     /// start, when there is no [`StateFile::InboxState`]; never written.
     LegacyInboxCursor,
@@ -33,10 +37,11 @@ pub enum StateFile {
 
 impl StateFile {
     /// Every per-workspace file.
-    pub const ALL: [StateFile; 4] = [
+    pub const ALL: [StateFile; 5] = [
         StateFile::AuthToken,
         StateFile::InboundSecret,
         StateFile::InboxState,
+        StateFile::InboxJournal,
         StateFile::LegacyInboxCursor,
     ];
 
@@ -46,6 +51,7 @@ impl StateFile {
             StateFile::AuthToken => ".auth_token",
             StateFile::InboundSecret => ".platform_inbound_secret",
             StateFile::InboxState => ".mcp_inbox_state",
+            StateFile::InboxJournal => ".mcp_inbox_journal",
             StateFile::LegacyInboxCursor => ".mcp_inbox_cursor",
         }
     }
@@ -54,7 +60,7 @@ impl StateFile {
     pub fn is_secret(self) -> bool {
         match self {
             StateFile::AuthToken | StateFile::InboundSecret => true,
-            StateFile::InboxState | StateFile::LegacyInboxCursor => false,
+            StateFile::InboxState | StateFile::InboxJournal | StateFile::LegacyInboxCursor => false,
         }
     }
 }
@@ -120,6 +126,17 @@ impl StateLayout {
     }
 }
 
+/// The name a driver gives a state file the core asked to set aside (unreadable or empty),
+/// next to it: `<path>.corrupt-<unix secs>`, plus `-<n>` from 2 up when a backup of that
+/// second already exists (`attempt` 1 is the plain name). The driver supplies the clock.
+pub fn set_aside_name(path: &str, unix_secs: u64, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("{path}.corrupt-{unix_secs}")
+    } else {
+        format!("{path}.corrupt-{unix_secs}-{attempt}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +172,14 @@ mod tests {
         assert_eq!(
             StateLayout::upload_path("ab-x.txt"),
             "chat-uploads/ab-x.txt"
+        );
+        assert_eq!(
+            set_aside_name(".mcp_inbox_state", 1_700_000_000, 1),
+            ".mcp_inbox_state.corrupt-1700000000"
+        );
+        assert_eq!(
+            set_aside_name(".mcp_inbox_state", 1_700_000_000, 2),
+            ".mcp_inbox_state.corrupt-1700000000-2"
         );
     }
 }

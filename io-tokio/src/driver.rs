@@ -10,6 +10,10 @@
 //!   a 2xx body is written (0600) to the file the core named under the uploads directory,
 //!   anything else goes back to the core as the answer or failure it was;
 //! * `Persist`: the contents written atomically to the state file the core named;
+//! * `Append`: the lines appended to the journal the core named (O_APPEND, fsync), on the
+//!   blocking pool like `Persist` (the core keeps one write outstanding, so they stay in order);
+//! * `SetAside`: the unusable state file renamed to a timestamped backup, at once (so it
+//!   happens before any later write of that file);
 //! * `Log` through `tracing` (stderr); `PopDone` to the waiting tool call; `Arrived`,
 //!   `TokenChanged`, `Rejected` and `Exit` are forwarded as they are to the embedding
 //!   program, which reacts to them (push notifications, tool tokens, exit).
@@ -24,7 +28,8 @@ use std::time::{Duration, Instant};
 use molecule_mcp_core::PersistError;
 use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
 use molecule_mcp_core::workspace::{
-    Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, WorkspaceStatus,
+    AppendWrite, Fleet, FleetPlan, Input, Output, PersistWrite, PopOutcome, PopTicket,
+    WorkspaceStatus,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -67,11 +72,27 @@ pub fn restore(plan: &mut FleetPlan, state_dir: &Path) {
     }
 }
 
+/// Performs [`Output::SetAside`] and logs where the file went (or why it could not move).
+fn set_aside(path: &Path) {
+    match persist::set_aside(path) {
+        Ok(backup) => tracing::warn!(
+            "the unusable state file {} was moved aside to {}; inspect or delete it",
+            path.display(),
+            backup.display()
+        ),
+        Err(e) => tracing::error!(
+            "the unusable state file {} could not be moved aside ({e}); copy it elsewhere now if its contents \
+             matter: the next save replaces it",
+            path.display()
+        ),
+    }
+}
+
 enum Command {
     Input(Input),
     Pop {
         activity_id: String,
-        reply: oneshot::Sender<Option<InboxMessage>>,
+        reply: oneshot::Sender<PopOutcome<InboxMessage>>,
     },
     Peek {
         limit: usize,
@@ -150,12 +171,13 @@ impl FleetHandle {
         }
     }
 
-    /// Removes a handled message; answered once the removal is on disk (the core's rule).
-    pub async fn pop(&self, activity_id: &str) -> Option<InboxMessage> {
+    /// Removes a handled message; answered once the removal is on disk, or as
+    /// [`PopOutcome::NotSaved`] when the disk kept failing (the core's rule).
+    pub async fn pop(&self, activity_id: &str) -> PopOutcome<InboxMessage> {
         let activity_id = activity_id.to_owned();
         self.ask(|reply| Command::Pop { activity_id, reply })
             .await
-            .flatten()
+            .unwrap_or(PopOutcome::NotQueued)
     }
 
     /// `workspace_id` is about to upload files itself (see the core's hold-back rule).
@@ -240,7 +262,7 @@ struct Driver {
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Output>,
     arrival_count: watch::Sender<u64>,
-    pops: HashMap<PopTicket, oneshot::Sender<Option<InboxMessage>>>,
+    pops: HashMap<PopTicket, oneshot::Sender<PopOutcome<InboxMessage>>>,
     next_ticket: u64,
     /// Shutdown callers, answered once everything is saved.
     stopping: Vec<oneshot::Sender<()>>,
@@ -365,6 +387,9 @@ impl Driver {
                 Output::SendHttp(request) => self.requests.push(request),
                 Output::FetchUpload(fetch) => self.fetch(fetch),
                 Output::Persist(write) => self.persist(write),
+                Output::Append(write) => self.append(write),
+                // On this task, before any later write of the file is spawned.
+                Output::SetAside(aside) => set_aside(&self.state_dir.join(&aside.path)),
                 Output::Log(line) => logging::emit(&line),
                 Output::Arrived(_) => {
                     self.arrival_count.send_modify(|n| *n = n.wrapping_add(1));
@@ -373,14 +398,31 @@ impl Driver {
                 Output::TokenChanged { .. } | Output::Rejected { .. } | Output::Exit { .. } => {
                     let _ = self.events.send(output);
                 }
-                Output::PopDone { ticket, message } => {
+                Output::PopDone {
+                    ticket,
+                    message,
+                    saved,
+                } => {
                     if let Some(reply) = self.pops.remove(&ticket) {
-                        let _ = reply.send(message);
+                        let _ = reply.send(PopOutcome::from_answer(message, saved));
                     }
                 }
             }
         }
         self.requests.pump();
+    }
+
+    fn append(&self, write: AppendWrite) {
+        let path = self.state_dir.join(&write.path);
+        let tx = self.outcome_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = persist::append_private(&path, &write.contents, write.restart)
+                .map_err(|e| PersistError::from(format!("{}: {e}", path.display())));
+            let _ = tx.send(Input::PersistDone {
+                id: write.id,
+                result,
+            });
+        });
     }
 
     fn persist(&self, write: PersistWrite) {

@@ -45,6 +45,36 @@ fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8]) -> std::io::Resul
     Ok(())
 }
 
+/// Appends `contents` to `path` (created mode 0600 when missing, emptied first when
+/// `restart`) and fsyncs it; the cost depends on `contents` only. A restart or a creation
+/// also fsyncs the directory, so the file's name is as durable as its data.
+pub fn append_private(path: &Path, contents: &[u8], restart: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let created = !path.exists();
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    if restart {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc_o_nofollow());
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_data()?;
+    if (restart || created)
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        // Best effort, as in `write_then_rename`.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(unix)]
 fn libc_o_nofollow() -> i32 {
     // O_NOFOLLOW on Linux (all architectures we build for); avoids a libc dependency.
@@ -56,6 +86,30 @@ fn libc_o_nofollow() -> i32 {
     {
         0
     }
+}
+
+/// Moves the state file `path` aside to a backup next to it, named by
+/// [`molecule_mcp_core::state_layout::set_aside_name`] with the current Unix time, never
+/// replacing an existing backup. Returns the backup's path.
+pub fn set_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let shown = path.to_string_lossy();
+    for attempt in 1..=100 {
+        let backup = std::path::PathBuf::from(molecule_mcp_core::state_layout::set_aside_name(
+            &shown, secs, attempt,
+        ));
+        // One process owns the state dir, so checking first cannot race another writer.
+        if backup.symlink_metadata().is_err() {
+            std::fs::rename(path, &backup)?;
+            return Ok(backup);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "100 backups of this second already exist",
+    ))
 }
 
 /// Reads a small text file, trimmed; `None` when missing, unreadable or blank.
@@ -101,5 +155,49 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn append_adds_lines_and_restart_empties_first() {
+        let dir = std::env::temp_dir().join(format!("mmcp-append-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".mcp_inbox_journal");
+        append_private(&path, b"one\n", false).unwrap();
+        append_private(&path, b"two\n", false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        append_private(&path, b"three\n", true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn set_aside_keeps_every_backup() {
+        let dir = std::env::temp_dir().join(format!("mmcp-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".mcp_inbox_state");
+        std::fs::write(&path, b"{broken").unwrap();
+        let first = set_aside(&path).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let second = set_aside(&path).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read(&first).unwrap(), b"{broken");
+        assert!(std::fs::read(&second).unwrap().is_empty());
+        assert!(!path.exists());
+        assert!(
+            first
+                .to_string_lossy()
+                .contains(".mcp_inbox_state.corrupt-")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

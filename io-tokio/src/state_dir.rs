@@ -76,19 +76,67 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 fn is_writable(dir: &Path) -> bool {
-    // Probe by creating a uniquely named file: permission bits alone lie for root and ACLs.
+    probe_write(dir).is_ok()
+}
+
+/// Checks that files can really be created in `dir` (a probe file is written and removed):
+/// permission bits alone lie for root, ACLs and read-only mounts. The error names the
+/// directory and says how to fix it, for the exit-2 message at start-up.
+pub fn check_writable(dir: &Path) -> Result<(), StateDirError> {
+    probe_write(dir).map_err(|e| {
+        let shown = dir.display();
+        StateDirError(format!(
+            "the state directory {shown} is not writable ({e}), so queued messages and handled ids could not be \
+             saved. Fix: make it writable for this user (e.g. `chmod u+rwx {shown}`, or check that its file system \
+             is not mounted read-only or full), or set CONFIGS_DIR to a writable directory"
+        ))
+    })
+}
+
+/// Creates, writes and removes a uniquely named file in `dir`.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
     let probe = dir.join(format!(".molecule-mcp-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&probe)
+        .and_then(|mut f| f.write_all(b"probe"));
+    // Remove whatever was created, even when the write itself failed.
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
+/// Warnings for secrets that other local users could read: the state directory (it holds
+/// minted tokens and the inbox) and `token_file`, when their mode grants group or others
+/// any access. Each names the path and the `chmod` that fixes it. Nothing is changed: the
+/// operator may share them on purpose.
+pub fn permission_warnings(state_dir: &Path, token_file: Option<&Path>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    #[cfg(unix)]
     {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            true
+        use std::os::unix::fs::PermissionsExt;
+        let mut check = |path: &Path, what: &str, fix: &str| {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    warnings.push(format!(
+                        "{what} {} is accessible to other users (mode {mode:03o}); it holds workspace tokens. \
+                         Fix: chmod {fix} {}",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+            }
+        };
+        check(state_dir, "the state directory", "700");
+        if let Some(file) = token_file {
+            check(file, "the token file", "600");
         }
-        Err(_) => false,
     }
+    #[cfg(not(unix))]
+    let _ = (state_dir, token_file);
+    warnings
 }
 
 #[cfg(test)]
@@ -114,6 +162,47 @@ mod tests {
                 0o700
             );
         }
+    }
+
+    #[test]
+    fn the_write_probe_names_the_directory_and_the_fix() {
+        let dir = tmp("probe");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(check_writable(&dir).is_ok());
+        assert!(
+            std::fs::read_dir(&dir).unwrap().next().is_none(),
+            "the probe file is removed"
+        );
+        // A directory that does not exist cannot be written, whoever runs the test.
+        let missing = dir.join("missing");
+        let err = check_writable(&missing).unwrap_err().0;
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("Fix:") && err.contains("CONFIGS_DIR"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn shared_state_dirs_and_token_files_are_named_with_their_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp("modes");
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "t").unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(permission_warnings(&dir, Some(&token)).is_empty());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = permission_warnings(&dir, Some(&token));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains(&format!("chmod 700 {}", dir.display())),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains(&format!("chmod 600 {}", token.display())),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use molecule_mcp_core::inbox::{InboxConfig, InboxMessage};
-use molecule_mcp_core::workspace::{FleetPlan, Output, Restored, WorkspacePlan};
+use molecule_mcp_core::workspace::{FleetPlan, Output, PopOutcome, Restored, WorkspacePlan};
 use molecule_mcp_core::{PlatformUrl, Secret, SessionConfig, StateLayout};
 use molecule_mcp_io_tokio::state_dir::create_private_dir;
 use molecule_mcp_io_tokio::{FleetHandle, HttpClient, driver};
@@ -84,6 +84,8 @@ async fn next_arrival(events: &mut mpsc::UnboundedReceiver<Output>) -> Option<In
             Output::SendHttp(_)
             | Output::FetchUpload(_)
             | Output::Persist(_)
+            | Output::Append(_)
+            | Output::SetAside(_)
             | Output::Log(_)
             | Output::TokenChanged { .. }
             | Output::Rejected { .. }
@@ -212,8 +214,12 @@ async fn wait_returns_each_message_once_and_pop_is_durable() {
         2,
         "both stay queued until popped"
     );
-    assert!(inbox.pop(&first).await.is_some());
-    assert!(inbox.pop(&first).await.is_none(), "pop is idempotent");
+    assert!(matches!(inbox.pop(&first).await, PopOutcome::Removed(_)));
+    assert_eq!(
+        inbox.pop(&first).await,
+        PopOutcome::NotQueued,
+        "pop is idempotent"
+    );
     inbox.shutdown().await;
 
     // A restart from the same state: the popped message never comes back.

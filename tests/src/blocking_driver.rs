@@ -10,6 +10,9 @@
 //!   once (the rest wait in order), each reporting one outcome back on the channel;
 //! * `Persist` is written on the loop thread itself (state files are a few KB, and one
 //!   writer keeps two writes of the same file in order) and reported at once;
+//! * `Append` (the inbox journal) is appended and fsync'd on the loop thread too;
+//! * `SetAside` renames the unusable state file to its backup on the loop thread too, and
+//!   reports the backup's name as a `Log` event;
 //! * everything else (`Log`, `Arrived`, `PopDone`, `Rejected`, `TokenChanged`, `Exit`) goes
 //!   to the embedding code's event channel ([`BlockingFleet::next_event`]).
 //!
@@ -28,8 +31,10 @@ use std::time::{Duration, Instant};
 
 use molecule_mcp_core::http::parse_retry_after_seconds;
 use molecule_mcp_core::inbox::UploadFetch;
+use molecule_mcp_core::state_layout::set_aside_name;
+use molecule_mcp_core::workspace::AppendWrite;
 use molecule_mcp_core::workspace::{Fleet, FleetPlan, Input, Output, PersistWrite};
-use molecule_mcp_core::{HttpRequest, Method, PersistError, RequestId};
+use molecule_mcp_core::{HttpRequest, LogLevel, LogLine, Method, PersistError, RequestId};
 use molecule_mcp_core::{TransportError, TransportErrorKind as Kind};
 
 /// Most requests and downloads out at once (one thread each).
@@ -188,6 +193,30 @@ impl Driver {
                 // Handling it here is fine: the loop above keeps draining what it queues.
                 self.fleet.handle(Instant::now(), done);
             }
+            Output::Append(write) => {
+                let done = append(&self.state_dir, write);
+                self.fleet.handle(Instant::now(), done);
+            }
+            // On the loop thread, before any later write of the file.
+            Output::SetAside(aside) => {
+                let path = self.state_dir.join(&aside.path);
+                let line = match set_aside(&path) {
+                    Ok(backup) => format!(
+                        "the unusable state file {} was moved aside to {}",
+                        path.display(),
+                        backup.display()
+                    ),
+                    Err(e) => format!(
+                        "the unusable state file {} could not be moved aside: {e}",
+                        path.display()
+                    ),
+                };
+                let _ = self.events.send(Output::Log(LogLine {
+                    level: LogLevel::Warn,
+                    workspace_id: aside.workspace_id,
+                    message: line,
+                }));
+            }
             other @ (Output::Log(_)
             | Output::Arrived(_)
             | Output::TokenChanged { .. }
@@ -261,6 +290,65 @@ fn download(fetch: UploadFetch, state_dir: &Path) -> Input {
         ))),
     };
     Input::UploadStaged { id, result }
+}
+
+/// Renames `path` to its timestamped backup name (the core's naming rule), never replacing
+/// an existing backup. The tokio driver's copy is `io-tokio/src/persist.rs` (see
+/// [`write_private_atomic`] for why each driver has its own).
+fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let shown = path.to_string_lossy();
+    for attempt in 1..=100 {
+        let backup = PathBuf::from(set_aside_name(&shown, secs, attempt));
+        if backup.symlink_metadata().is_err() {
+            std::fs::rename(path, &backup)?;
+            return Ok(backup);
+        }
+    }
+    Err(std::io::Error::new(
+        ErrorKind::AlreadyExists,
+        "100 backups of this second already exist",
+    ))
+}
+
+/// Appends a journal write (created 0600, emptied first on `restart`, fsync'd; the
+/// directory too when the file is new or restarted). The tokio driver's copy is
+/// `io-tokio/src/persist.rs` (see [`write_private_atomic`] for why each driver has its own).
+fn append(state_dir: &Path, write: AppendWrite) -> Input {
+    let path = state_dir.join(&write.path);
+    let created = !path.exists();
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    if write.restart {
+        options.write(true).truncate(true);
+    } else {
+        options.append(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = options
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(&write.contents)?;
+            file.sync_data()
+        })
+        .map(|()| {
+            if (write.restart || created)
+                && let Ok(dir) = std::fs::File::open(state_dir)
+            {
+                let _ = dir.sync_all();
+            }
+        })
+        .map_err(|e| PersistError::from(format!("{}: {e}", path.display())));
+    Input::PersistDone {
+        id: write.id,
+        result,
+    }
 }
 
 fn persist(state_dir: &Path, write: PersistWrite) -> Input {

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use molecule_mcp_core::inbox::InboxConfig;
+use molecule_mcp_core::inbox::{InboxConfig, saved_state};
 use molecule_mcp_core::workspace::{
     Fleet, FleetPlan, Input, Output, PopTicket, Restored, WorkspacePlan,
 };
@@ -116,6 +116,7 @@ fn the_fleet_runs_end_to_end_on_std_threads() {
         let Output::PopDone {
             ticket: PopTicket(7),
             message,
+            saved: true,
         } = e
         else {
             return None;
@@ -123,7 +124,11 @@ fn the_fleet_runs_end_to_end_on_std_threads() {
         Some(message)
     });
     assert_eq!(popped.map(|m| m.activity_id), Some(first.clone()));
-    let state = std::fs::read_to_string(dir.join(".mcp_inbox_state")).expect("inbox state");
+    // What a restart would read: the snapshot and the journal appended after it.
+    let snapshot = std::fs::read(dir.join(".mcp_inbox_state")).expect("inbox state");
+    let journal = std::fs::read(dir.join(".mcp_inbox_journal")).unwrap_or_default();
+    let state =
+        String::from_utf8(saved_state(&snapshot, &journal).expect("decodes")).expect("utf-8");
     assert!(
         !state.contains("first words"),
         "the popped message is off disk"

@@ -13,6 +13,7 @@ use e2e_support::{
     Reply, Rig, WAIT, answered, assert_clean, base_env, bearer, call_on, hits, peek_ids, send_call,
     set_env, spawn_initialized, temp_dir, wait_peek, wait_reply,
 };
+use molecule_mcp_core::inbox::saved_state;
 use molecule_mcp_tests::process::McpProcess;
 use molecule_mcp_tests::stub::{
     InboundMessage, PlatformStub, WorkspaceSpec, WorkspaceStatus, message_send_envelope,
@@ -32,9 +33,14 @@ async fn wait_push(p: &mut McpProcess, activity_id: &str) -> Value {
     }
 }
 
-/// The persisted inbox state (`None` while not written yet).
+/// The persisted inbox state (`None` while not written yet): the snapshot at `path` and
+/// the journal appended after it (`.mcp_inbox_journal…` next to it), as a restart reads them.
 fn state(path: &std::path::Path) -> Option<Value> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    let snapshot = std::fs::read(path).ok()?;
+    let name = path.file_name()?.to_str()?;
+    let journal_name = name.replacen(".mcp_inbox_state", ".mcp_inbox_journal", 1);
+    let journal = std::fs::read(path.with_file_name(journal_name)).unwrap_or_default();
+    serde_json::from_slice(&saved_state(&snapshot, &journal)?).ok()
 }
 
 fn pending_ids(state: &Value) -> Vec<String> {

@@ -421,7 +421,7 @@ impl InboxRig {
                         PollFault::Hang => None,
                     }
                 }
-                InboxAction::Persist { id, .. } => {
+                InboxAction::Persist { id, .. } | InboxAction::Append { id, .. } => {
                     Some(InboxInput::PersistDone { id, result: Ok(()) })
                 }
                 InboxAction::Arrived(m) => {
@@ -433,6 +433,7 @@ impl InboxRig {
                     None
                 }
                 InboxAction::FetchUpload(f) => panic!("no uploads in this feed: {f:?}"),
+                InboxAction::SetAside(_) => panic!("a state this test wrote was set aside"),
             };
             if let Some(input) = input {
                 self.inbox.handle(self.now, input);

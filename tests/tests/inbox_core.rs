@@ -22,7 +22,7 @@ use molecule_mcp_core::testing::inbox::{
     query_param, run_inbox_ops, test_config, upload_row,
 };
 use molecule_mcp_core::{
-    HttpRequest, LogLevel, LogLine, Method, PersistId, PlatformUrl, RequestId, Secret,
+    HttpRequest, LogLevel, LogLine, Method, PersistId, PlatformUrl, RequestId, Secret, StateFile,
     TransportError, TransportErrorKind,
 };
 use proptest::prelude::*;
@@ -47,6 +47,13 @@ struct H {
     arrived: Vec<InboxMessage>,
     logs: Vec<LogLine>,
     disk: Option<Vec<u8>>,
+    /// The journal file on the "disk".
+    journal: Vec<u8>,
+    /// Which outstanding writes are journal appends (with their `restart` flag).
+    appends: BTreeMap<PersistId, bool>,
+    /// `SetAside` actions seen, and their files.
+    set_aside: usize,
+    set_aside_files: Vec<StateFile>,
 }
 
 impl H {
@@ -55,7 +62,17 @@ impl H {
     }
 
     fn with_disk(cfg: InboxConfig, feed: FakeFeed, disk: Option<Vec<u8>>, now: Instant) -> Self {
-        let inbox = Inbox::new(cfg.clone(), disk.as_deref(), now, 42);
+        Self::with_files(cfg, feed, disk, Vec::new(), now)
+    }
+
+    fn with_files(
+        cfg: InboxConfig,
+        feed: FakeFeed,
+        disk: Option<Vec<u8>>,
+        journal: Vec<u8>,
+        now: Instant,
+    ) -> Self {
+        let inbox = Inbox::restore_from(cfg.clone(), disk.as_deref(), Some(&journal), now, 42);
         let mut h = H {
             cfg,
             inbox,
@@ -70,6 +87,10 @@ impl H {
             arrived: Vec::new(),
             logs: Vec::new(),
             disk,
+            journal,
+            appends: BTreeMap::new(),
+            set_aside: 0,
+            set_aside_files: Vec::new(),
         };
         h.drain();
         h
@@ -79,7 +100,7 @@ impl H {
     fn restart(self) -> Self {
         let now = self.now;
         let start = self.start;
-        let mut h = Self::with_disk(self.cfg, self.feed, self.disk, now);
+        let mut h = Self::with_files(self.cfg, self.feed, self.disk, self.journal, now);
         h.start = start;
         h
     }
@@ -98,8 +119,24 @@ impl H {
                 }
                 InboxAction::Log(line) => self.logs.push(line),
                 InboxAction::Persist { id, bytes } => self.writes.push_back((id, bytes)),
+                InboxAction::Append { id, bytes, restart } => {
+                    self.appends.insert(id, restart);
+                    self.writes.push_back((id, bytes));
+                }
                 InboxAction::Arrived(m) => self.arrived.push(m),
                 InboxAction::FetchUpload(f) => self.downloads.push(f),
+                // As a driver does: the file is gone from where the machine reads it.
+                InboxAction::SetAside(file) => {
+                    self.set_aside += 1;
+                    self.set_aside_files.push(file);
+                    match file {
+                        StateFile::InboxJournal => self.journal.clear(),
+                        StateFile::InboxState
+                        | StateFile::AuthToken
+                        | StateFile::InboundSecret
+                        | StateFile::LegacyInboxCursor => self.disk = None,
+                    }
+                }
             }
         }
     }
@@ -144,7 +181,11 @@ impl H {
 
     fn save(&mut self) {
         while let Some((id, bytes)) = self.writes.pop_front() {
-            self.disk = Some(bytes);
+            match self.appends.remove(&id) {
+                Some(true) => self.journal = bytes,
+                Some(false) => self.journal.extend(bytes),
+                None => self.disk = Some(bytes),
+            }
             self.handle(InboxInput::PersistDone { id, result: Ok(()) });
         }
     }
@@ -1073,6 +1114,29 @@ fn unreadable_state_file_starts_over_with_a_warning() {
     assert!(query_param(&url, "since_secs").is_some());
 }
 
+#[test]
+fn an_unreadable_or_empty_state_file_is_set_aside_once_before_any_write() {
+    for bytes in [&b"{ not json"[..], b"", b" \n\t", b"null"] {
+        let mut h = H::with_disk(cfg(), FakeFeed::new(WS), Some(bytes.to_vec()), epoch());
+        assert_eq!(h.set_aside, 1, "{bytes:?}");
+        assert!(
+            h.logs_at(LogLevel::Warn)
+                .iter()
+                .any(|l| l.contains("moving it aside")),
+            "{bytes:?}"
+        );
+        assert!(h.writes.is_empty(), "nothing written before the file moved");
+        let a = h.feed.push(msg("a"));
+        h.sync();
+        assert_eq!(h.set_aside, 1, "only once");
+        assert!(h.inbox.peek(10).iter().any(|m| m.activity_id == a));
+        // A state this machine wrote restores without being set aside.
+        let h = h.restart();
+        assert_eq!(h.set_aside, 0);
+        assert!(h.inbox.peek(10).iter().any(|m| m.activity_id == a));
+    }
+}
+
 // ----- queue API -------------------------------------------------------------------------
 
 #[test]
@@ -1294,4 +1358,196 @@ fn scripts_are_deterministic() {
         AnswerUpload(0),
     ];
     assert_eq!(run_inbox_ops(&ops), run_inbox_ops(&ops));
+}
+
+// ----- journal -----------------------------------------------------------------------------
+
+/// An inbox with three queued messages restored from a snapshot that remembers `handled`
+/// handled ids, settled (its first write, a snapshot, is on disk).
+fn with_history(handled: usize) -> (H, Vec<String>) {
+    let mut h = H::new(cfg());
+    let ids: Vec<String> = (0..3).map(|i| h.feed.push(msg(&format!("m{i}")))).collect();
+    h.sync();
+    let mut state: Value = serde_json::from_slice(h.disk.as_ref().expect("saved")).expect("json");
+    state["handled"] = (0..handled)
+        .map(|i| json!(format!("ffffffff-0000-4000-8000-{i:012}")))
+        .collect();
+    let snapshot = serde_json::to_vec(&state).expect("encode");
+    let mut h = H::with_files(cfg(), h.feed, Some(snapshot), Vec::new(), h.now);
+    h.sync();
+    assert_eq!(h.inbox.status().handled, handled);
+    (h, ids)
+}
+
+#[test]
+fn a_pop_appends_the_same_bytes_whatever_the_history() {
+    let mut sizes = Vec::new();
+    for handled in [10, 10_000] {
+        let (mut h, ids) = with_history(handled);
+        let snapshot = h.disk.as_ref().map_or(0, Vec::len);
+        assert_eq!(h.peek_ids(), ids, "{handled}");
+        assert!(h.inbox.pop(&ids[1]).is_some());
+        h.drain();
+        let (id, bytes) = h.writes.back().cloned().expect("the pop is written");
+        assert!(h.appends.contains_key(&id), "a journal append");
+        sizes.push((bytes.len(), snapshot));
+        h.save();
+        // The ring keeps the newest 10,000 ids.
+        let remembered = (handled + 1).min(10_000);
+        assert_eq!(h.inbox.status().handled, remembered);
+        // A restart reads the snapshot and the journal: the pop is not undone.
+        let h = h.restart();
+        assert_eq!(h.peek_ids(), vec![ids[0].clone(), ids[2].clone()]);
+        assert_eq!(h.inbox.status().handled, remembered);
+    }
+    let (small, small_snapshot) = sizes[0];
+    let (large, large_snapshot) = sizes[1];
+    assert_eq!(
+        small, large,
+        "a pop costs the same at 10 and 10,000 handled ids"
+    );
+    assert!(small < 200, "{small} bytes");
+    assert!(
+        large_snapshot > 100 * small_snapshot.min(4_000),
+        "the whole state is much larger: {small_snapshot} vs {large_snapshot} bytes"
+    );
+}
+
+#[test]
+fn the_journal_is_compacted_into_a_snapshot_once_it_outgrows_it() {
+    let mut h = H::new(cfg());
+    let mut snapshots = 0;
+    let mut appends = 0;
+    for round in 0..40 {
+        let ids: Vec<String> = (0..20)
+            .map(|i| {
+                h.feed.push(msg(&format!(
+                    "round {round} message {i} {}",
+                    "x".repeat(200)
+                )))
+            })
+            .collect();
+        h.next_timeout();
+        let before = h.disk.clone();
+        h.sync();
+        snapshots += usize::from(h.disk != before);
+        for id in &ids {
+            h.inbox.pop(id);
+            h.drain();
+            appends += usize::from(
+                h.writes
+                    .back()
+                    .is_some_and(|(id, _)| h.appends.contains_key(id)),
+            );
+            let before = h.disk.clone();
+            h.save();
+            snapshots += usize::from(h.disk != before);
+        }
+        assert!(
+            h.journal.len() <= 64 * 1024 + 4096,
+            "journal bounded: {} bytes",
+            h.journal.len()
+        );
+    }
+    assert!(
+        snapshots >= 1 && appends > 10 * snapshots,
+        "{snapshots} snapshots, {appends} appends"
+    );
+    // Rows a poll had not fetched yet when their pop came.
+    for _ in 0..10 {
+        h.next_timeout();
+        h.sync();
+        for id in h.peek_ids() {
+            h.inbox.pop(&id);
+            h.drain();
+            h.save();
+        }
+    }
+    assert!(h.peek_ids().is_empty());
+    let h = h.restart();
+    assert!(h.peek_ids().is_empty(), "every pop survives the restart");
+    assert_eq!(h.inbox.status().handled, 800);
+}
+
+#[test]
+fn a_torn_journal_tail_is_skipped_and_never_appended_after() {
+    let (mut h, ids) = with_history(10);
+    h.inbox.pop(&ids[0]);
+    h.drain();
+    h.save();
+    // A crash in the middle of the next append leaves half a line.
+    h.journal.extend(b"{\"seq\":99,\"op\":\"pop\",\"id\":\"");
+    let mut h = h.restart();
+    assert_eq!(h.peek_ids(), vec![ids[1].clone(), ids[2].clone()]);
+    assert!(
+        h.logs_at(LogLevel::Warn)
+            .iter()
+            .any(|l| l.contains("unreadable journal line")),
+        "{:?}",
+        h.logs
+    );
+    h.inbox.pop(&ids[1]);
+    h.drain();
+    let (id, _) = h.writes.back().cloned().expect("written");
+    assert!(
+        !h.appends.contains_key(&id),
+        "the first write after a restart is a snapshot, not an append after the torn line"
+    );
+    h.save();
+    h.inbox.pop(&ids[2]);
+    h.drain();
+    let (id, _) = h.writes.back().cloned().expect("written");
+    assert_eq!(
+        h.appends.get(&id),
+        Some(&true),
+        "then the journal starts afresh"
+    );
+    h.save();
+    let h = h.restart();
+    assert!(h.peek_ids().is_empty());
+}
+
+#[test]
+fn a_failed_append_is_followed_by_a_snapshot() {
+    let (mut h, ids) = with_history(10);
+    h.inbox.pop(&ids[0]);
+    h.drain();
+    let (id, _) = h.writes.pop_front().expect("append");
+    assert!(h.appends.contains_key(&id));
+    h.handle(InboxInput::PersistDone {
+        id,
+        result: Err("No space left on device".into()),
+    });
+    h.advance(Duration::from_secs(600));
+    let (id, _) = h.writes.back().cloned().expect("retried");
+    assert!(!h.appends.contains_key(&id), "the retry is a snapshot");
+    h.save();
+    let h = h.restart();
+    assert_eq!(h.peek_ids(), vec![ids[1].clone(), ids[2].clone()]);
+}
+
+#[test]
+fn a_journal_with_garbage_before_readable_lines_is_set_aside_after_its_readable_changes() {
+    let (mut h, ids) = with_history(10);
+    h.inbox.pop(&ids[0]);
+    h.drain();
+    h.save();
+    let mut journal = b"garbage from elsewhere\n".to_vec();
+    journal.extend(&h.journal);
+    h.journal = journal;
+    let mut h = h.restart();
+    assert_eq!(h.set_aside_files, vec![StateFile::InboxJournal]);
+    assert_eq!(
+        h.peek_ids(),
+        vec![ids[1].clone(), ids[2].clone()],
+        "the pop was replayed"
+    );
+    // The next write is a snapshot; the journal then starts afresh.
+    h.inbox.pop(&ids[1]);
+    h.drain();
+    let (id, _) = h.writes.back().cloned().expect("written");
+    assert!(!h.appends.contains_key(&id));
+    h.save();
+    let h = h.restart();
+    assert_eq!(h.peek_ids(), vec![ids[2].clone()]);
 }

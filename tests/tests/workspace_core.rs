@@ -11,7 +11,8 @@ use molecule_mcp_core::testing::inbox::{
     FakeFeed, PLATFORM, epoch, message_row, test_config, upload_row,
 };
 use molecule_mcp_core::workspace::{
-    Fleet, FleetPlan, Input, Output, PersistWrite, PopTicket, Restored, WorkspacePlan,
+    Fleet, FleetPlan, Input, Output, POP_SAVE_GRACE, PersistWrite, PopTicket, Restored,
+    WorkspacePlan,
 };
 use molecule_mcp_core::{
     HttpRequest, LogLevel, LogLine, PersistError, PlatformUrl, RequestId, Secret, SessionConfig,
@@ -68,6 +69,10 @@ struct H {
     http: BTreeMap<RequestId, HttpRequest>,
     fetches: Vec<UploadFetch>,
     writes: Vec<PersistWrite>,
+    /// Paths the fleet asked to move aside, in order.
+    set_aside: Vec<String>,
+    /// Which of `writes` are journal appends (with their `restart` flag).
+    appends: BTreeMap<molecule_mcp_core::PersistId, bool>,
     disk: BTreeMap<String, Vec<u8>>,
     logs: Vec<LogLine>,
     arrived: Vec<InboxMessage>,
@@ -91,6 +96,8 @@ impl H {
             http: BTreeMap::new(),
             fetches: Vec::new(),
             writes: Vec::new(),
+            set_aside: Vec::new(),
+            appends: BTreeMap::new(),
             disk: BTreeMap::new(),
             logs: Vec::new(),
             arrived: Vec::new(),
@@ -114,9 +121,23 @@ impl H {
                 }
                 Output::FetchUpload(f) => self.fetches.push(f.clone()),
                 Output::Persist(w) => self.writes.push(w.clone()),
+                // Kept with the other writes; `save` appends it instead of replacing.
+                Output::Append(a) => {
+                    self.appends.insert(a.id, a.restart);
+                    self.writes.push(PersistWrite {
+                        id: a.id,
+                        workspace_id: a.workspace_id.clone(),
+                        file: a.file,
+                        path: a.path.clone(),
+                        contents: a.contents.clone(),
+                    });
+                }
+                Output::SetAside(a) => self.set_aside.push(a.path.clone()),
                 Output::Log(l) => self.logs.push(l.clone()),
                 Output::Arrived(m) => self.arrived.push(m.clone()),
-                Output::PopDone { ticket, message } => {
+                Output::PopDone {
+                    ticket, message, ..
+                } => {
                     self.pops.insert(*ticket, message.clone());
                 }
                 Output::TokenChanged { .. } | Output::Rejected { .. } | Output::Exit { .. } => {}
@@ -179,7 +200,16 @@ impl H {
             let result = if fail {
                 Err(PersistError::from("No space left on device"))
             } else {
-                self.disk.insert(w.path.clone(), w.contents.clone());
+                match self.appends.remove(&w.id) {
+                    Some(false) => self
+                        .disk
+                        .entry(w.path.clone())
+                        .or_default()
+                        .extend(&w.contents),
+                    Some(true) | None => {
+                        self.disk.insert(w.path.clone(), w.contents.clone());
+                    }
+                }
                 Ok(())
             };
             self.handle(Input::PersistDone { id: w.id, result });
@@ -219,8 +249,9 @@ fn a_pop_is_answered_only_once_its_removal_is_saved() {
     });
     assert!(h.pops.is_empty(), "not answered before the write completes");
     assert_eq!(h.writes.len(), 1, "the removal is written");
-    assert_eq!(h.writes[0].file, StateFile::InboxState);
-    assert_eq!(h.writes[0].path, ".mcp_inbox_state");
+    // Appended to the journal: its cost does not grow with the state.
+    assert_eq!(h.writes[0].file, StateFile::InboxJournal);
+    assert_eq!(h.writes[0].path, ".mcp_inbox_journal");
     h.save(false);
     let answered = h.pops.get(&PopTicket(1)).cloned().flatten();
     assert_eq!(answered.map(|m| m.activity_id), Some(id.clone()));
@@ -257,6 +288,97 @@ fn a_pop_whose_write_keeps_failing_is_answered_after_the_grace() {
         h.pops.contains_key(&PopTicket(9)),
         "answered once the grace is over"
     );
+}
+
+#[test]
+fn an_unusable_inbox_state_is_set_aside_before_anything_writes_it() {
+    for bytes in [
+        &b""[..],
+        b"  \n",
+        b"{\"pending\": [",
+        b"[1, 2]",
+        b"\xff\xfe",
+    ] {
+        let mut plan = plan_for(&[A, B], false, true);
+        plan.workspaces[0]
+            .restored
+            .files
+            .insert(StateFile::InboxState, bytes.to_vec());
+        let mut h = H::new(plan);
+        let file = format!(".mcp_inbox_state_{A}");
+        assert_eq!(h.set_aside, vec![file.clone()], "{bytes:?}");
+        let aside_at = h
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::SetAside(_)))
+            .expect("set aside");
+        assert!(
+            h.logs.iter().any(|l| l.level == LogLevel::Warn
+                && l.workspace_id == A
+                && l.message.contains("moving it aside")),
+            "{:?}",
+            h.logs
+        );
+        h.feeds
+            .get_mut(A)
+            .expect("feed")
+            .push(message_row("hello", None));
+        h.settle();
+        let first_write = h
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::Persist(w) if w.path == file))
+            .expect("the inbox saves again");
+        assert!(aside_at < first_write, "moved aside before it is replaced");
+        assert_eq!(h.set_aside.len(), 1, "once");
+    }
+}
+
+#[test]
+fn a_pop_answered_after_the_grace_says_its_removal_is_not_saved() {
+    let saved_of = |h: &H, ticket: PopTicket| {
+        h.outputs.iter().find_map(|o| {
+            if let Output::PopDone {
+                ticket: t, saved, ..
+            } = o
+                && *t == ticket
+            {
+                Some(*saved)
+            } else {
+                None
+            }
+        })
+    };
+    let mut h = H::new(plan_for(&[A], false, true));
+    let feed = h.feeds.get_mut(A).expect("feed");
+    let failing = feed.push(message_row("hello", None));
+    let fine = feed.push(message_row("again", None));
+    h.settle();
+    h.handle(Input::Pop {
+        ticket: PopTicket(9),
+        activity_id: failing,
+    });
+    h.save(true);
+    h.advance(POP_SAVE_GRACE + Duration::from_secs(1));
+    assert_eq!(
+        saved_of(&h, PopTicket(9)),
+        Some(false),
+        "the answer after the grace says the removal is not on disk"
+    );
+    // Once the disk works again, a pop is answered as saved.
+    h.advance(Duration::from_secs(120));
+    h.save(false);
+    h.handle(Input::Pop {
+        ticket: PopTicket(10),
+        activity_id: fine,
+    });
+    h.save(false);
+    assert_eq!(saved_of(&h, PopTicket(10)), Some(true));
+    h.handle(Input::Pop {
+        ticket: PopTicket(11),
+        activity_id: "not-queued".to_owned(),
+    });
+    assert_eq!(saved_of(&h, PopTicket(11)), Some(true), "nothing to save");
 }
 
 #[test]
@@ -387,6 +509,8 @@ fn a_single_rejected_workspace_ends_the_process_with_exit_3() {
             Output::SendHttp(_)
             | Output::FetchUpload(_)
             | Output::Persist(_)
+            | Output::Append(_)
+            | Output::SetAside(_)
             | Output::Log(_)
             | Output::Arrived(_)
             | Output::TokenChanged { .. }
@@ -496,6 +620,7 @@ fn restored_files_seed_the_session_and_the_inbox() {
             ".platform_inbound_secret",
             ".auth_token",
             ".mcp_inbox_state",
+            ".mcp_inbox_journal",
             ".mcp_inbox_cursor"
         ]
     );

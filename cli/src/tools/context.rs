@@ -25,6 +25,8 @@ use molecule_mcp_core::ids::normalize_uuid;
 use molecule_mcp_core::rng::Rng;
 /// The settings' home is the core configuration; re-exported for the tools' older paths.
 pub use molecule_mcp_core::tool_settings::{Rbac, ToolSettings};
+/// What a pop came to; its home is the core's workspace machine.
+pub use molecule_mcp_core::workspace::PopOutcome;
 use molecule_mcp_core::{PlatformUrl, Secret};
 use serde_json::Value;
 
@@ -41,8 +43,9 @@ pub trait InboxAccess: Send + Sync {
     fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>>;
     /// Up to `limit` queued messages, oldest first, not removed.
     fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>>;
-    /// Removes the message with this `activity_id`; returns it when it was queued.
-    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, Option<Value>>;
+    /// Removes the message with this `activity_id`; says whether it was queued and whether
+    /// its removal is on disk.
+    fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, PopOutcome<Value>>;
     /// `workspace_id` starts uploading attachments itself. The platform also queues them as
     /// inbound uploads in our own feed; the inbox holds downloads back until
     /// [`InboxAccess::end_outbound_upload`] names the files, so our own attachments are

@@ -13,7 +13,7 @@ use molecule_mcp_core::sanitize::sanitize_display;
 use serde_json::{Value, json};
 
 use super::args::Args;
-use super::context::ToolContext;
+use super::context::{PopOutcome, ToolContext};
 use crate::mcp::{CallEnv, ToolOutput};
 
 /// Returned when the inbox is not running (`MOLECULE_MCP_DISABLE_INBOX`, or an embedder
@@ -155,6 +155,22 @@ pub(crate) async fn inbox_pop(ctx: &ToolContext, args: Args<'_>) -> ToolOutput {
         Ok(None) => return ToolOutput::error("Error: activity_id is required."),
         Err(e) => return e,
     };
-    let removed = inbox.pop(id).await.is_some();
-    ToolOutput::Json(json!({"removed": removed, "activity_id": id}))
+    match inbox.pop(id).await {
+        PopOutcome::Removed(_) => ToolOutput::Json(json!({"removed": true, "activity_id": id})),
+        PopOutcome::NotQueued => ToolOutput::Json(json!({"removed": false, "activity_id": id})),
+        PopOutcome::NotSaved(_) => ToolOutput::error(not_saved_text(id)),
+    }
+}
+
+/// The `inbox_pop` answer when the removal could not be written in time. It is an error
+/// because the removal is not durable: a restart before the retried write succeeds hands
+/// the message out again.
+pub fn not_saved_text(activity_id: &str) -> String {
+    format!(
+        "Error: message {activity_id} was removed from the queue, but the removal could not be saved to the \
+         inbox state file (the write keeps failing; the molecule-mcp log names the file and the error). \
+         Treat the message as handled and do not pop it again: it is not handed out again while this process \
+         runs, and the save is retried automatically, but if molecule-mcp restarts before a save succeeds the \
+         message is delivered again. Fix: free disk space or make the state directory writable."
+    )
 }

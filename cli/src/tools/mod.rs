@@ -66,5 +66,6 @@ pub mod workspace_info;
 pub use catalog::{Tool, call_tool, tool_defs};
 pub use client::{BoxFuture, PlatformTransport};
 pub use context::{
-    InboxAccess, PeerCache, PeerInfo, Rbac, ToolContext, ToolSettings, WorkspaceRegistry,
+    InboxAccess, PeerCache, PeerInfo, PopOutcome, Rbac, ToolContext, ToolSettings,
+    WorkspaceRegistry,
 };

@@ -6,6 +6,7 @@ use super::message::InboxMessage;
 use super::upload::UploadOutcome;
 use crate::action::{LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, RequestId, TransportError};
+use crate::state_layout::StateFile;
 
 /// Download one pending upload into the state directory (never a fixed system path, which
 /// is usually not writable on a laptop).
@@ -51,11 +52,31 @@ pub enum InboxAction {
         /// The complete state file.
         bytes: Vec<u8>,
     },
+    /// Append `bytes` (whole journal lines) to this workspace's inbox journal file (mode
+    /// 0600, created if missing; emptied first when `restart`), fsync it, then report
+    /// [`InboxInput::PersistDone`]. Shares the one-write-outstanding rule and the id space
+    /// with `Persist`; its cost depends on `bytes` only, never on the state's size.
+    Append {
+        /// Echoed back in the outcome.
+        id: PersistId,
+        /// Journal lines, each ending in a newline.
+        bytes: Vec<u8>,
+        /// Empty the journal before appending: the snapshot written before it contains
+        /// every earlier record.
+        restart: bool,
+    },
     /// A message became available (first time in this process): push it to the MCP client
     /// and wake `wait_for_message` callers. Messages restored from disk are not announced.
     Arrived(InboxMessage),
     /// Download and stage an uploaded file.
     FetchUpload(UploadFetch),
+    /// A restored file is unusable: the state file could not be decoded or is empty
+    /// ([`StateFile::InboxState`]), or the journal has unreadable lines before readable ones
+    /// ([`StateFile::InboxJournal`]; a torn last line alone is normal after a crash). Move it
+    /// aside to a backup next to it, before any later write replaces it, and log the
+    /// backup's name at WARN. Emitted only at start, ahead of every write; no outcome is
+    /// reported (the machine has already started from what it could read).
+    SetAside(StateFile),
 }
 
 impl std::fmt::Debug for InboxAction {
@@ -69,8 +90,15 @@ impl std::fmt::Debug for InboxAction {
                 .field("id", id)
                 .field("bytes_len", &bytes.len())
                 .finish(),
+            InboxAction::Append { id, bytes, restart } => f
+                .debug_struct("Append")
+                .field("id", id)
+                .field("bytes_len", &bytes.len())
+                .field("restart", restart)
+                .finish(),
             InboxAction::Arrived(m) => f.debug_tuple("Arrived").field(m).finish(),
             InboxAction::FetchUpload(u) => f.debug_tuple("FetchUpload").field(u).finish(),
+            InboxAction::SetAside(file) => f.debug_tuple("SetAside").field(file).finish(),
         }
     }
 }
@@ -96,7 +124,7 @@ pub enum InboxInput {
         /// What went wrong.
         error: TransportError,
     },
-    /// Outcome of a `Persist` action. `Err(detail)` when the write failed.
+    /// Outcome of a `Persist` or `Append` action. `Err(detail)` when the write failed.
     PersistDone {
         /// The id from the `Persist` action.
         id: PersistId,

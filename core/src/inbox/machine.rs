@@ -11,7 +11,7 @@ use super::feed::FeedQuery;
 use super::message::InboxMessage;
 use super::poll::BacklogScan;
 use super::schedule::{FailureClass, FailureLog};
-use super::state::{self, InboxState, MAX_OUTBOUND};
+use super::state::{self, InboxState, JournalLine, JournalOp, MAX_OUTBOUND};
 use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome, download_failed};
 use crate::action::{LogLevel, LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
@@ -21,6 +21,7 @@ use crate::retry::{Backoff, StatusPolicy};
 use crate::rng::Rng;
 use crate::sanitize::log_excerpt;
 use crate::secret::Secret;
+use crate::state_layout::StateFile;
 use crate::timer::LastNow;
 
 /// Default `peek` size.
@@ -79,11 +80,18 @@ pub(super) struct InFlight {
     pub(super) deadline: Instant,
 }
 
+/// The journal is compacted (a snapshot written, the journal restarted) once it holds more
+/// bytes than the last snapshot, and never below this. Each journaled byte then pays for at
+/// most one snapshot byte, so a change costs the same on average whatever the state's size.
+const MIN_COMPACT_BYTES: u64 = 64 * 1024;
+
 #[derive(Debug, Clone)]
 struct PendingWrite {
     id: PersistId,
     generation: u64,
     cursor: Option<String>,
+    /// A snapshot (`Some(size)`) or a journal append (`None`).
+    snapshot_len: Option<u64>,
 }
 
 /// Which version of the state is safely on disk.
@@ -97,6 +105,18 @@ struct Persistence {
     in_flight: Option<PendingWrite>,
     retry_at: Option<Instant>,
     failures: FailureLog,
+    /// Changes made since the last write was emitted, to append as journal lines.
+    ops: Vec<JournalOp>,
+    /// A change that has no journal record was made, or the journal's tail cannot be
+    /// trusted (at start, after a failed write): the next write is a snapshot.
+    snapshot_needed: bool,
+    /// The first append after a snapshot empties the journal.
+    journal_restart: bool,
+    /// Sequence number of the last journal record emitted (or restored).
+    last_seq: u64,
+    /// Bytes appended since the last snapshot, and that snapshot's size.
+    journal_bytes: u64,
+    snapshot_bytes: u64,
 }
 
 /// The cursor file the Python original of molecule-mcp left in the state directory
@@ -142,19 +162,34 @@ pub struct Inbox {
 
 impl Inbox {
     /// Creates the machine from the bytes of the saved state file (if any) and queues the
-    /// first poll plus any upload downloads that were interrupted. An unreadable file is
-    /// logged and replaced by an empty state (the backlog is then read again).
+    /// first poll plus any upload downloads that were interrupted. An unreadable or empty
+    /// file is logged and set aside ([`InboxAction::SetAside`]); the machine starts empty
+    /// (the backlog is then read again).
     pub fn new(cfg: InboxConfig, restored: Option<&[u8]>, now: Instant, seed: u64) -> Self {
-        Inbox::upgrading(cfg, restored, None, now, seed)
+        Self::upgrading(cfg, restored, None, None, now, seed)
     }
 
-    /// [`Inbox::new`] for an install that may have been run by the Python original: with no
-    /// saved state of its own (`restored` absent or blank), the inbox continues after the
-    /// original's cursor instead of re-reading the backlog, and saves that as its own state
-    /// at once, so the takeover happens (and is logged) on the first start only.
+    /// [`Inbox::new`] from the snapshot and the journal (see `state.rs`): the journal's
+    /// records newer than the snapshot are applied in order, a torn last line is skipped.
+    pub fn restore_from(
+        cfg: InboxConfig,
+        restored: Option<&[u8]>,
+        journal: Option<&[u8]>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        Self::upgrading(cfg, restored, journal, None, now, seed)
+    }
+
+    /// [`Inbox::restore_from`] for an install that may have been run by the Python original:
+    /// with no saved state of its own (no readable snapshot, nothing journaled), the inbox
+    /// continues after the original's cursor instead of re-reading the backlog, and saves
+    /// that as its own state at once, so the takeover happens (and is logged) on the first
+    /// start only.
     pub fn upgrading(
         cfg: InboxConfig,
         restored: Option<&[u8]>,
+        journal: Option<&[u8]>,
         legacy: Option<LegacyCursor<'_>>,
         now: Instant,
         seed: u64,
@@ -179,16 +214,26 @@ impl Inbox {
             scan: None,
             poll_failures: FailureLog::default(),
             bad_cursor_answers: 0,
-            persist: Persistence::default(),
+            persist: Persistence {
+                // Until the restore shows that the snapshot and the journal on disk can be
+                // continued, the first write is a snapshot.
+                snapshot_needed: true,
+                ..Persistence::default()
+            },
             backpressure_warned: false,
             stopped: false,
             polls_sent: 0,
             ignored_inputs: 0,
         };
-        let own = restored.filter(|b| !b.iter().all(u8::is_ascii_whitespace));
-        match (own, legacy) {
-            (None, Some(legacy)) => inbox.take_legacy_cursor(legacy),
-            (own, _) => inbox.restore(own),
+        let snapshot_ok = inbox.restore(restored);
+        inbox.replay(snapshot_ok, journal);
+        let journaled = journal.is_some_and(|j| !j.iter().all(u8::is_ascii_whitespace));
+        if let Some(legacy) = legacy
+            && !snapshot_ok
+            && !journaled
+            && inbox.state.cursor.is_none()
+        {
+            inbox.take_legacy_cursor(legacy);
         }
         inbox.progress(now);
         inbox
@@ -222,13 +267,48 @@ impl Inbox {
         self.touch();
     }
 
-    fn restore(&mut self, restored: Option<&[u8]>) {
+    /// Applies the journal after the snapshot `restore` read (`snapshot_ok`: it decoded).
+    fn replay(&mut self, snapshot_ok: bool, journal: Option<&[u8]>) {
+        let journal = journal.unwrap_or_default();
+        let (last, notes, corrupt) = self.state.replay(journal, self.cfg.max_handled);
+        self.persist.last_seq = last;
+        if corrupt {
+            // Not the tail of a cut-short append: keep the file for inspection instead of
+            // letting the journal restart after the next snapshot overwrite it.
+            self.log(
+                LogLevel::Warn,
+                "inbox: the inbox journal has unreadable lines before readable ones; the readable changes were \
+                 applied and the file is moved aside to a backup (named in the next warning)"
+                    .to_owned(),
+            );
+            self.actions
+                .push_back(InboxAction::SetAside(StateFile::InboxJournal));
+        }
+        // Appends may continue the journal only after a snapshot this build can read and
+        // whole, readable lines; anything else is replaced by a snapshot first.
+        self.persist.snapshot_needed = !snapshot_ok || !notes.is_empty();
+        self.persist.journal_bytes = u64::try_from(journal.len()).unwrap_or(u64::MAX);
+        for note in notes {
+            self.log(LogLevel::Warn, format!("inbox: {note}"));
+        }
+        self.persist.committed_cursor = self.state.cursor.clone();
+    }
+
+    /// Reads the snapshot; true when one was read (so the journal may continue after it).
+    fn restore(&mut self, restored: Option<&[u8]>) -> bool {
         let Some(bytes) = restored else {
-            return;
+            return false;
         };
+        // This machine only ever writes whole encoded states (atomically), so an empty file
+        // was left by something else; like an undecodable one it is kept, never overwritten.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            self.set_aside("the file is empty");
+            return false;
+        }
         match InboxState::decode(bytes, self.cfg.max_handled) {
             Ok((state, notes)) => {
                 self.state = state;
+                self.persist.snapshot_bytes = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
                 for note in notes {
                     self.log(LogLevel::Warn, format!("inbox: {note}"));
                 }
@@ -240,21 +320,37 @@ impl Inbox {
                         self.state.uploads.len(),
                         match &self.state.cursor {
                             Some(c) => format!("continuing after activity {c}"),
-                            None => format!("reading the last {} of activity", window(self.cfg.backlog_secs)),
+                            None => format!(
+                                "reading the last {} of activity",
+                                window(self.cfg.backlog_secs)
+                            ),
                         }
                     ),
                 );
             }
-            Err(e) => self.log(
-                LogLevel::Warn,
-                format!(
-                    "inbox: the saved inbox state could not be read ({e}); starting empty and re-reading the last {} \
-                     of activity (messages handled before the restart may be delivered again)",
-                    window(self.cfg.backlog_secs)
-                ),
-            ),
+            Err(e) => {
+                self.set_aside(&format!("it could not be read: {e}"));
+                return false;
+            }
         }
         self.persist.committed_cursor = self.state.cursor.clone();
+        true
+    }
+
+    /// Starts empty from an unusable state file, which the driver moves aside first
+    /// ([`InboxAction::SetAside`]) so that nothing it held is overwritten.
+    fn set_aside(&mut self, why: &str) {
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "inbox: the saved inbox state is unusable ({why}); moving it aside to a backup (named in the next \
+                 warning) and starting empty, re-reading the last {} of activity. Messages handled before the \
+                 restart may be delivered again; older queued messages are only in the backup.",
+                window(self.cfg.backlog_secs)
+            ),
+        );
+        self.actions
+            .push_back(InboxAction::SetAside(StateFile::InboxState));
     }
 
     /// The polled workspace.
@@ -316,7 +412,7 @@ impl Inbox {
         let msg = self.state.pending.remove(pos)?;
         self.state.handled.insert(id, self.cfg.max_handled);
         self.returned.remove(id);
-        self.touch();
+        self.record(JournalOp::Pop { id: id.to_owned() });
         self.flush_persist();
         self.check_backpressure();
         Some(msg)
@@ -678,11 +774,21 @@ impl Inbox {
         self.state.cursor == self.persist.committed_cursor
     }
 
+    /// Marks a change that has no journal record: the next write is a snapshot.
     pub(super) fn touch(&mut self) {
         self.persist.generation += 1;
+        self.persist.snapshot_needed = true;
     }
 
-    /// Writes the state if it changed and no write is outstanding or waiting to retry.
+    /// Marks a change made in memory as `op` describes: the next write appends it to the
+    /// journal (unless a snapshot is due anyway, which contains it).
+    pub(super) fn record(&mut self, op: JournalOp) {
+        self.persist.generation += 1;
+        self.persist.ops.push(op);
+    }
+
+    /// Writes the changes if there are any and no write is outstanding or waiting to
+    /// retry: journal lines when that is enough, else a snapshot.
     fn flush_persist(&mut self) {
         let p = &self.persist;
         if p.in_flight.is_some() || p.retry_at.is_some() || p.generation == p.saved_generation {
@@ -690,13 +796,51 @@ impl Inbox {
         }
         self.next_persist += 1;
         let id = PersistId(self.next_persist);
-        let bytes = self.state.encode();
+        let mut lines = Vec::new();
+        if !self.persist.snapshot_needed {
+            for op in std::mem::take(&mut self.persist.ops) {
+                self.persist.last_seq += 1;
+                lines.extend(
+                    JournalLine {
+                        seq: self.persist.last_seq,
+                        op,
+                    }
+                    .encode(),
+                );
+            }
+        }
+        let lines_len = u64::try_from(lines.len()).unwrap_or(u64::MAX);
+        let compact_at = self.persist.snapshot_bytes.max(MIN_COMPACT_BYTES);
+        let snapshot = self.persist.snapshot_needed
+            || self.persist.journal_bytes.saturating_add(lines_len) > compact_at;
+        let (action, snapshot_len) = if snapshot {
+            // The snapshot contains every change so far, journaled or not; later ones are
+            // journaled after it (or need the next snapshot, if `touch` marks them).
+            self.persist.ops.clear();
+            self.persist.snapshot_needed = false;
+            self.state.journal_seq = self.persist.last_seq;
+            let bytes = self.state.encode();
+            let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            (InboxAction::Persist { id, bytes }, Some(len))
+        } else {
+            self.persist.journal_bytes = self.persist.journal_bytes.saturating_add(lines_len);
+            let restart = self.persist.journal_restart;
+            (
+                InboxAction::Append {
+                    id,
+                    bytes: lines,
+                    restart,
+                },
+                None,
+            )
+        };
         self.persist.in_flight = Some(PendingWrite {
             id,
             generation: self.persist.generation,
             cursor: self.state.cursor.clone(),
+            snapshot_len,
         });
-        self.actions.push_back(InboxAction::Persist { id, bytes });
+        self.actions.push_back(action);
     }
 
     fn on_persist_done(&mut self, now: Instant, id: PersistId, result: Result<(), PersistError>) {
@@ -708,6 +852,14 @@ impl Inbox {
             Ok(()) => {
                 self.persist.saved_generation = self.persist.saved_generation.max(write.generation);
                 self.persist.committed_cursor = write.cursor;
+                match write.snapshot_len {
+                    Some(len) => {
+                        self.persist.snapshot_bytes = len;
+                        self.persist.journal_bytes = 0;
+                        self.persist.journal_restart = true;
+                    }
+                    None => self.persist.journal_restart = false,
+                }
                 if let Some(n) = self.persist.failures.recover() {
                     self.log(
                         LogLevel::Info,
@@ -716,6 +868,8 @@ impl Inbox {
                 }
             }
             Err(e) => {
+                // A failed append may have left a partial line: only a snapshot follows it.
+                self.persist.snapshot_needed = true;
                 let loud = self.persist.failures.record(now, FailureClass::Transport);
                 let n = self.persist.failures.streak();
                 let delay = Backoff::inbox(self.cfg.poll_interval)

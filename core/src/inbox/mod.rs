@@ -6,7 +6,9 @@
 //! ## Delivery guarantee: at least once
 //!
 //! The queue, the cursor, the handled-id set, unfinished uploads and the upload URI
-//! rewrites form **one** state value that is written whole ([`InboxAction::Persist`]). A
+//! rewrites form **one** state value, written whole as a snapshot ([`InboxAction::Persist`])
+//! with the frequent changes (pops, arrivals) appended to a journal in between
+//! ([`InboxAction::Append`]; format and replay rule in `state.rs`). A
 //! poll never continues from a cursor that is not on disk yet, so at every instant
 //! everything the durable cursor has moved past is in the durable queue, handled set or
 //! upload list. A crash at any point loses nothing: the restart re-creates the queue, and at
@@ -18,7 +20,7 @@
 //! ## Driver contract
 //!
 //! ```text
-//! let mut inbox = Inbox::new(cfg, read_state_file(), now, seed);
+//! let mut inbox = Inbox::restore_from(cfg, read_state_file(), read_journal(), now, seed);
 //! loop {
 //!     while let Some(a) = inbox.poll_action() {
 //!         match a {
@@ -27,6 +29,9 @@
 //!                                state dir, inbox.handle(now, UploadDone{ id: f.request.id, outcome }),
 //!             Persist{id, bytes} => write the state file atomically (0600), then
 //!                                inbox.handle(now, PersistDone{ id, result }),
+//!             Append{id, bytes, restart} => append to the journal (0600; emptied first when
+//!                                restart), fsync, then inbox.handle(now, PersistDone{ id, result }),
+//!             SetAside        => rename the unusable state file to a timestamped backup, now,
 //!             Arrived(msg)    => push notification (push_meta / push_content), wake waiters,
 //!             Log(line)       => stderr,
 //!         }
@@ -92,6 +97,7 @@ pub use machine::{Inbox, InboxStatus, InboxTimer, LegacyCursor};
 pub use message::{EMPTY_MESSAGE_TEXT, FilePart, InboxMessage, MessageKind};
 pub use push::{PeerLabel, push_content, push_meta};
 pub use schedule::REMINDER_EVERY;
+pub use state::saved_state;
 pub use timestamp::format_rfc3339_micros;
 pub use timestamp::parse_rfc3339;
 pub use upload::{MAX_UPLOAD_ATTEMPTS, MAX_UPLOAD_BYTES, UploadOutcome};

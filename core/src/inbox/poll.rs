@@ -12,6 +12,7 @@ use super::feed::{FeedQuery, NextPage, activity_url, next_before_ts};
 use super::machine::{InFlight, Inbox, Purpose, window};
 use super::message::{InboxMessage, Row, RowContext, SkipReason, classify, row_id};
 use super::schedule::FailureClass;
+use super::state::JournalOp;
 use super::upload::UploadJob;
 use crate::action::LogLevel;
 use crate::http::Method;
@@ -325,6 +326,8 @@ impl Inbox {
         let mut outcome = IngestOutcome::default();
         let mut candidate: Option<String> = None;
         let mut changed = false;
+        let queued_before = self.state.pending.len();
+        let uploads_before = self.state.uploads.len();
         for row in rows {
             let Some(id) = row_id(row) else {
                 self.debug(|| "inbox: skipping an activity row without an id".to_owned());
@@ -390,7 +393,26 @@ impl Inbox {
             changed = true;
         }
         if changed {
-            self.touch();
+            // Journaled as one record: what this batch appended, and where it ends.
+            let messages = self
+                .state
+                .pending
+                .iter()
+                .skip(queued_before)
+                .cloned()
+                .collect();
+            let uploads = self
+                .state
+                .uploads
+                .iter()
+                .skip(uploads_before)
+                .cloned()
+                .collect();
+            self.record(JournalOp::Arrived {
+                cursor: self.state.cursor.clone(),
+                messages,
+                uploads,
+            });
         }
         outcome
     }

@@ -13,6 +13,18 @@
 //!
 //! Everything the cursor has moved past is in `pending`, `uploads` or `handled` (or was a
 //! row that is never delivered), so a restart from this value loses nothing.
+//!
+//! ## The journal
+//!
+//! The file above is a snapshot. The frequent changes (a pop, a batch of arrivals) are
+//! appended to a journal instead, one JSON line each, so their cost does not grow with the
+//! history: `{"seq": 7, "op": "pop", "id": "<activity id>"}`,
+//! `{"seq": 8, "op": "arrived", "cursor": "<id>", "messages": […], "uploads": […]}`. The
+//! snapshot carries `journal_seq`, the last record it already contains; a restart applies
+//! the journal's later records in order ([`InboxState::replay`]). A line that does not parse
+//! (the tail of a write cut short by a crash) is skipped; the machine never appends after
+//! one, because every write that follows a failed append or a restart is a snapshot, and
+//! the first append after a snapshot starts the journal afresh.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -155,6 +167,49 @@ pub(crate) struct InboxState {
     pub(crate) staged: StagedMap,
     #[serde(default)]
     pub(crate) outbound_uploads: RecentSet,
+    /// The last journal record this snapshot contains (see the module docs).
+    #[serde(default)]
+    pub(crate) journal_seq: u64,
+}
+
+/// One journaled change (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum JournalOp {
+    /// A message was popped: it leaves the queue and its id is remembered as handled.
+    Pop {
+        /// The activity id.
+        id: String,
+    },
+    /// A poll's rows were taken: messages queued, upload rows to fetch, the new cursor.
+    Arrived {
+        /// The cursor after the batch.
+        cursor: Option<String>,
+        /// Queued messages, in order.
+        #[serde(default)]
+        messages: Vec<InboxMessage>,
+        /// Upload rows to fetch, in order.
+        #[serde(default)]
+        uploads: Vec<UploadJob>,
+    },
+}
+
+/// A journal line: a change and its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JournalLine {
+    pub(crate) seq: u64,
+    #[serde(flatten)]
+    pub(crate) op: JournalOp,
+}
+
+impl JournalLine {
+    /// The line as appended: JSON and a newline.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // Serialising plain strings, integers and sequences cannot fail.
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
 }
 
 impl InboxState {
@@ -169,6 +224,96 @@ impl InboxState {
     pub(crate) fn encode(&self) -> Vec<u8> {
         // Serialising plain strings, integers and sequences cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Applies one change, the same way the machine made it live. Idempotent, so a record
+    /// applied twice (or one the snapshot already had) changes nothing more.
+    pub(crate) fn apply(&mut self, op: &JournalOp, max_handled: usize) {
+        match op {
+            JournalOp::Pop { id } => {
+                self.pending.retain(|m| m.activity_id != *id);
+                self.handled.insert(id, max_handled);
+            }
+            JournalOp::Arrived {
+                cursor,
+                messages,
+                uploads,
+            } => {
+                for job in uploads {
+                    if !self.handled.contains(&job.activity_id)
+                        && !self
+                            .uploads
+                            .iter()
+                            .any(|u| u.activity_id == job.activity_id)
+                    {
+                        self.uploads.push(job.clone());
+                    }
+                }
+                for msg in messages {
+                    if !msg.activity_id.is_empty()
+                        && !self.handled.contains(&msg.activity_id)
+                        && !self
+                            .pending
+                            .iter()
+                            .any(|m| m.activity_id == msg.activity_id)
+                    {
+                        self.pending.push_back(msg.clone());
+                    }
+                }
+                if let Some(c) = cursor
+                    && !c.trim().is_empty()
+                    && c.len() <= MAX_CURSOR_LEN
+                    && !c.chars().any(char::is_control)
+                {
+                    self.cursor = Some(c.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies the journal records newer than the snapshot, in order. Returns the highest
+    /// sequence number seen (the next record must be numbered above it), notes for the log
+    /// about lines that were skipped (none: the journal can be appended to as it is), and
+    /// whether an unreadable line came before a readable one (more than a torn tail).
+    pub(crate) fn replay(
+        &mut self,
+        journal: &[u8],
+        max_handled: usize,
+    ) -> (u64, Vec<String>, bool) {
+        let mut last = self.journal_seq;
+        let mut applied = 0usize;
+        let mut skipped = 0usize;
+        let mut corrupt = false;
+        for line in journal.split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<JournalLine>(line) {
+                Ok(record) => {
+                    corrupt |= skipped > 0;
+                    // Older ones are already in the snapshot (the journal was not restarted
+                    // after it).
+                    if record.seq > last {
+                        self.apply(&record.op, max_handled);
+                        last = record.seq;
+                        applied += 1;
+                    }
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        self.journal_seq = last;
+        let mut notes = Vec::new();
+        if !journal.is_empty() && !journal.ends_with(b"\n") && skipped == 0 {
+            // A last line that parsed but lacks its newline: the next append would join it.
+            skipped = 1;
+        }
+        if skipped > 0 {
+            notes.push(format!(
+                "skipped {skipped} unreadable journal line(s) (a write cut short by a crash); {applied} change(s) replayed"
+            ));
+        }
+        (last, notes, corrupt)
     }
 
     /// Reads a state file and repairs what a hand edit or an older build could have left
@@ -225,6 +370,19 @@ impl InboxState {
     }
 }
 
+/// The inbox state a restart would see, from the bytes of the snapshot file (empty when
+/// missing) and of the journal file (empty when missing), encoded as a snapshot; `None`
+/// when the snapshot cannot be decoded. For tools and tests that inspect the state dir.
+pub fn saved_state(snapshot: &[u8], journal: &[u8]) -> Option<Vec<u8>> {
+    let mut state = if snapshot.iter().all(u8::is_ascii_whitespace) {
+        InboxState::new()
+    } else {
+        InboxState::decode(snapshot, usize::MAX).ok()?.0
+    };
+    let _ = state.replay(journal, usize::MAX);
+    Some(state.encode())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +409,57 @@ mod tests {
         assert!(notes.is_empty());
         assert_eq!(again.pending, state.pending);
         assert!(InboxState::decode(b"[1,2]", 10).is_err());
+    }
+
+    #[test]
+    fn replay_applies_newer_records_in_order_and_skips_torn_lines() {
+        let raw = br#"{"pending":[{"activity_id":"a"},{"activity_id":"b"}],"journal_seq":2}"#;
+        let (mut state, _) = InboxState::decode(raw, 10).unwrap();
+        let line = |seq, op| JournalLine { seq, op }.encode();
+        let mut journal = Vec::new();
+        // Seq 2 is already in the snapshot: it would re-queue "x".
+        journal.extend(line(
+            2,
+            JournalOp::Arrived {
+                cursor: Some("old".into()),
+                messages: vec![serde_json::from_str(r#"{"activity_id":"x"}"#).unwrap()],
+                uploads: Vec::new(),
+            },
+        ));
+        journal.extend(line(3, JournalOp::Pop { id: "a".into() }));
+        journal.extend(line(
+            4,
+            JournalOp::Arrived {
+                cursor: Some("c".into()),
+                messages: vec![serde_json::from_str(r#"{"activity_id":"a"}"#).unwrap()],
+                uploads: Vec::new(),
+            },
+        ));
+        journal.extend(b"{\"seq\":5,\"op\":\"po");
+        let (last, notes, corrupt) = state.replay(&journal, 10);
+        assert_eq!(last, 4);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(!corrupt, "a torn last line is what a crash leaves");
+        let ids: Vec<&str> = state
+            .pending
+            .iter()
+            .map(|m| m.activity_id.as_str())
+            .collect();
+        assert_eq!(ids, ["b"], "popped a stays handled; x was in the snapshot");
+        assert_eq!(state.cursor.as_deref(), Some("c"));
+        // Replaying again changes nothing.
+        let before = state.clone();
+        state.replay(&journal, 10);
+        assert_eq!(state, before);
+        // Garbage followed by a readable record is more than a torn tail.
+        let mut broken = b"not json\n".to_vec();
+        broken.extend(line(9, JournalOp::Pop { id: "b".into() }));
+        let (last, _, corrupt) = state.replay(&broken, 10);
+        assert!(corrupt);
+        assert_eq!(last, 9);
+        assert!(
+            state.pending.is_empty(),
+            "the readable record is still applied"
+        );
     }
 }

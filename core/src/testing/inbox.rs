@@ -401,8 +401,10 @@ struct Runner {
     polls: BTreeMap<RequestId, String>,
     acks: Vec<RequestId>,
     downloads: BTreeMap<RequestId, UploadFetch>,
-    writes: BTreeMap<PersistId, Vec<u8>>,
+    /// Outstanding writes: a snapshot (`None`) or a journal append (`Some(restart)`).
+    writes: BTreeMap<PersistId, (Option<bool>, Vec<u8>)>,
     durable: Option<Vec<u8>>,
+    durable_journal: Vec<u8>,
     uploads_made: u32,
     /// Injected rows that must eventually be popped or queued.
     deliverable: BTreeSet<String>,
@@ -433,6 +435,7 @@ impl Runner {
             downloads: BTreeMap::new(),
             writes: BTreeMap::new(),
             durable: None,
+            durable_journal: Vec::new(),
             uploads_made: 0,
             deliverable: BTreeSet::new(),
             popped_ever: BTreeSet::new(),
@@ -616,12 +619,16 @@ impl Runner {
     }
 
     fn complete_write(&mut self, ok: bool) {
-        let Some((id, bytes)) = self.writes.pop_first() else {
+        let Some((id, (append, bytes))) = self.writes.pop_first() else {
             return;
         };
         let covered = self.write_pops.remove(&id).unwrap_or_default();
         if ok {
-            self.durable = Some(bytes);
+            match append {
+                None => self.durable = Some(bytes),
+                Some(true) => self.durable_journal = bytes,
+                Some(false) => self.durable_journal.extend(bytes),
+            }
             for p in &covered {
                 self.popped_unsaved.remove(p);
             }
@@ -666,9 +673,10 @@ impl Runner {
 
     fn restart(&mut self) {
         self.restarts += 1;
-        self.inbox = Inbox::new(
+        self.inbox = Inbox::restore_from(
             self.cfg.clone(),
             self.durable.as_deref(),
+            Some(&self.durable_journal),
             self.now,
             7 + self.restarts,
         );
@@ -720,7 +728,17 @@ impl Runner {
                         self.fail("two state writes outstanding");
                     }
                     self.write_pops.insert(id, self.popped_unsaved.clone());
-                    self.writes.insert(id, bytes);
+                    self.writes.insert(id, (None, bytes));
+                }
+                InboxAction::Append { id, bytes, restart } => {
+                    if !self.writes.is_empty() {
+                        self.fail("two state writes outstanding");
+                    }
+                    if !bytes.ends_with(b"\n") {
+                        self.fail("a journal append that is not whole lines");
+                    }
+                    self.write_pops.insert(id, self.popped_unsaved.clone());
+                    self.writes.insert(id, (Some(restart), bytes));
                 }
                 InboxAction::Arrived(m) => {
                     let id = m.activity_id;
@@ -736,6 +754,8 @@ impl Runner {
                         ));
                     }
                 }
+                // Every restart reads back a state this machine wrote itself.
+                InboxAction::SetAside(_) => self.fail("a state the machine wrote was set aside"),
                 InboxAction::FetchUpload(f) => {
                     if !f
                         .name

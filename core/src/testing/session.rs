@@ -1382,7 +1382,9 @@ impl Checker {
                     self.secret_pending = Some((p.id, p.value.expose().to_owned()))
                 }
                 PersistFile::AuthToken => self.token_persist = Some(p.id),
-                PersistFile::InboxState => self.fail("the session must not write the inbox state"),
+                PersistFile::InboxState | PersistFile::InboxJournal => {
+                    self.fail("the session must not write the inbox state")
+                }
                 PersistFile::LegacyInboxCursor => {
                     self.fail("nothing writes the original's cursor file")
                 }

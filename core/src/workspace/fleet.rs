@@ -214,6 +214,7 @@ impl Fleet {
                     self.out.push_back(Output::PopDone {
                         ticket,
                         message: None,
+                        saved: true,
                     });
                 }
             }
@@ -369,12 +370,17 @@ impl Fleet {
                     write.id = PersistId(self.join(idx, write.id.0));
                     self.out.push_back(Output::Persist(write));
                 }
+                Output::Append(mut write) => {
+                    write.id = PersistId(self.join(idx, write.id.0));
+                    self.out.push_back(Output::Append(write));
+                }
                 Output::Rejected {
                     workspace_id,
                     reason,
                     message,
                 } => self.rejected(idx, workspace_id, reason, message),
                 other @ (Output::Log(_)
+                | Output::SetAside(_)
                 | Output::Arrived(_)
                 | Output::TokenChanged { .. }
                 | Output::PopDone { .. }

@@ -12,7 +12,9 @@
 //!   our file ids ([`Input::OutboundUploadFinished`]);
 //! * a pop is answered ([`Output::PopDone`]) only once the queue without the message is on
 //!   disk, so a crash right after the answer cannot deliver the message again; if the disk
-//!   keeps failing the answer comes after [`POP_SAVE_GRACE`] (the write keeps retrying).
+//!   keeps failing the answer comes after [`POP_SAVE_GRACE`] and says the removal is not
+//!   saved (`saved: false`), because a restart before the retried write succeeds delivers
+//!   the message again (the message stays handled in memory and the write keeps retrying).
 //!
 //! Many workspaces form a [`Fleet`], the machine drivers run: it routes outcomes by request
 //! id, orders messages across workspaces, and decides when the process should exit.
@@ -57,6 +59,40 @@ pub const POP_SAVE_GRACE: Duration = Duration::from_secs(5);
 /// Identifies one pop so its answer can be matched (chosen by the driver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PopTicket(pub u64);
+
+/// What a pop came to, as the tools report it (built from [`Output::PopDone`]; generic so
+/// the tool layer can carry the message as JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PopOutcome<M> {
+    /// Removed, and the removal is on disk.
+    Removed(M),
+    /// No message with that id was queued.
+    NotQueued,
+    /// Removed in memory, but the removal could not be written before [`POP_SAVE_GRACE`]
+    /// ran out; the write keeps retrying, and a restart before it succeeds delivers the
+    /// message again.
+    NotSaved(M),
+}
+
+impl<M> PopOutcome<M> {
+    /// The outcome an [`Output::PopDone`] with these fields stands for.
+    pub fn from_answer(message: Option<M>, saved: bool) -> Self {
+        match (message, saved) {
+            (None, _) => PopOutcome::NotQueued,
+            (Some(m), true) => PopOutcome::Removed(m),
+            (Some(m), false) => PopOutcome::NotSaved(m),
+        }
+    }
+
+    /// The same outcome with the message converted.
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> PopOutcome<N> {
+        match self {
+            PopOutcome::Removed(m) => PopOutcome::Removed(f(m)),
+            PopOutcome::NotQueued => PopOutcome::NotQueued,
+            PopOutcome::NotSaved(m) => PopOutcome::NotSaved(f(m)),
+        }
+    }
+}
 
 /// An event for a [`Workspace`] or a [`Fleet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +184,52 @@ impl std::fmt::Debug for PersistWrite {
     }
 }
 
+/// A journal append: add `contents` to the end of `<state dir>/<path>` (created 0600 when
+/// missing; emptied first when `restart`), fsync it, then report [`Input::PersistDone`].
+/// `Debug` never prints the contents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppendWrite {
+    /// Echoed in the outcome.
+    pub id: PersistId,
+    /// The workspace the file belongs to.
+    pub workspace_id: String,
+    /// Which file.
+    pub file: StateFile,
+    /// Its name relative to the state directory ([`StateLayout::file_name`]).
+    pub path: String,
+    /// Whole lines to append.
+    pub contents: Vec<u8>,
+    /// Empty the file first (a snapshot now holds everything it held).
+    pub restart: bool,
+}
+
+impl std::fmt::Debug for AppendWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendWrite")
+            .field("id", &self.id)
+            .field("workspace_id", &self.workspace_id)
+            .field("file", &self.file)
+            .field("path", &self.path)
+            .field("contents_len", &self.contents.len())
+            .field("restart", &self.restart)
+            .finish()
+    }
+}
+
+/// Move an unusable state file aside: rename `<state dir>/<path>` to
+/// [`crate::state_layout::set_aside_name`] next to it (the driver supplies the time), and log
+/// the backup's name at WARN. Performed before any later output writes that file; no outcome
+/// is reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The workspace the file belongs to.
+    pub workspace_id: String,
+    /// Which file.
+    pub file: StateFile,
+    /// Its name relative to the state directory ([`StateLayout::file_name`]).
+    pub path: String,
+}
+
 /// An instruction from a [`Workspace`] or a [`Fleet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -159,6 +241,10 @@ pub enum Output {
     FetchUpload(UploadFetch),
     /// Write a state file.
     Persist(PersistWrite),
+    /// Append to a state file (the inbox journal).
+    Append(AppendWrite),
+    /// Move an unusable state file aside before it is written again.
+    SetAside(SetAside),
     /// A log line for stderr.
     Log(LogLine),
     /// A message arrived (first time in this process): push it to the MCP client and wake
@@ -188,6 +274,10 @@ pub enum Output {
         ticket: PopTicket,
         /// The removed message.
         message: Option<InboxMessage>,
+        /// The removal is on disk (always true when nothing was removed). False when the
+        /// grace ran out first: the message is handled in memory and the write is retried,
+        /// but a restart before that write succeeds would deliver it again.
+        saved: bool,
     },
     /// The process should end: print `molecule-mcp: <message>` to stderr and exit with
     /// `code` (only a [`Fleet`] emits this).
@@ -263,6 +353,7 @@ impl WorkspacePlan {
         }
         if self.inbox.is_some() {
             files.push(StateFile::InboxState);
+            files.push(StateFile::InboxJournal);
             files.push(StateFile::LegacyInboxCursor);
         }
         files
@@ -363,7 +454,15 @@ impl Workspace {
                     bytes,
                     path: &legacy_path,
                 });
-            Inbox::upgrading(cfg, state.map(Vec::as_slice), legacy, now, seed)
+            let journal = plan.restored.files.get(&StateFile::InboxJournal);
+            Inbox::upgrading(
+                cfg,
+                state.map(Vec::as_slice),
+                journal.map(Vec::as_slice),
+                legacy,
+                now,
+                seed,
+            )
         });
         let mut ws = Workspace {
             id: plan.workspace_id,
@@ -479,6 +578,7 @@ impl Workspace {
                     self.out.push_back(Output::PopDone {
                         ticket,
                         message: None,
+                        saved: true,
                     });
                 }
             }
@@ -755,8 +855,23 @@ impl Workspace {
                     contents: bytes,
                 }))
             }
+            InboxAction::Append { id, bytes, restart } => {
+                self.out.push_back(Output::Append(AppendWrite {
+                    id: PersistId(to_local(Part::Inbox, id.0)),
+                    workspace_id: self.id.clone(),
+                    file: StateFile::InboxJournal,
+                    path: self.layout.file_name(StateFile::InboxJournal, &self.id),
+                    contents: bytes,
+                    restart,
+                }));
+            }
             InboxAction::Arrived(message) => self.out.push_back(Output::Arrived(message)),
             InboxAction::Log(line) => self.out.push_back(Output::Log(line)),
+            InboxAction::SetAside(file) => self.out.push_back(Output::SetAside(SetAside {
+                workspace_id: self.id.clone(),
+                file,
+                path: self.layout.file_name(file, &self.id),
+            })),
         }
     }
 
@@ -765,14 +880,17 @@ impl Workspace {
             return;
         }
         let inbox = self.inbox.as_ref();
+        let saved = |p: &PendingPop| inbox.is_none_or(|i| i.is_saved(p.mark));
         let (ready, waiting): (Vec<PendingPop>, Vec<PendingPop>) = std::mem::take(&mut self.pops)
             .into_iter()
-            .partition(|p| p.deadline <= now || inbox.is_none_or(|i| i.is_saved(p.mark)));
+            .partition(|p| p.deadline <= now || saved(p));
         self.pops = waiting;
         for pop in ready {
+            let saved = saved(&pop);
             self.out.push_back(Output::PopDone {
                 ticket: pop.ticket,
                 message: Some(pop.message),
+                saved,
             });
         }
     }
