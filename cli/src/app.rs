@@ -235,6 +235,10 @@ impl InboxAccess for InboxTools {
     fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
         self.0.end_outbound_upload(workspace_id, file_ids);
     }
+
+    fn report_current_task(&self, workspace_id: &str, summary: &str) {
+        self.0.report_current_task(workspace_id, summary);
+    }
 }
 
 /// The `notifications/claude/channel` frame for a new message (`content` + `meta`, see

@@ -37,6 +37,8 @@ use crate::timer::{LastNow, Timer, TimerTable};
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default heartbeat cadence.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
+/// Longest `current_task` sent, in characters (a summary line on the canvas).
+const MAX_CURRENT_TASK_CHARS: usize = 256;
 
 /// Everything one session needs; built from a validated config (or directly in tests).
 #[derive(Debug, Clone)]
@@ -122,6 +124,9 @@ pub struct SessionStatus {
 struct InFlight {
     kind: RequestKind,
     deadline: Instant,
+    /// A `current_task` report beat ([`Session::report_current_task`]): it never holds a
+    /// regular beat back.
+    report: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -389,7 +394,14 @@ impl Session {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let deadline = now + timeout.max(Duration::from_millis(1));
-        self.inflight.push((id, InFlight { kind, deadline }));
+        self.inflight.push((
+            id,
+            InFlight {
+                kind,
+                deadline,
+                report: false,
+            },
+        ));
         let request = self.beat_template.requests.build(
             id,
             kind,
@@ -427,7 +439,7 @@ impl Session {
         let outstanding = self
             .inflight
             .iter()
-            .any(|(_, f)| f.kind == RequestKind::Heartbeat);
+            .any(|(_, f)| f.kind == RequestKind::Heartbeat && !f.report);
         if !outstanding {
             let uptime = now.saturating_duration_since(self.started_at).as_secs();
             let body = self.beat_template.body(uptime);
@@ -442,6 +454,42 @@ impl Session {
             self.heartbeats_sent += 1;
         }
         self.schedule_next_beat(now, not_before);
+    }
+
+    /// Sends one extra heartbeat saying what the agent is working on (`current_task`, with
+    /// `active_tasks: 1`), as the Python original did after recording a delegation: the
+    /// canvas shows it until the next regular beat, which omits the field and so clears it.
+    /// Unlike the original's extra beat, this one carries the real uptime. Its answer counts
+    /// like any beat's (a 401 escalates); the regular grid is not moved.
+    pub fn report_current_task(&mut self, now: Instant, summary: &str) {
+        let now = self.clamp(now);
+        let summary: String = summary
+            .trim()
+            .chars()
+            .take(MAX_CURRENT_TASK_CHARS)
+            .collect();
+        if self.is_terminal() || summary.is_empty() {
+            return;
+        }
+        let uptime = now.saturating_duration_since(self.started_at).as_secs();
+        let mut body = beat_body_value(&self.cfg.workspace_id, uptime);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("current_task".to_owned(), Value::String(summary));
+            map.insert("active_tasks".to_owned(), json!(1));
+        }
+        // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let timeout = self
+            .cfg
+            .request_timeout
+            .min(self.cfg.heartbeat_interval.mul_f64(0.75));
+        let url = self.beat_template.url.clone();
+        self.send(now, RequestKind::Heartbeat, url, body, timeout);
+        if let Some((_, last)) = self.inflight.last_mut() {
+            last.report = true;
+        }
+        self.heartbeats_sent += 1;
+        self.refresh_deadline_timer();
     }
 
     fn schedule_next_beat(&mut self, now: Instant, not_before: Option<Instant>) {

@@ -199,6 +199,15 @@ impl FleetHandle {
             }));
     }
 
+    /// Tells the platform (one extra heartbeat with `current_task`) what `workspace_id` is
+    /// working on, for the canvas.
+    pub fn report_current_task(&self, workspace_id: &str, summary: &str) {
+        let _ = self.commands.send(Command::Input(Input::CurrentTask {
+            workspace_id: workspace_id.to_owned(),
+            summary: summary.to_owned(),
+        }));
+    }
+
     /// Status of every workspace, in configuration order.
     pub async fn status(&self) -> Vec<WorkspaceStatus> {
         self.ask(|reply| Command::Status { reply })
@@ -335,6 +344,7 @@ impl Driver {
             | Input::Pop { .. }
             | Input::OutboundUploadStarted { .. }
             | Input::OutboundUploadFinished { .. }
+            | Input::CurrentTask { .. }
             | Input::Shutdown => {}
         }
         self.fleet.handle(now(), input);

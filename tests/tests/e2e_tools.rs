@@ -220,7 +220,8 @@ async fn delegate_task_outcomes_and_failures() {
     assert_eq!(body["method"], "message/send");
     assert_eq!(body["params"]["message"]["parts"][0]["text"], "sum 2+2");
     // Activity report, as the original recorded it: an a2a_send row before and an
-    // a2a_receive row with the reply after, both in our own feed; no fake heartbeat.
+    // a2a_receive row with the reply after, both in our own feed, each followed by one
+    // heartbeat carrying its summary as current_task.
     let reports = hits(&rig.stub, "POST", &format!("/workspaces/{me}/activity"));
     let types: Vec<Value> = reports
         .iter()
@@ -230,6 +231,22 @@ async fn delegate_task_outcomes_and_failures() {
     let done = reports[1].json().unwrap();
     assert_eq!(done["response_body"]["result"], "echo: sum 2+2");
     assert_eq!(done["summary"], "echo-peer responded (13 chars)");
+    let tasks = |s: &PlatformStub| -> Vec<Value> {
+        hits(s, "POST", "/registry/heartbeat")
+            .iter()
+            .filter_map(|b| b.json())
+            .filter(|b| b.get("current_task").is_some())
+            .collect()
+    };
+    assert!(
+        rig.stub.wait_until(|s| tasks(s).len() >= 2, WAIT).await,
+        "current_task beats: {:?}",
+        tasks(&rig.stub)
+    );
+    let beats = tasks(&rig.stub);
+    assert_eq!(beats[0]["current_task"], "Delegating to echo-peer");
+    assert_eq!(beats[1]["current_task"], "echo-peer responded (13 chars)");
+    assert_eq!(beats[1]["active_tasks"], 1);
     // The a2a_receive row is in our own inbox feed, with ourselves as the source: two more
     // polls later it has still not come back as a message.
     let feed = format!("/workspaces/{me}/activity");

@@ -661,10 +661,15 @@ fn restored_files_seed_the_session_and_the_inbox() {
 }
 
 /// Three messages in A's feed; the Python original's cursor file names the second one.
-fn upgrade_harness(own_state: Option<&[u8]>, legacy: &[u8]) -> H {
+/// A workspace restored from its own snapshot and journal (if any) beside the original's
+/// cursor file, as a restart reads them.
+fn upgrade_harness(own_state: Option<&[u8]>, own_journal: Option<&[u8]>, legacy: &[u8]) -> H {
     let mut plan = plan_for(&[A], false, true);
     if let Some(own) = own_state {
         plan.restore(0, StateFile::InboxState, own.to_vec());
+    }
+    if let Some(journal) = own_journal {
+        plan.restore(0, StateFile::InboxJournal, journal.to_vec());
     }
     plan.restore(0, StateFile::LegacyInboxCursor, legacy.to_vec());
     let mut h = H::new(plan);
@@ -685,7 +690,7 @@ fn legacy_cursor_of_second_row() -> String {
 fn an_upgrade_continues_after_the_original_cursor_and_saves_it_as_its_own() {
     let cursor = legacy_cursor_of_second_row();
     // The original writes the bare id, no newline.
-    let mut h = upgrade_harness(None, cursor.as_bytes());
+    let mut h = upgrade_harness(None, None, cursor.as_bytes());
     let upgrade_logs: Vec<&LogLine> = h
         .logs
         .iter()
@@ -715,7 +720,8 @@ fn an_upgrade_continues_after_the_original_cursor_and_saves_it_as_its_own() {
     );
     // Restarting from what was saved ignores the (older) original cursor.
     let saved = h.disk.get(".mcp_inbox_state").cloned().expect("saved");
-    let mut again = upgrade_harness(Some(&saved), cursor.as_bytes());
+    let journal = h.disk.get(".mcp_inbox_journal").cloned();
+    let mut again = upgrade_harness(Some(&saved), journal.as_deref(), cursor.as_bytes());
     assert!(
         !again
             .logs
@@ -730,7 +736,7 @@ fn an_upgrade_continues_after_the_original_cursor_and_saves_it_as_its_own() {
 
 #[test]
 fn an_unusable_original_cursor_is_reported_and_the_backlog_read() {
-    let mut h = upgrade_harness(None, b"line one\nline two\n");
+    let mut h = upgrade_harness(None, None, b"line one\nline two\n");
     assert!(
         h.logs.iter().any(|l| l.level == LogLevel::Warn
             && l.message.contains("ignoring /state/.mcp_inbox_cursor")),
@@ -739,7 +745,7 @@ fn an_unusable_original_cursor_is_reported_and_the_backlog_read() {
     );
     assert!(h.requests_to("since_id").is_empty());
     // A blank file (the original treats it as no cursor) is no news.
-    let blank = upgrade_harness(None, b"  \n");
+    let blank = upgrade_harness(None, None, b"  \n");
     assert!(
         !blank
             .logs
@@ -928,4 +934,42 @@ fn all_saved_waits_for_session_writes_too() {
         h.disk.get(".platform_inbound_secret").map(Vec::as_slice),
         Some(&b"fresh-secret"[..])
     );
+}
+
+#[test]
+fn a_current_task_report_is_one_extra_beat_that_never_holds_the_grid_back() {
+    let mut h = H::new(plan_for(&[A], true, false));
+    h.answer_all();
+    h.advance(Duration::from_secs(1));
+    h.answer_all();
+    h.handle(Input::CurrentTask {
+        workspace_id: A.to_owned(),
+        summary: "Delegating to Reviewer".to_owned(),
+    });
+    let beats = h.requests_to("/registry/heartbeat");
+    assert_eq!(beats.len(), 1, "one extra beat, sent at once");
+    let body: serde_json::Value = serde_json::from_slice(&beats[0].body).expect("json");
+    assert_eq!(body["current_task"], "Delegating to Reviewer");
+    assert_eq!(body["active_tasks"], 1);
+    assert_eq!(body["workspace_id"], A);
+    // Unanswered, it must not hold the regular beat back.
+    h.advance(Duration::from_secs(21));
+    let regular: Vec<serde_json::Value> = h
+        .requests_to("/registry/heartbeat")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .filter(|b: &serde_json::Value| b.get("current_task").is_none())
+        .collect();
+    assert!(!regular.is_empty(), "the regular grid went on");
+    // Blank summaries and unknown workspaces send nothing.
+    h.answer_all();
+    h.handle(Input::CurrentTask {
+        workspace_id: A.to_owned(),
+        summary: "   ".to_owned(),
+    });
+    h.handle(Input::CurrentTask {
+        workspace_id: B.to_owned(),
+        summary: "x".to_owned(),
+    });
+    assert!(h.requests_to("/registry/heartbeat").is_empty());
 }

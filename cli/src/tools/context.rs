@@ -58,6 +58,12 @@ pub trait InboxAccess: Send + Sync {
     fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
         let _ = (workspace_id, file_ids);
     }
+    /// Tells the platform what `workspace_id` works on (`current_task` on one extra
+    /// heartbeat, shown on the canvas until the next regular beat). The runtime's handle
+    /// is the one the inbox tools use, so without the inbox nothing is reported.
+    fn report_current_task(&self, workspace_id: &str, summary: &str) {
+        let _ = (workspace_id, summary);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

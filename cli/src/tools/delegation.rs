@@ -7,9 +7,10 @@
 //!   success: the peer has the task and the reply comes to the inbox. The outcome is
 //!   recorded as an `a2a_receive` row (summary, status, the reply or the error detail), as
 //!   the Python original did; the inbox skips rows whose source is the polled workspace,
-//!   so the row does not come back as a message. Unlike the original, no extra heartbeat
-//!   carries `current_task`: the platform overwrites every heartbeat field on each beat,
-//!   so the original's extra beat also reset `uptime_seconds` to 0 and `active_tasks` to 1.
+//!   so the row does not come back as a message. After each row one extra heartbeat
+//!   carries its summary as `current_task` (with `active_tasks: 1`), as the original's did,
+//!   but with the real `uptime_seconds` (the original's reset it to 0); the next regular
+//!   beat clears it.
 //! * `delegate_task_async` posts `/delegate` with an idempotency key that is a fresh random
 //!   nonce per tool call, so the same task can be delegated again later, while the key still
 //!   makes this call's own retries safe. Both 202 and the idempotent-hit 200 (a retry the
@@ -96,16 +97,18 @@ async fn report_delegation_start(
     peer_name: &str,
     task: &str,
 ) {
+    let summary = truncate_chars(&format!("Delegating to {peer_name}"), MAX_SUMMARY_CHARS);
     let body = json!({
         "activity_type": "a2a_send",
         "source_id": src,
         "target_id": target,
         "method": "message/send",
-        "summary": truncate_chars(&format!("Delegating to {peer_name}"), MAX_SUMMARY_CHARS),
+        "summary": summary,
         "status": "ok",
         "request_body": {"task": task},
     });
     report_activity(ctx, src, body).await;
+    report_current_task(ctx, src, &summary);
 }
 
 /// How a delegation ended, as its `a2a_receive` activity row records it.
@@ -128,12 +131,13 @@ async fn report_delegation_result(
     task: &str,
     record: DelegationRecord,
 ) {
+    let summary = truncate_chars(&record.summary, MAX_SUMMARY_CHARS);
     let mut body = json!({
         "activity_type": "a2a_receive",
         "source_id": src,
         "target_id": target,
         "method": "message/send",
-        "summary": truncate_chars(&record.summary, MAX_SUMMARY_CHARS),
+        "summary": summary,
         "status": if record.error_detail.is_some() { "error" } else { "ok" },
         "request_body": {"task": task},
         "response_body": {"result": truncate_chars(&record.result, MAX_RECORDED_RESULT_CHARS)},
@@ -145,6 +149,16 @@ async fn report_delegation_result(
         );
     }
     report_activity(ctx, src, body).await;
+    report_current_task(ctx, src, &summary);
+}
+
+/// After each recorded row, as the Python original did: one heartbeat carrying the row's
+/// summary as `current_task`, so the canvas shows what the agent is doing (see
+/// `Session::report_current_task`).
+fn report_current_task(ctx: &ToolContext, src: &str, summary: &str) {
+    if let Some(runtime) = &ctx.inbox {
+        runtime.report_current_task(src, summary);
+    }
 }
 
 /// Posts one activity row to `src`'s feed; failures are only logged at debug (the

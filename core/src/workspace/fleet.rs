@@ -218,6 +218,18 @@ impl Fleet {
                     });
                 }
             }
+            Input::CurrentTask {
+                workspace_id,
+                summary,
+            } => {
+                if let Some(idx) = self.index_of(&workspace_id) {
+                    let input = Input::CurrentTask {
+                        workspace_id,
+                        summary,
+                    };
+                    self.feed_workspace(now, idx, input);
+                }
+            }
             Input::OutboundUploadStarted { workspace_id } => {
                 if let Some(idx) = self.index_of(&workspace_id) {
                     self.feed_workspace(now, idx, Input::OutboundUploadStarted { workspace_id });

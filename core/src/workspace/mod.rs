@@ -152,6 +152,14 @@ pub enum Input {
         /// Files the platform created for it.
         file_ids: Vec<String>,
     },
+    /// What the agent works on, for the canvas: `workspace_id` sends one extra heartbeat
+    /// carrying `current_task` ([`crate::Session::report_current_task`]).
+    CurrentTask {
+        /// The workspace.
+        workspace_id: String,
+        /// One line, e.g. `Delegating to Reviewer`.
+        summary: String,
+    },
     /// Stop: no more heartbeats or polls; state writes still complete.
     Shutdown,
 }
@@ -580,6 +588,11 @@ impl Workspace {
                         message: None,
                         saved: true,
                     });
+                }
+            }
+            Input::CurrentTask { summary, .. } => {
+                if let Some(session) = &mut self.session {
+                    session.report_current_task(now, &summary);
                 }
             }
             Input::OutboundUploadStarted { .. } => {
