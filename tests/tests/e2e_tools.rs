@@ -259,12 +259,6 @@ async fn delegate_task_outcomes_and_failures() {
         "our own a2a_receive row echoed back: {}",
         peeked.text()
     );
-    assert!(
-        hits(&rig.stub, "POST", "/registry/heartbeat")
-            .iter()
-            .all(|h| h.json().unwrap()["current_task"] != json!("Delegating to echo-peer")),
-        "delegate_task sent a fake heartbeat"
-    );
 
     // 2. Poll-mode peer: {"status":"queued"} is a delivery, not a failure.
     let r = rig
