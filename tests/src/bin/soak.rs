@@ -17,6 +17,13 @@
 //! final process lives long enough for its memory growth to mean something. After the run,
 //! faults stop and the agent drains the inbox (up to 90 s).
 //!
+//! `--hostile` mixes in the hostile inputs of the hardening tests: platform error bodies that
+//! echo the request's Authorization header, a 20 MiB activity page, a 30 MiB error page on a
+//! heartbeat, and 1 MiB `commit_memory` calls whose content carries the token. It then also
+//! reports (and fails on) the token in any stdout frame, the worst gap between two heartbeats
+//! of one process (bound: 5 s, i.e. the 1 s interval plus the longest scripted Retry-After
+//! and slack), and the peak RSS (`VmHWM`, bound: 256 MiB).
+//!
 //! Report: messages injected / delivered / lost (must be 0), deliveries of a message after
 //! its pop was confirmed (must be 0), re-offers before a pop (allowed: at-least-once after a
 //! crash), injection → first delivery latency, RSS at start and end and growth of the final
@@ -70,10 +77,16 @@ struct Options {
     minutes: f64,
     seed: u64,
     bin: PathBuf,
+    hostile: bool,
 }
 
+/// Worst heartbeat gap allowed in `--hostile` mode (see the module docs).
+const HOSTILE_MAX_BEAT_GAP: Duration = Duration::from_secs(5);
+/// Peak RSS allowed in `--hostile` mode, in kB (256 MiB).
+const HOSTILE_MAX_HWM_KB: u64 = 256 * 1024;
+
 fn usage() -> &'static str {
-    "usage: soak [--minutes N (default 30)] [--seed N (default: from the clock)] [--bin PATH (default: molecule-mcp next to this executable)]"
+    "usage: soak [--minutes N (default 30)] [--seed N (default: from the clock)] [--bin PATH (default: molecule-mcp next to this executable)] [--hostile]"
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -84,6 +97,7 @@ fn parse_args() -> Result<Options, String> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
         bin: molecule_mcp_bin(),
+        hostile: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -103,6 +117,7 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--seed: {e}"))?
             }
             "--bin" => opts.bin = PathBuf::from(value("--bin")?),
+            "--hostile" => opts.hostile = true,
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -174,6 +189,14 @@ struct Tally {
     failed_poll_run: u32,
     max_failed_poll_run: u32,
     failed_calls: u64,
+    /// The token in an MCP answer the agent received (a leak).
+    stdout_leaks: u64,
+    /// Arrival of the current process's latest heartbeat (reset at every kill).
+    last_beat: Option<SystemTime>,
+    max_beat_gap: Duration,
+    /// Highest `VmHWM` of any process, kB.
+    peak_hwm: u64,
+    hostile: BTreeMap<&'static str, u64>,
 }
 
 impl Tally {
@@ -185,6 +208,13 @@ impl Tally {
     fn absorb(&mut self, journal: &[JournalEntry]) {
         for e in journal {
             if e.method == "POST" && e.path == HEARTBEAT {
+                if let Some(gap) = self
+                    .last_beat
+                    .and_then(|last| e.at.duration_since(last).ok())
+                {
+                    self.max_beat_gap = self.max_beat_gap.max(gap);
+                }
+                self.last_beat = Some(e.at);
                 self.heartbeats += 1;
                 self.heartbeats_ok += u64::from(e.status == Some(200));
             } else if e.method == "GET" && e.path.ends_with("/activity") {
@@ -237,6 +267,8 @@ struct Soak {
     counter: u64,
     /// RSS of the first process, sampled once it settled.
     first_rss: Option<u64>,
+    /// `--hostile`.
+    hostile: bool,
 }
 
 impl Soak {
@@ -286,6 +318,9 @@ impl Soak {
     }
 
     async fn kill_and_restart(&mut self, why: &'static str) -> Result<(), String> {
+        // Beats of the old process are counted before it dies; the new one's gaps start fresh.
+        self.fold_journal();
+        self.tally.last_beat = None;
         if let Some(mut proc) = self.proc.take() {
             proc.p.signal(9);
             if proc.p.wait_exit(CALL_TIMEOUT).await.is_none() {
@@ -342,6 +377,9 @@ impl Soak {
 
     /// One random fault (or none). `kills` allows SIGKILL restarts.
     async fn fault(&mut self, kills: bool) -> Result<(), String> {
+        if self.hostile && self.rng.below(3) == 0 {
+            return self.hostile_input().await;
+        }
         let r = self.rng.unit();
         // Registers only happen at a restart; without kills a register fault would never fire.
         let path = if kills {
@@ -448,6 +486,88 @@ impl Soak {
         Ok(())
     }
 
+    /// One of the hardening tests' hostile inputs (`--hostile`).
+    async fn hostile_input(&mut self) -> Result<(), String> {
+        match self.rng.below(4) {
+            0 => {
+                let path = *self.rng.pick(&[HEARTBEAT, ACTIVITY]);
+                let method = if path == ACTIVITY { "GET" } else { "POST" };
+                let status = *self.rng.pick(&[404u16, 500, 502]);
+                self.stub.script(
+                    Script::new(method, path, Action::EchoRequest { status })
+                        .times(2)
+                        .within(window(2)),
+                );
+                *self
+                    .tally
+                    .hostile
+                    .entry("token echoed in an error body")
+                    .or_default() += 1;
+            }
+            1 => {
+                let page = Bytes::from(vec![b' '; 20 * 1024 * 1024]);
+                self.stub.script(
+                    Script::new("GET", ACTIVITY, Action::body(200, "application/json", page))
+                        .times(1)
+                        .within(window(1)),
+                );
+                *self
+                    .tally
+                    .hostile
+                    .entry("20 MiB activity page")
+                    .or_default() += 1;
+            }
+            2 => {
+                let page = Bytes::from(vec![b'x'; 30 * 1024 * 1024]);
+                self.stub.script(
+                    Script::new("POST", HEARTBEAT, Action::body(500, "text/html", page))
+                        .times(1)
+                        .within(window(1)),
+                );
+                *self
+                    .tally
+                    .hostile
+                    .entry("30 MiB heartbeat error page")
+                    .or_default() += 1;
+            }
+            _ => {
+                self.ensure_alive().await?;
+                let content = format!("{} {}", "y".repeat(1024 * 1024), self.token);
+                let Some(proc) = self.proc.as_mut() else {
+                    return Err("no process".into());
+                };
+                proc.next_id += 1;
+                let id = proc.next_id;
+                let resp = proc
+                    .p
+                    .request(
+                        id,
+                        "tools/call",
+                        json!({"name": "commit_memory", "arguments": {"content": content}}),
+                        CALL_TIMEOUT,
+                    )
+                    .await;
+                self.audit_answer(resp.as_ref());
+                *self
+                    .tally
+                    .hostile
+                    .entry("1 MiB commit_memory with the token")
+                    .or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the token in an MCP answer.
+    fn audit_answer(&mut self, resp: Option<&serde_json::Value>) {
+        if let Some(resp) = resp
+            && resp.to_string().contains(&self.token)
+        {
+            self.tally.stdout_leaks += 1;
+            progress("TOKEN found in an MCP answer");
+        }
+    }
+
     /// One agent step: wait briefly for a message; if one comes, check and pop it (or, when
     /// `kills` allows and the dice say so, crash before popping: the message must be offered
     /// again). Returns whether a pop was confirmed.
@@ -467,6 +587,7 @@ impl Soak {
                 Duration::from_secs_f64(WAIT_SECS) + CALL_TIMEOUT,
             )
             .await;
+        self.audit_answer(resp.as_ref());
         let Some(resp) = resp else {
             self.tally.failed_calls += 1;
             return Ok(false);
@@ -539,6 +660,9 @@ impl Soak {
             return;
         };
         let age = proc.started.elapsed();
+        if let Some(hwm) = proc_status(proc.pid, "VmHWM") {
+            self.tally.peak_hwm = self.tally.peak_hwm.max(hwm);
+        }
         if let Some(rss) = proc_status(proc.pid, "VmRSS") {
             // The first sample once start-up has settled (register, backlog read).
             if proc.rss_first.is_none() && age >= Duration::from_secs(5) {
@@ -586,6 +710,7 @@ async fn run(opts: Options) -> Result<bool, String> {
         tally: Tally::default(),
         counter: 0,
         first_rss: None,
+        hostile: opts.hostile,
     };
     progress(&format!(
         "soak: seed {} ({} min); binary {}; state dir {}",
@@ -782,7 +907,24 @@ async fn run(opts: Options) -> Result<bool, String> {
         "panics: {}; token in stderr: {}; clean exit 0 on EOF: {clean_exit}",
         t.panics, t.token_leaks
     ));
-    let ok = lost.is_empty()
+    let mut hostile_ok = true;
+    if soak.hostile {
+        let kinds: Vec<String> = t.hostile.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        say(&format!("hostile inputs: {}", kinds.join(", ")));
+        say(&format!(
+            "token in an MCP answer: {}; worst gap between two heartbeats of one process: {:.2} s (bound {} s); peak RSS (VmHWM) of any process: {} kB (bound {} kB)",
+            t.stdout_leaks,
+            t.max_beat_gap.as_secs_f64(),
+            HOSTILE_MAX_BEAT_GAP.as_secs(),
+            t.peak_hwm,
+            HOSTILE_MAX_HWM_KB
+        ));
+        hostile_ok = t.stdout_leaks == 0
+            && t.max_beat_gap <= HOSTILE_MAX_BEAT_GAP
+            && t.peak_hwm <= HOSTILE_MAX_HWM_KB;
+    }
+    let ok = hostile_ok
+        && lost.is_empty()
         && t.dup_after_pop.is_empty()
         && t.wrong_text.is_empty()
         && t.panics == 0
