@@ -151,7 +151,20 @@ pub fn apply_workspaces_file(raw: &mut RawConfig, path: &Path) -> Result<(), Wor
             path: path.to_path_buf(),
         });
     }
-    let bytes = std::fs::read(path).map_err(unreadable)?;
+    // Bounded again while reading: the file may have grown since the size check.
+    let bytes = molecule_mcp_io_tokio::persist::read_bounded(path, MAX_WORKSPACES_FILE)
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::FileTooLarge => WorkspacesFileError::TooLarge {
+                path: path.to_path_buf(),
+            },
+            _ => unreadable(error),
+        })?
+        .ok_or_else(|| {
+            unreadable(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the file disappeared",
+            ))
+        })?;
     let text = String::from_utf8(bytes).map_err(|_| WorkspacesFileError::NotUtf8 {
         path: path.to_path_buf(),
     })?;

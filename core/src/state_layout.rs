@@ -56,6 +56,19 @@ impl StateFile {
         }
     }
 
+    /// The largest file of this kind a driver reads at start. A token or a cursor is a
+    /// line; the inbox snapshot and journal hold at most the queue's bound
+    /// (`InboxConfig::max_pending_bytes`, 32 MiB by default) plus handled ids and uploads,
+    /// so 256 MiB is far above any real file while keeping a start-up read bounded.
+    pub fn max_read_bytes(self) -> u64 {
+        match self {
+            StateFile::AuthToken | StateFile::InboundSecret | StateFile::LegacyInboxCursor => {
+                64 * 1024
+            }
+            StateFile::InboxState | StateFile::InboxJournal => 256 * 1024 * 1024,
+        }
+    }
+
     /// Whether the file holds a secret (the attachment guard and permission checks use it).
     pub fn is_secret(self) -> bool {
         match self {

@@ -59,14 +59,19 @@ pub fn now() -> Instant {
 pub fn restore(plan: &mut FleetPlan, state_dir: &Path) {
     for (idx, file, name) in plan.files_to_restore() {
         let path = state_dir.join(&name);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
+        match persist::read_bounded(&path, file.max_read_bytes()) {
+            Ok(Some(bytes)) => {
                 if file.is_secret() {
                     crate::secrets::remember(&String::from_utf8_lossy(&bytes));
                 }
                 plan.restore(idx, file, bytes)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(None) => {}
+            // Starting without it would overwrite it with the next save: keep it aside.
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                tracing::warn!("{} is {e}; starting without it", path.display());
+                set_aside(&path);
+            }
             Err(e) => tracing::warn!("cannot read {}: {e}; starting without it", path.display()),
         }
     }

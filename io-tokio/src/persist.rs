@@ -201,3 +201,62 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Reads `path` whole if it holds at most `max` bytes: `Ok(None)` when it does not exist,
+/// `Err` with [`std::io::ErrorKind::FileTooLarge`] past `max` (the read itself stops at
+/// `max + 1` bytes, so a file that grows meanwhile cannot make it unbounded).
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {max} bytes"),
+        )
+    };
+    if file.metadata()?.len() > max {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > max {
+        return Err(too_large());
+    }
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn bounded_reads_refuse_large_files_and_report_missing_ones() {
+        let dir = std::env::temp_dir().join(format!("mmcp-bounded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let small = dir.join("small");
+        std::fs::write(&small, b"12345").expect("write");
+        assert_eq!(
+            read_bounded(&small, 5).expect("read"),
+            Some(b"12345".to_vec())
+        );
+        let err = read_bounded(&small, 4).expect_err("too large");
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(
+            read_bounded(&dir.join("missing"), 4).expect("missing"),
+            None
+        );
+        // A sparse 3 GB file is refused from its metadata, without reading it.
+        let huge = dir.join("huge");
+        std::fs::File::create(&huge)
+            .and_then(|f| f.set_len(3 * 1024 * 1024 * 1024))
+            .expect("sparse");
+        let err = read_bounded(&huge, 64 * 1024).expect_err("huge");
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

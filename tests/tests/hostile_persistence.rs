@@ -175,6 +175,58 @@ async fn a_corrupt_or_empty_state_file_is_moved_aside_with_a_warning() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_state_files_are_set_aside_unread_and_the_runtime_starts() {
+    let stub = PlatformStub::start().await.expect("stub");
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("oversized").poll());
+    let dir = temp_dir("oversized");
+    // Sparse files: 300 MB of inbox state, 1 GB of inbound secret. Read whole, either would
+    // raise the start-up memory by as much; bounded reads refuse them from their size.
+    let state = dir.path().join(INBOX_FILES[0]);
+    std::fs::File::create(&state)
+        .and_then(|f| f.set_len(300 * 1024 * 1024))
+        .expect("sparse state");
+    let secret = dir.path().join(".platform_inbound_secret");
+    std::fs::File::create(&secret)
+        .and_then(|f| f.set_len(1024 * 1024 * 1024))
+        .expect("sparse secret");
+    let env = base_env(&stub.url(), &ws, &token, dir.as_str());
+    let mut p = spawn_initialized(&env).await;
+    let id = stub.inject_message(&ws, InboundMessage::canvas("after the oversized state"));
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read(&state).is_ok_and(|s| String::from_utf8_lossy(&s).contains(&id)) {
+        assert!(
+            Instant::now() < deadline,
+            "never saved a fresh state; stderr: {}",
+            p.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".mcp_inbox_state.corrupt-"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the oversized state is kept aside: {aside:?}"
+    );
+    let stderr = p.stderr();
+    assert!(
+        stderr.contains("larger than"),
+        "the warning says why; stderr: {stderr}"
+    );
+    let hwm = p
+        .pid()
+        .and_then(|pid| molecule_mcp_tests::measure::proc_status(pid, "VmHWM"))
+        .expect("VmHWM");
+    assert!(hwm < 64 * 1024, "peak RSS {hwm} kB: nothing was read whole");
+    p.close_stdin();
+    assert!(p.wait_exit(WAIT).await.is_some_and(|s| s.success()));
+}
+
 // ----- cost of a pop and of an arrival at 10 and 10,000 handled ids -------------------------
 
 /// The core inbox driven against real files in a temp dir, written by the tokio driver's own
