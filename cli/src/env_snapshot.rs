@@ -153,11 +153,14 @@ pub fn apply_workspaces_file(raw: &mut RawConfig, path: &Path) -> Result<(), Wor
     }
     // Bounded again while reading: the file may have grown since the size check.
     let bytes = molecule_mcp_io_tokio::persist::read_bounded(path, MAX_WORKSPACES_FILE)
-        .map_err(|error| match error.kind() {
-            std::io::ErrorKind::FileTooLarge => WorkspacesFileError::TooLarge {
-                path: path.to_path_buf(),
-            },
-            _ => unreadable(error),
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::FileTooLarge {
+                WorkspacesFileError::TooLarge {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                unreadable(error)
+            }
         })?
         .ok_or_else(|| {
             unreadable(std::io::Error::new(
