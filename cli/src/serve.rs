@@ -118,13 +118,28 @@ async fn serve(
     if !config.heartbeat_enabled {
         tracing::info!("MOLECULE_MCP_DISABLE_HEARTBEAT is set: not registering or heartbeating");
     }
+    let mut settings = settings;
+    let budget = molecule_mcp_core::fd_budget::fd_budget(
+        state_dir::open_files_limit(),
+        settings.max_concurrent_calls,
+    );
+    if budget.tool_calls < settings.max_concurrent_calls {
+        tracing::warn!(
+            "the open-files limit allows {} tool calls at once (MOLECULE_MCP_MAX_CONCURRENT_CALLS is {}); \
+             more are refused so that heartbeats always get a connection. Raise the limit (ulimit -n) to allow more.",
+            budget.tool_calls,
+            settings.max_concurrent_calls
+        );
+        settings.max_concurrent_calls = budget.tool_calls;
+    }
     let mut plan = FleetPlan::from_config(&config, &state_dir.display().to_string());
     driver::restore(&mut plan, &state_dir);
-    let (fleet, mut outputs) = driver::spawn(
+    let (fleet, mut outputs) = driver::spawn_bounded(
         plan,
         state_dir.clone(),
         http.clone(),
         molecule_mcp_io_tokio::entropy::os_seed(),
+        budget.platform_requests,
     );
     let app = match App::new(
         &config,

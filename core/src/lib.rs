@@ -44,6 +44,7 @@
 pub mod action;
 pub mod config;
 pub mod escalation;
+pub mod fd_budget;
 mod heartbeat_schedule;
 pub mod help;
 pub mod http;

@@ -236,13 +236,29 @@ pub fn spawn(
     http: HttpClient,
     seed: u64,
 ) -> (FleetHandle, mpsc::UnboundedReceiver<Output>) {
+    spawn_bounded(plan, state_dir, http, seed, MAX_IN_FLIGHT)
+}
+
+/// [`spawn`] with at most `max_in_flight` requests out at once (the process's file
+/// descriptor budget, `molecule_mcp_core::fd_budget`, may allow fewer than [`MAX_IN_FLIGHT`]).
+pub fn spawn_bounded(
+    plan: FleetPlan,
+    state_dir: PathBuf,
+    http: HttpClient,
+    seed: u64,
+    max_in_flight: usize,
+) -> (FleetHandle, mpsc::UnboundedReceiver<Output>) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (count_tx, count_rx) = watch::channel(0u64);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
     let driver = Driver {
         fleet: Fleet::new(plan, now(), seed),
-        requests: RequestQueue::new(http.clone(), MAX_IN_FLIGHT, outcome_tx.clone()),
+        requests: RequestQueue::new(
+            http.clone(),
+            max_in_flight.clamp(1, MAX_IN_FLIGHT),
+            outcome_tx.clone(),
+        ),
         http,
         state_dir,
         outcome_tx,

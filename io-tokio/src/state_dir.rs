@@ -139,6 +139,17 @@ pub fn permission_warnings(state_dir: &Path, token_file: Option<&Path>) -> Vec<S
     warnings
 }
 
+/// The soft limit on open files (`Max open files` in `/proc/self/limits`), if it can be read.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,3 +193,65 @@ async fn ten_messages_with_a_hundred_megabytes_of_attachments_each() {
     assert!(peak < PEAK_RSS_KB, "peak RSS {peak} kB");
     rig.finish().await;
 }
+
+/// Under a small open-files limit, tool calls that hold connections cannot starve the
+/// heartbeats: the tool share of the limit is refused past its cap, the platform loop keeps
+/// its own (`core/src/fd_budget.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_never_take_the_heartbeats_file_descriptors() {
+    let prlimit = std::path::Path::new("/usr/bin/prlimit");
+    if !prlimit.exists() {
+        eprintln!(
+            "SKIPPED tool_calls_never_take_the_heartbeats_file_descriptors: no /usr/bin/prlimit"
+        );
+        return;
+    }
+    let stub = molecule_mcp_tests::stub::PlatformStub::start()
+        .await
+        .expect("stub");
+    let (ws, token) =
+        stub.create_workspace(molecule_mcp_tests::stub::WorkspaceSpec::named("fd-budget").poll());
+    let dir = e2e_support::temp_dir("hostile-bounds-fds");
+    let env = e2e_support::base_env(&stub.url(), &ws, &token, dir.as_str());
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let bin = molecule_mcp_tests::process::molecule_mcp_bin();
+    let bin = bin.to_string_lossy();
+    let mut p = McpProcess::spawn_bin(prlimit, &pairs, &["--nofile=48:48", bin.as_ref()])
+        .expect("spawn under prlimit");
+    assert!(p.initialize(WAIT).await.is_some(), "stderr: {}", p.stderr());
+    // Every tool call holds its connection open until the end of the test.
+    stub.script(Script::new("GET", "/workspaces/:id", Action::Hang));
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        flood.extend_from_slice(
+            json!({"jsonrpc": "2.0", "id": format!("f{i}"), "method": "tools/call",
+                   "params": {"name": "get_workspace_info", "arguments": {}}})
+            .to_string()
+            .as_bytes(),
+        );
+        flood.push(b'\n');
+    }
+    p.send_raw(&flood).await.expect("flood");
+    let ping = p
+        .request(7, "ping", json!({}), Duration::from_secs(10))
+        .await;
+    assert!(ping.is_some(), "ping went unanswered");
+    // Heartbeats (1 s) keep being answered over the next 5 s.
+    let ok_before = answered(&stub.journal(), "POST", "/registry/heartbeat", 200);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ok_after = answered(&stub.journal(), "POST", "/registry/heartbeat", 200);
+    assert!(
+        ok_after >= ok_before + 3,
+        "heartbeats starved: {ok_before} → {ok_after} answered; stderr: {}",
+        p.stderr()
+    );
+    let refused = p
+        .unclaimed()
+        .iter()
+        .filter(|m| m["error"]["code"] == json!(-32000))
+        .count();
+    assert!(refused >= 190, "only {refused} of 200 calls refused");
+    p.close_stdin();
+    let _ = p.wait_exit(WAIT).await;
+    stub.shutdown().await;
+}
