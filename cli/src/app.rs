@@ -18,7 +18,7 @@ use std::time::Duration;
 use molecule_mcp_core::Secret;
 use molecule_mcp_core::config::ValidConfig;
 use molecule_mcp_core::ids::normalize_uuid;
-use molecule_mcp_core::inbox::{InboxMessage, PeerLabel, push_content, push_meta};
+use molecule_mcp_core::inbox::{AgentSignal, InboxMessage, PeerLabel, push_content, push_meta};
 use molecule_mcp_io_tokio::{FleetHandle, HttpClient};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -79,7 +79,17 @@ impl App {
             ctx = ctx.with_secret_file(file.clone());
         }
         if config.inbox_enabled {
-            ctx = ctx.with_inbox(Arc::new(InboxTools(fleet)));
+            // `MOLECULE_MCP_POLL_TIMEOUT_SECS=0` tells the agent not to call
+            // wait_for_message: messages reach it only as pushes, so someone always waits.
+            let push_expected = config.poll_timeout_secs == 0;
+            let tools = InboxTools {
+                fleet,
+                push_expected,
+            };
+            if push_expected {
+                tools.agent(AgentSignal::PushListener(true));
+            }
+            ctx = ctx.with_inbox(Arc::new(tools));
         }
         let (poll_timeout, multi) = (config.poll_timeout_secs, config.multi_workspace);
         let identity = ServerIdentity::molecule(move || {
@@ -187,6 +197,12 @@ impl ToolHandler for Tools {
         self.call_in(name, arguments, CallEnv::unlimited())
     }
 
+    fn client_initialized(&self, takes_pushes: bool) {
+        if let Some(inbox) = &self.0.inbox {
+            inbox.agent(AgentSignal::PushListener(takes_pushes));
+        }
+    }
+
     fn call_in(
         &self,
         name: &str,
@@ -196,13 +212,23 @@ impl ToolHandler for Tools {
         let tool = Tool::from_name(name)?;
         let ctx = Arc::clone(&self.0);
         Some(Box::pin(async move {
+            // A call that runs (not one refused at the concurrency cap) is agent activity:
+            // replies to what it does tend to follow.
+            if let Some(inbox) = &ctx.inbox {
+                inbox.agent(AgentSignal::Used);
+            }
             tool.call_in(&ctx, &arguments, &env).await
         }))
     }
 }
 
 /// [`InboxAccess`] over the fleet driver.
-struct InboxTools(FleetHandle);
+struct InboxTools {
+    fleet: FleetHandle,
+    /// The agent was told to rely on pushes (see [`App::new`]): a client that does not
+    /// declare the channel capability does not end the push listening.
+    push_expected: bool,
+}
 
 impl InboxAccess for InboxTools {
     fn enabled(&self) -> bool {
@@ -210,12 +236,17 @@ impl InboxAccess for InboxTools {
     }
 
     fn wait_next(&self, timeout: Duration) -> BoxFuture<'_, Option<Value>> {
-        Box::pin(async move { self.0.wait_unreturned(timeout).await.map(|m| m.to_json()) })
+        Box::pin(async move {
+            self.fleet
+                .wait_unreturned(timeout)
+                .await
+                .map(|m| m.to_json())
+        })
     }
 
     fn peek(&self, limit: usize) -> BoxFuture<'_, Vec<Value>> {
         Box::pin(async move {
-            self.0
+            self.fleet
                 .peek(limit)
                 .await
                 .iter()
@@ -225,19 +256,26 @@ impl InboxAccess for InboxTools {
     }
 
     fn pop<'a>(&'a self, activity_id: &'a str) -> BoxFuture<'a, PopOutcome<Value>> {
-        Box::pin(async move { self.0.pop(activity_id).await.map(|m| m.to_json()) })
+        Box::pin(async move { self.fleet.pop(activity_id).await.map(|m| m.to_json()) })
     }
 
     fn begin_outbound_upload(&self, workspace_id: &str) {
-        self.0.begin_outbound_upload(workspace_id);
+        self.fleet.begin_outbound_upload(workspace_id);
     }
 
     fn end_outbound_upload(&self, workspace_id: &str, file_ids: Vec<String>) {
-        self.0.end_outbound_upload(workspace_id, file_ids);
+        self.fleet.end_outbound_upload(workspace_id, file_ids);
     }
 
     fn report_current_task(&self, workspace_id: &str, summary: &str) {
-        self.0.report_current_task(workspace_id, summary);
+        self.fleet.report_current_task(workspace_id, summary);
+    }
+
+    fn agent(&self, signal: AgentSignal) {
+        self.fleet.agent(match signal {
+            AgentSignal::PushListener(on) => AgentSignal::PushListener(on || self.push_expected),
+            other => other,
+        });
     }
 }
 

@@ -23,10 +23,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use molecule_mcp_core::PersistError;
-use molecule_mcp_core::inbox::{InboxMessage, UploadFetch};
+use molecule_mcp_core::inbox::{AgentSignal, InboxMessage, UploadFetch};
 use molecule_mcp_core::workspace::{
     AppendWrite, Fleet, FleetPlan, Input, Output, PersistWrite, PopOutcome, PopTicket,
     WorkspaceStatus,
@@ -46,6 +47,10 @@ use crate::{logging, persist};
 /// 2,500 requests/s up to ~100 ms round trips. Upload downloads are not counted (few, and
 /// long).
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Shortest spacing of [`AgentSignal::Used`] signals passed to the fleet. Far below the
+/// core's active window (minutes), so coalescing changes no cadence.
+pub const USED_EVERY: Duration = Duration::from_secs(1);
 
 /// The current time in the form the core expects. Taken from tokio's clock so tests with
 /// paused time stay consistent.
@@ -134,6 +139,8 @@ pub struct FleetHandle {
     commands: mpsc::UnboundedSender<Command>,
     /// Bumped on every arrival.
     arrivals: watch::Receiver<u64>,
+    /// When [`AgentSignal::Used`] was last passed on (see [`FleetHandle::agent`]).
+    last_used: Arc<Mutex<Option<Instant>>>,
 }
 
 impl FleetHandle {
@@ -145,6 +152,7 @@ impl FleetHandle {
 
     /// Up to `limit` deliverable messages, oldest first, not removed.
     pub async fn peek(&self, limit: usize) -> Vec<InboxMessage> {
+        self.agent(AgentSignal::Used);
         self.ask(|reply| Command::Peek { limit, reply })
             .await
             .unwrap_or_default()
@@ -157,8 +165,11 @@ impl FleetHandle {
             .flatten()
     }
 
-    /// Waits up to `timeout` for a message not returned before.
+    /// Waits up to `timeout` for a message not returned before. While it waits the inbox
+    /// polls every second (the core's cadence rule).
     pub async fn wait_unreturned(&self, timeout: Duration) -> Option<InboxMessage> {
+        // Ends the wait also when this future is dropped (a cancelled tool call).
+        let _waiting = WaitGuard::start(self);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut arrivals = self.arrivals.clone();
         loop {
@@ -174,6 +185,24 @@ impl FleetHandle {
                 Ok(Err(_)) | Err(_) => return None,
             }
         }
+    }
+
+    /// Tells the inbox what the agent does (its poll cadence follows it). `Used` is passed
+    /// on at most once per [`USED_EVERY`]: every workspace hears it, and the cadence only
+    /// keeps the time of the latest use, so a burst of tool calls costs one.
+    pub fn agent(&self, signal: AgentSignal) {
+        if signal == AgentSignal::Used {
+            let now = now();
+            let mut last = self
+                .last_used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now.saturating_duration_since(at) < USED_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let _ = self.commands.send(Command::Input(Input::Agent(signal)));
     }
 
     /// Removes a handled message; answered once the removal is on disk, or as
@@ -227,6 +256,23 @@ impl FleetHandle {
     }
 }
 
+/// A `wait_for_message` in progress: [`AgentSignal::WaitStarted`] when made,
+/// [`AgentSignal::WaitEnded`] when dropped, so every start has exactly one end.
+struct WaitGuard<'a>(&'a FleetHandle);
+
+impl<'a> WaitGuard<'a> {
+    fn start(handle: &'a FleetHandle) -> Self {
+        handle.agent(AgentSignal::WaitStarted);
+        WaitGuard(handle)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.agent(AgentSignal::WaitEnded);
+    }
+}
+
 /// Starts the driver task for `plan` (restored with [`restore`]); state files live in
 /// `state_dir`. Returns the handle and the outputs the program must react to (only
 /// `Arrived`, `TokenChanged`, `Rejected` and `Exit`; the driver performs every other one).
@@ -277,6 +323,7 @@ pub fn spawn_bounded(
         FleetHandle {
             commands: cmd_tx,
             arrivals: count_rx,
+            last_used: Arc::new(Mutex::new(None)),
         },
         event_rx,
     )
@@ -366,6 +413,7 @@ impl Driver {
             | Input::OutboundUploadStarted { .. }
             | Input::OutboundUploadFinished { .. }
             | Input::CurrentTask { .. }
+            | Input::Agent(_)
             | Input::Shutdown => {}
         }
         self.fleet.handle(now(), input);

@@ -925,3 +925,104 @@ async fn multi_workspace_one_process() {
     assert!(p.wait_exit(WAIT).await.is_some_and(|s| s.success()));
     assert_clean(&p, &[&ta, &tb, "not-the-token-of-c", &tc]);
 }
+
+// ----- the poll cadence follows the agent (core/src/inbox/cadence.rs) ----------------------
+
+/// With a 20 s configured interval, an agent blocked in `wait_for_message` still gets a
+/// message within about a second: the inbox polls at once when the wait starts and then
+/// at least every second, and goes back to the configured interval afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_agent_gets_messages_within_a_second() {
+    let mut rig = Rig::start(
+        "cadence",
+        &[("MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS", "20")],
+    )
+    .await;
+    let me = rig.ws.clone();
+    // The first poll (the backlog) happens at start; the next would be ~20 s later.
+    assert!(
+        rig.stub.wait_until(|s| polls(s, &me) >= 1, WAIT).await,
+        "no first poll"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = polls(&rig.stub, &me);
+    let id = send_call(&mut rig.p, "wait_for_message", json!({"timeout_secs": 30})).await;
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let during = polls(&rig.stub, &me) - before;
+    assert!(
+        during >= 3,
+        "{during} polls in 3.2 s of waiting (expected one at once, then ≥ 1/s)"
+    );
+    let m = rig
+        .stub
+        .inject_message(&me, InboundMessage::canvas("quick"));
+    let put = Instant::now();
+    let reply = wait_reply(&mut rig.p, id, WAIT).await;
+    let latency = put.elapsed();
+    assert_eq!(reply.structured()["activity_id"], json!(m), "{:?}", reply.0);
+    // 1 s of cadence plus a generous margin for a loaded CI machine; 20 s without the rule.
+    assert!(
+        latency < Duration::from_secs(3),
+        "delivered after {latency:?}"
+    );
+    // The wait is over: back to the configured interval (no poll in the next 3 s, allowing
+    // one already under way).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = polls(&rig.stub, &me);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        polls(&rig.stub, &me) <= after + 1,
+        "still polling fast after the wait"
+    );
+    rig.finish().await;
+}
+
+/// A client that declares the `claude/channel` capability takes pushes: someone is always
+/// waiting, so the inbox polls every second without any `wait_for_message`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_pushes_gets_polls_every_second() {
+    let stub = PlatformStub::start().await.expect("start stub");
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("channel").poll());
+    let dir = temp_dir("channel");
+    let mut env = base_env(&stub.url(), &ws, &token, dir.as_str());
+    set_env(&mut env, "MOLECULE_MCP_INBOX_POLL_INTERVAL_SECS", "20");
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut p = McpProcess::spawn(&pairs, &[]).expect("spawn");
+    let init = p
+        .request(
+            1,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18",
+                   "capabilities": {"experimental": {"claude/channel": {}}},
+                   "clientInfo": {"name": "channel-client", "version": "0"}}),
+            WAIT,
+        )
+        .await;
+    assert!(
+        init.is_some_and(|r| r.get("result").is_some()),
+        "{}",
+        p.stderr()
+    );
+    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .expect("send");
+    assert!(
+        stub.wait_until(|s| polls(s, &ws) >= 1, WAIT).await,
+        "no first poll"
+    );
+    let before = polls(&stub, &ws);
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let during = polls(&stub, &ws) - before;
+    assert!(during >= 3, "{during} polls in 3.2 s with a push client");
+    let m = stub.inject_message(&ws, InboundMessage::canvas("pushed"));
+    let put = Instant::now();
+    wait_push(&mut p, &m).await;
+    assert!(
+        put.elapsed() < Duration::from_secs(3),
+        "pushed after {:?}",
+        put.elapsed()
+    );
+    p.close_stdin();
+    assert!(p.wait_exit(WAIT).await.is_some_and(|s| s.success()));
+    assert_clean(&p, &[&token]);
+}

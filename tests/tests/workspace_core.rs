@@ -800,6 +800,7 @@ enum Op {
     Begin(bool),
     Finish(bool),
     Inject(bool),
+    Agent(u8),
     Shutdown,
 }
 
@@ -814,6 +815,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Begin),
         1 => any::<bool>().prop_map(Op::Finish),
         2 => any::<bool>().prop_map(Op::Inject),
+        2 => any::<u8>().prop_map(Op::Agent),
         1 => Just(Op::Shutdown),
     ]
 }
@@ -859,6 +861,16 @@ proptest! {
                     if let Some(feed) = h.feeds.get_mut(ws) {
                         feed.push(message_row("m", None));
                     }
+                }
+                Op::Agent(n) => {
+                    use molecule_mcp_core::inbox::AgentSignal;
+                    h.handle(Input::Agent(match n % 5 {
+                        0 => AgentSignal::WaitStarted,
+                        1 => AgentSignal::WaitEnded,
+                        2 => AgentSignal::Used,
+                        3 => AgentSignal::PushListener(true),
+                        _ => AgentSignal::PushListener(false),
+                    }));
                 }
                 Op::Shutdown => h.handle(Input::Shutdown),
             }
@@ -972,4 +984,190 @@ fn a_current_task_report_is_one_extra_beat_that_never_holds_the_grid_back() {
         summary: "x".to_owned(),
     });
     assert!(h.requests_to("/registry/heartbeat").is_empty());
+}
+
+// ----- the poll cadence follows the agent (core/src/inbox/cadence.rs) --------------------
+
+/// Runs the platform for `by` in 10 ms steps: every request answered at once, every write
+/// saved. Returns when each poll went out.
+fn live(h: &mut H, by: Duration) -> Vec<Instant> {
+    let end = h.now + by;
+    let mut polls = Vec::new();
+    while h.now < end {
+        let n = h.requests_to("/activity?").len();
+        polls.extend(std::iter::repeat_n(h.now, n));
+        h.answer_all();
+        h.save(false);
+        let step = Duration::from_millis(10).min(end - h.now);
+        h.advance(step);
+    }
+    let n = h.requests_to("/activity?").len();
+    polls.extend(std::iter::repeat_n(h.now, n));
+    h.answer_all();
+    h.save(false);
+    polls
+}
+
+fn gaps(polls: &[Instant]) -> Vec<Duration> {
+    polls.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+fn assert_gaps_within(polls: &[Instant], low: Duration, high: Duration, what: &str) {
+    let g = gaps(polls);
+    assert!(!g.is_empty(), "{what}: no polls");
+    for d in &g {
+        assert!(
+            *d >= low && *d <= high,
+            "{what}: gap {d:?} outside {low:?}..{high:?} in {g:?}"
+        );
+    }
+}
+
+#[test]
+fn the_poll_cadence_follows_the_agent_waiting_active_idle() {
+    use molecule_mcp_core::inbox::{ACTIVE_WINDOW, AgentSignal, Cadence};
+    let mut h = H::new(plan_for(&[A], false, true));
+    let cadence = |h: &H| h.fleet.status()[0].inbox.as_ref().map(|s| s.cadence);
+    // Just started: active, the configured 5 s ± 20 %.
+    let polls = live(&mut h, ACTIVE_WINDOW - Duration::from_secs(10));
+    assert_eq!(cadence(&h), Some(Cadence::Active));
+    assert_gaps_within(
+        &polls[1..],
+        Duration::from_secs(4),
+        Duration::from_secs(6),
+        "active",
+    );
+    // Nobody around: the spacing doubles up to 30 s (± 20 %).
+    let polls = live(&mut h, Duration::from_secs(600));
+    assert_eq!(cadence(&h), Some(Cadence::Idle));
+    let idle = gaps(&polls);
+    assert!(
+        idle.iter()
+            .rev()
+            .take(10)
+            .all(|d| *d >= Duration::from_secs(24) && *d <= Duration::from_secs(36)),
+        "idle gaps {idle:?}"
+    );
+    assert!(polls.len() < 40, "{} polls in 10 idle minutes", polls.len());
+    // A wait starts: a poll goes out at once, then less than a second apart.
+    let before = h.requests_to("/activity?").len();
+    h.handle(Input::Agent(AgentSignal::WaitStarted));
+    assert_eq!(
+        h.requests_to("/activity?").len(),
+        before + 1,
+        "a wait polls at once"
+    );
+    assert_eq!(cadence(&h), Some(Cadence::Waiting));
+    let waiting = live(&mut h, Duration::from_secs(60));
+    assert_gaps_within(
+        &waiting,
+        Duration::from_millis(600),
+        Duration::from_millis(999),
+        "waiting",
+    );
+    // A message reaches the agent less than a second after the platform has it.
+    for offset_ms in [0u64, 137, 455, 801, 990] {
+        live(&mut h, Duration::from_millis(offset_ms));
+        let id = h
+            .feeds
+            .get_mut(A)
+            .expect("feed")
+            .push(message_row("hi", None));
+        let put = h.now;
+        while !h.arrived.iter().any(|m| m.activity_id == id) {
+            live(&mut h, Duration::from_millis(10));
+            let waited = h.now - put;
+            assert!(
+                waited < Duration::from_secs(1),
+                "message {id} not delivered after {waited:?}"
+            );
+        }
+    }
+    // The wait ends: the active cadence for the next few minutes, then idle again.
+    h.handle(Input::Agent(AgentSignal::WaitEnded));
+    let polls = live(&mut h, ACTIVE_WINDOW - Duration::from_secs(10));
+    assert_eq!(cadence(&h), Some(Cadence::Active));
+    assert_gaps_within(
+        &polls[1..],
+        Duration::from_secs(4),
+        Duration::from_secs(6),
+        "active after the wait",
+    );
+    live(&mut h, Duration::from_secs(120));
+    assert_eq!(cadence(&h), Some(Cadence::Idle));
+    // Other use brings an idle inbox's next poll forward to the active interval.
+    live(&mut h, Duration::from_secs(300));
+    h.handle(Input::Agent(AgentSignal::Used));
+    let polls = live(&mut h, Duration::from_secs(7));
+    assert!(
+        !polls.is_empty(),
+        "use while idle: a poll within the active interval"
+    );
+}
+
+#[test]
+fn a_waiting_agent_never_cuts_a_failure_backoff_short() {
+    use molecule_mcp_core::inbox::AgentSignal;
+    let mut h = H::new(plan_for(&[A], false, true));
+    // The platform fails every poll: the back-off grows (5 s, 10 s, 20 s, 40 s …).
+    let mut sent = 0;
+    for _ in 0..4 {
+        let polls: Vec<HttpRequest> = h.requests_to("/activity?");
+        for r in polls {
+            sent += 1;
+            h.handle(Input::HttpResponse {
+                id: r.id,
+                status: 503,
+                retry_after: None,
+                body: b"{}".to_vec(),
+            });
+            h.http.remove(&r.id);
+        }
+        let at = h.fleet.poll_timeout().expect("a retry is scheduled");
+        h.advance(at - h.now);
+    }
+    assert!(sent >= 3, "{sent} failed polls");
+    h.http.clear();
+    let next = h.fleet.poll_timeout().expect("a retry is scheduled");
+    h.handle(Input::Agent(AgentSignal::WaitStarted));
+    assert!(
+        h.requests_to("/activity?").is_empty(),
+        "no poll before the back-off ends"
+    );
+    assert_eq!(
+        h.fleet.poll_timeout(),
+        Some(next),
+        "the back-off is unchanged"
+    );
+}
+
+#[test]
+fn every_workspace_of_a_fleet_hears_the_agent() {
+    use molecule_mcp_core::inbox::{ACTIVE_WINDOW, AgentSignal, Cadence};
+    let mut h = H::new(plan_for(&[A, B], false, true));
+    live(&mut h, ACTIVE_WINDOW + Duration::from_secs(120));
+    let cadences = |h: &H| -> Vec<Option<Cadence>> {
+        h.fleet
+            .status()
+            .iter()
+            .map(|s| s.inbox.as_ref().map(|i| i.cadence))
+            .collect()
+    };
+    assert_eq!(cadences(&h), [Some(Cadence::Idle), Some(Cadence::Idle)]);
+    h.handle(Input::Agent(AgentSignal::WaitStarted));
+    assert_eq!(h.requests_to("/activity?").len(), 2, "both poll at once");
+    assert_eq!(
+        cadences(&h),
+        [Some(Cadence::Waiting), Some(Cadence::Waiting)]
+    );
+    h.handle(Input::Agent(AgentSignal::WaitEnded));
+    assert_eq!(cadences(&h), [Some(Cadence::Active), Some(Cadence::Active)]);
+    // A pop (of anything) is use too.
+    live(&mut h, ACTIVE_WINDOW + Duration::from_secs(60));
+    assert_eq!(cadences(&h), [Some(Cadence::Idle), Some(Cadence::Idle)]);
+    h.handle(Input::Pop {
+        ticket: PopTicket(1),
+        activity_id: "nope".to_owned(),
+    });
+    assert_eq!(cadences(&h), [Some(Cadence::Active), Some(Cadence::Active)]);
 }

@@ -37,6 +37,12 @@ pub trait ToolHandler: Send + Sync + 'static {
         let _ = env;
         self.call(name, arguments)
     }
+
+    /// A client completed `initialize`; `takes_pushes` when it declared the
+    /// `claude/channel` experimental capability (it shows pushed messages to the model).
+    fn client_initialized(&self, takes_pushes: bool) {
+        let _ = takes_pushes;
+    }
 }
 
 /// How long one call may wait, decided by the server from its request: a call whose client

@@ -86,9 +86,13 @@ pub const PROGRESS_NOTIFICATION: &str = "notifications/progress";
 /// says otherwise (the same default as `MOLECULE_MCP_CALL_BUDGET_MS`).
 pub const DEFAULT_CALL_BUDGET: Duration = Duration::from_secs(50);
 
+/// The experimental capability of Claude's channel push (we declare it; a client that
+/// declares it too is taken to show pushed messages to its model).
+pub const CHANNEL_CAPABILITY: &str = "claude/channel";
+
 /// The capabilities we declare: tools (a fixed list) and Claude's channel push.
 pub fn capabilities() -> Value {
-    json!({"tools": {"listChanged": false}, "experimental": {"claude/channel": {}}})
+    json!({"tools": {"listChanged": false}, "experimental": {CHANNEL_CAPABILITY: {}}})
 }
 
 /// What to do with one frame.
@@ -599,6 +603,12 @@ impl Protocol {
             .copied()
             .unwrap_or(LATEST_LEGACY_VERSION);
         self.session.negotiated.store(index + 1, Ordering::Relaxed);
+        let takes_pushes = params
+            .get("capabilities")
+            .and_then(|c| c.get("experimental"))
+            .and_then(|e| e.get(CHANNEL_CAPABILITY))
+            .is_some();
+        self.handler.client_initialized(takes_pushes);
         let mut capabilities = capabilities();
         if Features::legacy(version).tasks {
             capabilities["tasks"] =

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use molecule_mcp_core::PlatformRequests;
 use molecule_mcp_core::ids::normalize_uuid;
+use molecule_mcp_core::inbox::AgentSignal;
 use molecule_mcp_core::rng::Rng;
 /// The settings' home is the core configuration; re-exported for the tools' older paths.
 pub use molecule_mcp_core::tool_settings::{Rbac, ToolSettings};
@@ -63,6 +64,12 @@ pub trait InboxAccess: Send + Sync {
     /// is the one the inbox tools use, so without the inbox nothing is reported.
     fn report_current_task(&self, workspace_id: &str, summary: &str) {
         let _ = (workspace_id, summary);
+    }
+    /// What the agent does (a tool call, a client that takes pushes), so the inbox polls
+    /// at the cadence that follows it (`core/src/inbox/cadence.rs`). `wait_next` reports
+    /// its own wait.
+    fn agent(&self, signal: AgentSignal) {
+        let _ = signal;
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::cadence::AgentSignal;
 use super::message::InboxMessage;
 use super::upload::UploadOutcome;
 use crate::action::{LogLine, PersistError, PersistId};
@@ -138,6 +139,8 @@ pub enum InboxInput {
         /// How it ended.
         outcome: UploadOutcome,
     },
+    /// What the agent is doing: sets the poll cadence (`cadence.rs`).
+    Agent(AgentSignal),
     /// Stop polling and fetching. Queue operations and persist outcomes still work, so
     /// a pop during shutdown is saved.
     Shutdown,

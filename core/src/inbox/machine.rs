@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::action::{InboxAction, InboxInput};
+use super::cadence::{Attention, Cadence};
 use super::config::InboxConfig;
 use super::feed::FeedQuery;
 use super::message::InboxMessage;
@@ -65,6 +66,8 @@ pub struct InboxStatus {
     pub ignored_inputs: u64,
     /// `Shutdown` was received.
     pub stopped: bool,
+    /// The poll cadence at the last `now` seen (`cadence.rs`).
+    pub cadence: Cadence,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +153,8 @@ pub struct Inbox {
     pub(super) inflight: BTreeMap<RequestId, InFlight>,
     pub(super) actions: VecDeque<InboxAction>,
     pub(super) poll_at: Instant,
+    /// Who waits for messages and when the agent was last active: sets the poll cadence.
+    pub(super) attention: Attention,
     pub(super) scan: Option<BacklogScan>,
     pub(super) poll_failures: FailureLog,
     pub(super) bad_cursor_answers: u32,
@@ -211,6 +216,7 @@ impl Inbox {
             inflight: BTreeMap::new(),
             actions: VecDeque::new(),
             poll_at: now,
+            attention: Attention::new(now),
             scan: None,
             poll_failures: FailureLog::default(),
             bad_cursor_answers: 0,
@@ -377,6 +383,7 @@ impl Inbox {
             unsaved_changes: self.persist.generation != self.persist.saved_generation,
             ignored_inputs: self.ignored_inputs,
             stopped: self.stopped,
+            cadence: self.attention.cadence(self.last_now.get()),
         }
     }
 
@@ -560,6 +567,7 @@ impl Inbox {
                 None => self.ignored_inputs += 1,
             },
             InboxInput::PersistDone { id, result } => self.on_persist_done(now, id, result),
+            InboxInput::Agent(signal) => self.on_agent_signal(now, signal),
             InboxInput::Shutdown => {
                 if !self.stopped {
                     self.log(LogLevel::Info, "inbox: stopped polling".to_owned());

@@ -53,8 +53,10 @@
 //!
 //! ## Polling
 //!
-//! See `feed.rs` for the URLs and the backlog paging rule, `schedule.rs` for log throttling
-//! and [`crate::retry`] for cadence and backoff. A full page is followed by another poll at once (after it is
+//! See `feed.rs` for the URLs and the backlog paging rule, `cadence.rs` for when polls go
+//! out (the cadence follows the agent: every second while it waits for a message, the
+//! configured interval while it is active, backing off to 30 s when idle), `schedule.rs`
+//! for log throttling and [`crate::retry`] for the back-off after failures. A full page is followed by another poll at once (after it is
 //! saved). When the queue reaches its bound the inbox stops fetching (WARN once) instead of
 //! evicting anything, because an evicted message would be lost; `pop` resumes it.
 //!
@@ -72,6 +74,7 @@
 //! [`InboxConfig::arrival_workspace_id`] so messages say where they arrived.
 
 mod action;
+mod cadence;
 mod config;
 mod feed;
 mod machine;
@@ -88,6 +91,7 @@ pub use crate::retry::MAX_BACKOFF;
 /// The file-name rule lives in [`crate::sanitize`]; re-exported for this older path.
 pub use crate::sanitize::sanitize_filename;
 pub use action::{InboxAction, InboxInput, UploadFetch};
+pub use cadence::{ACTIVE_WINDOW, AgentSignal, Cadence, IDLE_MAX, WAITING_INTERVAL};
 pub use config::{
     DEFAULT_BACKLOG_SECS, DEFAULT_MAX_HANDLED, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_PAGE_LIMIT, DEFAULT_POLL_INTERVAL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::InboxAction;
+use super::cadence::{AgentSignal, Reschedule};
 use super::config::MAX_PAGE_LIMIT;
 use super::feed::{FeedQuery, NextPage, activity_url, next_before_ts};
 use super::machine::{InFlight, Inbox, Purpose, window};
@@ -16,7 +17,7 @@ use super::state::JournalOp;
 use super::upload::UploadJob;
 use crate::action::LogLevel;
 use crate::http::Method;
-use crate::retry::{Backoff, INBOX_JITTER, RetryAfterCap};
+use crate::retry::{Backoff, RetryAfterCap};
 use crate::sanitize::log_excerpt;
 
 /// Longest backlog scan, in pages (500 rows each at most).
@@ -86,8 +87,33 @@ impl Inbox {
         self.actions.push_back(InboxAction::SendHttp(request));
     }
 
+    /// The next poll after a successful one, at the cadence the agent's attention asks for
+    /// (`cadence.rs`).
     fn next_regular_poll(&mut self, now: Instant) {
-        self.poll_at = now + INBOX_JITTER.spread(self.cfg.poll_interval, &mut self.rng);
+        self.poll_at = now
+            + self
+                .attention
+                .next_delay(now, self.cfg.poll_interval, &mut self.rng);
+    }
+
+    /// Applies an [`AgentSignal`]: a wait that starts polls at once, other activity brings
+    /// an idle inbox's next poll forward. A failure back-off is never cut short.
+    pub(super) fn on_agent_signal(&mut self, now: Instant, signal: AgentSignal) {
+        let reschedule = self.attention.signal(now, signal);
+        if self.poll_failures.streak() > 0 {
+            return;
+        }
+        match reschedule {
+            Reschedule::Keep => {}
+            Reschedule::Now => self.poll_at = self.poll_at.min(now),
+            Reschedule::NoLaterThanRegular => {
+                let regular = now
+                    + self
+                        .attention
+                        .next_delay(now, self.cfg.poll_interval, &mut self.rng);
+                self.poll_at = self.poll_at.min(regular);
+            }
+        }
     }
 
     pub(super) fn poll_failed(
@@ -238,7 +264,7 @@ impl Inbox {
 
     fn on_steady_page(&mut self, now: Instant, rows: &[Value]) {
         let full = Self::page_is_full(rows.len(), self.cfg.page_limit);
-        let outcome = self.ingest(rows.iter());
+        let outcome = self.ingest(now, rows.iter());
         if outcome.truncated {
             self.next_regular_poll(now);
         } else if full && outcome.advanced {
@@ -312,7 +338,7 @@ impl Inbox {
         };
         // Oldest first; the newest processed row becomes the cursor and `since_id` then
         // walks forward over the newer pages.
-        let outcome = self.ingest(rows.iter().rev());
+        let outcome = self.ingest(now, rows.iter().rev());
         if self.state.cursor.is_some() && !outcome.truncated {
             self.poll_at = now;
         } else {
@@ -322,7 +348,7 @@ impl Inbox {
 
     /// Adds the rows (in delivery order) to the queue; moves the in-memory cursor to the
     /// last row taken. Stops early, without dropping anything, when the queue is full.
-    fn ingest<'a>(&mut self, rows: impl Iterator<Item = &'a Value>) -> IngestOutcome {
+    fn ingest<'a>(&mut self, now: Instant, rows: impl Iterator<Item = &'a Value>) -> IngestOutcome {
         let mut outcome = IngestOutcome::default();
         let mut candidate: Option<String> = None;
         let mut changed = false;
@@ -391,6 +417,10 @@ impl Inbox {
             self.state.cursor = Some(c);
             outcome.advanced = true;
             changed = true;
+        }
+        if self.state.pending.len() > queued_before || self.state.uploads.len() > uploads_before {
+            // A conversation is under way: replies tend to follow.
+            self.attention.activity(now);
         }
         if changed {
             // Journaled as one record: what this batch appended, and where it ends.

@@ -29,8 +29,8 @@ use serde_json::{Value, json};
 use crate::action::PersistId;
 use crate::http::{Method, RequestId, TransportError, TransportErrorKind};
 use crate::inbox::{
-    Inbox, InboxAction, InboxConfig, InboxInput, UploadFetch, UploadOutcome, format_rfc3339_micros,
-    parse_rfc3339,
+    AgentSignal, Cadence, Inbox, InboxAction, InboxConfig, InboxInput, InboxTimer, UploadFetch,
+    UploadOutcome, format_rfc3339_micros, parse_rfc3339,
 };
 use crate::secret::Secret;
 
@@ -291,6 +291,8 @@ pub enum InboxOp {
     Pop(u8),
     /// `wait_for_message`'s `take_unreturned`.
     TakeUnreturned,
+    /// What the agent does (sets the poll cadence).
+    Agent(AgentSignal),
     /// Crash: drop the machine and start again from the last saved bytes.
     Restart,
     /// Let this many milliseconds pass, firing due timers.
@@ -324,7 +326,14 @@ pub fn decode_inbox_ops(data: &[u8]) -> Vec<InboxOp> {
             },
             10 => InboxOp::AnswerUpload(param()),
             11 => InboxOp::Pop(param()),
-            12 => InboxOp::TakeUnreturned,
+            // Bits 4–7 of a 12 choose an agent signal (0: plain `take_unreturned`).
+            12 => match (b >> 4) & 3 {
+                0 => InboxOp::TakeUnreturned,
+                1 => InboxOp::Agent(AgentSignal::WaitStarted),
+                2 => InboxOp::Agent(AgentSignal::WaitEnded),
+                _ if b & 0x40 != 0 => InboxOp::Agent(AgentSignal::PushListener(b & 0x80 != 0)),
+                _ => InboxOp::Agent(AgentSignal::Used),
+            },
             13 => InboxOp::Restart,
             14 => InboxOp::Advance(u32::from(param()) * 500),
             _ => InboxOp::AdvanceToNextTimeout,
@@ -351,6 +360,13 @@ pub fn encode_inbox_ops(ops: &[InboxOp]) -> Vec<u8> {
             InboxOp::AnswerUpload(kind) => out.extend_from_slice(&[10, kind]),
             InboxOp::Pop(n) => out.extend_from_slice(&[11, n]),
             InboxOp::TakeUnreturned => out.push(12),
+            InboxOp::Agent(signal) => out.push(match signal {
+                AgentSignal::WaitStarted => 0x1C,
+                AgentSignal::WaitEnded => 0x2C,
+                AgentSignal::Used => 0x3C,
+                AgentSignal::PushListener(false) => 0x7C,
+                AgentSignal::PushListener(true) => 0xFC,
+            }),
             InboxOp::Restart => out.push(13),
             InboxOp::Advance(ms) => {
                 out.extend_from_slice(&[14, u8::try_from(ms / 500).unwrap_or(u8::MAX)]);
@@ -581,6 +597,7 @@ impl Runner {
                 }
                 self.check_queue();
             }
+            InboxOp::Agent(signal) => self.handle(InboxInput::Agent(signal)),
             InboxOp::Restart => self.restart(),
             InboxOp::Advance(ms) => {
                 self.now += Duration::from_millis(u64::from(ms));
@@ -789,6 +806,19 @@ impl Runner {
             && at <= self.now
         {
             self.fail("poll_timeout() not later than now after handle* with nothing queued");
+        }
+        // The cadence promise: while someone waits and polling works, the next poll is
+        // less than a second away.
+        let status = self.inbox.status();
+        if status.cadence == Cadence::Waiting
+            && status.consecutive_poll_failures == 0
+            && self.inbox.next_timer() == Some(InboxTimer::Poll)
+            && self
+                .inbox
+                .poll_timeout()
+                .is_some_and(|at| at.saturating_duration_since(self.now) >= Duration::from_secs(1))
+        {
+            self.fail("a waiting agent's next poll is a second or more away");
         }
         self.check_queue();
     }

@@ -20,7 +20,7 @@ use super::{Input, Output, Restored, Workspace, WorkspacePlan, WorkspaceStatus};
 use crate::action::{LogLevel, PersistId};
 use crate::config::ValidConfig;
 use crate::http::RequestId;
-use crate::inbox::{InboxMessage, parse_rfc3339};
+use crate::inbox::{AgentSignal, InboxMessage, parse_rfc3339};
 use crate::state_layout::{StateFile, StateLayout};
 use crate::timer::LastNow;
 
@@ -199,6 +199,7 @@ impl Fleet {
                 ticket,
                 activity_id,
             } => {
+                self.broadcast(now, AgentSignal::Used);
                 let mut found = false;
                 for idx in 0..self.workspaces.len() {
                     found = self
@@ -222,6 +223,7 @@ impl Fleet {
                 workspace_id,
                 summary,
             } => {
+                self.broadcast(now, AgentSignal::Used);
                 if let Some(idx) = self.index_of(&workspace_id) {
                     let input = Input::CurrentTask {
                         workspace_id,
@@ -247,6 +249,7 @@ impl Fleet {
                     self.feed_workspace(now, idx, input);
                 }
             }
+            Input::Agent(signal) => self.broadcast(now, signal),
             Input::Shutdown => {
                 for idx in 0..self.workspaces.len() {
                     self.feed_workspace(now, idx, Input::Shutdown);
@@ -352,6 +355,13 @@ impl Fleet {
         self.workspaces
             .iter()
             .position(|w| w.workspace_id() == workspace_id)
+    }
+
+    /// Every workspace hears what the agent does (it reads all their messages).
+    fn broadcast(&mut self, now: Instant, signal: AgentSignal) {
+        for idx in 0..self.workspaces.len() {
+            self.feed_workspace(now, idx, Input::Agent(signal));
+        }
     }
 
     fn feed_workspace(&mut self, now: Instant, idx: usize, input: Input) {

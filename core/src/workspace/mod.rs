@@ -14,7 +14,10 @@
 //!   disk, so a crash right after the answer cannot deliver the message again; if the disk
 //!   keeps failing the answer comes after [`POP_SAVE_GRACE`] and says the removal is not
 //!   saved (`saved: false`), because a restart before the retried write succeeds delivers
-//!   the message again (the message stays handled in memory and the write keeps retrying).
+//!   the message again (the message stays handled in memory and the write keeps retrying);
+//! * what the agent does ([`Input::Agent`]: waits, pops, tool use) sets the inbox's poll
+//!   cadence (`inbox/cadence.rs`); a fleet tells every workspace, and a pop or a
+//!   `current_task` report counts as use.
 //!
 //! Many workspaces form a [`Fleet`], the machine drivers run: it routes outcomes by request
 //! id, orders messages across workspaces, and decides when the process should exit.
@@ -43,8 +46,8 @@ pub use fleet::{Fleet, FleetPlan};
 use crate::action::{Action, FatalReason, LogLevel, LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, RequestId, TransportError};
 use crate::inbox::{
-    Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus, InboxTimer,
-    LegacyCursor, UploadFetch, UploadOutcome,
+    AgentSignal, Inbox, InboxAction, InboxConfig, InboxInput, InboxMessage, InboxStatus,
+    InboxTimer, LegacyCursor, UploadFetch, UploadOutcome,
 };
 use crate::input::Input as SessionInput;
 use crate::secret::Secret;
@@ -160,6 +163,9 @@ pub enum Input {
         /// One line, e.g. `Delegating to Reviewer`.
         summary: String,
     },
+    /// What the agent is doing, for the inbox's poll cadence (`inbox/cadence.rs`). A fleet
+    /// passes it to every workspace: one agent reads the messages of all of them.
+    Agent(AgentSignal),
     /// Stop: no more heartbeats or polls; state writes still complete.
     Shutdown,
 }
@@ -599,6 +605,7 @@ impl Workspace {
                 self.outbound_uploads = self.outbound_uploads.saturating_add(1);
             }
             Input::OutboundUploadFinished { file_ids, .. } => self.outbound_finished(&file_ids),
+            Input::Agent(signal) => self.feed_inbox(now, InboxInput::Agent(signal)),
             Input::Shutdown => {
                 self.feed_session(now, SessionInput::Shutdown);
                 self.feed_inbox(now, InboxInput::Shutdown);
