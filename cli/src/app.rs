@@ -274,7 +274,9 @@ impl InboxAccess for InboxTools {
     fn agent(&self, signal: AgentSignal) {
         self.fleet.agent(match signal {
             AgentSignal::PushListener(on) => AgentSignal::PushListener(on || self.push_expected),
-            other => other,
+            other @ (AgentSignal::WaitStarted | AgentSignal::WaitEnded | AgentSignal::Used) => {
+                other
+            }
         });
     }
 }
