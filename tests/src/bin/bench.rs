@@ -14,7 +14,10 @@
 //! 2. **core** — events per second through one `molecule_mcp_core::Session` with simulated
 //!    time (every `handle`/`handle_timeout` call counts): a steady heartbeat loop, and a mix
 //!    with 401 escalation; plus the `Inbox` machine polling (idle and with messages that are
-//!    peeked and popped).
+//!    peeked and popped); and the inbox state's cost at 10 and 10,000 handled ids: one pop
+//!    and one arrival with its write settled, p50/p99 µs and bytes written (journal append
+//!    or compaction snapshot), amortised over many messages, the ratio 10,000 ÷ 10, and the
+//!    disk side (`persist::append_private` vs `write_private_atomic` of the snapshot).
 //! 3. **tools** — `tools/call list_peers` round trip through the binary to the loopback stub,
 //!    p50/p99; baseline: the same `GET /registry/:id/peers` sent directly with the pooled
 //!    `HttpClient`, interleaved in blocks of 100.
@@ -42,7 +45,7 @@ use molecule_mcp_core::inbox::{Inbox, InboxAction, InboxConfig, InboxInput};
 use molecule_mcp_core::{
     Action, Input, PersistId, PlatformUrl, RequestId, Secret, Session, SessionConfig,
 };
-use molecule_mcp_io_tokio::HttpClient;
+use molecule_mcp_io_tokio::{HttpClient, persist};
 use molecule_mcp_tests::measure::{percentile, proc_status};
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
@@ -657,10 +660,17 @@ fn activity_row(n: u64, base_micros: i64) -> Value {
     })
 }
 
+/// A state write an inbox asked for: journal lines (`Append`) or a whole snapshot (`Persist`).
+struct StateWrite {
+    bytes: Vec<u8>,
+    snapshot: bool,
+}
+
 #[derive(Default)]
 struct InboxDrain {
     send: Option<RequestId>,
     persist: Option<PersistId>,
+    write: Option<StateWrite>,
     arrived: Vec<String>,
 }
 
@@ -669,9 +679,19 @@ fn drain_inbox(ib: &mut Inbox) -> InboxDrain {
     while let Some(action) = ib.poll_action() {
         match action {
             InboxAction::SendHttp(req) => out.send = Some(req.id),
-            InboxAction::Persist { id, bytes } | InboxAction::Append { id, bytes, .. } => {
-                std::hint::black_box(bytes);
+            InboxAction::Persist { id, bytes } => {
                 out.persist = Some(id);
+                out.write = Some(StateWrite {
+                    bytes,
+                    snapshot: true,
+                });
+            }
+            InboxAction::Append { id, bytes, .. } => {
+                out.persist = Some(id);
+                out.write = Some(StateWrite {
+                    bytes,
+                    snapshot: false,
+                });
             }
             InboxAction::Arrived(m) => out.arrived.push(m.activity_id),
             InboxAction::Log(line) => {
@@ -815,6 +835,293 @@ fn best_of<T>(
         .ok_or_else(|| "no repetitions".to_owned())
 }
 
+/// Per-op costs of one kind (pop or arrival) over a run.
+#[derive(Default)]
+struct OpCosts {
+    /// µs per op: the call, draining its actions, and the `PersistDone` of its write.
+    us: Vec<f64>,
+    /// Bytes each op asked to write (journal lines, or the whole snapshot of a compaction).
+    bytes: Vec<f64>,
+    /// µs of the ops whose write was a snapshot.
+    snapshot_us: Vec<f64>,
+}
+
+impl OpCosts {
+    fn record(&mut self, elapsed: Duration, write: Option<&StateWrite>) {
+        let us = elapsed.as_secs_f64() * 1e6;
+        let bytes = write.map_or(0.0, |w| w.bytes.len() as f64);
+        self.us.push(us);
+        self.bytes.push(bytes);
+        if write.is_some_and(|w| w.snapshot) {
+            self.snapshot_us.push(us);
+        }
+    }
+
+    fn us_at(&self, q: f64) -> f64 {
+        percentile(&sorted(self.us.clone()), q)
+    }
+
+    /// The typical write: the median op's, a journal append.
+    fn append_bytes(&self) -> f64 {
+        percentile(&sorted(self.bytes.clone()), 0.5)
+    }
+
+    /// "p50 / p99 µs".
+    fn us_cell(&self) -> String {
+        format!("{:.1} / {:.1}", self.us_at(0.5), self.us_at(0.99))
+    }
+}
+
+/// One run of [`state_cost_run`].
+struct StateCostRun {
+    handled: usize,
+    pops: OpCosts,
+    arrivals: OpCosts,
+    /// The last snapshot and a pop's journal line, for the disk measurement.
+    snapshot: Vec<u8>,
+    pop_line: Vec<u8>,
+}
+
+impl StateCostRun {
+    /// Mean µs per message (its arrival and its pop), compactions included.
+    fn amortised_us(&self) -> f64 {
+        mean(&self.pops.us) + mean(&self.arrivals.us)
+    }
+
+    /// Mean bytes written per message (its arrival and its pop), compactions included.
+    fn amortised_bytes(&self) -> f64 {
+        mean(&self.pops.bytes) + mean(&self.arrivals.bytes)
+    }
+
+    /// The slowest single op.
+    fn worst_us(&self) -> f64 {
+        self.pops.us_at(1.0).max(self.arrivals.us_at(1.0))
+    }
+}
+
+/// The cost of the inbox state at `handled` handled ids: an inbox whose handled-id set is
+/// capped at `handled` is filled honestly (that many messages arrive one per poll answer and
+/// are popped, untimed), then `measured` more messages each arrive (a poll answer with one
+/// new row) and are popped, each op timed with its write settled.
+fn state_cost_run(handled: usize, measured: usize) -> Result<StateCostRun, String> {
+    let mut cfg = InboxConfig::new(bench_platform()?, BENCH_WS, Secret::new(BENCH_TOKEN));
+    cfg.max_handled = handled;
+    let base = unix_micros_now() - 3_600_000_000;
+    let mut now = Instant::now();
+    let mut ib = Inbox::new(cfg, None, now, 13);
+    let (mut events, mut arrived) = (0u64, VecDeque::new());
+    let mut pending = drain_inbox(&mut ib).send;
+    let mut run = StateCostRun {
+        handled,
+        pops: OpCosts::default(),
+        arrivals: OpCosts::default(),
+        snapshot: Vec::new(),
+        pop_line: Vec::new(),
+    };
+    for n in 0..handled + measured {
+        if pending.is_none() {
+            let at = ib.poll_timeout().ok_or("inbox has nothing scheduled")?;
+            now = now.max(at);
+            ib.handle_timeout(now);
+            let d = drain_inbox(&mut ib);
+            pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
+        }
+        let id = pending.take().ok_or("no poll after the timeout")?;
+        // The page stands for the network: built before the clock starts.
+        let row = activity_row(u64::try_from(n).unwrap_or(u64::MAX), base);
+        let body = serde_json::to_vec(&json!([row])).map_err(|e| e.to_string())?;
+        now += Duration::from_millis(2);
+        let started = Instant::now();
+        ib.handle(
+            now,
+            InboxInput::HttpResponse {
+                id,
+                status: 200,
+                retry_after: None,
+                body,
+            },
+        );
+        let mut d = drain_inbox(&mut ib);
+        let arrival_write = d.write.take();
+        pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived);
+        let arrival = started.elapsed();
+        let msg = arrived.pop_front().ok_or("the new row was not delivered")?;
+        let started = Instant::now();
+        ib.pop(&msg).ok_or("pop of an arrived message failed")?;
+        let mut d = drain_inbox(&mut ib);
+        let pop_write = d.write.take();
+        pending = settle_persists(&mut ib, now, d, &mut events, &mut arrived).or(pending);
+        let pop = started.elapsed();
+        if n >= handled {
+            run.arrivals.record(arrival, arrival_write.as_ref());
+            run.pops.record(pop, pop_write.as_ref());
+        }
+        if let Some(w) = arrival_write.filter(|w| w.snapshot) {
+            run.snapshot = w.bytes;
+        }
+        if let Some(w) = pop_write {
+            if w.snapshot {
+                run.snapshot = w.bytes;
+            } else {
+                run.pop_line = w.bytes;
+            }
+        }
+    }
+    let status = ib.status();
+    if status.handled != handled || status.pending != 0 {
+        return Err(format!(
+            "state ended at {} handled ids and {} queued (expected {handled} and 0)",
+            status.handled, status.pending
+        ));
+    }
+    Ok(run)
+}
+
+/// µs (p50) to append a journal line and to replace the snapshot atomically, with the
+/// driver's own `persist` functions on real files (fsync included).
+fn disk_write_cost(run: &StateCostRun, appends: usize) -> Result<(f64, f64), String> {
+    let dir = temp_dir("inbox-state")?;
+    let journal = dir.path().join("inbox.journal");
+    let snapshot = dir.path().join("inbox.json");
+    let io = |e: std::io::Error| format!("state write: {e}");
+    persist::append_private(&journal, &run.pop_line, true).map_err(io)?;
+    persist::write_private_atomic(&snapshot, &run.snapshot).map_err(io)?;
+    let mut append_us = Vec::new();
+    for _ in 0..appends {
+        let started = Instant::now();
+        persist::append_private(&journal, &run.pop_line, false).map_err(io)?;
+        append_us.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let mut snapshot_us = Vec::new();
+    for _ in 0..appends / 10 {
+        let started = Instant::now();
+        persist::write_private_atomic(&snapshot, &run.snapshot).map_err(io)?;
+        snapshot_us.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok((
+        percentile(&sorted(append_us), 0.5),
+        percentile(&sorted(snapshot_us), 0.5),
+    ))
+}
+
+/// Issue #15 item 3: an arrival or a pop costs the same at 10 and at 10,000 handled ids.
+fn inbox_state_cost(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let (messages, reps, appends) = if opts.quick {
+        (2_000, 3, 50)
+    } else {
+        (20_000, 5, 200)
+    };
+    progress(&format!(
+        "core: inbox state cost at 10 and 10,000 handled ids, {messages} messages × {reps} runs"
+    ));
+    let mut runs = Vec::new();
+    for handled in [10, 10_000] {
+        let (best, _) = best_of(
+            reps,
+            || state_cost_run(handled, messages),
+            |r| 1.0 / r.amortised_us(),
+        )?;
+        runs.push(best);
+    }
+    let [small, large] = &runs[..] else {
+        return Err("expected two runs".to_owned());
+    };
+    report.line("### Inbox state cost at 10 and 10,000 handled ids (simulated time, no I/O)");
+    report.blank();
+    report.line(&format!(
+        "An `Inbox` whose handled-id set is full at N (the cap set to N; the product default is 10,000), reached by \
+         feeding N messages through it (one new row per poll answer, then `pop`); then {messages} more messages, each \
+         timed twice: the arrival (`handle` of a poll answer with one new row) and the `pop`, each with its actions \
+         drained and its write settled (`PersistDone`). Bytes are what the op asked to write: an `Append` of journal \
+         lines, or a `Persist` of the whole snapshot when the journal has outgrown the last one (compaction). \
+         Amortised = the mean over all {messages} messages of arrival + pop, compactions included (a compaction \
+         falls mostly on an arrival: its longer line is the one that crosses the threshold). Best of {reps} runs \
+         (by µs per message)."
+    ));
+    report.blank();
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let compactions = r.pops.snapshot_us.len() + r.arrivals.snapshot_us.len();
+            let snapshot_us: Vec<f64> = r
+                .pops
+                .snapshot_us
+                .iter()
+                .chain(&r.arrivals.snapshot_us)
+                .copied()
+                .collect();
+            vec![
+                format!("{}", r.handled),
+                r.pops.us_cell(),
+                format!("{:.0}", r.pops.append_bytes()),
+                r.arrivals.us_cell(),
+                format!("{:.0}", r.arrivals.append_bytes()),
+                format!("{:.1} µs, {:.0} B", r.amortised_us(), r.amortised_bytes()),
+                format!(
+                    "{compactions} × {:.1} KB, {:.0} µs each (median)",
+                    r.snapshot.len() as f64 / 1e3,
+                    percentile(&sorted(snapshot_us), 0.5)
+                ),
+            ]
+        })
+        .collect();
+    report.table(
+        &[
+            "N handled",
+            "pop µs p50 / p99",
+            "bytes per pop (Append)",
+            "arrival µs p50 / p99",
+            "bytes per arrival (Append)",
+            "per message (arrival + pop), amortised incl. compaction",
+            "compactions (snapshot)",
+        ],
+        &rows,
+    );
+    let ratio = |f: &dyn Fn(&StateCostRun) -> f64| fmt_ratio(f(large) / f(small));
+    let pop_ratio = ratio(&|r| r.pops.us_at(0.5));
+    report.line(&format!(
+        "Ratio 10,000 ÷ 10: pop p50 {pop_ratio}, arrival p50 {}, amortised µs per message {}, amortised bytes per \
+         message {} (a snapshot is written once the journal outgrows the last one, so each journaled byte pays for \
+         at most one snapshot byte: at most 2× the journal's bytes whatever N).",
+        ratio(&|r| r.arrivals.us_at(0.5)),
+        ratio(&StateCostRun::amortised_us),
+        ratio(&StateCostRun::amortised_bytes),
+    ));
+    report.blank();
+    let (append_us, snapshot_us) = disk_write_cost(large, appends)?;
+    report.line(&format!(
+        "Disk side (real files in a temp dir, `molecule_mcp_io_tokio::persist`, fsync included, p50 of {appends} \
+         appends and {} snapshots): appending a {} B pop line (`append_private`) {append_us:.0} µs; rewriting the \
+         {:.1} KB snapshot at 10,000 handled ids atomically (`write_private_atomic`) {snapshot_us:.0} µs ({}).",
+        appends / 10,
+        large.pop_line.len(),
+        large.snapshot.len() as f64 / 1e3,
+        fmt_ratio(snapshot_us / append_us)
+    ));
+    report.blank();
+    let p99 = large.pops.us_at(0.99);
+    let amortised = large.amortised_us();
+    report.line(&format!(
+        "Goal: pop at 10,000 handled ids ≤ 100 µs: measured {p99:.1} µs (p99; p50 {:.1} µs; arrival + pop amortised \
+         incl. compaction {amortised:.1} µs; slowest single op of the run {:.0} µs) — **{}**.",
+        large.pops.us_at(0.5),
+        large.worst_us(),
+        if p99 <= 100.0 && amortised <= 100.0 {
+            "met"
+        } else {
+            "missed"
+        }
+    ));
+    report.blank();
+    report.line(&format!(
+        "Goal: the same cost at 10 and 10,000 handled ids: cost ratio 10,000 ÷ 10: {pop_ratio} (pop p50, {:+.2} µs; \
+         the handled ids are an ordered set, O(log N) per insert and eviction).",
+        large.pops.us_at(0.5) - small.pops.us_at(0.5)
+    ));
+    report.blank();
+    Ok(())
+}
+
 fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
     let (beats, reps) = if opts.quick {
         (50_000, 3)
@@ -908,7 +1215,7 @@ fn core_section(opts: &Options, report: &mut Report) -> Result<(), String> {
         }
     ));
     report.blank();
-    Ok(())
+    inbox_state_cost(opts, report)
 }
 
 // ---------------------------------------------------------------------------------------
