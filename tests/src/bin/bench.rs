@@ -364,6 +364,11 @@ struct StartSample {
     settled_hwm_kb: u64,
     /// Threads of the process at that point.
     threads: u64,
+    /// Its resident anonymous memory (heap, stacks, arenas) and file-backed pages (the
+    /// mapped binary and shared libraries) at that point, kB: which of the two a change can
+    /// reduce.
+    anon_kb: u64,
+    file_kb: u64,
 }
 
 /// Largest journal id so far (0 when empty): traffic after it belongs to the next spawn.
@@ -451,6 +456,7 @@ async fn one_start(
         ));
     }
     let (settled_hwm_kb, threads) = (status("VmHWM"), status("Threads"));
+    let (anon_kb, file_kb) = (status("RssAnon"), status("RssFile"));
     p.close_stdin();
     if p.wait_exit(Duration::from_secs(10)).await.is_none() {
         return Err(format!(
@@ -464,6 +470,8 @@ async fn one_start(
         hwm_kb,
         settled_hwm_kb,
         threads,
+        anon_kb,
+        file_kb,
     })
 }
 
@@ -498,6 +506,12 @@ impl StartSeries {
     }
     fn threads(&self) -> Vec<f64> {
         sorted(self.samples.iter().map(|s| s.threads as f64).collect())
+    }
+    fn anon_kb(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| s.anon_kb as f64).collect())
+    }
+    fn file_kb(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| s.file_kb as f64).collect())
     }
     fn init_p50(&self) -> f64 {
         percentile(&self.init_ms(), 0.5)
@@ -656,7 +670,9 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
          after the `tools/list` reply, and once **settled**: for everything on, after the stub answered this process's \
          register, first heartbeat and first inbox poll; for https, after the first register failed (TLS handshake \
          against the stub's plain-http port); otherwise the same reading. Fresh `CONFIGS_DIR` per run; the runs \
-         registered {registers} times with the stub. The ratios divide medians by the floor's medians of the same run."
+         registered {registers} times with the stub. The ratios divide medians by the floor's medians of the same run. \
+         Anon / file-backed = `RssAnon` / `RssFile` at the settled reading (current, not peak): the file-backed part is \
+         the mapped pages of the binary and its shared libraries (see BENCHMARKS.md, \"Start-up profile\")."
     ));
     report.blank();
     let mut rows = Vec::new();
@@ -672,6 +688,11 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
             fmt_mib(percentile(&settled, 0.5)),
             fmt_mib(percentile(&settled, 1.0)),
             fmt_floor_ratio(s.settled_p50() / floor_hwm),
+            format!(
+                "{} / {}",
+                fmt_mib(percentile(&s.anon_kb(), 0.5)),
+                fmt_mib(percentile(&s.file_kb(), 0.5))
+            ),
             format!("{:.0}", percentile(&s.threads(), 0.5)),
         ]);
     }
@@ -686,6 +707,7 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
             "settled p50",
             "max",
             "÷ floor",
+            "settled anon / file-backed p50",
             "threads",
         ],
         &rows,
