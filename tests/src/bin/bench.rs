@@ -7,10 +7,14 @@
 //! state ratios even on a noisy shared machine):
 //!
 //! 1. **startup** — cold start of the release binary: spawn → `initialize` reply and spawn →
-//!    `tools/list` reply, median and p90, with `MOLECULE_MCP_DISABLE_HEARTBEAT=1` and with
-//!    heartbeats live against the loopback stub; peak RSS (VmHWM) after `tools/list`; binary
-//!    size. Baseline: `tests/python/baseline_server.py` (official Python `mcp` SDK, 12
-//!    trivial tools) run by `.venv/bin/python`, measured the same way, runs interleaved.
+//!    `tools/list` reply, median and p90, with everything on (heartbeat and inbox against
+//!    the loopback stub), with an `https://` platform URL, and with
+//!    `MOLECULE_MCP_DISABLE_HEARTBEAT=1`; peak RSS (VmHWM) after `tools/list` and after the
+//!    first platform traffic; binary size. Baselines: the **floor** (`src/bin/floor.rs`, a
+//!    std-only stdio server: the least a process can do to answer `initialize`), to which
+//!    the start-up goals are ratios, and `tests/python/baseline_server.py` (official Python
+//!    `mcp` SDK, 12 trivial tools) run by `.venv/bin/python`; every server measured the same
+//!    way, runs interleaved.
 //! 2. **core** — events per second through one `molecule_mcp_core::Session` with simulated
 //!    time (every `handle`/`handle_timeout` call counts): a steady heartbeat loop, and a mix
 //!    with 401 escalation; plus the `Inbox` machine polling (idle and with messages that are
@@ -31,6 +35,10 @@
 //! next to this executable), `--python PATH` (default `<repo>/.venv/bin/python`), `--repo DIR`,
 //! and for the scale section `--sizes 1000` (accelerated cadence), `--real-sizes 10000` (the
 //! real 20 s / 5 s cadence; `none` to skip) and `--window SECS` (accelerated windows).
+//! `--serve-stub` runs no section: it starts the loopback stub with one poll-mode workspace,
+//! prints its `PLATFORM_URL`, `WORKSPACE_ID` and `MOLECULE_WORKSPACE_TOKEN` as shell
+//! assignments and serves until stdin closes (for profiling the binary by hand, see
+//! BENCHMARKS.md "Start-up profile").
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -104,7 +112,8 @@ impl Report {
 // ---------------------------------------------------------------------------------------
 
 const USAGE: &str = "usage: bench [--quick] [--only startup,core,tools,scale] [--bin PATH] [--python PATH] [--repo DIR]
-             [--sizes 1000] [--real-sizes 10000|none] [--window SECS]";
+             [--sizes 1000] [--real-sizes 10000|none] [--window SECS]
+       bench --serve-stub";
 
 struct Options {
     quick: bool,
@@ -118,6 +127,8 @@ struct Options {
     real_sizes: Option<Vec<usize>>,
     /// Scale-section window for the accelerated cadences.
     window: Option<Duration>,
+    /// `--serve-stub`: only serve the loopback stub (see [`serve_stub`]).
+    serve_stub: bool,
     command: String,
 }
 
@@ -136,6 +147,7 @@ impl Options {
             sizes: None,
             real_sizes: None,
             window: None,
+            serve_stub: false,
             command: std::env::var("BENCH_COMMAND")
                 .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
         };
@@ -146,6 +158,7 @@ impl Options {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
                 "--full" => opts.quick = false,
+                "--serve-stub" => opts.serve_stub = true,
                 "--bin" => opts.bin = PathBuf::from(value("--bin")?),
                 "--python" => python = Some(PathBuf::from(value("--python")?)),
                 "--repo" => opts.repo = PathBuf::from(value("--repo")?),
@@ -329,17 +342,80 @@ fn init_params() -> Value {
 // 1. Cold start
 // ---------------------------------------------------------------------------------------
 
+/// What a cold-start run waits for, after the `tools/list` reply, before it reads the peak
+/// RSS a second time ("settled").
+#[derive(Clone, Copy)]
+enum Settle<'a> {
+    /// Nothing: the settled figure is the one at `tools/list`.
+    Now,
+    /// The stub saw this process register, heartbeat and poll its inbox (a 2xx answer to
+    /// each): the peak then includes the first round of platform traffic, which is what
+    /// "heartbeat and inbox on" costs.
+    Traffic(&'a PlatformStub),
+    /// stderr says the first register failed: the https run against the stub's plain-http
+    /// port, whose TLS handshake fails after the client config (webpki roots) was built and
+    /// a ClientHello sent.
+    RegisterFailed,
+}
+
 struct StartSample {
     init: Duration,
     list: Duration,
+    /// VmHWM right after the `tools/list` reply.
     hwm_kb: u64,
+    /// VmHWM once the run's [`Settle`] condition held.
+    settled_hwm_kb: u64,
+    /// Threads of the process at that point.
+    threads: u64,
+    /// Its resident anonymous memory (heap, stacks, arenas) and file-backed pages (the
+    /// mapped binary and shared libraries) at that point, kB: which of the two a change can
+    /// reduce.
+    anon_kb: u64,
+    file_kb: u64,
+}
+
+/// Largest journal id so far (0 when empty): traffic after it belongs to the next spawn.
+async fn journal_last_id(stub: &PlatformStub) -> u64 {
+    let last = Mutex::new(0u64);
+    stub.wait_for(
+        |j| {
+            *last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = j.last().map_or(0, |e| e.id);
+            true
+        },
+        Duration::ZERO,
+    )
+    .await;
+    last.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A register, a heartbeat and an inbox poll, each answered 2xx, after journal id `after`.
+fn saw_first_traffic(journal: &[JournalEntry], after: u64) -> bool {
+    let ok = |e: &&JournalEntry| e.id > after && e.status.is_some_and(|s| (200..300).contains(&s));
+    let seen = |method: &str, matches: &dyn Fn(&str) -> bool| {
+        journal
+            .iter()
+            .filter(ok)
+            .any(|e| e.method == method && matches(&e.path))
+    };
+    seen("POST", &|p| p == "/registry/register")
+        && seen("POST", &|p| p == "/registry/heartbeat")
+        && seen("GET", &|p| p.ends_with("/activity"))
 }
 
 async fn one_start(
     program: &Path,
     args: &[&str],
     env: &[(&str, &str)],
+    expected_tools: usize,
+    settle: Settle<'_>,
 ) -> Result<StartSample, String> {
+    let after = match settle {
+        Settle::Traffic(stub) => journal_last_id(stub).await,
+        Settle::Now | Settle::RegisterFailed => 0,
+    };
     let t0 = Instant::now();
     let mut p = McpProcess::spawn_bin(program, env, args)
         .map_err(|e| format!("cannot spawn {}: {e}", program.display()))?;
@@ -362,16 +438,28 @@ async fn one_start(
     let list_at = t0.elapsed();
     let list = list.ok_or_else(|| format!("no tools/list reply; stderr: {}", p.stderr()))?;
     let tools = list["result"]["tools"].as_array().map_or(0, Vec::len);
-    if tools != 12 {
+    if tools != expected_tools {
         return Err(format!(
-            "expected 12 tools from {}, got {tools}",
+            "expected {expected_tools} tools from {}, got {tools}",
             program.display()
         ));
     }
-    let hwm_kb = p
-        .pid()
-        .and_then(|pid| proc_status(pid, "VmHWM"))
-        .unwrap_or(0);
+    let status = |key: &str| p.pid().and_then(|pid| proc_status(pid, key)).unwrap_or(0);
+    let hwm_kb = status("VmHWM");
+    let settled = match settle {
+        Settle::Now => true,
+        Settle::Traffic(stub) => stub.wait_for(|j| saw_first_traffic(j, after), STEP).await,
+        Settle::RegisterFailed => p.wait_for_stderr("register POST failed", STEP).await,
+    };
+    if !settled {
+        return Err(format!(
+            "{}: the first platform traffic was not seen within {STEP:?}; stderr: {}",
+            program.display(),
+            p.stderr()
+        ));
+    }
+    let (settled_hwm_kb, threads) = (status("VmHWM"), status("Threads"));
+    let (anon_kb, file_kb) = (status("RssAnon"), status("RssFile"));
     p.close_stdin();
     if p.wait_exit(Duration::from_secs(10)).await.is_none() {
         return Err(format!(
@@ -383,6 +471,10 @@ async fn one_start(
         init: init_at,
         list: list_at,
         hwm_kb,
+        settled_hwm_kb,
+        threads,
+        anon_kb,
+        file_kb,
     })
 }
 
@@ -392,6 +484,12 @@ struct StartSeries {
 }
 
 impl StartSeries {
+    fn new(label: &str) -> StartSeries {
+        StartSeries {
+            label: label.to_owned(),
+            samples: Vec::new(),
+        }
+    }
     fn init_ms(&self) -> Vec<f64> {
         sorted(self.samples.iter().map(|s| ms(s.init)).collect())
     }
@@ -401,7 +499,68 @@ impl StartSeries {
     fn hwm_kb(&self) -> Vec<f64> {
         sorted(self.samples.iter().map(|s| s.hwm_kb as f64).collect())
     }
+    fn settled_hwm_kb(&self) -> Vec<f64> {
+        sorted(
+            self.samples
+                .iter()
+                .map(|s| s.settled_hwm_kb as f64)
+                .collect(),
+        )
+    }
+    fn threads(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| s.threads as f64).collect())
+    }
+    fn anon_kb(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| s.anon_kb as f64).collect())
+    }
+    fn file_kb(&self) -> Vec<f64> {
+        sorted(self.samples.iter().map(|s| s.file_kb as f64).collect())
+    }
+    fn init_p50(&self) -> f64 {
+        percentile(&self.init_ms(), 0.5)
+    }
+    fn settled_p50(&self) -> f64 {
+        percentile(&self.settled_hwm_kb(), 0.5)
+    }
 }
+
+/// A ratio to the floor, two decimals (the goal is 1.2×).
+fn fmt_floor_ratio(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}×")
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+/// The floor server (`tests/src/bin/floor.rs`), built next to this program.
+fn floor_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("floor")))
+        .unwrap_or_else(|| PathBuf::from("floor"))
+}
+
+/// The cold-start variants, in the order of the report.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Floor,
+    /// Nothing disabled: heartbeat and inbox on, against the loopback stub (http).
+    AllOn,
+    /// Nothing disabled, `https://` platform URL at the stub's plain-http port.
+    Https,
+    /// `MOLECULE_MCP_DISABLE_HEARTBEAT=1` (for reference: the inbox still polls).
+    NoHeartbeat,
+    Python,
+}
+
+const VARIANTS: [Variant; 5] = [
+    Variant::Floor,
+    Variant::AllOn,
+    Variant::Https,
+    Variant::NoHeartbeat,
+    Variant::Python,
+];
 
 async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     let runs = if opts.quick { 5 } else { 20 };
@@ -410,27 +569,58 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
         .map_err(|e| format!("stub: {e}"))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("bench-startup").poll());
     let url = stub.url();
+    // The same listener, spoken to in TLS: the handshake fails (it is not a TLS server),
+    // after the client built its TLS config and sent a ClientHello.
+    let https_url = url.replacen("http://", "https://", 1);
     let python_ok = opts.python.is_file();
+    let floor = floor_bin();
+    if !floor.is_file() {
+        return Err(format!(
+            "the floor server is not at {} (build it: bash scripts/bench.sh)",
+            floor.display()
+        ));
+    }
     let script = opts.repo.join("tests/python/baseline_server.py");
     let script_s = script.display().to_string();
-    let mut quiet = StartSeries {
-        label: "molecule-mcp, `MOLECULE_MCP_DISABLE_HEARTBEAT=1`".to_owned(),
-        samples: Vec::new(),
-    };
-    let mut live = StartSeries {
-        label: "molecule-mcp, heartbeats live (register in background)".to_owned(),
-        samples: Vec::new(),
-    };
-    let mut python = StartSeries {
-        label: "Python `mcp` 2.x `MCPServer`, 12 trivial tools".to_owned(),
-        samples: Vec::new(),
-    };
+    let mut series: Vec<(Variant, StartSeries)> = vec![
+        (
+            Variant::Floor,
+            StartSeries::new("**floor**: std-only Rust stdio server (`floor`, 0 tools)"),
+        ),
+        (
+            Variant::AllOn,
+            StartSeries::new(
+                "molecule-mcp, **everything on** (heartbeat + inbox, loopback stub, http)",
+            ),
+        ),
+        (
+            Variant::Https,
+            StartSeries::new(
+                "molecule-mcp, everything on, `https://` URL (TLS config built, handshake fails)",
+            ),
+        ),
+        (
+            Variant::NoHeartbeat,
+            StartSeries::new("molecule-mcp, `MOLECULE_MCP_DISABLE_HEARTBEAT=1` (reference)"),
+        ),
+    ];
+    if python_ok {
+        series.push((
+            Variant::Python,
+            StartSeries::new("Python `mcp` 2.x `MCPServer`, 12 trivial tools"),
+        ));
+    }
     progress(&format!(
         "startup: {runs} interleaved runs per server (+1 warm-up each)"
     ));
     let registers_before = journal_count(&stub, |e| e.path == "/registry/register").await;
     for i in 0..=runs {
-        for variant in 0..3 {
+        // Rotate the order every round so no server always runs right after another.
+        for k in 0..VARIANTS.len() {
+            let variant = VARIANTS[(i + k) % VARIANTS.len()];
+            let Some(slot) = series.iter().position(|(v, _)| *v == variant) else {
+                continue;
+            };
             let dir = temp_dir("start")?;
             let state = dir.as_str().to_owned();
             let mut env = vec![
@@ -439,53 +629,74 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
                 ("MOLECULE_WORKSPACE_TOKEN", token.as_str()),
                 ("CONFIGS_DIR", state.as_str()),
             ];
-            let (series, sample) = match variant {
-                0 => {
-                    env.push(("MOLECULE_MCP_DISABLE_HEARTBEAT", "1"));
-                    (&mut quiet, one_start(&opts.bin, &[], &env).await?)
+            let sample = match variant {
+                Variant::Floor => one_start(&floor, &[], &[], 0, Settle::Now).await?,
+                Variant::AllOn => {
+                    one_start(&opts.bin, &[], &env, 12, Settle::Traffic(&stub)).await?
                 }
-                1 => (&mut live, one_start(&opts.bin, &[], &env).await?),
-                _ if python_ok => (
-                    &mut python,
-                    one_start(&opts.python, &[script_s.as_str()], &[]).await?,
-                ),
-                _ => continue,
+                Variant::Https => {
+                    env[0] = ("PLATFORM_URL", https_url.as_str());
+                    one_start(&opts.bin, &[], &env, 12, Settle::RegisterFailed).await?
+                }
+                Variant::NoHeartbeat => {
+                    env.push(("MOLECULE_MCP_DISABLE_HEARTBEAT", "1"));
+                    one_start(&opts.bin, &[], &env, 12, Settle::Now).await?
+                }
+                Variant::Python => {
+                    one_start(&opts.python, &[script_s.as_str()], &[], 12, Settle::Now).await?
+                }
             };
             // Run 0 is the warm-up (page cache, Python bytecode cache).
-            if i > 0 {
-                series.samples.push(sample);
+            if i > 0
+                && let Some((_, s)) = series.get_mut(slot)
+            {
+                s.samples.push(sample);
             }
         }
     }
     let registers =
         journal_count(&stub, |e| e.path == "/registry/register").await - registers_before;
     let size = std::fs::metadata(&opts.bin).map(|m| m.len()).unwrap_or(0);
+    let floor_size = std::fs::metadata(&floor).map(|m| m.len()).unwrap_or(0);
+    let get = |v: Variant| series.iter().find(|(s, _)| *s == v).map(|(_, s)| s);
+    let (Some(floor_s), Some(all_on)) = (get(Variant::Floor), get(Variant::AllOn)) else {
+        return Err("the floor and everything-on series are always measured".to_owned());
+    };
+    let (floor_init, floor_hwm) = (floor_s.init_p50(), floor_s.settled_p50());
 
     report.line("## 1. Cold start");
     report.blank();
     report.line(&format!(
-        "{runs} runs per server after one warm-up, interleaved (ours quiet, ours live, Python, …). Time from just before \
+        "{runs} runs per server after one warm-up, interleaved (the order rotates every round). Time from just before \
          `spawn` to the reply line on the client's end of the stdout pipe; `initialize` (protocol 2025-06-18), then \
-         `notifications/initialized` and `tools/list` (12 tools each). Peak RSS = `VmHWM` of the server process right \
-         after the `tools/list` reply. Fresh `CONFIGS_DIR` per run; the live runs registered {registers} times with the stub."
+         `notifications/initialized` and `tools/list` (12 tools; the floor has none). Peak RSS = `VmHWM`: once right \
+         after the `tools/list` reply, and once **settled**: for everything on, after the stub answered this process's \
+         register, first heartbeat and first inbox poll; for https, after the first register failed (TLS handshake \
+         against the stub's plain-http port); otherwise the same reading. Fresh `CONFIGS_DIR` per run; the runs \
+         registered {registers} times with the stub. The ratios divide medians by the floor's medians of the same run. \
+         Anon / file-backed = `RssAnon` / `RssFile` at the settled reading (current, not peak): the file-backed part is \
+         the mapped pages of the binary and its shared libraries (see BENCHMARKS.md, \"Start-up profile\")."
     ));
     report.blank();
     let mut rows = Vec::new();
-    let all: Vec<&StartSeries> = if python_ok {
-        vec![&quiet, &live, &python]
-    } else {
-        vec![&quiet, &live]
-    };
-    for s in &all {
-        let (init, list, hwm) = (s.init_ms(), s.list_ms(), s.hwm_kb());
+    for (_, s) in &series {
+        let (init, list, hwm, settled) = (s.init_ms(), s.list_ms(), s.hwm_kb(), s.settled_hwm_kb());
         rows.push(vec![
             s.label.clone(),
             fmt_ms(percentile(&init, 0.5)),
             fmt_ms(percentile(&init, 0.9)),
+            fmt_floor_ratio(s.init_p50() / floor_init),
             fmt_ms(percentile(&list, 0.5)),
-            fmt_ms(percentile(&list, 0.9)),
             fmt_mib(percentile(&hwm, 0.5)),
-            fmt_mib(percentile(&hwm, 1.0)),
+            fmt_mib(percentile(&settled, 0.5)),
+            fmt_mib(percentile(&settled, 1.0)),
+            fmt_floor_ratio(s.settled_p50() / floor_hwm),
+            format!(
+                "{} / {}",
+                fmt_mib(percentile(&s.anon_kb(), 0.5)),
+                fmt_mib(percentile(&s.file_kb(), 0.5))
+            ),
+            format!("{:.0}", percentile(&s.threads(), 0.5)),
         ]);
     }
     report.table(
@@ -493,46 +704,99 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
             "server",
             "→ initialize p50",
             "p90",
+            "÷ floor",
             "→ tools/list p50",
-            "p90",
-            "peak RSS p50",
+            "peak RSS at tools/list p50",
+            "settled p50",
             "max",
+            "÷ floor",
+            "settled anon / file-backed p50",
+            "threads",
         ],
         &rows,
     );
     report.line(&format!(
-        "Release binary `{}`: {:.2} MiB ({size} bytes, stripped, thin LTO).",
+        "Release binary `{}`: {:.2} MiB ({size} bytes, stripped, thin LTO); floor: {:.2} MiB.",
         opts.bin.display(),
-        size as f64 / 1024.0 / 1024.0
+        size as f64 / 1024.0 / 1024.0,
+        floor_size as f64 / 1024.0 / 1024.0
     ));
     report.blank();
-    if python_ok {
-        let p = |s: &StartSeries| {
-            (
-                percentile(&s.init_ms(), 0.5),
-                percentile(&s.list_ms(), 0.5),
-                percentile(&s.hwm_kb(), 0.5),
-            )
-        };
-        let (qi, ql, qm) = p(&quiet);
-        let (li, ll, _) = p(&live);
-        let (pi, pl, pm) = p(&python);
-        report.line(&format!(
-            "Ratios (Python ÷ molecule-mcp, medians): `initialize` {} (quiet) / {} (live), `tools/list` {} / {}, peak RSS {}.",
-            fmt_ratio(pi / qi),
-            fmt_ratio(pi / li),
-            fmt_ratio(pl / ql),
-            fmt_ratio(pl / ll),
-            fmt_ratio(pm / qm)
-        ));
-    } else {
-        report.line(&format!(
+    let init_ratio = all_on.init_p50() / floor_init;
+    let rss = all_on.settled_p50();
+    let met = |ok: bool| if ok { "**met**" } else { "**missed**" };
+    report.table(
+        &["start-up goal (everything on)", "measured (p50)", "status"],
+        &[
+            vec![
+                "spawn → `initialize` ≤ 1.2× the floor".to_owned(),
+                format!(
+                    "{} vs {} = {}",
+                    fmt_ms(all_on.init_p50()),
+                    fmt_ms(floor_init),
+                    fmt_floor_ratio(init_ratio)
+                ),
+                if init_ratio <= 1.2 {
+                    met(true).to_owned()
+                } else {
+                    format!("{} by {}", met(false), fmt_floor_ratio(init_ratio / 1.2))
+                },
+            ],
+            vec![
+                "peak RSS < 4 MiB with heartbeat and inbox on (settled)".to_owned(),
+                format!(
+                    "{} ({} the floor's {})",
+                    fmt_mib(rss),
+                    fmt_floor_ratio(rss / floor_hwm),
+                    fmt_mib(floor_hwm)
+                ),
+                if rss < 4096.0 {
+                    met(true).to_owned()
+                } else {
+                    format!("{} by {}", met(false), fmt_mib(rss - 4096.0))
+                },
+            ],
+        ],
+    );
+    match get(Variant::Python) {
+        Some(py) => {
+            let ratio = |f: fn(&StartSeries) -> f64| f(py) / f(all_on);
+            report.line(&format!(
+                "Ratios Python ÷ molecule-mcp everything on (medians): `initialize` {}, `tools/list` {}, settled peak RSS {}.",
+                fmt_ratio(ratio(StartSeries::init_p50)),
+                fmt_ratio(ratio(|s| percentile(&s.list_ms(), 0.5))),
+                fmt_ratio(ratio(StartSeries::settled_p50)),
+            ));
+        }
+        None => report.line(&format!(
             "Python baseline skipped: `{}` not found (run `bash scripts/setup-python-client.sh` to create the venv); no ratio.",
             opts.python.display()
-        ));
+        )),
     }
     report.blank();
     Ok(())
+}
+
+/// `bench --serve-stub`: the loopback stub with one poll-mode workspace, for profiling the
+/// binary by hand (strace, perf) against the same platform the bench uses. Prints the
+/// environment as shell assignments on stdout and serves until stdin reaches EOF.
+async fn serve_stub() -> ExitCode {
+    let stub = match PlatformStub::start().await {
+        Ok(stub) => stub,
+        Err(e) => {
+            progress(&format!("stub: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let (ws, token) = stub.create_workspace(WorkspaceSpec::named("bench-profile").poll());
+    emit(&format!(
+        "PLATFORM_URL={}\nWORKSPACE_ID={ws}\nMOLECULE_WORKSPACE_TOKEN={token}",
+        stub.url()
+    ));
+    progress("serving the stub until stdin closes");
+    let (mut stdin, mut buf) = (tokio::io::stdin(), [0u8; 256]);
+    while let Ok(1..) = tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {}
+    ExitCode::SUCCESS
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1862,6 +2126,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if opts.serve_stub {
+        return rt.block_on(serve_stub());
+    }
     let load_start = load_average();
     let started = Instant::now();
     let mut report = Report::default();
