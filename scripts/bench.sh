@@ -12,5 +12,5 @@
 # without it that ratio is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p molecule-mcp-cli --bin molecule-mcp -p molecule-mcp-tests --bin bench --bin floor >&2
+cargo build --release --locked -p molecule-mcp-cli --bin molecule-mcp -p molecule-mcp-tests --bin bench --bin floor --bin core_memory >&2
 BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}" exec target/release/bench --bin target/release/molecule-mcp "$@"

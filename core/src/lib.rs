@@ -53,6 +53,7 @@ pub mod inbox;
 pub mod input;
 pub mod platform_request;
 pub mod platform_url;
+mod queue;
 pub mod redact;
 pub mod retry;
 pub mod rng;

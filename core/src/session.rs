@@ -315,7 +315,7 @@ impl Session {
     /// Next queued action, if any. Drain until `None` after every `handle*` call.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        crate::queue::pop_or_release(&mut self.actions)
     }
 
     /// When to call [`Session::handle_timeout`] next. While actions are queued this is the

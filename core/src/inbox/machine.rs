@@ -592,7 +592,7 @@ impl Inbox {
     /// `note_outbound_upload` call.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<InboxAction> {
-        self.actions.pop_front()
+        crate::queue::pop_or_release(&mut self.actions)
     }
 
     /// When to call [`Inbox::handle_timeout`] next. While actions are queued this is the

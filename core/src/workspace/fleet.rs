@@ -274,7 +274,7 @@ impl Fleet {
     /// The next instruction. Drain until `None` after every `handle*` call.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        crate::queue::pop_or_release(&mut self.out)
     }
 
     /// When to call [`Fleet::handle_timeout`] next: the last `now` while outputs are queued,

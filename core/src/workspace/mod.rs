@@ -634,7 +634,7 @@ impl Workspace {
     /// The next instruction, if any. Drain until `None` after every `handle*` call.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        crate::queue::pop_or_release(&mut self.out)
     }
 
     /// When to call [`Workspace::handle_timeout`] next (the last `now` while outputs are
