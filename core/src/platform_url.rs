@@ -11,11 +11,15 @@
 //! Every request URL is `base + path`, and `Origin` is `scheme://authority` (never a path or
 //! a trailing slash: the platform's CORS layer answers 403 to anything else).
 
+use std::sync::Arc;
+
 /// A validated platform base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformUrl {
-    base: String,
-    origin: String,
+    // Shared: every machine of every workspace holds a copy (sessions, inboxes, their
+    // request builders), and a clone must not cost two allocations per copy.
+    base: Arc<str>,
+    origin: Arc<str>,
 }
 
 /// Why a `PLATFORM_URL` value was rejected.
@@ -78,8 +82,8 @@ impl PlatformUrl {
         check_authority(authority)?;
         let authority = authority.to_ascii_lowercase();
         Ok(PlatformUrl {
-            base: format!("{scheme}://{authority}{path}"),
-            origin: format!("{scheme}://{authority}"),
+            base: Arc::from(format!("{scheme}://{authority}{path}")),
+            origin: Arc::from(format!("{scheme}://{authority}")),
         })
     }
 
@@ -103,7 +107,7 @@ impl PlatformUrl {
         let authority = self
             .origin
             .split_once("://")
-            .map_or(self.origin.as_str(), |(_, a)| a);
+            .map_or(&*self.origin, |(_, a)| a);
         split_host_port(authority).0
     }
 

@@ -62,7 +62,8 @@ use molecule_mcp_io_tokio::{HttpClient, persist};
 use molecule_mcp_tests::measure::{percentile, proc_status};
 use molecule_mcp_tests::process::{McpProcess, molecule_mcp_bin};
 use molecule_mcp_tests::stub::{
-    InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros, unix_micros_now,
+    InboundMessage, JournalEntry, PlatformStub, WorkspaceSpec, format_rfc3339_micros,
+    unix_micros_now,
 };
 use molecule_mcp_tests::temp_dir::TempDir;
 use serde_json::{Value, json};
@@ -1914,7 +1915,10 @@ fn core_memory(n: usize, parts: &str) -> Result<Vec<(String, f64)>, String> {
         .output()
         .map_err(|e| format!("{}: {e} (build it: bash scripts/bench.sh)", bin.display()))?;
     if !out.status.success() {
-        return Err(format!("core_memory failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "core_memory failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -1933,7 +1937,11 @@ fn core_memory_report(report: &mut Report) -> Result<(), String> {
     for parts in ["both", "session", "inbox"] {
         progress(&format!("scale: core memory, {n} workspaces, {parts}"));
         let kv = core_memory(n, parts)?;
-        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map_or(f64::NAN, |(_, v)| *v);
+        let get = |k: &str| {
+            kv.iter()
+                .find(|(key, _)| key == k)
+                .map_or(f64::NAN, |(_, v)| *v)
+        };
         rows.push(vec![
             match parts {
                 "both" => "session + inbox (production)",
@@ -1944,7 +1952,10 @@ fn core_memory_report(report: &mut Report) -> Result<(), String> {
             format!("{:.0} B", get("built_bytes_per_workspace")),
             format!("{:.0} B", get("peak_bytes_per_workspace")),
             format!("**{:.0} B**", get("steady_bytes_per_workspace")),
-            format!("{:.1} MiB", get("steady_bytes_per_workspace") * n as f64 / 1_048_576.0),
+            format!(
+                "{:.1} MiB",
+                get("steady_bytes_per_workspace") * n as f64 / 1_048_576.0
+            ),
         ]);
     }
     report.line(&format!(
@@ -1954,7 +1965,13 @@ fn core_memory_report(report: &mut Report) -> Result<(), String> {
     ));
     report.blank();
     report.table(
-        &["workspace", "after construction", "peak", "steady (idle)", "× 10,000"],
+        &[
+            "workspace",
+            "after construction",
+            "peak",
+            "steady (idle)",
+            "× 10,000",
+        ],
         &rows,
     );
     Ok(())
@@ -2194,7 +2211,9 @@ fn simulated_latency(state: LatencyState, offset: Duration, seed: u64) -> Result
             match output {
                 Output::SendHttp(r) => {
                     let rows: Vec<Value> = match &posted {
-                        Some((_, row)) if r.url.contains("since_id") || r.url.contains("since_secs") => {
+                        Some((_, row))
+                            if r.url.contains("since_id") || r.url.contains("since_secs") =>
+                        {
                             vec![row.clone()]
                         }
                         _ => Vec::new(),
@@ -2206,8 +2225,14 @@ fn simulated_latency(state: LatencyState, offset: Duration, seed: u64) -> Result
                         body: serde_json::to_vec(&rows).unwrap_or_default(),
                     });
                 }
-                Output::Persist(w) => inputs.push(WsInput::PersistDone { id: w.id, result: Ok(()) }),
-                Output::Append(w) => inputs.push(WsInput::PersistDone { id: w.id, result: Ok(()) }),
+                Output::Persist(w) => inputs.push(WsInput::PersistDone {
+                    id: w.id,
+                    result: Ok(()),
+                }),
+                Output::Append(w) => inputs.push(WsInput::PersistDone {
+                    id: w.id,
+                    result: Ok(()),
+                }),
                 Output::Arrived(_) => {
                     if let Some((at, _)) = &posted {
                         return Ok(now.saturating_duration_since(*at));
@@ -2252,7 +2277,9 @@ fn offsets(samples: u64, span: Duration) -> impl Iterator<Item = (u64, Duration)
 /// Latency of the real binary while an agent waits in `wait_for_message`: the message is
 /// injected into the stub at a spread of moments after the call started.
 async fn binary_waiting_latency(opts: &Options, samples: u64) -> Result<Vec<f64>, String> {
-    let stub = PlatformStub::start().await.map_err(|e| format!("stub: {e}"))?;
+    let stub = PlatformStub::start()
+        .await
+        .map_err(|e| format!("stub: {e}"))?;
     let (ws, token) = stub.create_workspace(WorkspaceSpec::named("latency").poll());
     let dir = temp_dir("latency")?;
     let url = stub.url();
@@ -2279,10 +2306,17 @@ async fn binary_waiting_latency(opts: &Options, samples: u64) -> Result<Vec<f64>
         let reply = p
             .wait_for(|m| m.get("id") == Some(&json!(id)), STEP)
             .await
-            .ok_or_else(|| format!("wait_for_message {id} unanswered; stderr: {}", tail(&p.stderr())))?;
+            .ok_or_else(|| {
+                format!(
+                    "wait_for_message {id} unanswered; stderr: {}",
+                    tail(&p.stderr())
+                )
+            })?;
         out.push(ms(put.elapsed()));
         if reply["result"]["structuredContent"]["activity_id"].is_null() {
-            return Err(format!("wait_for_message {id} returned no message: {reply}"));
+            return Err(format!(
+                "wait_for_message {id} returned no message: {reply}"
+            ));
         }
     }
     p.close_stdin();
@@ -2295,11 +2329,25 @@ async fn latency(opts: &Options, report: &mut Report) -> Result<(), String> {
     let mut rows = Vec::new();
     let mut waiting_p99 = f64::NAN;
     for (state, span, what) in [
-        (LatencyState::Waiting, Duration::from_secs(3), "waiting (a `wait_for_message` in progress)"),
-        (LatencyState::Active, Duration::from_secs(170), "active (within 3 min of activity)"),
-        (LatencyState::Idle, Duration::from_secs(60), "idle (no activity for 5 min)"),
+        (
+            LatencyState::Waiting,
+            Duration::from_secs(3),
+            "waiting (a `wait_for_message` in progress)",
+        ),
+        (
+            LatencyState::Active,
+            Duration::from_secs(170),
+            "active (within 3 min of activity)",
+        ),
+        (
+            LatencyState::Idle,
+            Duration::from_secs(60),
+            "idle (no activity for 5 min)",
+        ),
     ] {
-        progress(&format!("latency: simulating {samples} deliveries, {state:?}"));
+        progress(&format!(
+            "latency: simulating {samples} deliveries, {state:?}"
+        ));
         let mut v = Vec::new();
         for (i, offset) in offsets(samples, span) {
             v.push(ms(simulated_latency(state, offset, 1 + i)?));
@@ -2318,7 +2366,9 @@ async fn latency(opts: &Options, report: &mut Report) -> Result<(), String> {
         ]);
     }
     let real_samples = if opts.quick { 5 } else { 30 };
-    progress(&format!("latency: {real_samples} deliveries to a waiting agent through the binary"));
+    progress(&format!(
+        "latency: {real_samples} deliveries to a waiting agent through the binary"
+    ));
     let real = sorted(binary_waiting_latency(opts, real_samples).await?);
     let real_p99 = percentile(&real, 0.99);
     rows.push(vec![
