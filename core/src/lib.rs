@@ -50,6 +50,7 @@ pub mod help;
 pub mod http;
 pub mod ids;
 pub mod inbox;
+mod inflight;
 pub mod input;
 pub mod platform_request;
 pub mod platform_url;

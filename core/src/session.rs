@@ -23,6 +23,7 @@ use crate::action::{
 use crate::escalation::{self, AuthFailureLog};
 use crate::heartbeat_schedule::HeartbeatSchedule;
 use crate::http::{Method, RequestId, RequestKind, TransportError, TransportErrorKind};
+use crate::inflight::InFlightTable;
 use crate::input::Input;
 use crate::platform_request::{Body, PlatformRequests};
 use crate::platform_url::PlatformUrl;
@@ -148,9 +149,7 @@ pub struct Session {
     rng: Rng,
     next_request: u64,
     next_persist: u64,
-    /// In id order (ids only grow, so pushing keeps it sorted). A session has at most a
-    /// few requests out, and a `Vec` keeps its buffer: no allocation per beat.
-    inflight: Vec<(RequestId, InFlight)>,
+    inflight: InFlightTable<InFlight>,
     timers: TimerTable,
     actions: VecDeque<Action>,
     registered: bool,
@@ -168,12 +167,26 @@ pub struct Session {
 impl Session {
     /// Creates the session and queues the register request.
     pub fn new(cfg: SessionConfig, now: Instant, seed: u64) -> Self {
+        let requests = PlatformRequests::new(cfg.platform.clone());
+        Self::with_requests(cfg, requests, now, seed)
+    }
+
+    /// [`Session::new`] with a request builder shared with other machines of the same
+    /// platform (`PlatformRequests::reuse`).
+    pub(crate) fn with_requests(
+        mut cfg: SessionConfig,
+        requests: PlatformRequests,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
         let token = cfg.token.clone();
         let secret = SecretTracker {
             on_disk: cfg.known_inbound_secret.clone(),
             pending: None,
         };
-        let beat_template = BeatTemplate::new(&cfg);
+        let beat_template = BeatTemplate::new(&cfg, requests);
+        // Rendered into the register body above; nothing else reads it.
+        cfg.agent_card = Value::Null;
         let mut s = Session {
             cfg,
             token,
@@ -183,7 +196,7 @@ impl Session {
             rng: Rng::new(seed),
             next_request: 0,
             next_persist: 0,
-            inflight: Vec::new(),
+            inflight: InFlightTable::default(),
             timers: TimerTable::default(),
             actions: VecDeque::new(),
             registered: false,
@@ -228,7 +241,7 @@ impl Session {
 
     /// Ids of requests currently awaiting an outcome, ascending.
     pub fn in_flight(&self) -> impl Iterator<Item = RequestId> + '_ {
-        self.inflight.iter().map(|(id, _)| *id)
+        self.inflight.iter().map(|(id, _)| id)
     }
 
     /// Feeds one input. Never fails: unknown ids are counted and ignored, terminal states
@@ -286,7 +299,7 @@ impl Session {
                 .inflight
                 .iter()
                 .filter(|(_, f)| f.deadline <= now)
-                .map(|(id, _)| *id)
+                .map(|(id, _)| id)
                 .collect();
             for id in expired {
                 let error = TransportError {
@@ -364,12 +377,11 @@ impl Session {
     }
 
     fn take_inflight(&mut self, id: RequestId) -> Option<RequestKind> {
-        let pos = self.inflight.iter().position(|(known, _)| *known == id)?;
-        Some(self.inflight.remove(pos).1.kind)
+        self.inflight.remove(id).map(|f| f.kind)
     }
 
     fn refresh_deadline_timer(&mut self) {
-        match self.inflight.iter().map(|(_, f)| f.deadline).min() {
+        match self.inflight.values().map(|f| f.deadline).min() {
             Some(at) if !self.is_terminal() => self.timers.set(Timer::RequestDeadline, at),
             Some(_) | None => self.timers.stop(Timer::RequestDeadline),
         }
@@ -394,14 +406,14 @@ impl Session {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let deadline = now + timeout.max(Duration::from_millis(1));
-        self.inflight.push((
+        self.inflight.insert(
             id,
             InFlight {
                 kind,
                 deadline,
                 report: false,
             },
-        ));
+        );
         let request = self.beat_template.requests.build(
             id,
             kind,
@@ -416,14 +428,7 @@ impl Session {
     }
 
     fn send_register(&mut self, now: Instant) {
-        let body = json!({
-            "id": self.cfg.workspace_id,
-            "url": "",
-            "agent_card": self.cfg.agent_card,
-            "delivery_mode": "poll",
-        });
-        // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let body = self.beat_template.register_body.to_vec();
         let url = self.beat_template.requests.url("/registry/register", &[]);
         self.send(
             now,
@@ -438,8 +443,8 @@ impl Session {
     fn beat(&mut self, now: Instant, not_before: Option<Instant>) {
         let outstanding = self
             .inflight
-            .iter()
-            .any(|(_, f)| f.kind == RequestKind::Heartbeat && !f.report);
+            .values()
+            .any(|f| f.kind == RequestKind::Heartbeat && !f.report);
         if !outstanding {
             let uptime = now.saturating_duration_since(self.started_at).as_secs();
             let body = self.beat_template.body(uptime);
@@ -485,7 +490,7 @@ impl Session {
             .min(self.cfg.heartbeat_interval.mul_f64(0.75));
         let url = self.beat_template.url.clone();
         self.send(now, RequestKind::Heartbeat, url, body, timeout);
-        if let Some((_, last)) = self.inflight.last_mut() {
+        if let Some(last) = self.inflight.last_mut() {
             last.report = true;
         }
         self.heartbeats_sent += 1;
@@ -820,7 +825,9 @@ impl<'a> BeatReply<'a> {
 
 /// Every heartbeat is the same request but for `uptime_seconds`: URL and body are rendered
 /// once, by serde_json itself (so key order and escaping are exactly what a `json!` body
-/// would give), split around the uptime.
+/// would give), split around the uptime. The register body never changes either: it is
+/// rendered once too, so a session keeps ~100 bytes instead of the agent card's `Value`
+/// tree (a map node of ~600 bytes, for every workspace of a fleet).
 #[derive(Debug, Clone)]
 struct BeatTemplate {
     url: String,
@@ -828,13 +835,14 @@ struct BeatTemplate {
     requests: PlatformRequests,
     body_head: Vec<u8>,
     body_tail: Vec<u8>,
+    register_body: Box<[u8]>,
 }
 
 impl BeatTemplate {
     /// A number no real uptime reaches, to find where the uptime goes.
     const MARKER: u64 = u64::MAX;
 
-    fn new(cfg: &SessionConfig) -> Self {
+    fn new(cfg: &SessionConfig, requests: PlatformRequests) -> Self {
         let sample = beat_body_value(&cfg.workspace_id, Self::MARKER);
         let rendered = serde_json::to_vec(&sample).unwrap_or_default();
         let marker = Self::MARKER.to_string();
@@ -842,8 +850,18 @@ impl BeatTemplate {
             .windows(marker.len())
             .position(|w| w == marker.as_bytes())
             .unwrap_or(rendered.len());
-        let requests = PlatformRequests::new(cfg.platform.clone());
+        let register = json!({
+            "id": cfg.workspace_id,
+            "url": "",
+            "agent_card": cfg.agent_card,
+            "delivery_mode": "poll",
+        });
+        // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
+        let register_body = serde_json::to_vec(&register)
+            .unwrap_or_default()
+            .into_boxed_slice();
         BeatTemplate {
+            register_body,
             url: requests.url("/registry/heartbeat", &[]),
             requests,
             body_head: rendered.get(..at).unwrap_or_default().to_vec(),
@@ -895,16 +913,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heartbeat_template_renders_exactly_the_json_body() {
+    fn templates_render_exactly_the_json_bodies() {
         let platform = PlatformUrl::parse("https://p.example").expect("url");
         for ws in [
             "aaaaaaaa-0000-4000-8000-000000000001",
             "quote\"and\\slash",
             "ünïcode",
         ] {
-            let cfg = SessionConfig::new(platform.clone(), ws, Secret::new("t"), "env", json!({}));
-            let t = BeatTemplate::new(&cfg);
+            let card = json!({"name": ws, "skills": [{"name": "s"}]});
+            let cfg =
+                SessionConfig::new(platform.clone(), ws, Secret::new("t"), "env", card.clone());
+            let t = BeatTemplate::new(&cfg, PlatformRequests::new(platform.clone()));
             assert_eq!(t.url, "https://p.example/registry/heartbeat");
+            let register =
+                json!({"id": ws, "url": "", "agent_card": card, "delivery_mode": "poll"});
+            assert_eq!(
+                *t.register_body,
+                *serde_json::to_vec(&register).expect("json"),
+                "{ws}"
+            );
             for uptime in [0, 7, 86_400, u64::MAX - 1] {
                 let expected = serde_json::to_vec(&beat_body_value(ws, uptime)).expect("json");
                 assert_eq!(t.body(uptime), expected, "{ws} {uptime}");

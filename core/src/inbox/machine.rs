@@ -2,7 +2,7 @@
 //! back-pressure and persistence. The polling half lives in `poll.rs` and the upload half
 //! in `upload.rs` (further `impl Inbox` blocks); the contract is in the module root.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::action::{InboxAction, InboxInput};
@@ -16,6 +16,7 @@ use super::state::{self, InboxState, JournalLine, JournalOp, MAX_OUTBOUND};
 use super::upload::{MAX_CONCURRENT_UPLOADS, UploadOutcome, download_failed};
 use crate::action::{LogLevel, LogLine, PersistError, PersistId};
 use crate::http::{HttpRequest, Method, RequestId, RequestKind, TransportError};
+use crate::inflight::InFlightTable;
 use crate::platform_request::{Body, PlatformRequests};
 use crate::redact::redact_known;
 use crate::retry::{Backoff, StatusPolicy};
@@ -150,7 +151,7 @@ pub struct Inbox {
     pub(super) names: Rng,
     pub(super) next_request: u64,
     pub(super) next_persist: u64,
-    pub(super) inflight: BTreeMap<RequestId, InFlight>,
+    pub(super) inflight: InFlightTable<InFlight>,
     pub(super) actions: VecDeque<InboxAction>,
     pub(super) poll_at: Instant,
     /// Who waits for messages and when the agent was last active: sets the poll cadence.
@@ -199,9 +200,23 @@ impl Inbox {
         now: Instant,
         seed: u64,
     ) -> Self {
+        let requests = PlatformRequests::new(cfg.platform.clone());
+        Self::with_requests(cfg, requests, restored, journal, legacy, now, seed)
+    }
+
+    /// [`Inbox::upgrading`] with a request builder shared with other machines of the same
+    /// platform (`PlatformRequests::reuse`).
+    pub(crate) fn with_requests(
+        cfg: InboxConfig,
+        requests: PlatformRequests,
+        restored: Option<&[u8]>,
+        journal: Option<&[u8]>,
+        legacy: Option<LegacyCursor<'_>>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
         let cfg = cfg.clamped();
         let token = cfg.token.clone();
-        let requests = PlatformRequests::new(cfg.platform.clone());
         let mut inbox = Inbox {
             cfg,
             token,
@@ -213,7 +228,7 @@ impl Inbox {
             names: Rng::new(seed ^ 0x5EED_F11E_0000_0001),
             next_request: 0,
             next_persist: 0,
-            inflight: BTreeMap::new(),
+            inflight: InFlightTable::default(),
             actions: VecDeque::new(),
             poll_at: now,
             attention: Attention::new(now),
@@ -480,7 +495,7 @@ impl Inbox {
         let mut changed = self.state.outbound_uploads.insert(file_id, MAX_OUTBOUND);
         while let Some(pos) = self.state.uploads.iter().position(|j| j.file_id == file_id) {
             if let Some(id) = self.state.uploads.get(pos).and_then(|j| j.in_flight) {
-                self.inflight.remove(&id);
+                self.inflight.remove(id);
             }
             self.log(
                 LogLevel::Debug,
@@ -501,7 +516,7 @@ impl Inbox {
     /// [`InboxAction::FetchUpload`] back asks before starting it).
     pub fn upload_wanted(&self, id: RequestId) -> bool {
         self.inflight
-            .get(&id)
+            .get(id)
             .is_some_and(|f| matches!(f.purpose, Purpose::UploadFetch { .. }))
     }
 
@@ -523,7 +538,7 @@ impl Inbox {
                 status,
                 retry_after,
                 body,
-            } => match self.inflight.remove(&id) {
+            } => match self.inflight.remove(id) {
                 Some(InFlight {
                     purpose: Purpose::Poll(query),
                     ..
@@ -548,11 +563,11 @@ impl Inbox {
                 }
                 None => self.ignored_inputs += 1,
             },
-            InboxInput::HttpFailed { id, error } => match self.inflight.remove(&id) {
+            InboxInput::HttpFailed { id, error } => match self.inflight.remove(id) {
                 Some(InFlight { purpose, .. }) => self.on_transport_error(now, id, purpose, &error),
                 None => self.ignored_inputs += 1,
             },
-            InboxInput::UploadDone { id, outcome } => match self.inflight.remove(&id) {
+            InboxInput::UploadDone { id, outcome } => match self.inflight.remove(id) {
                 Some(InFlight {
                     purpose: Purpose::UploadFetch { activity_id },
                     ..
@@ -681,10 +696,10 @@ impl Inbox {
             .inflight
             .iter()
             .filter(|(_, f)| f.deadline <= now)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for id in expired {
-            if let Some(f) = self.inflight.remove(&id) {
+            if let Some(f) = self.inflight.remove(id) {
                 let error = TransportError {
                     kind: crate::http::TransportErrorKind::Timeout,
                     message: "no answer before the deadline".to_owned(),

@@ -116,11 +116,12 @@ pub struct Fleet {
 impl Fleet {
     /// Starts every workspace (workspace `i` gets jitter seed `seed + i`).
     pub fn new(plan: FleetPlan, now: Instant, seed: u64) -> Self {
+        let mut requests = None;
         let workspaces: Vec<Workspace> = plan
             .workspaces
             .into_iter()
             .enumerate()
-            .map(|(i, w)| Workspace::new(w, now, seed.wrapping_add(i as u64)))
+            .map(|(i, w)| Workspace::sharing(w, &mut requests, now, seed.wrapping_add(i as u64)))
             .collect();
         let mut fleet = Fleet {
             wakes: WakeHeap::new(workspaces.len()),

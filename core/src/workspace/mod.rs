@@ -50,6 +50,7 @@ use crate::inbox::{
     InboxTimer, LegacyCursor, UploadFetch, UploadOutcome,
 };
 use crate::input::Input as SessionInput;
+use crate::platform_request::PlatformRequests;
 use crate::secret::Secret;
 use crate::session::{Session, SessionConfig, SessionStatus};
 use crate::state_layout::{StateFile, StateLayout};
@@ -446,6 +447,17 @@ pub struct Workspace {
 impl Workspace {
     /// Starts the workspace: queues the register request and the first poll.
     pub fn new(plan: WorkspacePlan, now: Instant, seed: u64) -> Self {
+        Self::sharing(plan, &mut None, now, seed)
+    }
+
+    /// [`Workspace::new`] whose machines take their request builder from `requests` when
+    /// it targets their platform (`PlatformRequests::reuse`): the fleet passes one for all.
+    pub(crate) fn sharing(
+        plan: WorkspacePlan,
+        requests: &mut Option<PlatformRequests>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
         let session = plan.session.clone().map(|mut cfg| {
             cfg.known_inbound_secret = plan.restored.trimmed(StateFile::InboundSecret);
             // A token the platform minted on an earlier run (saved by us): tried once if
@@ -455,7 +467,8 @@ impl Workspace {
                 .trimmed(StateFile::AuthToken)
                 .filter(|saved| *saved != cfg.token)
                 .map(|saved| (saved, plan.display_path(StateFile::AuthToken)));
-            Session::new(cfg, now, seed)
+            let shared = PlatformRequests::reuse(requests, &cfg.platform);
+            Session::with_requests(cfg, shared, now, seed)
         });
         let inbox = plan.inbox.clone().map(|cfg| {
             let state = plan.restored.files.get(&StateFile::InboxState);
@@ -469,8 +482,10 @@ impl Workspace {
                     path: &legacy_path,
                 });
             let journal = plan.restored.files.get(&StateFile::InboxJournal);
-            Inbox::upgrading(
+            let shared = PlatformRequests::reuse(requests, &cfg.platform);
+            Inbox::with_requests(
                 cfg,
+                shared,
                 state.map(Vec::as_slice),
                 journal.map(Vec::as_slice),
                 legacy,
