@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark command (BENCHMARKS.md is made from its output). Builds the release binary and
-# the `bench` program, then runs every section and prints a Markdown report on stdout
+# the bench programs (bench, floor, core_memory), then runs every section and prints a Markdown report on stdout
 # (progress on stderr). Not part of CI or the tests.
 #
-#   bash scripts/bench.sh              # full run (about 5 minutes on 2 cores, after the build)
+#   bash scripts/bench.sh              # full run (about 8 minutes on 2 cores, after the build)
 #   bash scripts/bench.sh --quick      # smoke run (under 1 minute after the build)
-#   bash scripts/bench.sh --only scale # one section (startup, core, tools, scale; comma list)
+#   bash scripts/bench.sh --only scale # one section (startup, core, tools, scale, latency; comma list)
 #   bash scripts/bench.sh > report.md  # keep the report
 #
 # The Python baseline of the start-up section needs .venv (bash scripts/setup-python-client.sh);
