@@ -329,6 +329,38 @@ pub fn spawn_bounded(
     )
 }
 
+/// Wake-ups are rounded up to a 10 ms grid, so one wake-up serves every deadline inside a
+/// tick. Re-arming tokio's timer earlier than every other timer writes the runtime's eventfd
+/// (a syscall and an extra turn of the event loop); with 10,000 workspaces the fleet's
+/// earliest deadline moves about once per request, and without the grid the loop re-armed
+/// once per request. A machine woken up to 10 ms late is within its contract
+/// (`Fleet::handle_timeout` fires whatever is due) and far inside every cadence: the
+/// shortest is the 0.8 s ± 20 % poll of a waiting agent.
+const WAKE_GRAIN: Duration = Duration::from_millis(10);
+
+/// The grid of [`WAKE_GRAIN`] ticks, counted from the driver's start.
+struct WakeGrid {
+    origin: Instant,
+}
+
+impl WakeGrid {
+    fn new(origin: Instant) -> Self {
+        WakeGrid { origin }
+    }
+
+    /// The first tick at or after `at` (`at` itself when it is before the origin).
+    fn round_up(&self, at: Instant) -> Instant {
+        let grain = WAKE_GRAIN.as_nanos();
+        let since = at.saturating_duration_since(self.origin).as_nanos();
+        let rest = since % grain;
+        if rest == 0 || at < self.origin {
+            return at;
+        }
+        let pad = u64::try_from(grain - rest).unwrap_or(0);
+        at + Duration::from_nanos(pad)
+    }
+}
+
 struct Driver {
     fleet: Fleet,
     requests: RequestQueue,
@@ -351,12 +383,14 @@ struct Driver {
 impl Driver {
     async fn run(mut self) {
         self.perform();
-        // One timer for the whole run, moved only when the earliest wake-up changes.
+        // One timer for the whole run, moved only when the (rounded) earliest wake-up
+        // changes.
         let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        let grid = WakeGrid::new(now());
         loop {
-            let next_wake = self.fleet.poll_timeout();
+            let next_wake = self.fleet.poll_timeout().map(|at| grid.round_up(at));
             if next_wake != armed {
                 if let Some(at) = next_wake {
                     sleep.as_mut().reset(tokio::time::Instant::from_std(at));
@@ -580,6 +614,31 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    #[test]
+    fn wake_ups_round_up_to_the_next_tick_and_never_early() {
+        let origin = now();
+        let grid = WakeGrid::new(origin);
+        let ms = Duration::from_millis;
+        assert_eq!(grid.round_up(origin), origin);
+        assert_eq!(grid.round_up(origin + ms(10)), origin + ms(10));
+        assert_eq!(grid.round_up(origin + ms(1)), origin + ms(10));
+        assert_eq!(grid.round_up(origin + ms(19)), origin + ms(20));
+        assert_eq!(
+            grid.round_up(origin + Duration::from_nanos(20_000_001)),
+            origin + ms(30)
+        );
+        // Deadlines inside one tick share one wake-up: the timer is re-armed once.
+        let ticks: std::collections::BTreeSet<Instant> = (1..=9)
+            .map(|i| grid.round_up(origin + ms(40) + ms(i)))
+            .collect();
+        assert_eq!(ticks.len(), 1);
+        for i in 0..1_000 {
+            let at = origin + Duration::from_micros(i * 37);
+            let woken = grid.round_up(at);
+            assert!(woken >= at && woken - at < WAKE_GRAIN, "{i}");
+        }
+    }
 
     /// Counts requests that are open (received, not yet answered) and the most at once.
     #[derive(Default)]
