@@ -84,7 +84,7 @@ impl PlatformRequests {
     /// platform (as every workspace of a fleet does), else a new one, kept in `shared` for
     /// the next caller. A clone shares the header lists, so 10,000 workspaces hold one set
     /// instead of two each (one for the session, one for the inbox).
-    pub fn reuse(shared: &mut Option<PlatformRequests>, platform: &PlatformUrl) -> Self {
+    pub(crate) fn reuse(shared: &mut Option<PlatformRequests>, platform: &PlatformUrl) -> Self {
         match shared {
             Some(requests) if requests.platform == *platform => requests.clone(),
             Some(_) | None => shared

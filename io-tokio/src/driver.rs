@@ -348,12 +348,13 @@ impl WakeGrid {
         WakeGrid { origin }
     }
 
-    /// The first tick at or after `at` (`at` itself when it is before the origin).
+    /// The first tick at or after `at` (`at` itself when it is before the origin: the
+    /// saturating distance is then zero, a tick).
     fn round_up(&self, at: Instant) -> Instant {
         let grain = WAKE_GRAIN.as_nanos();
         let since = at.saturating_duration_since(self.origin).as_nanos();
         let rest = since % grain;
-        if rest == 0 || at < self.origin {
+        if rest == 0 {
             return at;
         }
         let pad = u64::try_from(grain - rest).unwrap_or(0);
@@ -621,6 +622,9 @@ mod tests {
         let grid = WakeGrid::new(origin);
         let ms = Duration::from_millis;
         assert_eq!(grid.round_up(origin), origin);
+        if let Some(before) = origin.checked_sub(ms(3)) {
+            assert_eq!(grid.round_up(before), before, "before the origin: as it is");
+        }
         assert_eq!(grid.round_up(origin + ms(10)), origin + ms(10));
         assert_eq!(grid.round_up(origin + ms(1)), origin + ms(10));
         assert_eq!(grid.round_up(origin + ms(19)), origin + ms(20));
