@@ -126,7 +126,7 @@ struct InFlight {
     kind: RequestKind,
     deadline: Instant,
     /// A `current_task` report beat ([`Session::report_current_task`]): it never holds a
-    /// regular beat back.
+    /// regular beat back (a report is held behind any beat instead, see `held_report`).
     report: bool,
 }
 
@@ -162,6 +162,12 @@ pub struct Session {
     heartbeats_sent: u64,
     heartbeats_ok: u64,
     ignored_inputs: u64,
+    /// The latest `current_task` summary asked for while a heartbeat was still out. Beats
+    /// travel on separate connections, so two beats out at once can reach the platform in
+    /// either order and the canvas would keep the older task (or lose the newer one to a
+    /// regular beat that arrives after it); held here, it goes once no beat is out, and a
+    /// newer summary replaces an older one still held.
+    held_report: Option<Box<str>>,
 }
 
 impl Session {
@@ -209,6 +215,7 @@ impl Session {
             heartbeats_sent: 0,
             heartbeats_ok: 0,
             ignored_inputs: 0,
+            held_report: None,
         };
         s.send_register(now);
         // Arm the register's deadline now: without it `poll_timeout()` would be `None`
@@ -281,8 +288,10 @@ impl Session {
                 self.phase = Phase::Stopped;
                 self.timers.clear();
                 self.inflight.clear();
+                self.held_report = None;
             }
         }
+        self.send_held_report(now);
         self.refresh_deadline_timer();
     }
 
@@ -322,6 +331,7 @@ impl Session {
         if self.timers.take_expired(Timer::Heartbeat, now) {
             self.beat(now, None);
         }
+        self.send_held_report(now);
         self.refresh_deadline_timer();
     }
 
@@ -465,7 +475,9 @@ impl Session {
     /// `active_tasks: 1`), as the Python original did after recording a delegation: the
     /// canvas shows it until the next regular beat, which omits the field and so clears it.
     /// Unlike the original's extra beat, this one carries the real uptime. Its answer counts
-    /// like any beat's (a 401 escalates); the regular grid is not moved.
+    /// like any beat's (a 401 escalates); the regular grid is not moved. While any beat is
+    /// out the report is held and goes when none is (see `held_report`), so reports reach
+    /// the platform in the order they were made.
     pub fn report_current_task(&mut self, now: Instant, summary: &str) {
         let now = self.clamp(now);
         let summary: String = summary
@@ -476,10 +488,28 @@ impl Session {
         if self.is_terminal() || summary.is_empty() {
             return;
         }
+        self.held_report = Some(summary.into_boxed_str());
+        self.send_held_report(now);
+        self.refresh_deadline_timer();
+    }
+
+    /// Sends the held `current_task` report once no heartbeat is out.
+    fn send_held_report(&mut self, now: Instant) {
+        if self.is_terminal()
+            || self
+                .inflight
+                .values()
+                .any(|f| f.kind == RequestKind::Heartbeat)
+        {
+            return;
+        }
+        let Some(summary) = self.held_report.take() else {
+            return;
+        };
         let uptime = now.saturating_duration_since(self.started_at).as_secs();
         let mut body = beat_body_value(&self.cfg.workspace_id, uptime);
         if let Some(map) = body.as_object_mut() {
-            map.insert("current_task".to_owned(), Value::String(summary));
+            map.insert("current_task".to_owned(), Value::String(summary.into()));
             map.insert("active_tasks".to_owned(), json!(1));
         }
         // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
@@ -494,7 +524,6 @@ impl Session {
             last.report = true;
         }
         self.heartbeats_sent += 1;
-        self.refresh_deadline_timer();
     }
 
     fn schedule_next_beat(&mut self, now: Instant, not_before: Option<Instant>) {

@@ -986,6 +986,109 @@ fn a_current_task_report_is_one_extra_beat_that_never_holds_the_grid_back() {
     assert!(h.requests_to("/registry/heartbeat").is_empty());
 }
 
+/// The `current_task` of each heartbeat out now (`None` for a regular beat).
+fn beats_out(h: &H) -> Vec<(RequestId, Option<String>)> {
+    h.requests_to("/registry/heartbeat")
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            let task = body["current_task"].as_str().map(str::to_owned);
+            (r.id, task)
+        })
+        .collect()
+}
+
+fn task(workspace: &str, summary: &str) -> Input {
+    Input::CurrentTask {
+        workspace_id: workspace.to_owned(),
+        summary: summary.to_owned(),
+    }
+}
+
+fn answer_ok(h: &mut H, id: RequestId) {
+    h.http.remove(&id);
+    h.handle(Input::HttpResponse {
+        id,
+        status: 200,
+        retry_after: None,
+        body: b"{}".to_vec(),
+    });
+}
+
+#[test]
+fn current_task_reports_reach_the_platform_in_order_the_latest_held_behind_any_beat_out() {
+    let mut h = H::new(plan_for(&[A], true, false));
+    h.answer_all();
+    h.advance(Duration::from_secs(1));
+    h.answer_all();
+    // Two beats out at once travel on separate connections and may arrive in either order,
+    // so while one is out a newer report waits, and only the newest waiting one goes.
+    h.handle(task(A, "Delegating to echo-peer"));
+    let first = beats_out(&h);
+    assert_eq!(
+        first.iter().map(|b| b.1.as_deref()).collect::<Vec<_>>(),
+        [Some("Delegating to echo-peer")]
+    );
+    h.handle(task(A, "superseded"));
+    h.handle(task(A, "echo-peer responded (13 chars)"));
+    assert_eq!(beats_out(&h).len(), 1, "held while the first report is out");
+    answer_ok(&mut h, first[0].0);
+    assert_eq!(
+        beats_out(&h)
+            .iter()
+            .map(|b| b.1.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("echo-peer responded (13 chars)")],
+        "the newest held report, once the first is answered"
+    );
+    h.answer_all();
+    // Behind a regular beat too: arriving after the report, it would clear it at once.
+    h.advance(Duration::from_secs(21));
+    let regular = beats_out(&h);
+    assert_eq!(regular.len(), 1);
+    assert_eq!(regular[0].1, None);
+    h.handle(task(A, "after the regular beat"));
+    assert_eq!(beats_out(&h).len(), 1, "held behind the regular beat");
+    h.http.remove(&regular[0].0);
+    h.handle(Input::HttpFailed {
+        id: regular[0].0,
+        error: TransportError {
+            kind: TransportErrorKind::Connect,
+            message: "refused".to_owned(),
+        },
+    });
+    assert_eq!(
+        beats_out(&h)
+            .iter()
+            .map(|b| b.1.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("after the regular beat")],
+        "a failed beat releases it too"
+    );
+    // A beat that is never answered releases it at its deadline (10 s here, well inside
+    // the interval).
+    h.handle(task(A, "after a hung beat"));
+    assert_eq!(beats_out(&h).len(), 1);
+    h.advance(Duration::from_secs(11));
+    assert!(
+        beats_out(&h)
+            .iter()
+            .any(|b| b.1.as_deref() == Some("after a hung beat")),
+        "{:?}",
+        beats_out(&h)
+    );
+    // A report still held at shutdown is dropped: stopped machines send nothing more.
+    h.handle(task(A, "held at shutdown"));
+    h.handle(Input::Shutdown);
+    assert!(
+        !beats_out(&h)
+            .iter()
+            .any(|b| b.1.as_deref() == Some("held at shutdown")),
+        "{:?}",
+        beats_out(&h)
+    );
+}
+
 // ----- the poll cadence follows the agent (core/src/inbox/cadence.rs) --------------------
 
 /// Runs the platform for `by` in 10 ms steps: every request answered at once, every write
