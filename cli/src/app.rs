@@ -155,10 +155,11 @@ impl App {
             redact: molecule_mcp_io_tokio::secrets::redact,
             ..ServeConfig::default()
         };
+        let (input, output) = crate::stdio::streams();
         crate::mcp::serve_with(
             config,
-            tokio::io::stdin(),
-            tokio::io::stdout(),
+            input,
+            output,
             handler,
             self.identity.clone(),
             pushes,

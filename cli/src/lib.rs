@@ -7,7 +7,7 @@
 //! | `serve.rs` | `molecule-mcp` itself: start-up order, session driver, exit codes |
 //! | `app.rs` | the running app: tool context, inbox driver, MCP server, push path |
 //! | `instructions.rs` | the `initialize` instructions text |
-//! | `stdio_check.rs` | refuses to run with stdin/stdout redirected to files |
+//! | `stdio.rs` | the standard streams: refuses files, opens pipes non-blocking for MCP |
 //! | `env_snapshot.rs` | environment + token files → the core's config input |
 //! | `runtime.rs` | tokio runtime, signals, prompt exit |
 //! | `doctor.rs` | `molecule-mcp doctor` |
@@ -42,5 +42,5 @@ pub mod instructions;
 pub mod mcp;
 pub mod runtime;
 pub mod serve;
-pub mod stdio_check;
+pub mod stdio;
 pub mod tools;

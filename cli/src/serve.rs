@@ -18,7 +18,7 @@ use molecule_mcp_io_tokio::{HttpClient, driver, logging, state_dir};
 
 use crate::app::App;
 use crate::tools::ToolSettings;
-use crate::{env_snapshot, runtime, stdio_check};
+use crate::{env_snapshot, runtime, stdio};
 
 /// How long stopping the sessions and saving the inbox may take before we exit anyway.
 /// With the MCP server's own EOF grace (≤ 350 ms) the process is gone well within 1 s.
@@ -41,7 +41,7 @@ pub fn run(workspaces_file: Option<&std::path::Path>) -> ExitCode {
         let _context = rt.enter();
         runtime::termination_signal()
     };
-    if let Err(problem) = stdio_check::check() {
+    if let Err(problem) = stdio::check() {
         print_fatal(&problem.message());
         return ExitCode::from(2);
     }

@@ -1167,6 +1167,212 @@ async fn stdin_from_a_regular_file_exits_2_with_the_stdio_message() {
     assert!(f.stub.journal().is_empty());
 }
 
+// ----- the standard streams (cli/src/stdio.rs) ---------------------------------------------
+
+/// Whether descriptor `fd` of process `pid` is non-blocking: `flags:` in
+/// `/proc/PID/fdinfo/FD` is octal, O_NONBLOCK is 0o4000 on Linux.
+fn nonblocking(pid: u32, fd: u32) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("fdinfo");
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .expect("a flags line");
+    u32::from_str_radix(flags.trim(), 8).expect("octal flags") & 0o4000 != 0
+}
+
+/// How a [`converse`] run went.
+struct Conversation {
+    /// The JSON lines read back (others, such as merged log lines, are left out).
+    answers: Vec<Value>,
+    /// O_NONBLOCK of the child's fd 0 and fd 1 while it was serving.
+    stdin_nonblocking: bool,
+    stdout_nonblocking: bool,
+    /// Every line read back, JSON or not.
+    all: String,
+    code: Option<i32>,
+}
+
+/// Talks to a spawned `child` (whose parent-side copies of its descriptors are already
+/// closed; `out` reads what it writes): writes `initialize` and `tools/list` to `input`,
+/// reads until the `tools/list` answer, notes the descriptor flags, then closes `input` and
+/// waits for the exit.
+fn converse(
+    mut child: std::process::Child,
+    out: impl std::io::Read + Send + 'static,
+    mut input: impl std::io::Write,
+) -> Conversation {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let requests = concat!(
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        "\n"
+    );
+    input
+        .write_all(requests.as_bytes())
+        .expect("write requests");
+    input.flush().expect("flush");
+    let mut answers = Vec::new();
+    let mut all = String::new();
+    let deadline = Instant::now() + WAIT;
+    while !answers.iter().any(|a: &Value| a["id"] == 1) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!("no tools/list answer; read so far:\n{all}");
+        };
+        all.push_str(&line);
+        all.push('\n');
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            answers.push(v);
+        }
+    }
+    let stdin_nonblocking = nonblocking(child.id(), 0);
+    let stdout_nonblocking = nonblocking(child.id(), 1);
+    drop(input);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no exit after stdin EOF; read:\n{all}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        all.push_str(&line);
+        all.push('\n');
+    }
+    Conversation {
+        answers,
+        stdin_nonblocking,
+        stdout_nonblocking,
+        all,
+        code,
+    }
+}
+
+fn assert_served(c: &Conversation) {
+    assert_eq!(c.answers[0]["id"], 0, "{}", c.all);
+    assert!(
+        c.answers[0]["result"]["serverInfo"].is_object(),
+        "{}",
+        c.all
+    );
+    let tools = c.answers[1]["result"]["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), 12, "{}", c.all);
+    assert_eq!(c.code, Some(0), "{}", c.all);
+}
+
+#[tokio::test]
+async fn pipes_are_served_non_blocking_on_the_runtime_thread() {
+    let f = Fixture::start("stdiopipes").await;
+    let mut cmd = f.env().std_command(&[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let c = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn");
+        let input = child.stdin.take().expect("stdin");
+        let out = child.stdout.take().expect("stdout");
+        converse(child, out, input)
+    })
+    .await
+    .expect("join");
+    assert_served(&c);
+    assert!(c.stdin_nonblocking, "the stdin pipe is read non-blocking");
+    assert!(
+        c.stdout_nonblocking,
+        "the stdout pipe is written non-blocking"
+    );
+}
+
+/// `2>&1`: stdout and stderr are one pipe. Non-blocking stdout would make the log writer's
+/// blocking writes fail, so stdout keeps the blocking writer; replies and logs both arrive.
+#[tokio::test]
+async fn stdout_merged_with_stderr_keeps_blocking_writes() {
+    let f = Fixture::start("stdiomerged").await;
+    // Verbose: the INFO lines of the shutdown reach the merged pipe.
+    let mut cmd = f.env().set("MOLECULE_MCP_VERBOSE", "1").std_command(&[]);
+    let (out, merged) = std::io::pipe().expect("pipe");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(merged.try_clone().expect("clone")))
+        .stderr(Stdio::from(merged));
+    let c = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn");
+        drop(cmd);
+        let input = child.stdin.take().expect("stdin");
+        converse(child, out, input)
+    })
+    .await
+    .expect("join");
+    assert_served(&c);
+    assert!(c.stdin_nonblocking, "stdin is still its own pipe");
+    assert!(!c.stdout_nonblocking, "stdout shares its pipe with stderr");
+    assert!(
+        c.all
+            .lines()
+            .any(|l| !l.starts_with('{') && l.contains("shutting down")),
+        "the log reached the merged pipe too:\n{}",
+        c.all
+    );
+}
+
+/// A socket for stdin and stdout (allowed by the stdio check) goes through tokio's
+/// blocking-pool stdio and is served the same.
+#[tokio::test]
+async fn a_socket_for_stdio_is_served_too() {
+    let f = Fixture::start("stdiosocket").await;
+    let mut cmd = f.env().std_command(&[]);
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(
+        theirs.try_clone().expect("clone"),
+    )))
+    .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+    .stderr(Stdio::null());
+    let c = tokio::task::spawn_blocking(move || {
+        let child = cmd.spawn().expect("spawn");
+        drop(cmd);
+        let out = ours.try_clone().expect("clone");
+        // Closing our writing side is the EOF; shut it down explicitly, as `out` keeps the
+        // socket itself open.
+        struct HalfClose(std::os::unix::net::UnixStream);
+        impl std::io::Write for HalfClose {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.write(b)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                self.0.flush()
+            }
+        }
+        impl Drop for HalfClose {
+            fn drop(&mut self) {
+                let _ = self.0.shutdown(std::net::Shutdown::Write);
+            }
+        }
+        converse(child, out, HalfClose(ours))
+    })
+    .await
+    .expect("join");
+    assert_served(&c);
+    assert!(
+        !c.stdin_nonblocking && !c.stdout_nonblocking,
+        "a socket is left as it is"
+    );
+}
+
 #[tokio::test]
 async fn disable_heartbeat_skips_the_registry_but_serves_mcp() {
     let f = Fixture::start("noheartbeat").await;
