@@ -91,11 +91,14 @@ impl Redactor {
 
 /// Applies the five patterns of the module docs.
 pub fn redact_secrets(text: &str) -> String {
-    let t = redact_prefixed(text, &SK);
-    let t = redact_prefixed(&t, &GHP);
-    let t = redact_prefixed(&t, &GHS);
-    let t = redact_prefixed(&t, &GITHUB_PAT);
-    let t = redact_prefixed(&t, &AKIA);
+    // Every MCP reply passes here (13 KB for `tools/list`): a pattern whose prefix does not
+    // occur costs one search, not a copy.
+    let mut t = std::borrow::Cow::Borrowed(text);
+    for pattern in [&SK, &GHP, &GHS, &GITHUB_PAT, &AKIA] {
+        if t.contains(pattern.prefix) {
+            t = std::borrow::Cow::Owned(redact_prefixed(&t, pattern));
+        }
+    }
     redact_assignments(&t)
 }
 
@@ -229,46 +232,48 @@ fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
 }
 
-/// Byte offsets `(value_start, value_end)` when an assignment pattern starts at `i`.
-fn assignment_at(text: &str, i: usize) -> Option<(usize, usize)> {
-    let rest = text.get(i..)?;
-    KEYWORDS.iter().find_map(|kw| {
-        let head = rest.get(..kw.len())?;
-        if !head.eq_ignore_ascii_case(kw) {
-            return None;
-        }
-        let after_kw = rest.get(kw.len()..)?;
-        let eq = after_kw.trim_start();
-        let after_eq = eq.strip_prefix('=')?;
-        let value = after_eq.trim_start();
-        let run = value.bytes().take_while(|b| is_b64(*b)).count();
-        if run < MIN_ASSIGNED_VALUE {
-            return None;
-        }
-        let pad = value
-            .as_bytes()
-            .get(run..)
-            .map_or(0, |b| b.iter().take(2).take_while(|c| **c == b'=').count());
-        let value_start = text.len() - value.len();
-        Some((value_start, value_start + run + pad))
+/// The value of an assignment whose `=` is at byte `eq`: `(value_start, value_end)` when at
+/// least [`MIN_ASSIGNED_VALUE`] base64 bytes (then up to two `=` of padding) follow `\s*`.
+fn assigned_value(text: &str, eq: usize) -> Option<(usize, usize)> {
+    let value = text.get(eq + 1..)?.trim_start();
+    let run = value.bytes().take_while(|b| is_b64(*b)).count();
+    if run < MIN_ASSIGNED_VALUE {
+        return None;
+    }
+    let pad = value
+        .as_bytes()
+        .get(run..)
+        .map_or(0, |b| b.iter().take(2).take_while(|c| **c == b'=').count());
+    let value_start = text.len() - value.len();
+    Some((value_start, value_start + run + pad))
+}
+
+/// Whether `before` (the text up to an `=`) ends in a keyword and optional whitespace. The
+/// pattern has no `\b` before its keyword and replaces only the value, so which keyword
+/// matched does not matter, only that one ends there (`api_key` ends in `key`).
+fn keyword_before(before: &str) -> bool {
+    let before = before.trim_end().as_bytes();
+    KEYWORDS.iter().any(|kw| {
+        before.len() >= kw.len()
+            && before[before.len() - kw.len()..].eq_ignore_ascii_case(kw.as_bytes())
     })
 }
 
+/// Pattern 5 of the module docs. Linear, and a look at each `=` only: every match has one
+/// right after its keyword, so a text without `=` (most MCP replies) costs one search.
 fn redact_assignments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    // End of the last replaced value: scanning resumes there, so a keyword must start at or
+    // after it (the slice below) and an `=` of its padding is skipped.
     let mut last = 0;
-    let mut i = 0;
-    while i < text.len() {
-        if let Some((value_start, value_end)) = assignment_at(text, i) {
+    for (eq, _) in text.match_indices('=') {
+        if eq < last || !keyword_before(text.get(last..eq).unwrap_or("")) {
+            continue;
+        }
+        if let Some((value_start, value_end)) = assigned_value(text, eq) {
             out.push_str(text.get(last..value_start).unwrap_or(""));
             out.push_str(REDACTED);
             last = value_end;
-            i = value_end;
-        } else {
-            i += text
-                .get(i..)
-                .and_then(|s| s.chars().next())
-                .map_or(1, char::len_utf8);
         }
     }
     out.push_str(text.get(last..).unwrap_or(""));
@@ -364,6 +369,97 @@ mod tests {
         }
         out.push_str(text.get(last..).unwrap_or(""));
         out
+    }
+
+    /// The assignment scanner `redact_assignments` replaced: every keyword tried at every
+    /// character. Kept to prove the `=`-driven version gives the same output.
+    fn redact_assignments_at_every_char(text: &str) -> String {
+        fn assignment_at(text: &str, i: usize) -> Option<(usize, usize)> {
+            let rest = text.get(i..)?;
+            KEYWORDS.iter().find_map(|kw| {
+                let head = rest.get(..kw.len())?;
+                if !head.eq_ignore_ascii_case(kw) {
+                    return None;
+                }
+                let after_kw = rest.get(kw.len()..)?;
+                let eq = after_kw.trim_start();
+                let after_eq = eq.strip_prefix('=')?;
+                let value = after_eq.trim_start();
+                let run = value.bytes().take_while(|b| is_b64(*b)).count();
+                if run < MIN_ASSIGNED_VALUE {
+                    return None;
+                }
+                let pad = value
+                    .as_bytes()
+                    .get(run..)
+                    .map_or(0, |b| b.iter().take(2).take_while(|c| **c == b'=').count());
+                let value_start = text.len() - value.len();
+                Some((value_start, value_start + run + pad))
+            })
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        let mut i = 0;
+        while i < text.len() {
+            if let Some((value_start, value_end)) = assignment_at(text, i) {
+                out.push_str(text.get(last..value_start).unwrap_or(""));
+                out.push_str(REDACTED);
+                last = value_end;
+                i = value_end;
+            } else {
+                i += text
+                    .get(i..)
+                    .and_then(|s| s.chars().next())
+                    .map_or(1, char::len_utf8);
+            }
+        }
+        out.push_str(text.get(last..).unwrap_or(""));
+        out
+    }
+
+    #[test]
+    fn assignment_scanner_matches_the_per_character_one() {
+        let value = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0MTIzNDU2Nzg5";
+        let pieces = [
+            "key",
+            "KEY",
+            "Api_Key",
+            "token",
+            "secret",
+            "password",
+            "passwor",
+            "monkey",
+            "=",
+            "==",
+            " ",
+            "\t",
+            "\u{a0}",
+            "\u{3000}",
+            "é",
+            "中",
+            "+",
+            "/",
+            "a",
+            "Z",
+            "9",
+            value,
+            &value[..39],
+            &value[..40],
+            "\n",
+            "_",
+            ":",
+        ];
+        let mut rng = Rng::new(0xa55);
+        let mut redacted = 0;
+        for case in 0..30_000 {
+            let len = 1 + (case % 40);
+            let text = random_text(&mut rng, &pieces, len);
+            let out = redact_assignments(&text);
+            assert_eq!(out, redact_assignments_at_every_char(&text), "{text:?}");
+            redacted += usize::from(out != text);
+        }
+        // The texts must exercise matches, not only misses.
+        assert!(redacted > 1_000, "{redacted} of 30,000 texts had a match");
     }
 
     fn random_text(rng: &mut Rng, pieces: &[&str], len: usize) -> String {
