@@ -59,11 +59,23 @@ async fn a_flood_of_tool_calls_is_refused_not_queued() {
         .iter()
         .filter(|m| m["error"]["code"] == json!(-32000))
         .count();
-    assert_eq!(
-        refused,
-        CALLS - CAP,
-        "every call past the cap is refused at once"
-    );
+    // A running call ends when its platform request times out (the tools' 10 s,
+    // `cli/src/tools/client.rs` DEFAULT_TIMEOUT), which frees its slot for a later call of
+    // the flood: on a loaded host reading the flood can outlast that. Never more than CAP
+    // at once, so each 10 s started lets at most CAP more in.
+    let waves = 1 + usize::try_from(answered_in.as_secs() / 10).unwrap_or(usize::MAX);
+    if waves == 1 {
+        assert_eq!(
+            refused,
+            CALLS - CAP,
+            "every call past the cap is refused at once"
+        );
+    } else {
+        assert!(
+            refused >= CALLS.saturating_sub(CAP.saturating_mul(waves)),
+            "{refused} refused in {answered_in:?}: more than {CAP} ran at once"
+        );
+    }
     let peak = peak_kb(&rig.p);
     assert!(peak < PEAK_RSS_KB, "peak RSS {peak} kB");
     let beats_before = hits(&rig.stub, "POST", "/registry/heartbeat").len();
