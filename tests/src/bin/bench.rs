@@ -117,7 +117,7 @@ impl Report {
 // Options
 // ---------------------------------------------------------------------------------------
 
-const USAGE: &str = "usage: bench [--quick] [--only startup,core,tools,scale,latency] [--bin PATH] [--python PATH] [--repo DIR]
+const USAGE: &str = "usage: bench [--quick] [--only startup,core,tools,scale,latency] [--bin PATH] [--floor PATH] [--python PATH] [--repo DIR]
              [--sizes 1000] [--real-sizes 10000|none] [--window SECS]
        bench --serve-stub";
 
@@ -135,6 +135,8 @@ struct Options {
     window: Option<Duration>,
     /// `--serve-stub`: only serve the loopback stub (see [`serve_stub`]).
     serve_stub: bool,
+    /// `--floor PATH`: the floor server to compare with (default: `floor` next to this program).
+    floor: Option<PathBuf>,
     command: String,
 }
 
@@ -154,6 +156,7 @@ impl Options {
             real_sizes: None,
             window: None,
             serve_stub: false,
+            floor: None,
             command: std::env::var("BENCH_COMMAND")
                 .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
         };
@@ -166,6 +169,7 @@ impl Options {
                 "--full" => opts.quick = false,
                 "--serve-stub" => opts.serve_stub = true,
                 "--bin" => opts.bin = PathBuf::from(value("--bin")?),
+                "--floor" => opts.floor = Some(PathBuf::from(value("--floor")?)),
                 "--python" => python = Some(PathBuf::from(value("--python")?)),
                 "--repo" => opts.repo = PathBuf::from(value("--repo")?),
                 "--only" => {
@@ -579,7 +583,7 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     // after the client built its TLS config and sent a ClientHello.
     let https_url = url.replacen("http://", "https://", 1);
     let python_ok = opts.python.is_file();
-    let floor = floor_bin();
+    let floor = opts.floor.clone().unwrap_or_else(floor_bin);
     if !floor.is_file() {
         return Err(format!(
             "the floor server is not at {} (build it: bash scripts/bench.sh)",
