@@ -458,12 +458,7 @@ impl Session {
         if !outstanding {
             let uptime = now.saturating_duration_since(self.started_at).as_secs();
             let body = self.beat_template.body(uptime);
-            // Well inside the interval: a hung beat must be settled before the next tick
-            // (which jitter may bring a little early), or that tick would be skipped.
-            let timeout = self
-                .cfg
-                .request_timeout
-                .min(self.cfg.heartbeat_interval.mul_f64(0.75));
+            let timeout = self.beat_timeout();
             let url = self.beat_template.url.clone();
             self.send(now, RequestKind::Heartbeat, url, body, timeout);
             self.heartbeats_sent += 1;
@@ -495,7 +490,9 @@ impl Session {
 
     /// Sends the held `current_task` report once no heartbeat is out.
     fn send_held_report(&mut self, now: Instant) {
-        if self.is_terminal()
+        // Called after every input: the common case (nothing held) costs one check.
+        if self.held_report.is_none()
+            || self.is_terminal()
             || self
                 .inflight
                 .values()
@@ -514,16 +511,22 @@ impl Session {
         }
         // serde_json::to_vec on a Value cannot fail (no non-string keys, no custom Serialize).
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let timeout = self
-            .cfg
-            .request_timeout
-            .min(self.cfg.heartbeat_interval.mul_f64(0.75));
+        let timeout = self.beat_timeout();
         let url = self.beat_template.url.clone();
         self.send(now, RequestKind::Heartbeat, url, body, timeout);
         if let Some(last) = self.inflight.last_mut() {
             last.report = true;
         }
         self.heartbeats_sent += 1;
+    }
+
+    /// Deadline of any heartbeat, regular or report: well inside the interval, because a hung
+    /// beat must be settled before the next tick (which jitter may bring a little early), or
+    /// that tick would be skipped.
+    fn beat_timeout(&self) -> Duration {
+        self.cfg
+            .request_timeout
+            .min(self.cfg.heartbeat_interval.mul_f64(0.75))
     }
 
     fn schedule_next_beat(&mut self, now: Instant, not_before: Option<Instant>) {
