@@ -123,8 +123,7 @@ fn dup_fd(stream: &impl std::os::fd::AsFd) -> Option<std::fs::File> {
 fn same_pipe(a: &impl std::os::fd::AsFd, b: &impl std::os::fd::AsFd) -> bool {
     use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     let id = |s: &dyn std::os::fd::AsFd| {
-        let file = std::fs::File::from(s.as_fd().try_clone_to_owned().ok()?);
-        let meta = file.metadata().ok()?;
+        let meta = dup_fd(&s.as_fd())?.metadata().ok()?;
         meta.file_type().is_fifo().then(|| (meta.dev(), meta.ino()))
     };
     match (id(a), id(b)) {
