@@ -95,8 +95,8 @@ pub fn redact_secrets(text: &str) -> String {
     // occur costs one search, not a copy.
     let mut t = std::borrow::Cow::Borrowed(text);
     for pattern in [&SK, &GHP, &GHS, &GITHUB_PAT, &AKIA] {
-        if t.contains(pattern.prefix) {
-            t = std::borrow::Cow::Owned(redact_prefixed(&t, pattern));
+        if let Some(redacted) = redact_prefixed(&t, pattern) {
+            t = std::borrow::Cow::Owned(redacted);
         }
     }
     redact_assignments(&t)
@@ -170,9 +170,11 @@ fn word_boundaries(text: &str) -> Vec<bool> {
 /// Linear: the class run after each offset and the last word boundary at or before each
 /// offset are computed once, so each occurrence of the prefix costs O(1) instead of a scan
 /// of its run (a text made of one long run full of prefixes was quadratic).
-fn redact_prefixed(text: &str, pattern: &Prefixed) -> String {
+///
+/// `None` when the prefix does not occur (the text stays as it is, uncopied).
+fn redact_prefixed(text: &str, pattern: &Prefixed) -> Option<String> {
     if !text.contains(pattern.prefix) {
-        return text.to_owned();
+        return None;
     }
     let bytes = text.as_bytes();
     // run[p]: how many bytes of the class start at p.
@@ -220,7 +222,7 @@ fn redact_prefixed(text: &str, pattern: &Prefixed) -> String {
         }
     }
     out.push_str(text.get(copied..).unwrap_or(""));
-    out
+    Some(out)
 }
 
 const KEYWORDS: [&str; 5] = ["api_key", "key", "token", "secret", "password"];
@@ -499,7 +501,7 @@ mod tests {
             let text = random_text(&mut rng, &pieces, len);
             for pattern in [&SK, &GHP, &GHS, &GITHUB_PAT, &AKIA] {
                 assert_eq!(
-                    redact_prefixed(&text, pattern),
+                    redact_prefixed(&text, pattern).unwrap_or_else(|| text.clone()),
                     redact_prefixed_quadratic(&text, pattern),
                     "{} in {text:?}",
                     pattern.prefix
@@ -520,12 +522,15 @@ mod tests {
         ] {
             assert_eq!(
                 redact_prefixed(&text, &SK),
-                redact_prefixed_quadratic(&text, &SK)
+                Some(redact_prefixed_quadratic(&text, &SK))
             );
         }
         let text = format!("{} end", "sk-".repeat(2_000));
         // The last `-` is not followed by a boundary, so it stays.
-        assert_eq!(redact_prefixed(&text, &SK), "[REDACTED]- end");
+        assert_eq!(
+            redact_prefixed(&text, &SK).as_deref(),
+            Some("[REDACTED]- end")
+        );
         let big = "sk-a".repeat(100_000);
         assert_eq!(redact_secrets(&big), REDACTED);
     }
