@@ -511,6 +511,24 @@ mod tests {
     }
 
     #[test]
+    fn megabyte_assignment_texts_are_linear() {
+        // Every `=` preceded by a keyword, none with a long enough value: each is looked at
+        // once.
+        let text = "key=".repeat(250_000);
+        assert_eq!(redact_assignments(&text), text);
+        // Half a megabyte of whitespace on each side of one `=`, then a half-megabyte value.
+        let text = format!(
+            "Token{}={}{}",
+            " ".repeat(500_000),
+            "\t".repeat(500_000),
+            "A".repeat(500_000)
+        );
+        let out = redact_assignments(&text);
+        assert!(out.ends_with(REDACTED), "the value is replaced");
+        assert_eq!(out.len(), text.len() - 500_000 + REDACTED.len());
+    }
+
+    #[test]
     fn long_runs_of_prefixes_are_handled() {
         // Every occurrence of the prefix sits inside one class run that extends to the end:
         // the quadratic scanner re-read that run for each of them (400 KB of `ask-` took
