@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark command (BENCHMARKS.md is made from its output). Builds the release binary and
-# the bench programs (bench, floor, core_memory), then runs every section and prints a Markdown report on stdout
+# the bench programs (bench, floor, core_memory), and the static musl build of molecule-mcp and
+# the floor when that target is installed, then runs every section and prints a Markdown report on stdout
 # (progress on stderr). Not part of CI or the tests.
 #
 #   bash scripts/bench.sh              # full run (about 8 minutes on 2 cores, after the build)
@@ -13,4 +14,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p molecule-mcp-cli --bin molecule-mcp -p molecule-mcp-tests --bin bench --bin floor --bin core_memory >&2
-BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}" exec target/release/bench --bin target/release/molecule-mcp "$@"
+# The build users install (scripts/dist.sh: static musl) and a floor built the same way, so
+# the start-up goals are also judged on what ships, like for like (section 1b).
+shipped=()
+# shellcheck source=scripts/musl-env.sh
+. scripts/musl-env.sh
+if musl_installed; then
+  cargo build --release --locked -p molecule-mcp-cli --bin molecule-mcp -p molecule-mcp-tests --bin floor --target "$musl" >&2
+  out="${CARGO_TARGET_DIR:-target}/$musl/release"
+  shipped=(--shipped "$out/molecule-mcp" --shipped-floor "$out/floor")
+else
+  echo "bench: the $musl target is not installed (rustup target add $musl): the shipped build is not measured" >&2
+fi
+BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}" exec target/release/bench --bin target/release/molecule-mcp "${shipped[@]}" "$@"

@@ -9,18 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-musl=x86_64-unknown-linux-musl
+# shellcheck source=scripts/musl-env.sh
+. scripts/musl-env.sh
 version=$(cargo metadata --format-version 1 --no-deps --locked --offline \
   | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "molecule-mcp-cli"))')
 mkdir -p dist
 
-if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
-  # ring (rustls's crypto) compiles C. Without musl-gcc (the musl-tools package) the host gcc
-  # serves: ring's C needs no libc headers, and the musl target's self-contained linker
-  # does the static link.
-  if ! command -v x86_64-linux-musl-gcc >/dev/null && ! command -v musl-gcc >/dev/null; then
-    export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}"
-  fi
+if musl_installed; then
   cargo build --locked --release -p molecule-mcp-cli --bin molecule-mcp --target "$musl"
   built="${CARGO_TARGET_DIR:-target}/$musl/release/molecule-mcp"
   name="molecule-mcp-$version-$musl"

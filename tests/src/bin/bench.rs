@@ -118,6 +118,7 @@ impl Report {
 // ---------------------------------------------------------------------------------------
 
 const USAGE: &str = "usage: bench [--quick] [--only startup,core,tools,scale,latency] [--bin PATH] [--floor PATH] [--python PATH] [--repo DIR]
+             [--shipped PATH --shipped-floor PATH]
              [--sizes 1000] [--real-sizes 10000|none] [--window SECS]
        bench --serve-stub";
 
@@ -137,6 +138,10 @@ struct Options {
     serve_stub: bool,
     /// `--floor PATH`: the floor server to compare with (default: `floor` next to this program).
     floor: Option<PathBuf>,
+    /// `--shipped PATH --shipped-floor PATH`: the build users install (`scripts/dist.sh`:
+    /// static musl) and the floor built the same way; the start-up section is measured for
+    /// them too, so the goals are judged like for like.
+    shipped: Option<(PathBuf, PathBuf)>,
     command: String,
 }
 
@@ -157,10 +162,12 @@ impl Options {
             window: None,
             serve_stub: false,
             floor: None,
+            shipped: None,
             command: std::env::var("BENCH_COMMAND")
                 .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
         };
         let mut python = None;
+        let (mut shipped, mut shipped_floor) = (None, None);
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -170,6 +177,8 @@ impl Options {
                 "--serve-stub" => opts.serve_stub = true,
                 "--bin" => opts.bin = PathBuf::from(value("--bin")?),
                 "--floor" => opts.floor = Some(PathBuf::from(value("--floor")?)),
+                "--shipped" => shipped = Some(PathBuf::from(value("--shipped")?)),
+                "--shipped-floor" => shipped_floor = Some(PathBuf::from(value("--shipped-floor")?)),
                 "--python" => python = Some(PathBuf::from(value("--python")?)),
                 "--repo" => opts.repo = PathBuf::from(value("--repo")?),
                 "--only" => {
@@ -196,6 +205,11 @@ impl Options {
             }
         }
         opts.python = python.unwrap_or_else(|| opts.repo.join(".venv/bin/python"));
+        opts.shipped = match (shipped, shipped_floor) {
+            (Some(bin), Some(floor)) => Some((bin, floor)),
+            (None, None) => None,
+            _ => return Err("--shipped and --shipped-floor go together".to_owned()),
+        };
         Ok(opts)
     }
 
@@ -572,7 +586,22 @@ const VARIANTS: [Variant; 5] = [
     Variant::Python,
 ];
 
-async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
+/// One build measured by the start-up section: a molecule-mcp binary and the floor it is
+/// judged against (built the same way: dynamic glibc for the dev build, static musl for the
+/// shipped one, since static linking alone takes the dynamic loader's share off both).
+struct StartTarget<'a> {
+    title: &'a str,
+    bin: &'a Path,
+    floor: &'a Path,
+    /// Whether the Python baseline runs beside it (once per report is enough).
+    python: bool,
+}
+
+async fn startup(
+    opts: &Options,
+    target: &StartTarget<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
     let runs = if opts.quick { 5 } else { 20 };
     let stub = PlatformStub::start()
         .await
@@ -582,13 +611,15 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     // The same listener, spoken to in TLS: the handshake fails (it is not a TLS server),
     // after the client built its TLS config and sent a ClientHello.
     let https_url = url.replacen("http://", "https://", 1);
-    let python_ok = opts.python.is_file();
-    let floor = opts.floor.clone().unwrap_or_else(floor_bin);
-    if !floor.is_file() {
-        return Err(format!(
-            "the floor server is not at {} (build it: bash scripts/bench.sh)",
-            floor.display()
-        ));
+    let python_ok = target.python && opts.python.is_file();
+    let floor = target.floor;
+    for (what, path) in [("the floor server", floor), ("molecule-mcp", target.bin)] {
+        if !path.is_file() {
+            return Err(format!(
+                "{what} is not at {} (build it: bash scripts/bench.sh)",
+                path.display()
+            ));
+        }
     }
     let script = opts.repo.join("tests/python/baseline_server.py");
     let script_s = script.display().to_string();
@@ -640,17 +671,17 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
                 ("CONFIGS_DIR", state.as_str()),
             ];
             let sample = match variant {
-                Variant::Floor => one_start(&floor, &[], &[], 0, Settle::Now).await?,
+                Variant::Floor => one_start(floor, &[], &[], 0, Settle::Now).await?,
                 Variant::AllOn => {
-                    one_start(&opts.bin, &[], &env, 12, Settle::Traffic(&stub)).await?
+                    one_start(target.bin, &[], &env, 12, Settle::Traffic(&stub)).await?
                 }
                 Variant::Https => {
                     env[0] = ("PLATFORM_URL", https_url.as_str());
-                    one_start(&opts.bin, &[], &env, 12, Settle::RegisterFailed).await?
+                    one_start(target.bin, &[], &env, 12, Settle::RegisterFailed).await?
                 }
                 Variant::NoHeartbeat => {
                     env.push(("MOLECULE_MCP_DISABLE_HEARTBEAT", "1"));
-                    one_start(&opts.bin, &[], &env, 12, Settle::Now).await?
+                    one_start(target.bin, &[], &env, 12, Settle::Now).await?
                 }
                 Variant::Python => {
                     one_start(&opts.python, &[script_s.as_str()], &[], 12, Settle::Now).await?
@@ -666,15 +697,15 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
     }
     let registers =
         journal_count(&stub, |e| e.path == "/registry/register").await - registers_before;
-    let size = std::fs::metadata(&opts.bin).map(|m| m.len()).unwrap_or(0);
-    let floor_size = std::fs::metadata(&floor).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(target.bin).map(|m| m.len()).unwrap_or(0);
+    let floor_size = std::fs::metadata(floor).map(|m| m.len()).unwrap_or(0);
     let get = |v: Variant| series.iter().find(|(s, _)| *s == v).map(|(_, s)| s);
     let (Some(floor_s), Some(all_on)) = (get(Variant::Floor), get(Variant::AllOn)) else {
         return Err("the floor and everything-on series are always measured".to_owned());
     };
     let (floor_init, floor_hwm) = (floor_s.init_p50(), floor_s.settled_p50());
 
-    report.line("## 1. Cold start");
+    report.line(target.title);
     report.blank();
     report.line(&format!(
         "{runs} runs per server after one warm-up, interleaved (the order rotates every round). Time from just before \
@@ -726,9 +757,10 @@ async fn startup(opts: &Options, report: &mut Report) -> Result<(), String> {
         &rows,
     );
     report.line(&format!(
-        "Release binary `{}`: {:.2} MiB ({size} bytes, stripped, thin LTO); floor: {:.2} MiB.",
-        opts.bin.display(),
+        "Binary `{}`: {:.2} MiB ({size} bytes; profile in the header); floor `{}`: {:.2} MiB.",
+        target.bin.display(),
         size as f64 / 1024.0 / 1024.0,
+        floor.display(),
         floor_size as f64 / 1024.0 / 1024.0
     ));
     report.blank();
@@ -2409,6 +2441,27 @@ async fn latency(opts: &Options, report: &mut Report) -> Result<(), String> {
 // main
 // ---------------------------------------------------------------------------------------
 
+/// The `[profile.release]` settings of the workspace's `Cargo.toml`, as `key = value` pairs
+/// joined by commas, so the report says what the measured binaries were built with.
+fn release_profile(repo: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(repo.join("Cargo.toml")) else {
+        return "unknown (Cargo.toml not readable)".to_owned();
+    };
+    let settings: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim() != "[profile.release]")
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if settings.is_empty() {
+        "Cargo's defaults".to_owned()
+    } else {
+        settings.join(", ")
+    }
+}
+
 fn header(opts: &Options, report: &mut Report, load_start: &str) {
     report.line("# molecule-mcp benchmark report");
     report.blank();
@@ -2449,7 +2502,8 @@ fn header(opts: &Options, report: &mut Report, load_start: &str) {
         mem_total()
     ));
     report.line(&format!(
-        "- Toolchain: {rustc}; release profile (thin LTO, 4 codegen units, stripped)"
+        "- Toolchain: {rustc}; release profile: {}",
+        release_profile(&opts.repo)
     ));
     report.line(&format!(
         "- Load average at start (1/5/15 min): {load_start}"
@@ -2500,8 +2554,25 @@ fn main() -> ExitCode {
         }
     };
     if opts.wants("startup") {
-        let r = rt.block_on(startup(&opts, &mut report));
+        let floor = opts.floor.clone().unwrap_or_else(floor_bin);
+        let dev = StartTarget {
+            title: "## 1. Cold start",
+            bin: &opts.bin,
+            floor: &floor,
+            python: true,
+        };
+        let r = rt.block_on(startup(&opts, &dev, &mut report));
         note("startup", r, &mut report);
+        if let Some((bin, floor)) = &opts.shipped {
+            let shipped = StartTarget {
+                title: "### 1b. Cold start of the shipped build (`scripts/dist.sh`: static musl), against a floor built the same way",
+                bin,
+                floor,
+                python: false,
+            };
+            let r = rt.block_on(startup(&opts, &shipped, &mut report));
+            note("startup (shipped build)", r, &mut report);
+        }
     }
     if opts.wants("core") {
         let r = core_section(&opts, &mut report);
