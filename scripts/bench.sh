@@ -17,13 +17,19 @@ cargo build --release --locked -p molecule-mcp-cli --bin molecule-mcp -p molecul
 # The build users install (scripts/dist.sh: static musl) and a floor built the same way, so
 # the start-up goals are also judged on what ships, like for like (section 1b).
 shipped=()
+wants_startup=yes
+prev=
+for arg in "$@"; do
+  if [ "$prev" = --only ] && [[ ",$arg," != *,startup,* ]]; then wants_startup=no; fi
+  prev=$arg
+done
 # shellcheck source=scripts/musl-env.sh
 . scripts/musl-env.sh
-if musl_installed; then
+if [ "$wants_startup" = yes ] && musl_installed; then
   cargo build --release --locked -p molecule-mcp-cli --bin molecule-mcp -p molecule-mcp-tests --bin floor --target "$musl" >&2
   out="${CARGO_TARGET_DIR:-target}/$musl/release"
   shipped=(--shipped "$out/molecule-mcp" --shipped-floor "$out/floor")
-else
+elif [ "$wants_startup" = yes ]; then
   echo "bench: the $musl target is not installed (rustup target add $musl): the shipped build is not measured" >&2
 fi
-BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}" exec target/release/bench --bin target/release/molecule-mcp "${shipped[@]}" "$@"
+BENCH_COMMAND="bash scripts/bench.sh${*:+ $*}" exec target/release/bench --bin target/release/molecule-mcp ${shipped[@]+"${shipped[@]}"} "$@"

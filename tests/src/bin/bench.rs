@@ -14,7 +14,9 @@
 //!    std-only stdio server: the least a process can do to answer `initialize`), to which
 //!    the start-up goals are ratios, and `tests/python/baseline_server.py` (official Python
 //!    `mcp` SDK, 12 trivial tools) run by `.venv/bin/python`; every server measured the same
-//!    way, runs interleaved.
+//!    way, runs interleaved. With `--shipped PATH --shipped-floor PATH` (scripts/bench.sh
+//!    passes the static musl builds) the section runs a second time, 1b, for the build users
+//!    install against a floor built the same way.
 //! 2. **core** — events per second through one `molecule_mcp_core::Session` with simulated
 //!    time (every `handle`/`handle_timeout` call counts): a steady heartbeat loop, and a mix
 //!    with 401 escalation; plus the `Inbox` machine polling (idle and with messages that are
@@ -801,6 +803,8 @@ async fn startup(
         ],
     );
     match get(Variant::Python) {
+        // The Python baseline runs with the first build only.
+        None if !target.python => {}
         Some(py) => {
             let ratio = |f: fn(&StartSeries) -> f64| f(py) / f(all_on);
             report.line(&format!(
@@ -2441,24 +2445,37 @@ async fn latency(opts: &Options, report: &mut Report) -> Result<(), String> {
 // main
 // ---------------------------------------------------------------------------------------
 
-/// The `[profile.release]` settings of the workspace's `Cargo.toml`, as `key = value` pairs
-/// joined by commas, so the report says what the measured binaries were built with.
+/// The settings of every `[profile.release…]` section of the workspace's `Cargo.toml` (the
+/// profile and its per-package overrides), as `key = value` pairs joined by commas, so the
+/// report says what the measured binaries were built with. `CARGO_PROFILE_RELEASE_*`
+/// variables set for the build are not seen here.
 fn release_profile(repo: &Path) -> String {
     let Ok(text) = std::fs::read_to_string(repo.join("Cargo.toml")) else {
         return "unknown (Cargo.toml not readable)".to_owned();
     };
-    let settings: Vec<&str> = text
-        .lines()
-        .skip_while(|l| l.trim() != "[profile.release]")
-        .skip(1)
-        .map(str::trim)
-        .take_while(|l| !l.starts_with('['))
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    if settings.is_empty() {
+    let mut parts = Vec::new();
+    let mut section: Option<&str> = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line
+                .strip_prefix("[profile.release")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(|rest| rest.trim_start_matches('.'));
+            continue;
+        }
+        // A trailing comment is not part of the value.
+        let setting = line.split('#').next().unwrap_or("").trim();
+        match section {
+            Some(_) if setting.is_empty() => {}
+            Some("") => parts.push(setting.to_owned()),
+            Some(package) => parts.push(format!("{package}: {setting}")),
+            None => {}
+        }
+    }
+    if parts.is_empty() {
         "Cargo's defaults".to_owned()
     } else {
-        settings.join(", ")
+        parts.join(", ")
     }
 }
 
